@@ -1,0 +1,340 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmta/wasmta/host/testutil"
+)
+
+// End-to-end tests: the real wasmta binary, a real DNS server on loopback, real SMTP sinks on
+// loopback addresses, a real SMTP client.
+
+var relayBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wasmta-e2e")
+	if err != nil {
+		panic(err)
+	}
+	relayBin, err = testutil.BuildRelay(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one relay with its DNS server and sinks.
+type env struct {
+	t     *testing.T
+	dns   *testutil.DNSServer
+	port  int
+	sinks map[string]*testutil.Sink // by IP
+	relay *testutil.Relay
+}
+
+// newEnv starts sinks on the given IPs (one shared port), a DNS server with zone, and the relay
+// configured to use both; extra is appended to the config.
+func newEnv(t *testing.T, zone string, sinkIPs []string, extra string) *env {
+	t.Helper()
+	e := &env{t: t, sinks: map[string]*testutil.Sink{}}
+	var sinks []*testutil.Sink
+	e.port, sinks = testutil.StartSinks(t, sinkIPs...)
+	for i, ip := range sinkIPs {
+		e.sinks[ip] = sinks[i]
+	}
+	e.dns = testutil.StartDNS(t, zone)
+	dir := t.TempDir()
+	cfg, addr := testutil.RelayConfig(t, dir, fmt.Sprintf(`
+[dns]
+resolvers = [%q]
+[delivery]
+smtp_port = %d
+prohibited_hosts = ["0.0.0.0/8", "::/128"]
+connect_timeout = "2s"
+command_timeout = "5s"
+data_timeout = "5s"
+idle_timeout = "200ms"
+`, e.dns.Addr, e.port)+extra)
+	e.relay = testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	return e
+}
+
+func (e *env) send(from, to, subject string) string {
+	e.t.Helper()
+	c := testutil.Dial(e.t, e.relay.SMTP)
+	defer c.Close()
+	c.Hello("client.test")
+	code, msg := c.Send(from, []string{to}, testutil.Message(from, to, subject, "hello"))
+	if code != 250 {
+		e.t.Fatalf("DATA: %d %s", code, msg)
+	}
+	return msg
+}
+
+func recipientIs(typ, rcpt string) func(map[string]any) bool {
+	return func(r map[string]any) bool { return r["type"] == typ && r["recipient"] == rcpt }
+}
+
+const zone = `
+example.com.        MX 10 mx1.example.com.
+example.com.        MX 20 mx2.example.com.
+mx1.example.com.    A  127.0.0.2
+mx2.example.com.    A  127.0.0.3
+implicit.test.      A  127.0.0.4
+nullmx.test.        MX 0 .
+`
+
+func TestMXPreferenceFallback(t *testing.T) {
+	t.Parallel()
+	// Only 127.0.0.3 (mx2) listens: mx1 refuses connections, so delivery falls back to mx2.
+	e := newEnv(t, zone, []string{"127.0.0.3"}, "")
+	reply := e.send("a@sender.test", "bob@example.com", "fallback")
+	if !strings.HasPrefix(reply, "2.0.0 OK queued as ") {
+		t.Fatalf("250 reply should carry the spool id, got %q", reply)
+	}
+	id := strings.TrimPrefix(reply, "2.0.0 OK queued as ")
+	got := e.sinks["127.0.0.3"].WaitCount(t, 1, 10*time.Second)
+	if got[0].To[0] != "bob@example.com" || got[0].From != "a@sender.test" {
+		t.Fatalf("envelope: %+v", got[0])
+	}
+	if !strings.HasPrefix(string(got[0].Data), "Received: from client.test") || !strings.Contains(string(got[0].Data), id) {
+		t.Fatalf("missing trace header with id %s:\n%s", id, got[0].Data)
+	}
+	rec := e.relay.WaitLog(recipientIs("Delivery", "bob@example.com"), 5*time.Second)
+	if rec["id"] != id || rec["queue"] != "example.com" {
+		t.Fatalf("delivery record: %v", rec)
+	}
+	peer := rec["peer_address"].(map[string]any)
+	if peer["name"] != "mx2.example.com" || peer["addr"] != "127.0.0.3" {
+		t.Fatalf("delivered via %v, want mx2.example.com 127.0.0.3", peer)
+	}
+	e.relay.WaitLog(recipientIs("Reception", "bob@example.com"), time.Second)
+}
+
+func TestImplicitMX(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "")
+	e.send("a@sender.test", "carol@implicit.test", "implicit")
+	e.sinks["127.0.0.4"].WaitCount(t, 1, 10*time.Second)
+}
+
+func TestNullMXBounces(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.2"}, "")
+	e.send("a@sender.test", "dave@nullmx.test", "nullmx")
+	rec := e.relay.WaitLog(recipientIs("Bounce", "dave@nullmx.test"), 10*time.Second)
+	resp := rec["response"].(map[string]any)
+	if testutil.Code(rec) != 556 || !strings.Contains(fmt.Sprint(resp["content"]), "null MX") {
+		t.Fatalf("bounce record: %v", rec)
+	}
+	if ec := resp["enhanced_code"].(map[string]any); ec["subject"] != 1.0 || ec["detail"] != 10.0 {
+		t.Fatalf("enhanced code: %v", ec)
+	}
+}
+
+func TestLiteralRecipient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.5"}, "")
+	e.send("a@sender.test", "eve@[127.0.0.5]", "literal")
+	got := e.sinks["127.0.0.5"].WaitCount(t, 1, 10*time.Second)
+	if got[0].To[0] != "eve@[127.0.0.5]" {
+		t.Fatalf("recipient %v", got[0].To)
+	}
+	if q := e.relay.WaitLog(recipientIs("Delivery", "eve@[127.0.0.5]"), 5*time.Second)["queue"]; q != "[127.0.0.5]" {
+		t.Fatalf("queue %v", q)
+	}
+	for _, q := range e.dns.Queries() {
+		t.Fatalf("a literal must not touch DNS, saw %v", q)
+	}
+}
+
+func TestNonConformingLiteralRefusedInEnvelope(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.2"}, "")
+	c := testutil.Dial(t, e.relay.SMTP)
+	c.Hello("client.test")
+	c.Expect(250, "MAIL FROM:<a@sender.test>")
+	if code, msg := c.Cmd("RCPT TO:<x@[::1]>"); code != 553 {
+		t.Fatalf("RCPT x@[::1]: %d %s, want 553", code, msg)
+	}
+	c.Expect(250, "RCPT TO:<x@[IPv6:::1]>")
+	if code, msg := c.Cmd("MAIL FROM:<y@[::1]>"); code != 503 && code != 501 {
+		t.Fatalf("second MAIL: %d %s", code, msg)
+	}
+}
+
+func TestTransientThenSuccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "[queue]\nretry_interval = \"1s\"\n")
+	e.sinks["127.0.0.4"].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT", Code: 451, Times: 2})
+	start := time.Now()
+	e.send("a@sender.test", "frank@implicit.test", "retry")
+	e.sinks["127.0.0.4"].WaitCount(t, 1, 20*time.Second)
+	// Backoff: 1s after the first failure, 2s after the second.
+	if el := time.Since(start); el < 2500*time.Millisecond {
+		t.Fatalf("delivered after %s; backoff 1s+2s should take about 3s", el)
+	}
+	rec := e.relay.WaitLog(recipientIs("Delivery", "frank@implicit.test"), 5*time.Second)
+	if rec["num_attempts"] != 2.0 {
+		t.Fatalf("num_attempts %v, want 2", rec["num_attempts"])
+	}
+	n := 0
+	for _, r := range e.relay.LogRecords() {
+		if recipientIs("TransientFailure", "frank@implicit.test")(r) {
+			n++
+			if testutil.Code(r) != 451 {
+				t.Fatalf("transient record: %v", r)
+			}
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d TransientFailure records, want 2", n)
+	}
+}
+
+func TestPermanentFailureBounces(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "")
+	e.sinks["127.0.0.4"].SetBehavior(testutil.Behavior{Mode: testutil.PermFail, At: "RCPT", Code: 550, Text: "no such user"})
+	e.send("a@sender.test", "gone@implicit.test", "bounce")
+	rec := e.relay.WaitLog(recipientIs("Bounce", "gone@implicit.test"), 10*time.Second)
+	if testutil.Code(rec) != 550 || !strings.Contains(fmt.Sprint(rec["response"]), "no such user") {
+		t.Fatalf("bounce record: %v", rec)
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "[queue]\nretry_interval = \"1s\"\nmax_age = \"3s\"\n")
+	e.sinks["127.0.0.4"].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT"})
+	e.send("a@sender.test", "slow@implicit.test", "expire")
+	rec := e.relay.WaitLog(recipientIs("Expiration", "slow@implicit.test"), 15*time.Second)
+	if testutil.Code(rec) != 551 || !strings.Contains(fmt.Sprint(rec["response"]), "max_age") {
+		t.Fatalf("expiration record: %v", rec)
+	}
+	if e.sinks["127.0.0.4"].Count() != 0 {
+		t.Fatal("expired message was delivered")
+	}
+}
+
+func TestRelayDenied(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "")
+	// The relay allows 127.0.0.0/8 by default; this env narrows it to 127.0.0.1 so a client
+	// connecting from 127.0.0.9 is a stranger.
+	cfg, err := os.ReadFile(e.relay.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.relay.Kill()
+	narrowed := strings.Replace(string(cfg), "[smtp]\n", "[smtp]\nrelay_hosts = [\"127.0.0.1/32\"]\n", 1)
+	if err := os.WriteFile(e.relay.Config, []byte(narrowed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.relay.Start()
+	c := testutil.DialFrom(t, "127.0.0.9", e.relay.SMTP)
+	c.Hello("stranger.test")
+	c.Expect(250, "MAIL FROM:<a@sender.test>")
+	code, msg := c.Cmd("RCPT TO:<x@implicit.test>")
+	if code != 550 || !strings.HasPrefix(msg, "5.7.1") {
+		t.Fatalf("stranger RCPT: %d %s, want 550 5.7.1", code, msg)
+	}
+	e.relay.WaitLog(recipientIs("Rejection", "x@implicit.test"), 5*time.Second)
+	// The allowed client still relays.
+	c2 := testutil.DialFrom(t, "127.0.0.1", e.relay.SMTP)
+	c2.Hello("friend.test")
+	if code, msg := c2.Send("a@sender.test", []string{"y@implicit.test"}, "Subject: hi\r\n\r\nhi\r\n"); code != 250 {
+		t.Fatalf("friend: %d %s", code, msg)
+	}
+	e.sinks["127.0.0.4"].WaitCount(t, 1, 10*time.Second)
+}
+
+// TestKill9AfterBurst: every message that got 250 survives kill -9 and is delivered exactly once
+// after a restart. The sink is down during the burst so nothing leaves before the kill.
+func TestKill9AfterBurst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "[queue]\nretry_interval = \"1s\"\n")
+	sink := e.sinks["127.0.0.4"]
+	sink.Close() // connections refused: every attempt is a transient failure
+
+	const conns, perConn = 5, 40
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := testutil.Dial(t, e.relay.SMTP)
+			c.Hello("burst.test")
+			for j := 0; j < perConn; j++ {
+				rcpt := fmt.Sprintf("u%d-%d@implicit.test", i, j)
+				if code, msg := c.Send("a@sender.test", []string{rcpt}, testutil.Message("a@sender.test", rcpt, "burst", "x")); code != 250 {
+					t.Errorf("%s: %d %s", rcpt, code, msg)
+				}
+			}
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	e.relay.Kill() // SIGKILL right after the last 250
+
+	// Bring the sink back on the same address and port, then restart the relay.
+	sink = testutil.StartSink(t, fmt.Sprintf("127.0.0.4:%d", e.port))
+	e.relay.Start()
+	got := sink.WaitCount(t, conns*perConn, 30*time.Second)
+	time.Sleep(500 * time.Millisecond) // give a duplicate, if any, the chance to show up
+	got = sink.Messages()
+	seen := map[string]int{}
+	for _, m := range got {
+		seen[m.To[0]]++
+	}
+	for i := 0; i < conns; i++ {
+		for j := 0; j < perConn; j++ {
+			rcpt := fmt.Sprintf("u%d-%d@implicit.test", i, j)
+			if seen[rcpt] != 1 {
+				t.Errorf("%s delivered %d times", rcpt, seen[rcpt])
+			}
+		}
+	}
+	if len(got) != conns*perConn {
+		t.Fatalf("sink got %d messages, want %d", len(got), conns*perConn)
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "")
+	e.send("a@sender.test", "h@implicit.test", "before stop")
+	e.sinks["127.0.0.4"].WaitCount(t, 1, 10*time.Second)
+	if err := e.relay.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(e.relay.Stderr(), "wasmta stopped") {
+		t.Fatalf("no clean stop in diagnostics:\n%s", e.relay.Stderr())
+	}
+}
+
+func TestBadConfigNamesKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct{ cfg, want string }{
+		{"[smtp]\nlisten = [\"127.0.0.1:1\"]\nbogus = 1\n", "smtp.bogus"},
+		{"[queue]\nretry_interval = \"soon\"\n", "queue.retry_interval"},
+		{"[smtp]\nrelay_hosts = [\"10.0.0.1/8\"]\n", "smtp.relay_hosts"},
+		{"[http]\nlisten = \"0.0.0.0:8025\"\n", "http.token"},
+	} {
+		path := dir + "/bad.toml"
+		os.WriteFile(path, []byte(tc.cfg), 0o600)
+		out, err := runBin(dir, "serve", "--config", path)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("config %q: err=%v output=%q, want an error naming %s", tc.cfg, err, out, tc.want)
+		}
+	}
+}

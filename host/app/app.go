@@ -1,0 +1,183 @@
+// Package app is the composition root: it turns a config into running components and owns
+// their start and shutdown order (SMTP stops accepting first, the spool closes last).
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/wasmta/wasmta/host/config"
+	"github.com/wasmta/wasmta/host/delivery"
+	"github.com/wasmta/wasmta/host/logs"
+	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/queue"
+	"github.com/wasmta/wasmta/host/route"
+	"github.com/wasmta/wasmta/host/smtpserver"
+	"github.com/wasmta/wasmta/host/spool"
+)
+
+// App is a running relay.
+type App struct {
+	cfg   *config.Config
+	diag  *slog.Logger
+	spool *spool.Spool
+	logs  *logs.Logger
+	queue *queue.Manager
+	smtp  *smtpserver.Server
+}
+
+// New builds every component from cfg; nothing listens until Start.
+func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
+	if diag == nil {
+		diag = slog.Default()
+	}
+	if len(cfg.Plugins) > 0 {
+		return nil, fmt.Errorf("configuration key plugins: plugins are not supported by this build yet")
+	}
+	relay, err := config.ParsePrefixes(cfg.SMTP.RelayHosts)
+	if err != nil {
+		return nil, err
+	}
+	prohibited, err := config.ParsePrefixes(cfg.Delivery.ProhibitedHosts)
+	if err != nil {
+		return nil, err
+	}
+	resolvers := cfg.DNS.Resolvers
+	if len(resolvers) == 0 {
+		resolvers, err = route.ResolversFromFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("dns: no resolvers configured and /etc/resolv.conf unusable: %w", err)
+		}
+	}
+	var serverTLS *tls.Config
+	if cfg.SMTP.TLSCertificate != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.SMTP.TLSCertificate, cfg.SMTP.TLSPrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("configuration key smtp.tls_certificate: %w", err)
+		}
+		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	a := &App{cfg: cfg, diag: diag}
+	if a.logs, err = logs.Open(cfg.Logs.Dir); err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	if a.spool, err = spool.Open(cfg.Spool.Path, diag); err != nil {
+		a.logs.Close()
+		return nil, err
+	}
+	defaults := queue.Config{
+		RetryInterval:    cfg.Queue.RetryInterval.D(),
+		MaxRetryInterval: cfg.Queue.MaxRetryInterval.D(),
+		MaxAge:           cfg.Queue.MaxAge.D(),
+	}
+	ehlo := cfg.Delivery.EHLODomain
+	if ehlo == "" {
+		ehlo = cfg.Hostname
+	}
+	a.queue = queue.New(queue.Options{
+		Store: a.spool,
+		Resolver: &route.Resolver{
+			Servers:     resolvers,
+			Timeout:     cfg.DNS.Timeout.D(),
+			NegativeTTL: cfg.DNS.NegativeTTL.D(),
+			Prohibited:  prohibited,
+			DefaultPort: uint16(cfg.Delivery.SMTPPort),
+		},
+		Dialer: dialer{delivery.New(delivery.Options{
+			EHLOName:       ehlo,
+			TLS:            cfg.Delivery.EnableTLS,
+			ConnectTimeout: cfg.Delivery.ConnectTimeout.D(),
+			CommandTimeout: cfg.Delivery.CommandTimeout.D(),
+			DataTimeout:    cfg.Delivery.DataTimeout.D(),
+		})},
+		Configs:                    queue.Static(defaults),
+		Defaults:                   defaults,
+		Log:                        a.logs,
+		Diag:                       diag,
+		ConnectionLimit:            cfg.Delivery.ConnectionLimit,
+		MaxDeliveriesPerConnection: cfg.Delivery.MaxDeliveriesPerConnection,
+		IdleTimeout:                cfg.Delivery.IdleTimeout.D(),
+		RefreshInterval:            cfg.Queue.RefreshInterval.D(),
+	})
+	a.smtp = smtpserver.New(smtpserver.Options{
+		Hostname:       cfg.Hostname,
+		Listen:         cfg.SMTP.Listen,
+		RelayHosts:     relay,
+		MaxMessageSize: int64(cfg.SMTP.MaxMessageSize),
+		MaxRecipients:  cfg.SMTP.MaxRecipients,
+		MaxLineLength:  cfg.SMTP.MaxLineLength,
+		MaxConnections: cfg.SMTP.MaxConnections,
+		IdleTimeout:    cfg.SMTP.IdleTimeout.D(),
+		TLS:            serverTLS,
+		Receiver:       a.queue,
+		Log:            a.logs,
+		Diag:           diag,
+	})
+	return a, nil
+}
+
+// Start recovers the spool, starts delivery and opens the SMTP listeners.
+func (a *App) Start() error {
+	n, bad := 0, 0
+	err := a.spool.Scan(func(m *message.Message) error {
+		a.queue.Recover(m)
+		n++
+		return nil
+	}, func(key []byte, err error) {
+		bad++
+		a.diag.Error("unreadable spool record left in place", "key", string(key), "err", err)
+	})
+	if err != nil {
+		return fmt.Errorf("spool scan: %w", err)
+	}
+	a.queue.Start()
+	if err := a.smtp.Listen(); err != nil {
+		a.queue.Stop(context.Background())
+		return err
+	}
+	a.smtp.Serve()
+	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
+	return nil
+}
+
+// SMTPAddrs are the bound SMTP addresses.
+func (a *App) SMTPAddrs() []net.Addr { return a.smtp.Addrs() }
+
+// Submit queues messages as reception does, with meta already set (used by in-process tests
+// and, later, by HTTP injection and plugins).
+func (a *App) Submit(msgs []*message.Message, body []byte) error { return a.queue.Submit(msgs, body) }
+
+// Stats returns queue counters.
+func (a *App) Stats() queue.Stats { return a.queue.Stats() }
+
+// Shutdown stops gracefully: no new connections, in-flight SMTP transactions finish, deliveries
+// in progress finish, then the spool is flushed and closed.
+func (a *App) Shutdown(ctx context.Context) {
+	a.smtp.Shutdown(ctx)
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	a.queue.Stop(qctx)
+	cancel()
+	if err := a.spool.Close(); err != nil {
+		a.diag.Error("spool close", "err", err)
+	}
+	a.logs.Close()
+	a.diag.Info("wasmta stopped")
+}
+
+// dialer adapts the delivery client to the queue's Dialer interface.
+type dialer struct{ c *delivery.Client }
+
+func (d dialer) Connect(ctx context.Context, hosts []route.Host) (queue.Conn, error) {
+	c, err := d.c.Connect(ctx, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var _ queue.Conn = (*delivery.Conn)(nil)

@@ -1,0 +1,279 @@
+// Package config reads the server's TOML configuration (SPEC §11). Every key is optional; the
+// defaults make a loopback relay that cannot relay for anyone else. Unknown keys and bad values
+// are errors that name the key, so a typo never silently changes behaviour.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Default is the embedded configuration `wasmta serve` uses when no --config is given.
+//
+//go:embed default.toml
+var Default string
+
+// Config is the whole server configuration.
+type Config struct {
+	Hostname string         `toml:"hostname"`
+	Spool    SpoolConfig    `toml:"spool"`
+	SMTP     SMTPConfig     `toml:"smtp"`
+	HTTP     HTTPConfig     `toml:"http"`
+	DNS      DNSConfig      `toml:"dns"`
+	Delivery DeliveryConfig `toml:"delivery"`
+	Queue    QueueConfig    `toml:"queue"`
+	Logs     LogsConfig     `toml:"logs"`
+	Plugins  []PluginConfig `toml:"plugins"`
+}
+
+type SpoolConfig struct {
+	Path string `toml:"path"`
+}
+
+type SMTPConfig struct {
+	Listen         []string `toml:"listen"`
+	RelayHosts     []string `toml:"relay_hosts"`
+	MaxMessageSize Size     `toml:"max_message_size"`
+	MaxRecipients  int      `toml:"max_recipients"`
+	MaxLineLength  int      `toml:"max_line_length"`
+	MaxConnections int      `toml:"max_connections"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
+	TLSCertificate string   `toml:"tls_certificate"`
+	TLSPrivateKey  string   `toml:"tls_private_key"`
+	// ShutdownTimeout bounds how long a graceful stop waits for in-flight transactions.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+}
+
+type HTTPConfig struct {
+	Listen string `toml:"listen"`
+	Token  string `toml:"token"`
+}
+
+type DNSConfig struct {
+	Resolvers   []string `toml:"resolvers"` // empty: from /etc/resolv.conf
+	Timeout     Duration `toml:"timeout"`
+	NegativeTTL Duration `toml:"negative_ttl"`
+}
+
+type DeliveryConfig struct {
+	SMTPPort                   int      `toml:"smtp_port"`
+	ProhibitedHosts            []string `toml:"prohibited_hosts"`
+	ConnectionLimit            int      `toml:"connection_limit"`
+	MaxDeliveriesPerConnection int      `toml:"max_deliveries_per_connection"`
+	ConnectTimeout             Duration `toml:"connect_timeout"`
+	CommandTimeout             Duration `toml:"command_timeout"`
+	DataTimeout                Duration `toml:"data_timeout"`
+	IdleTimeout                Duration `toml:"idle_timeout"`
+	EnableTLS                  string   `toml:"enable_tls"` // Opportunistic | Required | Disabled
+	EHLODomain                 string   `toml:"ehlo_domain"`
+}
+
+type QueueConfig struct {
+	RetryInterval    Duration `toml:"retry_interval"`
+	MaxRetryInterval Duration `toml:"max_retry_interval"` // 0: no cap
+	MaxAge           Duration `toml:"max_age"`
+	RefreshInterval  Duration `toml:"refresh_interval"`
+}
+
+type LogsConfig struct {
+	Dir string `toml:"dir"`
+}
+
+type PluginConfig struct {
+	Path   string         `toml:"path"`
+	Config map[string]any `toml:"config"`
+}
+
+// Defaults returns the configuration every key falls back to.
+func Defaults() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return Config{
+		Hostname: host,
+		Spool:    SpoolConfig{Path: "data/spool"},
+		SMTP: SMTPConfig{
+			Listen:          []string{"127.0.0.1:2525"},
+			RelayHosts:      []string{"127.0.0.0/8", "::1/128"},
+			MaxMessageSize:  20 << 20,
+			MaxRecipients:   1024,
+			MaxLineLength:   2000, // well above RFC 5321's 1000 octets; clients in the wild exceed it
+			MaxConnections:  32768,
+			IdleTimeout:     Duration(60e9),
+			ShutdownTimeout: Duration(30e9),
+		},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:8025"},
+		DNS:  DNSConfig{Timeout: Duration(5e9), NegativeTTL: Duration(300e9)},
+		Delivery: DeliveryConfig{
+			SMTPPort:                   25,
+			ProhibitedHosts:            []string{"127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"},
+			ConnectionLimit:            32,
+			MaxDeliveriesPerConnection: 1024,
+			ConnectTimeout:             Duration(60e9),
+			CommandTimeout:             Duration(300e9),
+			DataTimeout:                Duration(300e9),
+			IdleTimeout:                Duration(5e9),
+			EnableTLS:                  "Opportunistic",
+		},
+		Queue: QueueConfig{
+			RetryInterval:   Duration(20 * 60e9),
+			MaxAge:          Duration(7 * 24 * 3600e9),
+			RefreshInterval: Duration(60e9),
+		},
+		Logs: LogsConfig{Dir: "data/logs"},
+	}
+}
+
+// Load reads a configuration file; path "" means the embedded default.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Parse(Default)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes TOML text over the defaults and validates the result.
+func Parse(text string) (*Config, error) {
+	c := Defaults()
+	md, err := toml.Decode(text, &c)
+	if err != nil {
+		return nil, err
+	}
+	var unknown []string
+	for _, k := range md.Undecoded() {
+		// Plugin config tables are free-form: they belong to the plugin.
+		if len(k) >= 2 && k[0] == "plugins" && k[1] == "config" {
+			continue
+		}
+		unknown = append(unknown, k.String())
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown configuration key %s", strings.Join(unknown, ", "))
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	if c.Hostname == "" {
+		return keyErr("hostname", "must not be empty")
+	}
+	if c.Spool.Path == "" {
+		return keyErr("spool.path", "must not be empty")
+	}
+	if c.Logs.Dir == "" {
+		return keyErr("logs.dir", "must not be empty")
+	}
+	if len(c.SMTP.Listen) == 0 {
+		return keyErr("smtp.listen", "needs at least one address")
+	}
+	for _, a := range c.SMTP.Listen {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			return keyErr("smtp.listen", "%q is not an ip:port address", a)
+		}
+	}
+	if _, err := ParsePrefixes(c.SMTP.RelayHosts); err != nil {
+		return keyErr("smtp.relay_hosts", "%v", err)
+	}
+	if _, err := ParsePrefixes(c.Delivery.ProhibitedHosts); err != nil {
+		return keyErr("delivery.prohibited_hosts", "%v", err)
+	}
+	for _, r := range c.DNS.Resolvers {
+		if _, err := netip.ParseAddrPort(r); err != nil {
+			return keyErr("dns.resolvers", "%q is not an ip:port address", r)
+		}
+	}
+	if (c.SMTP.TLSCertificate == "") != (c.SMTP.TLSPrivateKey == "") {
+		return keyErr("smtp.tls_certificate", "tls_certificate and tls_private_key go together")
+	}
+	if c.HTTP.Listen != "" && c.HTTP.Token == "" {
+		ap, err := netip.ParseAddrPort(c.HTTP.Listen)
+		if err != nil {
+			return keyErr("http.listen", "%q is not an ip:port address", c.HTTP.Listen)
+		}
+		if !ap.Addr().IsLoopback() {
+			return keyErr("http.token", "required when http.listen (%s) is not a loopback address", c.HTTP.Listen)
+		}
+	}
+	positive := []struct {
+		key string
+		v   int64
+	}{
+		{"smtp.max_message_size", int64(c.SMTP.MaxMessageSize)},
+		{"smtp.max_recipients", int64(c.SMTP.MaxRecipients)},
+		{"smtp.max_line_length", int64(c.SMTP.MaxLineLength)},
+		{"smtp.max_connections", int64(c.SMTP.MaxConnections)},
+		{"smtp.idle_timeout", int64(c.SMTP.IdleTimeout)},
+		{"dns.timeout", int64(c.DNS.Timeout)},
+		{"delivery.connection_limit", int64(c.Delivery.ConnectionLimit)},
+		{"delivery.max_deliveries_per_connection", int64(c.Delivery.MaxDeliveriesPerConnection)},
+		{"delivery.connect_timeout", int64(c.Delivery.ConnectTimeout)},
+		{"delivery.command_timeout", int64(c.Delivery.CommandTimeout)},
+		{"delivery.data_timeout", int64(c.Delivery.DataTimeout)},
+		{"delivery.idle_timeout", int64(c.Delivery.IdleTimeout)},
+		{"queue.retry_interval", int64(c.Queue.RetryInterval)},
+		{"queue.max_age", int64(c.Queue.MaxAge)},
+		{"queue.refresh_interval", int64(c.Queue.RefreshInterval)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return keyErr(p.key, "must be greater than zero")
+		}
+	}
+	if c.Queue.MaxRetryInterval < 0 {
+		return keyErr("queue.max_retry_interval", "must not be negative")
+	}
+	if c.Delivery.SMTPPort <= 0 || c.Delivery.SMTPPort > 65535 {
+		return keyErr("delivery.smtp_port", "%d is not a TCP port", c.Delivery.SMTPPort)
+	}
+	if !slices.Contains([]string{"Opportunistic", "Required", "Disabled"}, c.Delivery.EnableTLS) {
+		return keyErr("delivery.enable_tls", "%q is not one of Opportunistic, Required, Disabled", c.Delivery.EnableTLS)
+	}
+	for i, p := range c.Plugins {
+		if p.Path == "" {
+			return keyErr(fmt.Sprintf("plugins[%d].path", i), "must not be empty")
+		}
+	}
+	return nil
+}
+
+func keyErr(key, format string, args ...any) error {
+	return fmt.Errorf("configuration key %s: %s", key, fmt.Sprintf(format, args...))
+}
+
+// ParsePrefixes parses CIDRs; a bare address means that one host (/32 or /128).
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p != p.Masked() {
+				return nil, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
+			}
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR or an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}

@@ -1,0 +1,439 @@
+// Package delivery is the relay's SMTP client: it connects to a site's hosts in order, upgrades
+// with STARTTLS, and sends messages over one connection many times, pipelining MAIL, RCPT and
+// DATA when the server offers PIPELINING (RFC 2920), which saves two round trips per message.
+//
+// Every outcome is a *message.Error (or nil): 2xx delivered, 4xx / 3xx-where-2xx-expected /
+// transport trouble transient, other 5xx permanent (SPEC §6). Reply text from the remote server
+// is kept for logs; our own texts never carry internal detail.
+package delivery
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/route"
+)
+
+// TLS modes (SPEC §6).
+const (
+	TLSOpportunistic = "Opportunistic"
+	TLSRequired      = "Required"
+	TLSDisabled      = "Disabled"
+)
+
+// Options configure a Client.
+type Options struct {
+	EHLOName       string
+	TLS            string // TLSOpportunistic (default), TLSRequired or TLSDisabled
+	ConnectTimeout time.Duration
+	CommandTimeout time.Duration
+	DataTimeout    time.Duration
+	// Dialer is the I/O seam for outgoing connections; a net.Dialer when nil.
+	Dialer interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	}
+	// RootCAs verifies certificates in Required mode; the system pool when nil.
+	RootCAs func() *tls.Config
+}
+
+// Client opens connections to sites.
+type Client struct{ opt Options }
+
+// New returns a Client with defaults filled in.
+func New(opt Options) *Client {
+	if opt.EHLOName == "" {
+		opt.EHLOName = "localhost"
+	}
+	if opt.TLS == "" {
+		opt.TLS = TLSOpportunistic
+	}
+	if opt.ConnectTimeout <= 0 {
+		opt.ConnectTimeout = time.Minute
+	}
+	if opt.CommandTimeout <= 0 {
+		opt.CommandTimeout = 5 * time.Minute
+	}
+	if opt.DataTimeout <= 0 {
+		opt.DataTimeout = 5 * time.Minute
+	}
+	if opt.Dialer == nil {
+		opt.Dialer = &net.Dialer{Timeout: opt.ConnectTimeout}
+	}
+	return &Client{opt: opt}
+}
+
+var errNoHosts = message.Errorf(451, "4.4.4", "no hosts to deliver to")
+
+// Connect tries hosts in order and returns the first connection that greets and accepts EHLO.
+// When all fail the error is transient (451 4.4.1) and names the last failure.
+func (c *Client) Connect(ctx context.Context, hosts []route.Host) (*Conn, error) {
+	if len(hosts) == 0 {
+		return nil, errNoHosts
+	}
+	var last error
+	for _, h := range hosts {
+		conn, err := c.connect(ctx, h, c.opt.TLS != TLSDisabled)
+		var tlsErr *tlsFailure
+		if errors.As(err, &tlsErr) && c.opt.TLS == TLSOpportunistic {
+			// A broken TLS stack on the peer must not block mail in opportunistic mode:
+			// reconnect in plain text, as Postfix does.
+			conn, err = c.connect(ctx, h, false)
+		}
+		if err == nil {
+			return conn, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	e := message.AsError(last)
+	if e.Code/100 == 5 {
+		// A host that refuses us with 5xx at greeting/EHLO time refuses the message.
+		return nil, e
+	}
+	return nil, message.Errorf(451, "4.4.1", "no answer from any host of the site (last: %s)", hostText(last)).Wrap(last)
+}
+
+// hostText gives the remote part of an error that is safe to log and show: remote replies as
+// they were, transport failures by kind only.
+func hostText(err error) string {
+	var e *message.Error
+	if errors.As(err, &e) {
+		return e.Reply.String()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Op + " failed"
+	}
+	return "connection failed"
+}
+
+type tlsFailure struct{ err error }
+
+func (t *tlsFailure) Error() string { return "TLS handshake: " + t.err.Error() }
+func (t *tlsFailure) Unwrap() error { return t.err }
+
+// Conn is one SMTP connection to one host.
+type Conn struct {
+	opt    *Options
+	nc     net.Conn
+	r      *textproto.Reader
+	w      *bufio.Writer
+	host   route.Host
+	ext    map[string]string
+	tls    bool
+	broken bool
+	sent   int
+}
+
+func (c *Client) connect(ctx context.Context, h route.Host, tryTLS bool) (*Conn, error) {
+	addr := netip.AddrPortFrom(h.Addr, h.Port).String()
+	dctx, cancel := context.WithTimeout(ctx, c.opt.ConnectTimeout)
+	nc, err := c.opt.Dialer.DialContext(dctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		return nil, message.Errorf(451, "4.4.1", "connect to %s failed", addr).Wrap(err)
+	}
+	conn := &Conn{opt: &c.opt, nc: nc, host: h}
+	conn.setConn(nc)
+	if err := conn.handshake(ctx, tryTLS); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (c *Conn) setConn(nc net.Conn) {
+	c.nc = nc
+	c.r = textproto.NewReader(bufio.NewReaderSize(nc, 4096))
+	c.w = bufio.NewWriterSize(nc, 32<<10)
+}
+
+func (c *Conn) handshake(ctx context.Context, tryTLS bool) error {
+	if _, err := c.expect(c.opt.CommandTimeout, 2); err != nil { // banner
+		return err
+	}
+	if err := c.ehlo(); err != nil {
+		return err
+	}
+	_, offered := c.ext["STARTTLS"]
+	if tryTLS && offered {
+		if err := c.cmd("STARTTLS"); err != nil {
+			return err
+		}
+		if _, err := c.expect(c.opt.CommandTimeout, 2); err != nil {
+			return err
+		}
+		cfg := &tls.Config{ServerName: c.host.Name, MinVersion: tls.VersionTLS12}
+		if c.opt.TLS == TLSRequired {
+			if c.opt.RootCAs != nil {
+				cfg = c.opt.RootCAs()
+				cfg.ServerName = c.host.Name
+			}
+		} else {
+			// Opportunistic TLS (RFC 3207 §4.1 / RFC 7435): encrypt against passive listeners
+			// without requiring a certificate that MX hosts rarely have for their name.
+			cfg.InsecureSkipVerify = true
+		}
+		tc := tls.Client(c.nc, cfg)
+		hctx, cancel := context.WithTimeout(ctx, c.opt.CommandTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			return &tlsFailure{err}
+		}
+		c.setConn(tc)
+		c.tls = true
+		if err := c.ehlo(); err != nil {
+			return err
+		}
+	}
+	if c.opt.TLS == TLSRequired && !c.tls {
+		return message.Errorf(451, "4.7.10", "TLS required but %s does not offer STARTTLS", c.host.Name)
+	}
+	return nil
+}
+
+func (c *Conn) ehlo() error {
+	if err := c.cmd("EHLO " + c.opt.EHLOName); err != nil {
+		return err
+	}
+	lines, err := c.expect(c.opt.CommandTimeout, 2)
+	if err != nil {
+		var e *message.Error
+		if errors.As(err, &e) && e.Code/100 == 5 {
+			// RFC 5321 §3.2: fall back to HELO for servers without ESMTP.
+			if err := c.cmd("HELO " + c.opt.EHLOName); err != nil {
+				return err
+			}
+			_, err = c.expect(c.opt.CommandTimeout, 2)
+			c.ext = map[string]string{}
+		}
+		return err
+	}
+	c.ext = make(map[string]string)
+	for _, l := range strings.Split(lines, "\n")[1:] {
+		k, v, _ := strings.Cut(l, " ")
+		c.ext[strings.ToUpper(k)] = v
+	}
+	return nil
+}
+
+// Host is the host this connection talks to.
+func (c *Conn) Host() route.Host { return c.host }
+
+// TLS reports whether the connection is encrypted.
+func (c *Conn) TLS() bool { return c.tls }
+
+// Broken reports whether the connection can no longer be used.
+func (c *Conn) Broken() bool { return c.broken }
+
+// Sent is how many messages this connection delivered.
+func (c *Conn) Sent() int { return c.sent }
+
+// Send delivers one message to one recipient. On success it returns the server's reply. After a
+// refusal the transaction is reset so the connection can carry the next message.
+func (c *Conn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
+	if c.broken {
+		return message.Reply{}, message.Errorf(451, "4.4.2", "connection lost")
+	}
+	mail := "MAIL FROM:<" + sender + ">"
+	if _, ok := c.ext["SIZE"]; ok {
+		mail += " SIZE=" + strconv.Itoa(len(body))
+	}
+	if _, ok := c.ext["8BITMIME"]; ok && has8bit(body) {
+		mail += " BODY=8BITMIME"
+	}
+	if _, ok := c.ext["SMTPUTF8"]; ok && (has8bit([]byte(sender)) || has8bit([]byte(rcpt))) {
+		mail += " SMTPUTF8"
+	}
+	rcptCmd := "RCPT TO:<" + rcpt + ">"
+	var mailErr, rcptErr, dataErr error
+	if _, ok := c.ext["PIPELINING"]; ok {
+		c.w.WriteString(mail + "\r\n" + rcptCmd + "\r\nDATA\r\n")
+		if err := c.flush(); err != nil {
+			return message.Reply{}, err
+		}
+		_, mailErr = c.expect(c.opt.CommandTimeout, 2)
+		_, rcptErr = c.expect(c.opt.CommandTimeout, 2)
+		_, dataErr = c.expect(c.opt.CommandTimeout, 3)
+	} else {
+		if mailErr = c.roundTrip(mail, 2); mailErr == nil {
+			if rcptErr = c.roundTrip(rcptCmd, 2); rcptErr == nil {
+				dataErr = c.roundTrip("DATA", 3)
+			}
+		}
+	}
+	if c.broken {
+		return message.Reply{}, firstErr(mailErr, rcptErr, dataErr)
+	}
+	if mailErr != nil || rcptErr != nil {
+		if dataErr == nil {
+			// The server said 354 although the envelope failed: end the empty message.
+			c.w.WriteString(".\r\n")
+			if c.flush() == nil {
+				_, _ = c.expect(c.opt.DataTimeout, 2)
+			}
+		}
+		c.reset()
+		return message.Reply{}, firstErr(mailErr, rcptErr)
+	}
+	if dataErr != nil {
+		c.reset()
+		return message.Reply{}, dataErr
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.opt.DataTimeout))
+	dw := textproto.NewWriter(c.w).DotWriter()
+	_, err := dw.Write(body)
+	if err == nil {
+		err = dw.Close()
+	}
+	if err == nil {
+		err = c.flush()
+	}
+	if err != nil {
+		return message.Reply{}, c.lost(err)
+	}
+	text, err := c.expect(c.opt.DataTimeout, 2)
+	if err != nil {
+		c.reset()
+		return message.Reply{}, err
+	}
+	c.sent++
+	return parseReply(250, text), nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// Close ends the session politely (QUIT) when the connection is healthy.
+func (c *Conn) Close() {
+	if !c.broken {
+		c.nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if c.cmd("QUIT") == nil {
+			_, _, _ = c.r.ReadResponse(0)
+		}
+	}
+	c.broken = true
+	c.nc.Close()
+}
+
+func (c *Conn) reset() {
+	if c.broken {
+		return
+	}
+	if err := c.roundTrip("RSET", 2); err != nil {
+		c.broken = true
+	}
+}
+
+func (c *Conn) roundTrip(line string, class int) error {
+	if err := c.cmd(line); err != nil {
+		return err
+	}
+	_, err := c.expect(c.opt.CommandTimeout, class)
+	return err
+}
+
+func (c *Conn) cmd(line string) error {
+	c.w.WriteString(line)
+	c.w.WriteString("\r\n")
+	return c.flush()
+}
+
+func (c *Conn) flush() error {
+	c.nc.SetWriteDeadline(time.Now().Add(c.opt.CommandTimeout))
+	if err := c.w.Flush(); err != nil {
+		return c.lost(err)
+	}
+	return nil
+}
+
+func (c *Conn) lost(err error) error {
+	c.broken = true
+	return message.Errorf(451, "4.4.2", "connection to %s lost", c.host.Name).Wrap(err)
+}
+
+// expect reads one reply and checks its class. A reply of another class is an *message.Error
+// with the remote code and text; a 421 also marks the connection broken (RFC 5321 §3.8).
+func (c *Conn) expect(timeout time.Duration, class int) (string, error) {
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	code, text, err := c.r.ReadResponse(0)
+	if err != nil {
+		return "", c.lost(err)
+	}
+	if code/100 == class {
+		return text, nil
+	}
+	if code == 421 {
+		c.broken = true
+	}
+	r := parseReply(code, text)
+	if r.Class() != 5 && r.Class() != 4 {
+		// 3xx where 2xx was expected, or the reverse: a protocol surprise, transient.
+		return "", &message.Error{Reply: message.Reply{Code: 451, Enhanced: "4.5.0", Text: fmt.Sprintf("unexpected reply %s", r)}}
+	}
+	return "", &message.Error{Reply: r}
+}
+
+// parseReply splits an enhanced status code (RFC 3463) off the first line of reply text.
+func parseReply(code int, text string) message.Reply {
+	first, _, _ := strings.Cut(text, "\n")
+	r := message.Reply{Code: code, Text: strings.ReplaceAll(text, "\n", " ")}
+	if enh, rest, ok := strings.Cut(first, " "); ok && isEnhanced(enh) && enh[0]-'0' == byte(code/100) {
+		r.Enhanced = enh
+		r.Text = rest
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			r.Text += " " + strings.ReplaceAll(text[i+1:], "\n", " ")
+		}
+	}
+	return r
+}
+
+func isEnhanced(s string) bool {
+	p := strings.Split(s, ".")
+	if len(p) != 3 {
+		return false
+	}
+	for _, x := range p {
+		if x == "" || len(x) > 3 {
+			return false
+		}
+		for _, ch := range x {
+			if ch < '0' || ch > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func has8bit(b []byte) bool {
+	for _, x := range b {
+		if x >= 0x80 {
+			return true
+		}
+	}
+	return false
+}

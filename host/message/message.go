@@ -1,0 +1,41 @@
+// Package message holds the types every layer of the relay shares: the spooled message record,
+// its spool id, and the one error type for SMTP outcomes (Reply / Error).
+package message
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+)
+
+// ID is a spool id: 32 lower-case hex digits, like KumoMTA's, so log consumers feel at home.
+// The first 8 bytes are the creation time in nanoseconds (big endian), so ids sort by age and a
+// spool scan yields the oldest mail first; the last 8 bytes are random.
+type ID string
+
+// NewID returns a fresh, time-ordered spool id.
+func NewID(now time.Time) ID {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
+	_, _ = rand.Read(b[8:])
+	return ID(hex.EncodeToString(b[:]))
+}
+
+// Message is one spooled message: one envelope sender, one recipient (the relay spools one
+// message per recipient, SPEC §1), meta, and the scheduling state that survives a restart.
+// The body is kept separately in the spool and loaded only for delivery.
+type Message struct {
+	ID        ID                `json:"id"`
+	Sender    string            `json:"sender"`
+	Recipient string            `json:"recipient"`
+	Meta      map[string]string `json:"meta,omitempty"`
+	Queue     string            `json:"queue"` // scheduled queue name, fixed at reception
+	Created   time.Time         `json:"created"`
+	Due       time.Time         `json:"due"`      // next attempt
+	Attempts  int               `json:"attempts"` // attempts made so far
+	Size      int               `json:"size"`     // body size in bytes
+	Protocol  string            `json:"protocol"` // reception protocol: ESMTP or HTTP
+	PeerName  string            `json:"peer_name,omitempty"`
+	PeerAddr  string            `json:"peer_addr,omitempty"`
+}

@@ -1,0 +1,408 @@
+// Package queue moves spooled messages to delivery: scheduled queues (one per queue name, with
+// their config, retry and expiry rules) feed ready queues (one per site), whose connections
+// deliver. A message is owned by exactly one place at a time — the timer heap, a dispatching
+// goroutine, a ready queue or a connection — so its scheduling state needs no lock.
+//
+// Outcomes follow SPEC §1 and §5: 2xx Delivery (removed), 5xx Bounce (removed), 4xx or
+// transport trouble TransientFailure (rescheduled with exponential backoff and jitter), and
+// Expiration (551 5.4.7) when the next attempt would fall after max_age.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmta/wasmta/host/logs"
+	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/route"
+)
+
+// Config is a scheduled queue's configuration (SPEC §5).
+type Config struct {
+	RetryInterval    time.Duration
+	MaxRetryInterval time.Duration // 0: no cap
+	MaxAge           time.Duration
+	MXList           []route.MXEntry
+}
+
+// ConfigSource yields a scheduled queue's config; the plugin layer's get_queue_config
+// implements it. An error leaves the message queued and retried.
+type ConfigSource interface {
+	QueueConfig(ctx context.Context, name string, c route.Components) (Config, error)
+}
+
+// Static is a ConfigSource that gives every queue the same config.
+type Static Config
+
+func (s Static) QueueConfig(context.Context, string, route.Components) (Config, error) {
+	return Config(s), nil
+}
+
+// Resolver turns a destination (routing domain or domain) or an mx_list into a site.
+type Resolver interface {
+	Resolve(ctx context.Context, destination string, mxList []route.MXEntry) (route.Site, error)
+}
+
+// Conn is one outgoing SMTP connection.
+type Conn interface {
+	Send(sender, rcpt string, body []byte) (message.Reply, error)
+	Host() route.Host
+	Broken() bool
+	Sent() int
+	Close()
+}
+
+// Dialer opens a connection to the first reachable host.
+type Dialer interface {
+	Connect(ctx context.Context, hosts []route.Host) (Conn, error)
+}
+
+// Store is the durable spool.
+type Store interface {
+	Put(msgs []*message.Message, bodies [][]byte) error
+	Update(m *message.Message) error
+	Delete(id message.ID) error
+	Body(id message.ID) ([]byte, error)
+}
+
+// Options wire a Manager.
+type Options struct {
+	Store    Store
+	Resolver Resolver
+	Dialer   Dialer
+	Configs  ConfigSource
+	// Defaults is the server-wide queue config, used when Configs fails.
+	Defaults Config
+	Log      *logs.Logger
+	Diag     *slog.Logger
+
+	ConnectionLimit            int           // per site, default 32
+	MaxDeliveriesPerConnection int           // default 1024
+	IdleTimeout                time.Duration // idle connection kept this long, default 5s
+	RefreshInterval            time.Duration // queue config re-read after this, default 1m
+	ResolveTimeout             time.Duration // default 30s
+
+	Now func() time.Time
+}
+
+// Stats are counters since start.
+type Stats struct {
+	Queued, Received, Delivered, Transient, Bounced, Expired int64
+}
+
+// Manager owns every queued message.
+type Manager struct {
+	opt Options
+
+	sched   sync.Map // queue name -> *schedQueue
+	readyMu sync.Mutex
+	ready   map[string]*readyQueue
+
+	timers timerHeap
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+
+	queued, received, delivered, transient, bounced, expired atomic.Int64
+}
+
+// New returns a Manager; call Start to run it.
+func New(opt Options) *Manager {
+	if opt.ConnectionLimit <= 0 {
+		opt.ConnectionLimit = 32
+	}
+	if opt.MaxDeliveriesPerConnection <= 0 {
+		opt.MaxDeliveriesPerConnection = 1024
+	}
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = 5 * time.Second
+	}
+	if opt.RefreshInterval <= 0 {
+		opt.RefreshInterval = time.Minute
+	}
+	if opt.ResolveTimeout <= 0 {
+		opt.ResolveTimeout = 30 * time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Diag == nil {
+		opt.Diag = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel}
+	m.timers.init(m.dispatch, opt.Now)
+	return m
+}
+
+// Start runs the retry timer.
+func (m *Manager) Start() { go m.timers.run(m.ctx) }
+
+// Stop stops dispatching, lets each connection finish the message it is sending (until ctx
+// ends), and closes connections. Queued messages stay in the spool for the next start.
+func (m *Manager) Stop(ctx context.Context) {
+	m.cancel()
+	m.readyMu.Lock()
+	for _, rq := range m.ready {
+		rq.stop()
+	}
+	m.readyMu.Unlock()
+	done := make(chan struct{})
+	go func() { m.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Stats returns counters since start.
+func (m *Manager) Stats() Stats {
+	return Stats{
+		Queued: m.queued.Load(), Received: m.received.Load(), Delivered: m.delivered.Load(),
+		Transient: m.transient.Load(), Bounced: m.bounced.Load(), Expired: m.expired.Load(),
+	}
+}
+
+// Submit spools messages (synced before it returns), writes their Reception records and queues
+// them for an immediate first attempt. All of msgs share body.
+func (m *Manager) Submit(msgs []*message.Message, body []byte) error {
+	bodies := make([][]byte, len(msgs))
+	for i := range bodies {
+		bodies[i] = body
+	}
+	if err := m.opt.Store.Put(msgs, bodies); err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		rec := logs.For(logs.Reception, msg, message.Reply{Code: 250})
+		if msg.PeerAddr != "" || msg.PeerName != "" {
+			rec.PeerAddress = &logs.PeerAddress{Name: msg.PeerName, Addr: msg.PeerAddr}
+		}
+		m.opt.Log.Log(rec)
+		m.received.Add(1)
+		m.insert(msg)
+	}
+	return nil
+}
+
+// Recover queues a message found in the spool at start-up, keeping its due time and attempts.
+func (m *Manager) Recover(msg *message.Message) { m.insert(msg) }
+
+func (m *Manager) insert(msg *message.Message) {
+	m.queued.Add(1)
+	if !msg.Due.After(m.opt.Now()) {
+		go m.dispatch(msg)
+		return
+	}
+	m.timers.push(msg)
+}
+
+func (m *Manager) removed() { m.queued.Add(-1) }
+
+type schedQueue struct {
+	name    string
+	comps   route.Components
+	compErr error
+
+	mu      sync.Mutex
+	cfg     Config
+	cfgErr  error
+	fetched time.Time
+}
+
+func (m *Manager) schedQueue(name string) *schedQueue {
+	if q, ok := m.sched.Load(name); ok {
+		return q.(*schedQueue)
+	}
+	q := &schedQueue{name: name}
+	q.comps, q.compErr = route.ParseQueueName(name)
+	actual, _ := m.sched.LoadOrStore(name, q)
+	return actual.(*schedQueue)
+}
+
+// config returns the queue's config, asking the source once and again after RefreshInterval.
+func (m *Manager) config(q *schedQueue) (Config, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := m.opt.Now()
+	if !q.fetched.IsZero() && now.Sub(q.fetched) < m.opt.RefreshInterval {
+		return q.cfg, q.cfgErr
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.opt.ResolveTimeout)
+	defer cancel()
+	q.cfg, q.cfgErr = m.opt.Configs.QueueConfig(ctx, q.name, q.comps)
+	q.fetched = now
+	return q.cfg, q.cfgErr
+}
+
+// InvalidateConfigs drops every cached queue config (used when policy is reloaded) so the next
+// attempt of every queued message asks again.
+func (m *Manager) InvalidateConfigs() {
+	m.sched.Range(func(_, v any) bool {
+		q := v.(*schedQueue)
+		q.mu.Lock()
+		q.fetched = time.Time{}
+		q.mu.Unlock()
+		return true
+	})
+}
+
+var (
+	errBadQueue = message.Errorf(551, "5.1.3", "invalid queue name")
+	errConfig   = message.Errorf(451, "4.3.0", "queue configuration unavailable")
+)
+
+// dispatch runs when a message is due: config, expiry, resolution, then its site's ready queue.
+func (m *Manager) dispatch(msg *message.Message) {
+	if m.ctx.Err() != nil {
+		return // shutting down: the message stays in the spool
+	}
+	q := m.schedQueue(msg.Queue)
+	if q.compErr != nil {
+		m.bounce(msg, errBadQueue.Wrap(q.compErr), "", nil)
+		return
+	}
+	cfg, err := m.config(q)
+	if err != nil {
+		m.opt.Diag.Warn("queue config failed", "queue", q.name, "err", err)
+		m.retry(msg, m.opt.Defaults, errConfig.Wrap(err), "", nil)
+		return
+	}
+	if now := m.opt.Now(); now.Sub(msg.Created) >= cfg.MaxAge {
+		m.expire(msg, cfg, now.Sub(msg.Created))
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.opt.ResolveTimeout)
+	site, err := m.opt.Resolver.Resolve(ctx, q.comps.Destination(), cfg.MXList)
+	cancel()
+	if err != nil {
+		e := message.AsError(err)
+		if e.Temporary() {
+			m.retry(msg, cfg, e, "", nil)
+		} else {
+			m.bounce(msg, e, "", nil)
+		}
+		return
+	}
+	m.readyQueue(site).push(&item{msg: msg, cfg: cfg})
+}
+
+func (m *Manager) readyQueue(site route.Site) *readyQueue {
+	m.readyMu.Lock()
+	defer m.readyMu.Unlock()
+	rq := m.ready[site.Name]
+	if rq == nil {
+		rq = newReadyQueue(m, site.Name)
+		m.ready[site.Name] = rq
+	}
+	rq.setHosts(site.Hosts)
+	return rq
+}
+
+// outcome handles the result of one delivery attempt.
+func (m *Manager) outcome(it *item, site string, peer *route.Host, reply message.Reply, err error) {
+	if err == nil {
+		m.removed()
+		m.delivered.Add(1)
+		_ = m.opt.Store.Delete(it.msg.ID)
+		m.opt.Log.Log(m.record(logs.Delivery, it.msg, reply, site, peer))
+		return
+	}
+	e := message.AsError(err)
+	if e.Temporary() {
+		m.retry(it.msg, it.cfg, e, site, peer)
+	} else {
+		m.bounce(it.msg, e, site, peer)
+	}
+}
+
+func (m *Manager) record(typ string, msg *message.Message, r message.Reply, site string, peer *route.Host) logs.Record {
+	rec := logs.For(typ, msg, r)
+	rec.Site = site
+	if peer != nil {
+		rec.PeerAddress = &logs.PeerAddress{Name: peer.Name, Addr: peer.Addr.String()}
+		rec.DeliveryProtocol = "ESMTP"
+	}
+	return rec
+}
+
+func (m *Manager) bounce(msg *message.Message, e *message.Error, site string, peer *route.Host) {
+	m.removed()
+	m.bounced.Add(1)
+	if e.Cause != nil {
+		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
+	}
+	_ = m.opt.Store.Delete(msg.ID)
+	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, site, peer))
+}
+
+// Delay returns the wait before retry number attempts (1-based: the wait after the first failed
+// attempt is retry_interval), doubling each time and capped by max_retry_interval (SPEC §5).
+func Delay(cfg Config, attempts int) time.Duration {
+	d := cfg.RetryInterval
+	for i := 1; i < attempts; i++ {
+		if cfg.MaxRetryInterval > 0 && d >= cfg.MaxRetryInterval {
+			break
+		}
+		if d > time.Duration(1<<62)/2 {
+			break
+		}
+		d *= 2
+	}
+	if cfg.MaxRetryInterval > 0 && d > cfg.MaxRetryInterval {
+		d = cfg.MaxRetryInterval
+	}
+	return d
+}
+
+// jitter spreads retries by ±min(retry_interval/20, 60s)/2, as KumoMTA does, so a burst of
+// failures does not come back as a burst.
+func jitter(cfg Config) time.Duration {
+	j := min(cfg.RetryInterval/20, time.Minute)
+	if j <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(j))) - j/2
+}
+
+func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, site string, peer *route.Host) {
+	msg.Attempts++
+	delay := Delay(cfg, msg.Attempts) + jitter(cfg)
+	now := m.opt.Now()
+	next := now.Add(delay)
+	if next.Sub(msg.Created) > cfg.MaxAge {
+		// Log the failure that ended it, then the expiry.
+		m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, site, peer))
+		m.expire(msg, cfg, next.Sub(msg.Created))
+		return
+	}
+	m.transient.Add(1)
+	if e.Cause != nil {
+		m.opt.Diag.Debug("transient failure", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
+	}
+	msg.Due = next
+	m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, site, peer))
+	if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
+		m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
+	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	m.timers.push(msg)
+}
+
+func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration) {
+	m.removed()
+	m.expired.Add(1)
+	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
+		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
+	_ = m.opt.Store.Delete(msg.ID)
+	m.opt.Log.Log(m.record(logs.Expiration, msg, r, "", nil))
+}

@@ -1,0 +1,168 @@
+package queue
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/route"
+)
+
+// item is a message on its way through a ready queue, with the config of its scheduled queue.
+type item struct {
+	msg *message.Message
+	cfg Config
+}
+
+// readyQueue is the FIFO of one site. It opens connections on demand, up to the connection
+// limit: a new one whenever a message arrives and no connection is idle.
+type readyQueue struct {
+	m    *Manager
+	name string
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	items    []*item
+	hosts    []route.Host
+	active   int // connection goroutines
+	idle     int // of those, waiting for a message
+	stopping bool
+}
+
+func newReadyQueue(m *Manager, name string) *readyQueue {
+	rq := &readyQueue{m: m, name: name}
+	rq.cond = sync.NewCond(&rq.mu)
+	return rq
+}
+
+func (rq *readyQueue) setHosts(h []route.Host) {
+	rq.mu.Lock()
+	rq.hosts = h
+	rq.mu.Unlock()
+}
+
+func (rq *readyQueue) push(it *item) {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	if rq.stopping {
+		return // shutting down: the message stays in the spool for the next start
+	}
+	rq.items = append(rq.items, it)
+	if rq.idle > 0 {
+		rq.cond.Signal()
+		return
+	}
+	if rq.active < rq.m.opt.ConnectionLimit {
+		rq.active++
+		rq.m.workers.Add(1)
+		go rq.work()
+	}
+}
+
+func (rq *readyQueue) stop() {
+	rq.mu.Lock()
+	rq.stopping = true
+	rq.cond.Broadcast()
+	rq.mu.Unlock()
+}
+
+// take returns the next message, waiting up to idle for one. On nil the caller's connection
+// slot has been released (in the same critical section, so push never counts a leaving worker).
+func (rq *readyQueue) take(idle time.Duration) *item {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	if len(rq.items) == 0 && !rq.stopping {
+		deadline := time.Now().Add(idle)
+		t := time.AfterFunc(idle, func() {
+			rq.mu.Lock()
+			rq.cond.Broadcast()
+			rq.mu.Unlock()
+		})
+		defer t.Stop()
+		for len(rq.items) == 0 && !rq.stopping && time.Now().Before(deadline) {
+			rq.idle++
+			rq.cond.Wait()
+			rq.idle--
+		}
+	}
+	if len(rq.items) == 0 || rq.stopping {
+		rq.active--
+		return nil
+	}
+	it := rq.items[0]
+	rq.items[0] = nil
+	rq.items = rq.items[1:]
+	return it
+}
+
+// drain removes every waiting message (after a connection failure that concerns them all).
+func (rq *readyQueue) drain() []*item {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	out := rq.items
+	rq.items = nil
+	return out
+}
+
+func (rq *readyQueue) release() {
+	rq.mu.Lock()
+	rq.active--
+	rq.mu.Unlock()
+}
+
+// work is one connection's life: take messages, deliver them, reconnect when needed.
+func (rq *readyQueue) work() {
+	m := rq.m
+	defer m.workers.Done()
+	var conn Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for {
+		it := rq.take(m.opt.IdleTimeout)
+		if it == nil {
+			return
+		}
+		if conn == nil {
+			rq.mu.Lock()
+			hosts := rq.hosts
+			rq.mu.Unlock()
+			c, err := m.opt.Dialer.Connect(m.ctx, hosts)
+			if err != nil {
+				// Every host of the site failed: that is the fate of every message waiting
+				// for this site right now, not only this one.
+				rest := rq.drain()
+				rq.release()
+				m.outcome(it, rq.name, nil, message.Reply{}, err)
+				for _, o := range rest {
+					m.outcome(o, rq.name, nil, message.Reply{}, err)
+				}
+				return
+			}
+			conn = c
+		}
+		body, err := m.opt.Store.Body(it.msg.ID)
+		if err != nil {
+			m.opt.Diag.Error("spool read failed", "id", it.msg.ID, "err", err)
+			if errors.Is(err, errGone) {
+				m.removed()
+				continue
+			}
+			m.outcome(it, rq.name, nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
+			continue
+		}
+		host := conn.Host()
+		reply, err := conn.Send(it.msg.Sender, it.msg.Recipient, body)
+		m.outcome(it, rq.name, &host, reply, err)
+		if conn.Broken() || conn.Sent() >= m.opt.MaxDeliveriesPerConnection {
+			conn.Close()
+			conn = nil
+		}
+	}
+}
+
+// errGone marks a message removed from the spool behind the queue's back (admin action).
+var errGone = errors.New("message gone")

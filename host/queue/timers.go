@@ -1,0 +1,88 @@
+package queue
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/wasmta/wasmta/host/message"
+)
+
+// timerHeap holds messages waiting for their next attempt, earliest first, and hands each to
+// fire when it is due. One goroutine and one timer serve every waiting message.
+type timerHeap struct {
+	mu   sync.Mutex
+	h    msgHeap
+	wake chan struct{}
+	fire func(*message.Message)
+	now  func() time.Time
+}
+
+func (t *timerHeap) init(fire func(*message.Message), now func() time.Time) {
+	t.fire, t.now, t.wake = fire, now, make(chan struct{}, 1)
+}
+
+func (t *timerHeap) push(m *message.Message) {
+	t.mu.Lock()
+	heap.Push(&t.h, m)
+	first := t.h[0] == m
+	t.mu.Unlock()
+	if first {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Len is the number of waiting messages.
+func (t *timerHeap) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.h)
+}
+
+func (t *timerHeap) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var due []*message.Message
+		wait := time.Hour
+		t.mu.Lock()
+		now := t.now()
+		for len(t.h) > 0 {
+			if d := t.h[0].Due.Sub(now); d > 0 {
+				wait = d
+				break
+			}
+			due = append(due, heap.Pop(&t.h).(*message.Message))
+		}
+		t.mu.Unlock()
+		for _, m := range due {
+			go t.fire(m)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+type msgHeap []*message.Message
+
+func (h msgHeap) Len() int           { return len(h) }
+func (h msgHeap) Less(i, j int) bool { return h[i].Due.Before(h[j].Due) }
+func (h msgHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *msgHeap) Push(x any)        { *h = append(*h, x.(*message.Message)) }
+func (h *msgHeap) Pop() any {
+	old := *h
+	n := len(old)
+	x := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	return x
+}

@@ -1,0 +1,303 @@
+// Package spool keeps messages durable in Badger: the envelope, meta and scheduling state of
+// each message under "m/<id>", its body under "b/<id>".
+//
+// Writes go through one committer goroutine that gathers every request waiting at that moment
+// into one transaction and makes it durable with one db.Sync (group commit). Badger runs with
+// SyncWrites off because a per-transaction fsync caps the spool near 4k commits/s on our machines
+// (ARCHITECTURE.md); grouping keeps one fsync per batch instead of one per message while every
+// Put still returns only after its data is on disk. The committer syncs after every transaction,
+// so a memtable rotation never strands unsynced entries in an immutable memtable.
+package spool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/wasmta/wasmta/host/message"
+)
+
+var (
+	metaPrefix = []byte("m/")
+	bodyPrefix = []byte("b/")
+)
+
+// ErrClosed is returned for writes after Close.
+var ErrClosed = errors.New("spool closed")
+
+// ErrNotFound is returned by Body for an unknown id.
+var ErrNotFound = errors.New("message not in spool")
+
+// Spool is a Badger-backed message store.
+type Spool struct {
+	db     *badger.DB
+	log    *slog.Logger
+	reqs   chan *request
+	mu     sync.RWMutex // guards closed against sends on reqs
+	closed bool
+	done   chan struct{}
+	gcStop chan struct{}
+}
+
+type op struct {
+	key, val []byte // val nil: delete
+}
+
+type request struct {
+	ops  []op
+	done chan error // nil: nobody waits (state updates, deletes)
+}
+
+// Open opens (creating if needed) the spool at path.
+func Open(path string, log *slog.Logger) (*Spool, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	opts := badger.DefaultOptions(path).
+		WithSyncWrites(false). // we sync once per group commit, see the package comment
+		WithLogger(badgerLogger{log}).
+		WithNumVersionsToKeep(1).
+		WithValueThreshold(64 << 10). // big bodies go to the value log, keeping the LSM small
+		WithCompactL0OnClose(true)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open spool %s: %w", path, err)
+	}
+	s := &Spool{db: db, log: log, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{})}
+	go s.commitLoop()
+	go s.gcLoop()
+	return s, nil
+}
+
+// Put stores messages and their bodies atomically (all or none) and returns once they are
+// synced to disk. It is what stands behind every 250.
+func (s *Spool) Put(msgs []*message.Message, bodies [][]byte) error {
+	if len(msgs) != len(bodies) {
+		return fmt.Errorf("spool put: %d messages, %d bodies", len(msgs), len(bodies))
+	}
+	r := &request{ops: make([]op, 0, 2*len(msgs)), done: make(chan error, 1)}
+	for i, m := range msgs {
+		v, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		r.ops = append(r.ops, op{metaKey(m.ID), v}, op{bodyKey(m.ID), bodies[i]})
+	}
+	if err := s.send(r); err != nil {
+		return err
+	}
+	return <-r.done
+}
+
+// Update rewrites a message's envelope, meta and scheduling state. It does not wait for the
+// disk: losing an update to a crash only means an earlier retry with a lower attempt count.
+func (s *Spool) Update(m *message.Message) error {
+	v, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return s.send(&request{ops: []op{{metaKey(m.ID), v}}})
+}
+
+// Delete removes a message. It does not wait for the disk; the committer syncs it within one
+// group commit. A crash inside that window can deliver the message a second time, never lose it.
+func (s *Spool) Delete(id message.ID) error {
+	return s.send(&request{ops: []op{{key: metaKey(id)}, {key: bodyKey(id)}}})
+}
+
+// Flush waits until every write queued before it is synced.
+func (s *Spool) Flush() error {
+	r := &request{done: make(chan error, 1)}
+	if err := s.send(r); err != nil {
+		return err
+	}
+	return <-r.done
+}
+
+func (s *Spool) send(r *request) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.reqs <- r
+	return nil
+}
+
+// Body returns a message's body.
+func (s *Spool) Body(id message.ID) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(bodyKey(id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		out, err = it.ValueCopy(nil)
+		return err
+	})
+	return out, err
+}
+
+// Scan calls fn for every spooled message, oldest first (ids sort by creation time).
+// A record that cannot be decoded is reported to bad and skipped, never silently dropped.
+func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err error)) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = metaPrefix
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			var m message.Message
+			err := item.Value(func(v []byte) error { return json.Unmarshal(v, &m) })
+			if err == nil && m.ID == "" {
+				err = errors.New("record without id")
+			}
+			if err != nil {
+				if bad != nil {
+					bad(item.KeyCopy(nil), err)
+				}
+				continue
+			}
+			if err := fn(&m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Close flushes pending writes and closes the database.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.reqs)
+	s.mu.Unlock()
+	<-s.done
+	close(s.gcStop)
+	return s.db.Close()
+}
+
+func (s *Spool) commitLoop() {
+	defer close(s.done)
+	batch := make([]*request, 0, 256)
+	for r := range s.reqs {
+		batch = append(batch[:0], r)
+	gather:
+		for len(batch) < cap(batch) {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit writes a batch in as few transactions as Badger's size limit allows, syncing after
+// each, and answers the waiters. A failing request fails alone; the others still commit.
+func (s *Spool) commit(batch []*request) {
+	results := make([]error, len(batch))
+	start := 0
+	for start < len(batch) {
+		txn := s.db.NewTransaction(true)
+		end := start
+		for end < len(batch) {
+			err := apply(txn, batch[end])
+			if errors.Is(err, badger.ErrTxnTooBig) && end > start {
+				break // commit what fits, retry this one in a fresh transaction
+			}
+			if err != nil {
+				// Too big alone, or invalid: this request fails; restart without it so nothing
+				// of it is half-written.
+				results[end] = err
+				txn.Discard()
+				txn = s.db.NewTransaction(true)
+				for i := start; i < end; i++ {
+					if results[i] == nil {
+						_ = apply(txn, batch[i])
+					}
+				}
+			}
+			end++
+		}
+		err := txn.Commit()
+		if err == nil {
+			err = s.db.Sync()
+		}
+		if err != nil {
+			s.log.Error("spool commit failed", "err", err, "requests", end-start)
+			for i := start; i < end; i++ {
+				if results[i] == nil {
+					results[i] = err
+				}
+			}
+		}
+		start = end
+	}
+	for i, r := range batch {
+		if r.done != nil {
+			r.done <- results[i]
+		} else if results[i] != nil {
+			s.log.Error("spool background write failed", "err", results[i])
+		}
+	}
+}
+
+func apply(txn *badger.Txn, r *request) error {
+	for _, o := range r.ops {
+		var err error
+		if o.val == nil {
+			err = txn.Delete(o.key)
+		} else {
+			err = txn.Set(o.key, o.val)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gcLoop reclaims value-log space left by delivered messages.
+func (s *Spool) gcLoop() {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.gcStop:
+			return
+		case <-t.C:
+			for s.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+func metaKey(id message.ID) []byte { return append(append([]byte{}, metaPrefix...), id...) }
+func bodyKey(id message.ID) []byte { return append(append([]byte{}, bodyPrefix...), id...) }
+
+// badgerLogger routes Badger's chatter to slog, keeping only warnings and errors.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}

@@ -1,0 +1,221 @@
+package testutil
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BuildRelay compiles ./cmd/wasmta (from the module root) into dir and returns the binary path.
+// End-to-end tests run the real binary.
+func BuildRelay(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "wasmta")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/wasmta")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// Relay is a wasmta process started by a test.
+type Relay struct {
+	t      testing.TB
+	Bin    string
+	Dir    string // working directory: config, spool and logs live under it
+	Config string // path of the config file
+	SMTP   string // SMTP listen address
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	exited chan struct{}
+}
+
+// RelayConfig fills the parts of a test config every relay needs: an SMTP port on 127.0.0.1,
+// and spool and logs under dir. extra is appended verbatim (DNS, delivery, queue sections).
+func RelayConfig(t testing.TB, dir, extra string) (cfg, smtpAddr string) {
+	port := MustListenPort(t, "127.0.0.1")
+	smtpAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	cfg = fmt.Sprintf(`hostname = "relay.test"
+[spool]
+path = %q
+[logs]
+dir = %q
+[smtp]
+listen = [%q]
+`, filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), smtpAddr) + extra
+	return cfg, smtpAddr
+}
+
+// StartRelay writes config into dir and starts bin serve with it, waiting until SMTP answers.
+// The process is killed at cleanup if still running.
+func StartRelay(t testing.TB, bin, dir, config, smtpAddr string) *Relay {
+	t.Helper()
+	path := filepath.Join(dir, "wasmta.toml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &Relay{t: t, Bin: bin, Dir: dir, Config: path, SMTP: smtpAddr}
+	r.Start()
+	t.Cleanup(func() { r.Kill() })
+	return r
+}
+
+// Start (re)starts the process with the same config.
+func (r *Relay) Start() {
+	r.t.Helper()
+	r.stderr = &lockedBuffer{}
+	r.cmd = exec.Command(r.Bin, "serve", "--config", r.Config, "--log-level", "debug")
+	r.cmd.Dir = r.Dir
+	r.cmd.Stderr = r.stderr
+	r.cmd.Stdout = r.stderr
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.exited = make(chan struct{})
+	go func(c *exec.Cmd, ch chan struct{}) { _ = c.Wait(); close(ch) }(r.cmd, r.exited)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", r.SMTP, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-r.exited:
+			r.t.Fatalf("wasmta exited during start-up:\n%s", r.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("wasmta did not listen on %s:\n%s", r.SMTP, r.stderr.String())
+		}
+	}
+}
+
+// Kill sends SIGKILL (no chance to flush anything) and waits for the process to end.
+func (r *Relay) Kill() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.exited
+}
+
+// Stop sends SIGTERM and waits for a graceful exit.
+func (r *Relay) Stop() error {
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.exited:
+	case <-time.After(30 * time.Second):
+		r.Kill()
+		return fmt.Errorf("wasmta did not stop within 30s")
+	}
+	if !r.cmd.ProcessState.Success() {
+		return fmt.Errorf("wasmta exited with %v:\n%s", r.cmd.ProcessState, r.stderr.String())
+	}
+	return nil
+}
+
+// Stderr is the process's diagnostic output so far.
+func (r *Relay) Stderr() string { return r.stderr.String() }
+
+// LogRecords reads every JSON log record written under dir/logs so far.
+func (r *Relay) LogRecords() []map[string]any {
+	return ReadLogRecords(r.t, filepath.Join(r.Dir, "logs"))
+}
+
+// WaitLog waits until a record satisfies match and returns it.
+func (r *Relay) WaitLog(match func(map[string]any) bool, timeout time.Duration) map[string]any {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, rec := range r.LogRecords() {
+			if match(rec) {
+				return rec
+			}
+		}
+		if time.Now().After(deadline) {
+			var types []string
+			for _, rec := range r.LogRecords() {
+				types = append(types, fmt.Sprintf("%v %v %v", rec["type"], rec["recipient"], rec["response"]))
+			}
+			r.t.Fatalf("no matching log record within %s; records:\n%s\nstderr:\n%s", timeout, strings.Join(types, "\n"), r.Stderr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ReadLogRecords parses every *.jsonl file in dir.
+func ReadLogRecords(t testing.TB, dir string) []map[string]any {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	var out []map[string]any
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if len(sc.Bytes()) == 0 {
+				continue
+			}
+			var rec map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+				continue // a line being written right now
+			}
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// Type, Recipient match log records.
+func Type(typ string) func(map[string]any) bool {
+	return func(r map[string]any) bool { return r["type"] == typ }
+}
+
+// Code returns a record's response code.
+func Code(r map[string]any) int {
+	resp, _ := r["response"].(map[string]any)
+	c, _ := resp["code"].(float64)
+	return int(c)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

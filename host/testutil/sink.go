@@ -1,0 +1,412 @@
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Mode selects how a Sink treats incoming mail.
+type Mode int
+
+const (
+	// Accept accepts every command and records every message.
+	Accept Mode = iota
+	// TempFail answers the command named by Behavior.At with a 4xx reply.
+	TempFail
+	// PermFail answers the command named by Behavior.At with a 5xx reply.
+	PermFail
+	// Hang accepts the TCP connection and then never writes anything (not
+	// even the banner) until the sink is closed.
+	Hang
+)
+
+// String returns the mode's name.
+func (m Mode) String() string {
+	switch m {
+	case Accept:
+		return "Accept"
+	case TempFail:
+		return "TempFail"
+	case PermFail:
+		return "PermFail"
+	case Hang:
+		return "Hang"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// Behavior tells a Sink how to misbehave. The zero value accepts everything.
+type Behavior struct {
+	Mode Mode
+	// At names the command that gets the failure: "MAIL", "RCPT" or "DATA"
+	// (case-insensitive; default "RCPT"). A DATA failure is the reply to the
+	// end of the message, after the sink has read it. Ignored for Accept and
+	// Hang.
+	At string
+	// Code is the reply code; default 451 for TempFail, 550 for PermFail.
+	// The enhanced status code is Code/100 followed by ".0.0".
+	Code int
+	// Text is the reply text; a default naming the sink is used when empty.
+	Text string
+	// Times is how many failures (or, for Hang, hung connections) happen
+	// before the sink goes back to accepting; 0 means forever.
+	Times int
+}
+
+// Received is a message accepted by a Sink (its DATA got a 250 reply).
+type Received struct {
+	From string   // reverse path from MAIL FROM, without angle brackets
+	To   []string // accepted recipients, in RCPT order
+	Data []byte   // message as transmitted, dot-unstuffed, CRLF line ends
+	Helo string   // argument of the last HELO/EHLO
+	TLS  bool     // whether the session was under TLS
+	At   time.Time
+}
+
+// Sink is a real SMTP server (github.com/emersion/go-smtp) listening on a
+// loopback address. It records the messages it accepts and fails or hangs on
+// demand (see Behavior). It is safe for concurrent use.
+type Sink struct {
+	// Addr is the listening address, e.g. "127.0.0.2:2525".
+	Addr string
+
+	srv       *smtp.Server
+	ln        *sinkListener
+	closed    chan struct{}
+	closeOnce sync.Once
+	serveDone chan struct{}
+	held      sync.WaitGroup // goroutines holding hung connections
+
+	mu       sync.Mutex
+	behavior Behavior
+	failed   int // failures produced under the current behavior
+	msgs     []Received
+	changed  chan struct{} // closed and replaced when a message is recorded
+	conns    int
+}
+
+// StartSink starts a sink listening on addr, e.g. "127.0.0.2:0" (any free
+// port) or "127.0.0.3:31337". The listener is bound when it returns; the sink
+// is closed when the test ends.
+func StartSink(t testing.TB, addr string) *Sink {
+	t.Helper()
+	s, err := newSink(addr)
+	if err != nil {
+		t.Fatalf("testutil: StartSink(%q): %v", addr, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// StartSinks starts one sink per IP address, all on one shared port, and
+// returns that port with the sinks in the order of ips. The first sink gets a
+// free port from the kernel; if the same port cannot be bound on every other
+// IP, all sinks are closed and it tries again (up to 20 times).
+func StartSinks(t testing.TB, ips ...string) (port int, sinks []*Sink) {
+	t.Helper()
+	if len(ips) == 0 {
+		t.Fatalf("testutil: StartSinks: no IP addresses given")
+	}
+	const attempts = 20
+	var lastErr error
+	for range attempts {
+		first, err := newSink(net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatalf("testutil: StartSinks: %v", err)
+		}
+		port = first.ln.Addr().(*net.TCPAddr).Port
+		sinks = []*Sink{first}
+		for _, ip := range ips[1:] {
+			s, err := newSink(net.JoinHostPort(ip, strconv.Itoa(port)))
+			if err != nil {
+				lastErr = err
+				break
+			}
+			sinks = append(sinks, s)
+		}
+		if len(sinks) == len(ips) {
+			for _, s := range sinks {
+				t.Cleanup(s.Close)
+			}
+			return port, sinks
+		}
+		for _, s := range sinks {
+			s.Close()
+		}
+	}
+	t.Fatalf("testutil: StartSinks(%q): no common free port after %d attempts: %v", ips, attempts, lastErr)
+	return 0, nil
+}
+
+func newSink(addr string) (*Sink, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{
+		Addr:      l.Addr().String(),
+		closed:    make(chan struct{}),
+		serveDone: make(chan struct{}),
+		changed:   make(chan struct{}),
+	}
+	s.ln = &sinkListener{Listener: l, s: s}
+
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = "sink.test"
+	srv.AllowInsecureAuth = true
+	srv.MaxMessageBytes = 50 << 20
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	s.srv = srv
+
+	go func() {
+		defer close(s.serveDone)
+		_ = srv.Serve(s.ln)
+	}()
+	return s, nil
+}
+
+// Close stops the sink: the listener is closed (later connections are
+// refused) and open connections, hung ones included, are dropped. It is
+// idempotent and also runs when the test ends.
+func (s *Sink) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		_ = s.srv.Close()
+		_ = s.ln.Close() // in case Serve has not registered it yet
+		<-s.serveDone
+		s.held.Wait()
+	})
+}
+
+// SetBehavior changes how the sink treats commands and connections from now
+// on, and restarts the Times count. Hang only affects connections accepted
+// afterwards. It panics if b.At is not "", "MAIL", "RCPT" or "DATA".
+func (s *Sink) SetBehavior(b Behavior) {
+	b.At = strings.ToUpper(b.At)
+	switch b.At {
+	case "":
+		b.At = "RCPT"
+	case "MAIL", "RCPT", "DATA":
+	default:
+		panic(fmt.Sprintf("testutil: Sink.SetBehavior: At = %q, want MAIL, RCPT or DATA", b.At))
+	}
+	if b.Code == 0 {
+		switch b.Mode {
+		case TempFail:
+			b.Code = 451
+		case PermFail:
+			b.Code = 550
+		}
+	}
+	s.mu.Lock()
+	s.behavior = b
+	s.failed = 0
+	s.mu.Unlock()
+}
+
+// Messages returns a copy of the accepted messages, in arrival order.
+func (s *Sink) Messages() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.copyMessages()
+}
+
+func (s *Sink) copyMessages() []Received {
+	out := make([]Received, len(s.msgs))
+	for i, m := range s.msgs {
+		m.To = append([]string(nil), m.To...)
+		m.Data = bytes.Clone(m.Data)
+		out[i] = m
+	}
+	return out
+}
+
+// Count returns the number of accepted messages.
+func (s *Sink) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
+}
+
+// Connections returns the number of TCP connections accepted so far,
+// including hung ones.
+func (s *Sink) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+// WaitCount waits until the sink has accepted at least n messages and
+// returns a copy of them. It fails the test if that takes longer than
+// timeout.
+func (s *Sink) WaitCount(t testing.TB, n int, timeout time.Duration) []Received {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		if len(s.msgs) >= n {
+			msgs := s.copyMessages()
+			s.mu.Unlock()
+			return msgs
+		}
+		changed := s.changed
+		s.mu.Unlock()
+
+		select {
+		case <-changed:
+		case <-timer.C:
+			s.mu.Lock()
+			got, conns, b := len(s.msgs), s.conns, s.behavior
+			var summary strings.Builder
+			for i, m := range s.msgs {
+				fmt.Fprintf(&summary, "\n  #%d from <%s> to %v (%d bytes, helo %q)", i+1, m.From, m.To, len(m.Data), m.Helo)
+			}
+			s.mu.Unlock()
+			t.Fatalf("testutil: sink %s: %d message(s) after %v, want at least %d; %d connection(s) accepted; behavior %+v%s",
+				s.Addr, got, timeout, n, conns, b, summary.String())
+			return nil
+		}
+	}
+}
+
+// takeFailure reports whether the current behavior still has a failure to
+// give out and, if so, counts it. s.mu must be held.
+func (s *Sink) takeFailure() bool {
+	if s.behavior.Times > 0 && s.failed >= s.behavior.Times {
+		return false
+	}
+	s.failed++
+	return true
+}
+
+// fail returns the error to answer cmd with, or nil to accept it.
+func (s *Sink) fail(cmd string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.behavior
+	if b.Mode != TempFail && b.Mode != PermFail {
+		return nil
+	}
+	at := b.At
+	if at == "" {
+		at = "RCPT"
+	}
+	if cmd != at || !s.takeFailure() {
+		return nil
+	}
+	text := b.Text
+	if text == "" {
+		text = fmt.Sprintf("%v at %s (testutil sink %s)", b.Mode, cmd, s.Addr)
+	}
+	return &smtp.SMTPError{
+		Code:         b.Code,
+		EnhancedCode: smtp.EnhancedCode{b.Code / 100, 0, 0},
+		Message:      text,
+	}
+}
+
+// accepted counts a new connection and reports whether it must hang.
+func (s *Sink) accepted() (hang bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns++
+	return s.behavior.Mode == Hang && s.takeFailure()
+}
+
+func (s *Sink) record(m Received) {
+	s.mu.Lock()
+	s.msgs = append(s.msgs, m)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// sinkListener counts connections and holds on to those that must hang
+// instead of handing them to go-smtp.
+type sinkListener struct {
+	net.Listener
+	s *Sink
+}
+
+func (l *sinkListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if !l.s.accepted() {
+			return c, nil
+		}
+		l.s.held.Add(1)
+		go func() {
+			defer l.s.held.Done()
+			<-l.s.closed
+			c.Close()
+		}()
+	}
+}
+
+func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{sink: s, conn: c}, nil
+}
+
+// session is one go-smtp session (created at each HELO/EHLO).
+type session struct {
+	sink *Sink
+	conn *smtp.Conn
+	from string
+	to   []string
+}
+
+func (ss *session) Reset() {
+	ss.from, ss.to = "", nil
+}
+
+func (ss *session) Logout() error { return nil }
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if err := ss.sink.fail("MAIL"); err != nil {
+		return err
+	}
+	ss.from, ss.to = from, nil
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := ss.sink.fail("RCPT"); err != nil {
+		return err
+	}
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err // e.g. smtp.ErrDataTooLarge
+	}
+	if err := ss.sink.fail("DATA"); err != nil {
+		return err
+	}
+	_, tls := ss.conn.TLSConnectionState()
+	ss.sink.record(Received{
+		From: ss.from,
+		To:   append([]string(nil), ss.to...),
+		Data: data,
+		Helo: ss.conn.Hostname(),
+		TLS:  tls,
+		At:   time.Now(),
+	})
+	return nil
+}
