@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -336,5 +338,98 @@ func TestBadConfigNamesKey(t *testing.T) {
 		if err == nil || !strings.Contains(out, tc.want) {
 			t.Errorf("config %q: err=%v output=%q, want an error naming %s", tc.cfg, err, out, tc.want)
 		}
+	}
+}
+
+func TestReceptionLimitsAndReplies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "")
+	cfg, _ := os.ReadFile(e.relay.Config)
+	e.relay.Kill()
+	limited := strings.Replace(string(cfg), "[smtp]\n", "[smtp]\nmax_message_size = \"10KiB\"\nmax_recipients = 2\n", 1)
+	os.WriteFile(e.relay.Config, []byte(limited), 0o600)
+	e.relay.Start()
+
+	c := testutil.Dial(t, e.relay.SMTP)
+	ext := strings.Join(c.Hello("client.test"), " ")
+	for _, want := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SIZE 10240", "SMTPUTF8"} {
+		if !strings.Contains(ext, want) {
+			t.Errorf("EHLO lacks %s: %s", want, ext)
+		}
+	}
+	// Too many recipients.
+	c.Expect(250, "MAIL FROM:<a@sender.test>")
+	c.Expect(250, "RCPT TO:<r1@implicit.test>")
+	c.Expect(250, "RCPT TO:<r2@implicit.test>")
+	if code, msg := c.Cmd("RCPT TO:<r3@implicit.test>"); code != 452 || !strings.HasPrefix(msg, "4.5.3") {
+		t.Fatalf("third RCPT: %d %s, want 452 4.5.3", code, msg)
+	}
+	// Too big.
+	code, msg := c.Data("Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", 1024))
+	if code != 552 || !strings.HasPrefix(msg, "5.3.4") {
+		t.Fatalf("big message: %d %s, want 552 5.3.4", code, msg)
+	}
+	// Bad syntax.
+	if code, _ := c.Cmd("MAIL FROM:<not an address>"); code/100 != 5 {
+		t.Fatalf("bad sender accepted: %d", code)
+	}
+	c.Expect(250, "RSET")
+	// Null sender is fine; two recipients give two spool ids in one reply.
+	c.Expect(250, "MAIL FROM:<>")
+	c.Expect(250, "RCPT TO:<r1@implicit.test>")
+	c.Expect(250, "RCPT TO:<r2@implicit.test>")
+	code, msg = c.Data("Subject: two\r\n\r\nhi\r\n")
+	if code != 250 || len(strings.Fields(strings.TrimPrefix(msg, "2.0.0 OK queued as "))) != 2 {
+		t.Fatalf("two recipients: %d %s", code, msg)
+	}
+	e.sinks["127.0.0.4"].WaitCount(t, 2, 10*time.Second)
+	if c.Expect(221, "QUIT") == "" {
+		t.Fatal("empty QUIT reply")
+	}
+	// Nothing that was refused reached the sink.
+	if n := e.sinks["127.0.0.4"].Count(); n != 2 {
+		t.Fatalf("sink got %d messages, want 2", n)
+	}
+}
+
+func TestBanner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "")
+	conn, err := net.Dial("tcp", e.relay.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || line != "220 relay.test ESMTP wasmta\r\n" {
+		t.Fatalf("banner %q %v", line, err)
+	}
+}
+
+func TestConnectionReuseAndLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "")
+	cfg, _ := os.ReadFile(e.relay.Config)
+	e.relay.Kill()
+	os.WriteFile(e.relay.Config, []byte(strings.Replace(string(cfg),
+		"[delivery]\n", "[delivery]\nconnection_limit = 2\nmax_deliveries_per_connection = 1000\n", 1)+
+		""), 0o600)
+	e.relay.Start()
+	sink := e.sinks["127.0.0.4"]
+	sink.SetBehavior(testutil.Behavior{Mode: testutil.Accept})
+	const n = 60
+	c := testutil.Dial(t, e.relay.SMTP)
+	c.Hello("client.test")
+	for i := 0; i < n; i++ {
+		rcpt := fmt.Sprintf("m%d@implicit.test", i)
+		if code, msg := c.Send("a@sender.test", []string{rcpt}, testutil.Message("a@sender.test", rcpt, "reuse", "x")); code != 250 {
+			t.Fatalf("%d %s", code, msg)
+		}
+	}
+	sink.WaitCount(t, n, 10*time.Second)
+	// Each connection stays open while messages keep coming (idle_timeout 200ms), and there are
+	// never more than connection_limit of them.
+	if got := sink.Connections(); got > 4 {
+		t.Fatalf("%d connections for %d messages with connection_limit 2: not reused", got, n)
 	}
 }

@@ -46,7 +46,7 @@ func ParseMailbox(addr string) (local, domain string, err error) {
 		return "", "", addrErr("invalid address: empty")
 	}
 	if len(addr) > MaxMailbox {
-		return "", "", addrErr("invalid address: longer than %d octets (RFC 5321 §4.5.3.1.3)", MaxMailbox)
+		return "", "", addrErr("invalid address: longer than %d octets (RFC 5321 section 4.5.3.1.3)", MaxMailbox)
 	}
 	if !utf8.ValidString(addr) {
 		return "", "", addrErr("invalid address %s: not valid UTF-8", show(addr))
@@ -68,10 +68,10 @@ func ParseMailbox(addr string) (local, domain string, err error) {
 	}
 	local, domain = addr[:at], addr[at+1:]
 	if len(local) > MaxLocalPart {
-		return "", "", addrErr("invalid address %s: local part longer than %d octets (RFC 5321 §4.5.3.1.1)", show(addr), MaxLocalPart)
+		return "", "", addrErr("invalid address %s: local part longer than %d octets (RFC 5321 section 4.5.3.1.1)", show(addr), MaxLocalPart)
 	}
 	if len(domain) > MaxDomain {
-		return "", "", addrErr("invalid address %s: domain longer than %d octets (RFC 5321 §4.5.3.1.2)", show(addr), MaxDomain)
+		return "", "", addrErr("invalid address %s: domain longer than %d octets (RFC 5321 section 4.5.3.1.2)", show(addr), MaxDomain)
 	}
 	if domain == "" {
 		return "", "", addrErr("invalid address %s: empty domain", show(addr))
@@ -220,7 +220,7 @@ func checkAddressLiteral(addr, lit string) error {
 	case err == nil && a.Is4():
 		return nil
 	case err == nil:
-		return addrErr("invalid address %s: an IPv6 domain literal needs the 'IPv6:' tag, as in [IPv6:%s] (RFC 5321 §4.1.3)", show(addr), a.WithZone("").String())
+		return addrErr("invalid address %s: an IPv6 domain literal needs the 'IPv6:' tag, as in [IPv6:%s] (RFC 5321 section 4.1.3)", show(addr), a.WithZone("").String())
 	case strings.IndexByte(inner, ':') > 0:
 		return addrErr("invalid address %s: unsupported address literal tag (only IPv6 is deliverable)", show(addr))
 	default:

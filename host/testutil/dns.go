@@ -68,15 +68,46 @@ type zoneData struct {
 // test ends. A zone that does not parse is fatal.
 func StartDNS(t testing.TB, zone string) *DNSServer {
 	t.Helper()
-	z, err := parseZone(zone)
+	s, err := ServeDNS(zone, "127.0.0.1")
 	if err != nil {
 		t.Fatalf("testutil: StartDNS: %v", err)
 	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// ServeDNS is StartDNS outside a test (for the benchmark's zonedns tool): it serves zone on
+// ip over UDP and TCP on one kernel-chosen port until Stop.
+func ServeDNS(zone, ip string) (*DNSServer, error) {
+	return serveDNSOn(zone, func() (net.PacketConn, net.Listener, error) { return listenUDPAndTCP(ip, 10) })
+}
+
+// ServeDNSAt serves zone on a fixed "ip:port" (UDP and TCP).
+func ServeDNSAt(zone, addr string) (*DNSServer, error) {
+	return serveDNSOn(zone, func() (net.PacketConn, net.Listener, error) {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			pc.Close()
+			return nil, nil, err
+		}
+		return pc, l, nil
+	})
+}
+
+func serveDNSOn(zone string, listen func() (net.PacketConn, net.Listener, error)) (*DNSServer, error) {
+	z, err := parseZone(zone)
+	if err != nil {
+		return nil, err
+	}
 	s := &DNSServer{zone: z, servfail: map[string]bool{}}
 
-	pc, l, err := listenUDPAndTCP("127.0.0.1", 10)
+	pc, l, err := listen()
 	if err != nil {
-		t.Fatalf("testutil: StartDNS: %v", err)
+		return nil, err
 	}
 	s.Addr = pc.LocalAddr().String()
 
@@ -89,19 +120,18 @@ func StartDNS(t testing.TB, zone string) *DNSServer {
 	go func() { s.done <- s.udp.ActivateAndServe() }()
 	go func() { s.done <- s.tcp.ActivateAndServe() }()
 
-	// Wait until both servers are running so that Shutdown in cleanup can
-	// stop them (miekg/dns refuses to shut down a server not yet started).
+	// Wait until both servers are running so that Stop can shut them down (miekg/dns
+	// refuses to shut down a server not yet started).
 	for range 2 {
 		select {
 		case <-started:
 		case err := <-s.done:
 			pc.Close()
 			l.Close()
-			t.Fatalf("testutil: StartDNS: serve: %v", err)
+			return nil, fmt.Errorf("serve: %w", err)
 		}
 	}
-	t.Cleanup(s.stop)
-	return s
+	return s, nil
 }
 
 // listenUDPAndTCP binds a UDP socket on ip with a kernel-chosen port, then a
@@ -124,7 +154,8 @@ func listenUDPAndTCP(ip string, attempts int) (net.PacketConn, net.Listener, err
 	return nil, nil, fmt.Errorf("no port free for both UDP and TCP on %s after %d attempts: %w", ip, attempts, lastErr)
 }
 
-func (s *DNSServer) stop() {
+// Stop shuts the server down.
+func (s *DNSServer) Stop() {
 	s.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultConfigParses(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTP.Listen[0] != "127.0.0.1:2525" || c.Spool.Path != "data/spool" || c.Logs.Dir != "data/logs" {
+		t.Fatalf("embedded default: %+v", c)
+	}
+	if c.Queue.RetryInterval.D() != 20*time.Minute || c.Queue.MaxAge.D() != 7*24*time.Hour {
+		t.Fatalf("queue defaults: %+v", c.Queue)
+	}
+	if c.Delivery.ConnectionLimit != 32 || c.Delivery.MaxDeliveriesPerConnection != 1024 || c.Delivery.SMTPPort != 25 {
+		t.Fatalf("delivery defaults: %+v", c.Delivery)
+	}
+	if int64(c.SMTP.MaxMessageSize) != 20<<20 {
+		t.Fatalf("max size %d", c.SMTP.MaxMessageSize)
+	}
+}
+
+func TestSpecExampleParses(t *testing.T) {
+	// The example of SPEC §11, verbatim keys.
+	c, err := Parse(`
+hostname = "mta.example.test"
+[spool]
+path = "data/spool"
+[smtp]
+listen = ["127.0.0.1:2525"]
+relay_hosts = ["127.0.0.0/8", "::1/128"]
+max_message_size = "20MiB"
+[http]
+listen = "127.0.0.1:8025"
+[dns]
+resolvers = ["127.0.0.1:5353"]
+[delivery]
+smtp_port = 25
+prohibited_hosts = ["127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"]
+[queue]
+retry_interval = "20m"
+max_age = "7d"
+[logs]
+dir = "data/logs"
+[[plugins]]
+path = "plugins/router.wasm"
+[plugins.config]
+smarthost = "my.smarthost.com"
+nested = { a = 1 }
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "mta.example.test" || c.DNS.Resolvers[0] != "127.0.0.1:5353" || c.Plugins[0].Config["smarthost"] != "my.smarthost.com" {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct{ text, key string }{
+		{"bogus = 1", "bogus"},
+		{"[smtp]\nlisten_addr = []", "smtp.listen_addr"},
+		{"[smtp]\nlisten = [\"localhost\"]", "smtp.listen"},
+		{"[smtp]\nrelay_hosts = [\"nonsense\"]", "smtp.relay_hosts"},
+		{"[smtp]\nrelay_hosts = [\"192.168.1.1/24\"]", "smtp.relay_hosts"},
+		{"[smtp]\nmax_message_size = \"20 parsecs\"", "smtp.max_message_size"},
+		{"[queue]\nretry_interval = \"soon\"", "queue.retry_interval"},
+		{"[queue]\nmax_age = 0", "queue.max_age"},
+		{"[delivery]\nsmtp_port = 70000", "delivery.smtp_port"},
+		{"[delivery]\nenable_tls = \"Sometimes\"", "delivery.enable_tls"},
+		{"[delivery]\nprohibited_hosts = [\"x\"]", "delivery.prohibited_hosts"},
+		{"[dns]\nresolvers = [\"8.8.8.8\"]", "dns.resolvers"},
+		{"[http]\nlisten = \"0.0.0.0:8025\"", "http.token"},
+		{"[[plugins]]\npath = \"\"", "plugins[0].path"},
+		{"[[plugins]]\npath = \"x.wasm\"\nlimit = 3", "plugins.limit"},
+	} {
+		_, err := Parse(tc.text)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v does not name %s", tc.text, err, tc.key)
+		}
+	}
+}
+
+func TestDurationsAndSizes(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90s": 90 * time.Second, "20m": 20 * time.Minute, "7d": 7 * 24 * time.Hour, "1d12h": 36 * time.Hour} {
+		got, err := ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("%s: %v %v", in, got, err)
+		}
+	}
+	c, err := Parse("[queue]\nretry_interval = 90\n")
+	if err != nil || c.Queue.RetryInterval.D() != 90*time.Second {
+		t.Fatalf("integer seconds: %v %v", c, err)
+	}
+	for in, want := range map[string]int64{"20MiB": 20 << 20, "10MB": 10e6, "512k": 512 << 10, "1000": 1000} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("%s: %v %v", in, got, err)
+		}
+	}
+}
