@@ -1,19 +1,118 @@
-// Package abi is the contract between wasmta and its WebAssembly plugins: every export and
-// import name, status code and version lives here and nowhere else. It uses only the standard
-// library so that it builds for the host and for GOOS=wasip1 guests alike.
+// Package abi is the contract between wasmta and its WebAssembly plugins (ABI v1, described in
+// ABI.md): every export and import name, status code, log level, limit and version lives here
+// and nowhere else. It uses only the standard library, so it builds for the host and for
+// GOOS=wasip1 guests alike; the host and the Go SDK both import it.
 package abi
 
-// Hook names are the events a plugin may export (SPEC §10); they match KumoMTA's event names.
+// Version is the ABI version a host implements: major in the high 16 bits, minor in the low.
+// A new host function, hook or feature bit is a minor change; a changed signature or meaning is
+// a major one (and a new marker export).
+const (
+	Major   = 1
+	Minor   = 0
+	Version = Major<<16 | Minor
+)
+
+// HostModule is the import module name of every host function.
+const HostModule = "wasmta"
+
+// Guest exports.
+const (
+	// ExportMarker must be exported with type () -> (): it declares ABI v1.
+	ExportMarker = "wasmta_abi_v1"
+	// ExportInit, optional, () -> i32, runs once per instance after _initialize; non-zero fails
+	// the load or reload.
+	ExportInit = "wasmta_init"
+	// ExportInitialize is the reactor start function of Go c-shared and wasi-libc modules.
+	ExportInitialize = "_initialize"
+	ExportMemory     = "memory"
+)
+
+// Hooks: optional guest exports with type () -> i32, named after KumoMTA's events.
 const (
 	HookSMTPServerMessageReceived = "smtp_server_message_received"
 	HookHTTPMessageGenerated      = "http_message_generated"
 	HookGetQueueConfig            = "get_queue_config"
 )
 
-// Meta keys with routing meaning (SPEC §2).
+// Hooks lists every hook name.
+var Hooks = []string{HookSMTPServerMessageReceived, HookHTTPMessageGenerated, HookGetQueueConfig}
+
+// Host functions (module HostModule). Signatures are in ABI.md and in the host's table.
+const (
+	FnABIVersion      = "abi_version"       // () -> i32
+	FnFeatures        = "features"          // (want i64) -> i64
+	FnLog             = "log"               // (level, ptr, len i32)
+	FnGetConfig       = "get_config"        // (buf, limit i32) -> i32
+	FnSetError        = "set_error"         // (ptr, len i32)
+	FnLastError       = "last_error"        // (buf, limit i32) -> i32
+	FnGetMeta         = "get_meta"          // (key, key_len, buf, limit i32) -> i32
+	FnSetMeta         = "set_meta"          // (key, key_len, val, val_len i32) -> i32
+	FnGetSender       = "get_sender"        // (buf, limit i32) -> i32
+	FnRecipientCount  = "recipient_count"   // () -> i32
+	FnGetRecipient    = "get_recipient"     // (idx, buf, limit i32) -> i32
+	FnGetHeader       = "get_header"        // (name, name_len, idx, buf, limit i32) -> i32
+	FnPrependHeader   = "prepend_header"    // (name, name_len, val, val_len i32) -> i32
+	FnAppendHeader    = "append_header"     // (name, name_len, val, val_len i32) -> i32
+	FnGetBody         = "get_body"          // (buf, limit i32) -> i32
+	FnReject          = "reject"            // (code, text, text_len i32) -> i32
+	FnMakeQueueConfig = "make_queue_config" // (json, json_len i32) -> i32
+)
+
+// Status codes returned by host functions. Non-negative results are lengths or counts.
+const (
+	OK            = 0
+	NotFound      = -1 // unknown key, index out of range, no such header
+	Invalid       = -2 // malformed argument: bad key, CR/LF in a header, bad JSON, bad code
+	NotAllowed    = -3 // call outside the hook it belongs to, read-only key, feature not granted
+	Limit         = -4 // a budget is exceeded (sizes, counts)
+	Unimplemented = -5 // the host knows the name but does not implement it
+)
+
+// Log levels for FnLog.
+const (
+	LogDebug = -1
+	LogInfo  = 0
+	LogWarn  = 1
+	LogError = 2
+)
+
+// Feature bits for FnFeatures: the host answers want ∩ granted. Unknown bits are 0.
+const (
+	FeatureHeaderWrite uint64 = 1 << 0 // prepend_header / append_header allowed
+	FeatureBodyRead    uint64 = 1 << 1 // get_body allowed
+)
+
+// Meta keys with routing meaning (SPEC §2), writable in message hooks.
 const (
 	MetaQueue         = "queue"
 	MetaTenant        = "tenant"
 	MetaCampaign      = "campaign"
 	MetaRoutingDomain = "routing_domain"
+)
+
+// Read-only inputs of get_queue_config, read with FnGetMeta.
+const (
+	QueueInputName          = "queue"
+	QueueInputDomain        = "domain"
+	QueueInputTenant        = "tenant"
+	QueueInputCampaign      = "campaign"
+	QueueInputRoutingDomain = "routing_domain"
+)
+
+// Limits enforced by the host.
+const (
+	MaxMetaKey       = 64        // bytes
+	MaxMetaValue     = 1024      // bytes
+	MaxMetaKeys      = 64        // per message
+	MaxHeaderName    = 76        // RFC 5322 recommends ≤ 78 per line including ": "
+	MaxHeaderValue   = 998       // RFC 5322 §2.1.1 line limit
+	MaxHeaderEdits   = 32        // prepends + appends per hook call
+	MaxQueueConfig   = 64 << 10  // bytes of JSON
+	MaxLogLine       = 4 << 10   // bytes; longer lines are cut
+	MaxRejectText    = 512       // bytes
+	MaxErrorText     = 1024      // bytes kept from set_error
+	MaxHostCalls     = 100_000   // per hook call, then Limit
+	DefaultMaxMemory = 16 << 20  // bytes per instance (non-Go guests)
+	GoMinMemory      = 128 << 20 // bytes: what a Go guest gets at least
 )

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -65,7 +66,7 @@ func configCmd() *cobra.Command {
 }
 
 func serveCmd() *cobra.Command {
-	var path, level string
+	var path, level, cpuProfile string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the relay (embedded default config unless --config is given)",
@@ -79,6 +80,16 @@ func serveCmd() *cobra.Command {
 			cfg, err := config.Load(path)
 			if err != nil {
 				return err
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
 			a, err := app.New(cfg, diag)
 			if err != nil {
@@ -98,6 +109,7 @@ func serveCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&path, "config", "", "TOML configuration file (default: the embedded default)")
+	c.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) to this file until shutdown")
 	c.Flags().StringVar(&level, "log-level", "info", "diagnostic log level: debug, info, warn, error")
 	return c
 }

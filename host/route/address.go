@@ -33,8 +33,8 @@ func addrErr(format string, args ...any) *message.Error {
 // "[10.0.0.1]" or "[IPv6:::1]" (tag case-insensitive, RFC 5321 §4.1.3). Non-ASCII UTF-8 is
 // accepted in the local part and domain (RFC 6531); whether SMTPUTF8 was negotiated is the
 // caller's check. Refused, with a *message.Error 553 5.1.3 whose text says why:
-//   - the empty string (the null reverse-path "<>" is the caller's case), source routes and
-//     angle brackets;
+//   - the empty string (the null reverse-path "<>" is the caller's case, as is the bare
+//     "Postmaster" recipient of RFC 5321 §4.1.1.3), source routes and angle brackets;
 //   - an untagged IPv6 literal "[::1]", which RFC 5321 §4.1.3 does not allow (routing config may
 //     use it, see ParseTarget, but envelopes must not);
 //   - a general address literal "[tag:content]": no tag other than IPv6 is standardized, so such

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -232,8 +233,19 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 		return Site{}, message.Errorf(556, "5.1.10", "Recipient address has a null MX")
 	}
 	// A "." among other MX records breaks RFC 7505 §3 ("MUST NOT advertise any other MX RR");
-	// it cannot be connected to, so it is skipped and the others are used.
-	records = slices.DeleteFunc(slices.Clone(records), func(m mxRecord) bool { return m.host == "" })
+	// it cannot be connected to, so it is skipped and the others are used. So is a host name
+	// that is not a usable DNS name: it would end up in logs, site names and TLS SNI.
+	var errs []error
+	records = slices.DeleteFunc(slices.Clone(records), func(m mxRecord) bool {
+		if m.host == "" {
+			return true
+		}
+		if _, reason := normalizeName(m.host); reason != "" {
+			errs = append(errs, fmt.Errorf("MX host %q skipped: %s", m.host, reason))
+			return true
+		}
+		return false
+	})
 	slices.SortFunc(records, func(a, b mxRecord) int {
 		return cmp.Or(cmp.Compare(a.pref, b.pref), strings.Compare(a.host, b.host))
 	})
@@ -249,7 +261,8 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 	for i, m := range records {
 		names[i] = m.host
 	}
-	addrs, errs := r.resolveNames(ctx, names)
+	addrs, lookupErrs := r.resolveNames(ctx, names)
+	errs = append(errs, lookupErrs...)
 
 	var hosts []Host
 	for i := 0; i < len(records); {

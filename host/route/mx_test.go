@@ -34,6 +34,11 @@ broken.test.        300 IN MX 10 gone.broken.test.
 partial.test.       300 IN MX 10 gone.partial.test.
 partial.test.       300 IN MX 20 ok.partial.test.
 ok.partial.test.    300 IN A    192.0.2.20
+odd.test.           300 IN MX 10 a\032b.odd.test.
+odd.test.           300 IN MX 20 ok.partial.test.
+a\032b.odd.test.    300 IN A    192.0.2.21
+mixednull.test.     300 IN MX 0  .
+mixednull.test.     300 IN MX 10 ok.partial.test.
 
 loop.test.          300 IN MX 10 self.loop.test.
 loop.test.          300 IN MX 20 other.loop.test.
@@ -288,6 +293,20 @@ func TestResolveHostFailuresSkipped(t *testing.T) {
 	}
 	if got := addrs(site.Hosts); !slices.Equal(got, []string{"192.0.2.20"}) {
 		t.Errorf("hosts %v", got)
+	}
+
+	// A host name that is no DNS name (here "a b.odd.test") is skipped, not looked up.
+	srv.Queries()
+	site, err = r.Resolve(context.Background(), "odd.test", nil)
+	if err != nil || site.Name != "ok.partial.test" || !slices.Equal(addrs(site.Hosts), []string{"192.0.2.20"}) {
+		t.Errorf("odd.test: %+v, %v", site, err)
+	}
+	wantQueries(t, srv, "odd.test. MX")
+
+	// A "." beside other MX records breaks RFC 7505; the usable records are used.
+	site, err = r.Resolve(context.Background(), "mixednull.test", nil)
+	if err != nil || site.Name != "ok.partial.test" || !slices.Equal(addrs(site.Hosts), []string{"192.0.2.20"}) {
+		t.Errorf("mixednull.test: %+v, %v", site, err)
 	}
 
 	_, err = r.Resolve(context.Background(), "broken.test", nil)
