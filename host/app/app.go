@@ -14,6 +14,7 @@ import (
 	"github.com/wasmta/wasmta/host/delivery"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/queue"
 	"github.com/wasmta/wasmta/host/route"
 	"github.com/wasmta/wasmta/host/smtpserver"
@@ -28,15 +29,14 @@ type App struct {
 	logs  *logs.Logger
 	queue *queue.Manager
 	smtp  *smtpserver.Server
+	host  *plugin.Host
+	chain *plugin.Chain
 }
 
 // New builds every component from cfg; nothing listens until Start.
 func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	if diag == nil {
 		diag = slog.Default()
-	}
-	if len(cfg.Plugins) > 0 {
-		return nil, fmt.Errorf("configuration key plugins: plugins are not supported by this build yet")
 	}
 	relay, err := config.ParsePrefixes(cfg.SMTP.RelayHosts)
 	if err != nil {
@@ -62,12 +62,23 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	a := &App{cfg: cfg, diag: diag}
+	a := &App{cfg: cfg, diag: diag, chain: &plugin.Chain{}}
+	if len(cfg.Plugins) > 0 {
+		if a.host, err = plugin.NewHost(cfg.WasmCache, diag); err != nil {
+			return nil, err
+		}
+		if a.chain, err = loadPlugins(context.Background(), a.host, cfg.Plugins); err != nil {
+			a.host.Close()
+			return nil, err
+		}
+	}
 	if a.logs, err = logs.Open(cfg.Logs.Dir); err != nil {
+		a.closePlugins()
 		return nil, fmt.Errorf("logs: %w", err)
 	}
 	if a.spool, err = spool.Open(cfg.Spool.Path, diag); err != nil {
 		a.logs.Close()
+		a.closePlugins()
 		return nil, err
 	}
 	defaults := queue.Config{
@@ -95,7 +106,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 			CommandTimeout: cfg.Delivery.CommandTimeout.D(),
 			DataTimeout:    cfg.Delivery.DataTimeout.D(),
 		})},
-		Configs:                    queue.Static(defaults),
+		Configs:                    pluginConfigs{chain: a.chain, defaults: defaults},
 		Defaults:                   defaults,
 		Log:                        a.logs,
 		Diag:                       diag,
@@ -115,6 +126,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		IdleTimeout:    cfg.SMTP.IdleTimeout.D(),
 		TLS:            serverTLS,
 		Receiver:       a.queue,
+		Policy:         a.policy(),
 		Log:            a.logs,
 		Diag:           diag,
 	})
@@ -141,7 +153,11 @@ func (a *App) Start() error {
 		return err
 	}
 	a.smtp.Serve()
-	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
+	var plugins []string
+	for _, p := range a.chain.Plugins {
+		plugins = append(plugins, p.Name()+"@"+p.Generation().ID)
+	}
+	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "plugins", plugins, "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
 	return nil
 }
 
@@ -166,7 +182,23 @@ func (a *App) Shutdown(ctx context.Context) {
 		a.diag.Error("spool close", "err", err)
 	}
 	a.logs.Close()
+	a.closePlugins()
 	a.diag.Info("wasmta stopped")
+}
+
+func (a *App) closePlugins() {
+	a.chain.Close(context.Background())
+	if a.host != nil {
+		a.host.Close()
+	}
+}
+
+// policy is the message-hook chain, or nil without plugins (so reception skips it entirely).
+func (a *App) policy() smtpserver.Policy {
+	if len(a.chain.Plugins) == 0 {
+		return nil
+	}
+	return a.chain
 }
 
 // dialer adapts the delivery client to the queue's Dialer interface.

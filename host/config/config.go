@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -30,6 +31,8 @@ type Config struct {
 	Queue    QueueConfig    `toml:"queue"`
 	Logs     LogsConfig     `toml:"logs"`
 	Plugins  []PluginConfig `toml:"plugins"`
+	// WasmCache holds compiled plugin code so restarts and reloads skip compilation.
+	WasmCache string `toml:"wasm_cache"`
 }
 
 type SpoolConfig struct {
@@ -85,9 +88,13 @@ type LogsConfig struct {
 	Dir string `toml:"dir"`
 }
 
+// PluginConfig is one [[plugins]] entry. Plugins run in the order they are listed.
 type PluginConfig struct {
-	Path   string         `toml:"path"`
-	Config map[string]any `toml:"config"`
+	Path      string         `toml:"path"` // relative paths are relative to the config file
+	Config    map[string]any `toml:"config"`
+	MaxMemory Size           `toml:"max_memory"` // per instance; default 64MiB
+	Timeout   Duration       `toml:"timeout"`    // per hook call; default 100ms
+	PoolSize  int            `toml:"pool_size"`  // instances at most; default 2 × CPUs
 }
 
 // Defaults returns the configuration every key falls back to.
@@ -127,7 +134,8 @@ func Defaults() Config {
 			MaxAge:          Duration(7 * 24 * 3600e9),
 			RefreshInterval: Duration(60e9),
 		},
-		Logs: LogsConfig{Dir: "data/logs"},
+		Logs:      LogsConfig{Dir: "data/logs"},
+		WasmCache: "data/wasm-cache",
 	}
 }
 
@@ -143,6 +151,11 @@ func Load(path string) (*Config, error) {
 	c, err := Parse(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i := range c.Plugins {
+		if !filepath.IsAbs(c.Plugins[i].Path) {
+			c.Plugins[i].Path = filepath.Join(filepath.Dir(path), c.Plugins[i].Path)
+		}
 	}
 	return c, nil
 }
@@ -249,6 +262,9 @@ func (c *Config) validate() error {
 	for i, p := range c.Plugins {
 		if p.Path == "" {
 			return keyErr(fmt.Sprintf("plugins[%d].path", i), "must not be empty")
+		}
+		if p.MaxMemory < 0 || p.Timeout < 0 || p.PoolSize < 0 {
+			return keyErr(fmt.Sprintf("plugins[%d]", i), "max_memory, timeout and pool_size must not be negative")
 		}
 	}
 	return nil

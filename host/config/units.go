@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/wasmta/wasmta/abi"
 	"strconv"
 	"strings"
 	"time"
@@ -34,30 +35,9 @@ func (d *Duration) UnmarshalTOML(v any) error {
 	return fmt.Errorf("duration must be a string like \"20m\" or integer seconds, not %T", v)
 }
 
-// ParseDuration parses a Go duration with an added "d" (24h) unit.
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, fmt.Errorf("empty duration")
-	}
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("invalid duration %q", s)
-		}
-		days = time.Duration(n * float64(24*time.Hour))
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	p, err := time.ParseDuration(s)
-	if err != nil || p < 0 {
-		return 0, fmt.Errorf("invalid duration %q (use e.g. \"90s\", \"20m\", \"7d\")", s)
-	}
-	return days + p, nil
-}
+// ParseDuration parses a Go duration with an added "d" (24h) unit; queue configs from plugins
+// use the same syntax, so both share abi.ParseDuration.
+func ParseDuration(s string) (time.Duration, error) { return abi.ParseDuration(s) }
 
 // Size accepts a byte count as an integer or a string with a unit: "20MiB", "512KiB", "10MB".
 type Size int64

@@ -45,6 +45,8 @@ type Record struct {
 	Meta              map[string]string `json:"meta"`
 	ReceptionProtocol string            `json:"reception_protocol,omitempty"`
 	DeliveryProtocol  string            `json:"delivery_protocol,omitempty"`
+	// Policy names the plugin generations that handled the message at reception.
+	Policy []string `json:"policy,omitempty"`
 }
 
 // Response is the SMTP reply of the event.
@@ -90,6 +92,7 @@ func For(typ string, m *message.Message, r message.Reply) Record {
 		NumAttempts:       m.Attempts,
 		Meta:              m.Meta,
 		ReceptionProtocol: m.Protocol,
+		Policy:            m.Policy,
 	}
 	if rec.Meta == nil {
 		rec.Meta = map[string]string{}

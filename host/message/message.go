@@ -38,4 +38,7 @@ type Message struct {
 	Protocol  string            `json:"protocol"` // reception protocol: ESMTP or HTTP
 	PeerName  string            `json:"peer_name,omitempty"`
 	PeerAddr  string            `json:"peer_addr,omitempty"`
+	// Policy names the plugin generations ("router.wasm@3f2a…") whose message hook handled
+	// this message at reception, in order.
+	Policy []string `json:"policy,omitempty"`
 }

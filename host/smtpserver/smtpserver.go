@@ -18,14 +18,21 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/route"
 )
 
 // Receiver takes accepted messages: it must make them durable before returning nil.
 type Receiver interface {
 	Submit(msgs []*message.Message, body []byte) error
+}
+
+// Policy runs the message hooks of the configured plugins (a *plugin.Chain).
+type Policy interface {
+	MessageHook(ctx context.Context, hook string, m *plugin.Message) (plugin.Outcome, error)
 }
 
 // Options configure a Server.
@@ -40,6 +47,7 @@ type Options struct {
 	IdleTimeout    time.Duration
 	TLS            *tls.Config // nil: no STARTTLS
 	Receiver       Receiver
+	Policy         Policy // nil: no plugins
 	Log            *logs.Logger
 	Diag           *slog.Logger
 	Now            func() time.Time
@@ -163,6 +171,7 @@ var (
 	errRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "relaying denied"}
 	errSpool       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure storing the message, try again later"}
 	errRead        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "error reading message data"}
+	errPolicy      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary policy failure, try again later"}
 )
 
 func (ss *session) Reset() {
@@ -224,6 +233,21 @@ func (ss *session) Data(r io.Reader) error {
 		return ss.reject(errRead, ss.from, strings.Join(ss.rcpts, ","))
 	}
 	body = buf.b
+	var meta map[string]string
+	var handled []string
+	if p := ss.s.opt.Policy; p != nil {
+		pm := &plugin.Message{Sender: ss.from, Recipients: ss.rcpts, Meta: map[string]string{}, Data: body}
+		o, err := p.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, pm)
+		if err != nil {
+			// The client keeps the message and retries; nothing is lost (SPEC §7).
+			ss.s.opt.Diag.Error("message hook failed", "err", err)
+			return ss.reject(errPolicy, ss.from, strings.Join(ss.rcpts, ","))
+		}
+		if r := o.Reject; r != nil {
+			return ss.reject(&smtp.SMTPError{Code: r.Code, EnhancedCode: enhancedCode(r.Enhanced), Message: r.Text}, ss.from, strings.Join(ss.rcpts, ","))
+		}
+		meta, handled, body = pm.Meta, o.Handled, pm.Data
+	}
 	msgs := make([]*message.Message, len(ss.rcpts))
 	for i, rcpt := range ss.rcpts {
 		_, domain, _ := route.ParseMailbox(rcpt)
@@ -231,7 +255,9 @@ func (ss *session) Data(r io.Reader) error {
 			ID:        ids[i],
 			Sender:    ss.from,
 			Recipient: rcpt,
-			Queue:     route.QueueName(nil, domain),
+			Meta:      meta,
+			Policy:    handled,
+			Queue:     route.QueueName(meta, domain),
 			Created:   now,
 			Due:       now,
 			Size:      len(body),
@@ -296,6 +322,14 @@ func (ss *session) reject(e *smtp.SMTPError, from, to string) error {
 		ReceptionProtocol: "ESMTP",
 	})
 	return e
+}
+
+func enhancedCode(s string) smtp.EnhancedCode {
+	var c smtp.EnhancedCode
+	if _, err := fmt.Sscanf(s, "%d.%d.%d", &c[0], &c[1], &c[2]); err != nil {
+		return smtp.EnhancedCodeNotSet
+	}
+	return c
 }
 
 func enhanced(c smtp.EnhancedCode) string {

@@ -1,0 +1,131 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/message"
+)
+
+// Failure is a plugin call that did not complete: a trap, the deadline, a non-zero result, the
+// breaker. Its text is for operators' logs, never for SMTP replies.
+type Failure struct {
+	Plugin, Generation, Hook string
+	Reason                   string
+	Err                      error
+}
+
+func (f *Failure) Error() string {
+	return fmt.Sprintf("plugin %s (%s) %s: %s", f.Plugin, f.Generation, f.Hook, f.Reason)
+}
+
+func (f *Failure) Unwrap() error { return f.Err }
+
+// call runs one hook on one instance of g with st as its state.
+func (g *Generation) call(ctx context.Context, st *callState) error {
+	p := g.plugin
+	fail := func(reason string, err error) error {
+		if g.breaker.fail(time.Now()) {
+			p.host.diag.Error("plugin breaker opened: not called for a minute", "plugin", p.name, "generation", g.ID)
+		}
+		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: reason, Err: err}
+	}
+	if !g.breaker.allow(time.Now()) {
+		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrBreakerOpen.Error(), Err: ErrBreakerOpen}
+	}
+	in, err := g.acquire(ctx)
+	if err != nil {
+		return fail("no instance: "+err.Error(), err)
+	}
+	st.gen = g
+	cctx, cancel := context.WithTimeout(context.WithValue(ctx, stateKey{}, st), p.spec.Timeout)
+	err = in.fns[st.hook].CallWithStack(cctx, in.stack)
+	deadline := errors.Is(cctx.Err(), context.DeadlineExceeded)
+	cancel()
+	if err != nil {
+		g.discard(in)
+		if deadline {
+			return fail(fmt.Sprintf("exceeded its %s deadline", p.spec.Timeout), err)
+		}
+		return fail("trapped: "+err.Error(), err)
+	}
+	rc := int32(in.stack[0])
+	g.release(in)
+	if rc != 0 {
+		return fail(fmt.Sprintf("returned %d%s", rc, st.errSuffix()), nil)
+	}
+	return nil
+}
+
+// Chain runs plugins in configured order.
+type Chain struct {
+	Plugins []*Plugin
+}
+
+// Outcome of a message hook chain.
+type Outcome struct {
+	// Reject is set when a plugin rejected the message; the chain stopped there.
+	Reject *message.Reply
+	// Handled lists "plugin@generation" for every plugin that ran, in order.
+	Handled []string
+}
+
+// MessageHook runs hook (smtp_server_message_received or http_message_generated) on every
+// plugin that exports it. Each plugin sees the meta and headers the ones before it set; a
+// reject stops the chain. On a Failure nothing of the failing plugin is applied and the
+// caller must not accept the message (451 4.3.0: the client keeps it).
+func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outcome, error) {
+	var o Outcome
+	for _, p := range c.Plugins {
+		g := p.gen.Load()
+		if !g.Has(hook) {
+			continue
+		}
+		st := &callState{hook: hook, msg: m}
+		if err := g.call(ctx, st); err != nil {
+			return o, err
+		}
+		st.commit()
+		o.Handled = append(o.Handled, p.name+"@"+g.ID)
+		if st.reject != nil {
+			o.Reject = st.reject
+			return o, nil
+		}
+	}
+	return o, nil
+}
+
+// QueueConfig runs get_queue_config on each plugin exporting it until one makes a config
+// (KumoMTA's "Multiple" event). nil, nil means no plugin had an opinion: use the defaults.
+func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfig, string, error) {
+	for _, p := range c.Plugins {
+		g := p.gen.Load()
+		if !g.Has(abi.HookGetQueueConfig) {
+			continue
+		}
+		st := &callState{hook: abi.HookGetQueueConfig, queue: &in}
+		if err := g.call(ctx, st); err != nil {
+			if st.lastErr != "" {
+				var f *Failure
+				if errors.As(err, &f) {
+					f.Reason += " (last host error: " + st.lastErr + ")"
+				}
+			}
+			return nil, "", err
+		}
+		if st.queueConfig != nil {
+			return st.queueConfig, p.name + "@" + g.ID, nil
+		}
+	}
+	return nil, "", nil
+}
+
+// Close closes every plugin.
+func (c *Chain) Close(ctx context.Context) {
+	for _, p := range c.Plugins {
+		p.Close(ctx)
+	}
+}

@@ -1,0 +1,436 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/route"
+)
+
+type hostFunc struct {
+	params, results []api.ValueType
+	fn              func(st *callState, mod api.Module, stack []uint64) int32
+	noResult        bool
+}
+
+var (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+)
+
+func ps(n int) []api.ValueType {
+	out := make([]api.ValueType, n)
+	for i := range out {
+		out[i] = i32
+	}
+	return out
+}
+
+// hostTable is the ABI v1 host module: every name comes from package abi.
+var hostTable = map[string]hostFunc{
+	abi.FnABIVersion:      {params: nil, results: ps(1), fn: hABIVersion},
+	abi.FnFeatures:        {params: []api.ValueType{i64}, results: []api.ValueType{i64}}, // special-cased: i64 result
+	abi.FnLog:             {params: ps(3), fn: hLog, noResult: true},
+	abi.FnGetConfig:       {params: ps(2), results: ps(1), fn: hGetConfig},
+	abi.FnSetError:        {params: ps(2), fn: hSetError, noResult: true},
+	abi.FnLastError:       {params: ps(2), results: ps(1), fn: hLastError},
+	abi.FnGetMeta:         {params: ps(4), results: ps(1), fn: hGetMeta},
+	abi.FnSetMeta:         {params: ps(4), results: ps(1), fn: hSetMeta},
+	abi.FnGetSender:       {params: ps(2), results: ps(1), fn: hGetSender},
+	abi.FnRecipientCount:  {params: nil, results: ps(1), fn: hRecipientCount},
+	abi.FnGetRecipient:    {params: ps(3), results: ps(1), fn: hGetRecipient},
+	abi.FnGetHeader:       {params: ps(5), results: ps(1), fn: hGetHeader},
+	abi.FnPrependHeader:   {params: ps(4), results: ps(1), fn: hPrependHeader},
+	abi.FnAppendHeader:    {params: ps(4), results: ps(1), fn: hAppendHeader},
+	abi.FnGetBody:         {params: ps(2), results: ps(1), fn: hGetBody},
+	abi.FnReject:          {params: ps(3), results: ps(1), fn: hReject},
+	abi.FnMakeQueueConfig: {params: ps(2), results: ps(1), fn: hMakeQueueConfig},
+}
+
+// granted is what every plugin may use; an operator switch per plugin can narrow it later.
+const granted = abi.FeatureHeaderWrite | abi.FeatureBodyRead
+
+func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
+	b := rt.NewHostModuleBuilder(abi.HostModule)
+	for name, hf := range hostTable {
+		var fn api.GoModuleFunc
+		if name == abi.FnFeatures {
+			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+				stack[0] = stack[0] & uint64(granted)
+			}
+		} else {
+			hf := hf
+			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+				st, _ := ctx.Value(stateKey{}).(*callState)
+				if st == nil {
+					st = &callState{} // only reachable from _initialize: no context, no data
+				}
+				st.calls++
+				var rc int32
+				if st.calls > abi.MaxHostCalls {
+					rc = abi.Limit
+				} else {
+					rc = hf.fn(st, mod, stack)
+				}
+				if !hf.noResult {
+					stack[0] = api.EncodeI32(rc)
+				}
+			}
+		}
+		b.NewFunctionBuilder().WithGoModuleFunction(fn, hf.params, hf.results).Export(name)
+	}
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+// errOutOfBounds traps the guest: it passed memory it does not have (ABI.md, "Traps").
+var errOutOfBounds = errors.New("wasmta: guest passed an out-of-bounds pointer")
+
+// read returns a view of guest memory [ptr, ptr+n); every guest pointer goes through here.
+func read(mod api.Module, ptr, n uint32) []byte {
+	b, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		panic(errOutOfBounds)
+	}
+	return b
+}
+
+// out writes data to (buf, limit) if it fits and returns its full length either way, so the
+// guest can retry with a bigger buffer.
+func out(mod api.Module, buf, limit uint32, data []byte) int32 {
+	if len(data) > 1<<30 {
+		return abi.Limit
+	}
+	if uint32(len(data)) <= limit && len(data) > 0 {
+		if !mod.Memory().Write(buf, data) {
+			panic(errOutOfBounds)
+		}
+	}
+	return int32(len(data))
+}
+
+func u32(v uint64) uint32 { return uint32(v) }
+
+func hABIVersion(*callState, api.Module, []uint64) int32 { return abi.Version }
+
+func hLog(st *callState, mod api.Module, s []uint64) int32 {
+	msg := read(mod, u32(s[1]), u32(s[2]))
+	if len(msg) > abi.MaxLogLine {
+		msg = msg[:abi.MaxLogLine]
+	}
+	if st.gen == nil {
+		return 0
+	}
+	d := st.gen.plugin.host.diag
+	args := []any{"plugin", st.gen.plugin.name, "hook", st.hook, "msg", string(msg)}
+	switch int32(s[0]) {
+	case abi.LogDebug:
+		d.Debug("plugin log", args...)
+	case abi.LogInfo:
+		d.Info("plugin log", args...)
+	case abi.LogWarn:
+		d.Warn("plugin log", args...)
+	default:
+		d.Error("plugin log", args...)
+	}
+	return 0
+}
+
+func hGetConfig(st *callState, mod api.Module, s []uint64) int32 {
+	if st.gen == nil {
+		return abi.NotAllowed
+	}
+	return out(mod, u32(s[0]), u32(s[1]), st.gen.plugin.spec.Config)
+}
+
+func hSetError(st *callState, mod api.Module, s []uint64) int32 {
+	msg := read(mod, u32(s[0]), u32(s[1]))
+	if len(msg) > abi.MaxErrorText {
+		msg = msg[:abi.MaxErrorText]
+	}
+	st.errText = strings.ToValidUTF8(string(msg), "?")
+	return 0
+}
+
+func hLastError(st *callState, mod api.Module, s []uint64) int32 {
+	return out(mod, u32(s[0]), u32(s[1]), []byte(st.lastErr))
+}
+
+// fail records a readable reason for the guest (last_error) and returns the status.
+func (st *callState) fail(status int32, format string, args ...any) int32 {
+	st.lastErr = fmt.Sprintf(format, args...)
+	return status
+}
+
+func hGetMeta(st *callState, mod api.Module, s []uint64) int32 {
+	key := string(read(mod, u32(s[0]), u32(s[1])))
+	switch {
+	case st.messageHook():
+		v, ok := st.getMeta(key)
+		if !ok {
+			return abi.NotFound
+		}
+		return out(mod, u32(s[2]), u32(s[3]), []byte(v))
+	case st.queue != nil:
+		var v string
+		switch key {
+		case abi.QueueInputName:
+			v = st.queue.Name
+		case abi.QueueInputDomain:
+			v = st.queue.Domain
+		case abi.QueueInputTenant:
+			v = st.queue.Tenant
+		case abi.QueueInputCampaign:
+			v = st.queue.Campaign
+		case abi.QueueInputRoutingDomain:
+			v = st.queue.RoutingDomain
+		default:
+			return abi.NotFound
+		}
+		if v == "" && key != abi.QueueInputName && key != abi.QueueInputDomain {
+			return abi.NotFound
+		}
+		return out(mod, u32(s[2]), u32(s[3]), []byte(v))
+	}
+	return st.fail(abi.NotAllowed, "get_meta is available in hooks only")
+}
+
+func validMetaKey(k string) bool {
+	if k == "" || len(k) > abi.MaxMetaKey {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "set_meta is available in message hooks only")
+	}
+	key := string(read(mod, u32(s[0]), u32(s[1])))
+	val := string(read(mod, u32(s[2]), u32(s[3])))
+	if !validMetaKey(key) {
+		return st.fail(abi.Invalid, "meta key %q: use 1-%d of A-Z a-z 0-9 _ - .", key, abi.MaxMetaKey)
+	}
+	if len(val) > abi.MaxMetaValue {
+		return st.fail(abi.Limit, "meta %s: value longer than %d bytes", key, abi.MaxMetaValue)
+	}
+	if !printable(val) {
+		return st.fail(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
+	}
+	if val != "" {
+		switch key {
+		case abi.MetaRoutingDomain:
+			if _, err := route.ParseTarget(val); err != nil {
+				return st.fail(abi.Invalid, "meta routing_domain %q: %s", val, safeText(err))
+			}
+		case abi.MetaQueue:
+			c, err := route.ParseQueueName(val)
+			if err == nil {
+				_, err = route.ParseTarget(c.Destination())
+			}
+			if err != nil {
+				return st.fail(abi.Invalid, "meta queue %q: %s", val, safeText(err))
+			}
+		}
+	}
+	if st.meta == nil {
+		st.meta = map[string]string{}
+	}
+	if _, exists := st.getMeta(key); !exists && len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
+		return st.fail(abi.Limit, "more than %d meta keys", abi.MaxMetaKeys)
+	}
+	st.meta[key] = val
+	return abi.OK
+}
+
+func safeText(err error) string {
+	var e *message.Error
+	if errors.As(err, &e) {
+		return e.Text
+	}
+	return err.Error()
+}
+
+func hGetSender(st *callState, mod api.Module, s []uint64) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "get_sender is available in message hooks only")
+	}
+	return out(mod, u32(s[0]), u32(s[1]), []byte(st.msg.Sender))
+}
+
+func hRecipientCount(st *callState, _ api.Module, _ []uint64) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "recipient_count is available in message hooks only")
+	}
+	return int32(len(st.msg.Recipients))
+}
+
+func hGetRecipient(st *callState, mod api.Module, s []uint64) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "get_recipient is available in message hooks only")
+	}
+	i := int32(s[0])
+	if i < 0 || int(i) >= len(st.msg.Recipients) {
+		return abi.NotFound
+	}
+	return out(mod, u32(s[1]), u32(s[2]), []byte(st.msg.Recipients[i]))
+}
+
+func hGetHeader(st *callState, mod api.Module, s []uint64) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "get_header is available in message hooks only")
+	}
+	name := string(read(mod, u32(s[0]), u32(s[1])))
+	idx := int32(s[2])
+	if idx < 0 {
+		return abi.NotFound
+	}
+	v, ok := st.msg.Header(name, int(idx))
+	if !ok {
+		return abi.NotFound
+	}
+	return out(mod, u32(s[3]), u32(s[4]), v)
+}
+
+func hPrependHeader(st *callState, mod api.Module, s []uint64) int32 {
+	return st.addHeader(mod, s, &st.prepend)
+}
+
+func hAppendHeader(st *callState, mod api.Module, s []uint64) int32 {
+	return st.addHeader(mod, s, &st.append)
+}
+
+// addHeader validates and stages a header edit. A CR or LF in a name or value is refused:
+// it would let a plugin (or data it copies from the message) inject header lines.
+func (st *callState) addHeader(mod api.Module, s []uint64, to *[]header) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "header edits are available in message hooks only")
+	}
+	name := string(read(mod, u32(s[0]), u32(s[1])))
+	val := string(read(mod, u32(s[2]), u32(s[3])))
+	if name == "" || len(name) > abi.MaxHeaderName {
+		return st.fail(abi.Invalid, "header name must be 1-%d characters", abi.MaxHeaderName)
+	}
+	for i := 0; i < len(name); i++ { // RFC 5322 §3.6.8 ftext: printable ASCII except ':'
+		if c := name[i]; c < 33 || c > 126 || c == ':' {
+			return st.fail(abi.Invalid, "header name %q: only printable ASCII without ':' or spaces", name)
+		}
+	}
+	if strings.ContainsAny(val, "\r\n") {
+		return st.fail(abi.Invalid, "header %s: CR or LF in the value (header injection refused)", name)
+	}
+	if len(val) > abi.MaxHeaderValue {
+		return st.fail(abi.Limit, "header %s: value longer than %d bytes", name, abi.MaxHeaderValue)
+	}
+	if !utf8.ValidString(val) {
+		return st.fail(abi.Invalid, "header %s: value is not UTF-8", name)
+	}
+	if st.headerEdits >= abi.MaxHeaderEdits {
+		return st.fail(abi.Limit, "more than %d header edits in one call", abi.MaxHeaderEdits)
+	}
+	st.headerEdits++
+	*to = append(*to, header{name, val})
+	return abi.OK
+}
+
+func hGetBody(st *callState, mod api.Module, s []uint64) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "get_body is available in message hooks only")
+	}
+	st.msg.index()
+	body := st.msg.Data[st.msg.hdrEnd:]
+	if len(body) >= 2 && body[0] == '\r' && body[1] == '\n' {
+		body = body[2:]
+	} else if len(body) >= 1 && body[0] == '\n' {
+		body = body[1:]
+	}
+	return out(mod, u32(s[0]), u32(s[1]), body)
+}
+
+func hReject(st *callState, mod api.Module, s []uint64) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "reject is available in message hooks only")
+	}
+	code := int32(s[0])
+	text := string(read(mod, u32(s[1]), u32(s[2])))
+	if code < 400 || code > 599 {
+		return st.fail(abi.Invalid, "reject code %d: must be 4xx or 5xx", code)
+	}
+	if len(text) > abi.MaxRejectText {
+		return st.fail(abi.Limit, "reject text longer than %d bytes", abi.MaxRejectText)
+	}
+	for i := 0; i < len(text); i++ {
+		if c := text[i]; c < 32 || c > 126 {
+			return st.fail(abi.Invalid, "reject text must be printable ASCII (RFC 5321 replies)")
+		}
+	}
+	r := message.Reply{Code: int(code), Text: text}
+	if enh, rest, ok := strings.Cut(text, " "); ok && isEnhanced(enh) && int(enh[0]-'0') == int(code)/100 {
+		r.Enhanced, r.Text = enh, rest
+	} else {
+		r.Enhanced = fmt.Sprintf("%d.0.0", code/100)
+	}
+	if r.Text == "" {
+		r.Text = "rejected by policy"
+	}
+	st.reject = &r
+	return abi.OK
+}
+
+func isEnhanced(s string) bool {
+	p := strings.Split(s, ".")
+	if len(p) != 3 {
+		return false
+	}
+	for _, x := range p {
+		if x == "" || len(x) > 3 || strings.Trim(x, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+func hMakeQueueConfig(st *callState, mod api.Module, s []uint64) int32 {
+	if st.queue == nil {
+		return st.fail(abi.NotAllowed, "make_queue_config is available in get_queue_config only")
+	}
+	if u32(s[1]) > abi.MaxQueueConfig {
+		return st.fail(abi.Limit, "queue config longer than %d bytes", abi.MaxQueueConfig)
+	}
+	c, err := abi.ParseQueueConfig(read(mod, u32(s[0]), u32(s[1])))
+	if err != nil {
+		return st.fail(abi.Invalid, "%s", err)
+	}
+	for _, e := range c.MXList() {
+		if err := (route.MXEntry{Name: e.Name, Addr: e.Addr}).Validate(); err != nil {
+			return st.fail(abi.Invalid, "queue config: mx_list entry %q: %s", e.Name, safeText(err))
+		}
+	}
+	st.queueConfig = c
+	return abi.OK
+}

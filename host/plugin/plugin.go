@@ -1,0 +1,347 @@
+// Package plugin hosts WebAssembly policy plugins on wazero (ABI v1, abi/ABI.md).
+//
+// A Plugin is a file plus its config; what runs is its current Generation: one wazero Runtime
+// (so the memory cap is per plugin), one compiled module, and a bounded pool of instances.
+// Loading checks everything before any message can meet the plugin — marker export, hook
+// signatures, imports against the host table, WASI only from an allowlist, one eager instance
+// whose wasmta_init must return 0 — so a broken plugin fails at start or reload with a precise
+// message, never mid-session.
+//
+// Every call is bounded: a deadline (WithCloseOnContextDone), a memory cap
+// (WithMemoryLimitPages), a host-call budget. An instance is never shared by two calls, and
+// any call error (trap, deadline, host panic) discards it. Effects are staged and applied only
+// when the hook returns 0. A crash-loop breaker stops calling a plugin that keeps failing.
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmta/wasmta/abi"
+)
+
+// Spec says what to load and with which limits.
+type Spec struct {
+	Path        string
+	Config      []byte        // the plugin's own config (JSON), served by get_config
+	MaxMemory   int64         // bytes per instance; default 64 MiB
+	Timeout     time.Duration // per hook call; default 100ms
+	InitTimeout time.Duration // _initialize + wasmta_init; default 5s
+	PoolSize    int           // instances at most; default 2 × GOMAXPROCS
+}
+
+func (s *Spec) defaults() {
+	if s.MaxMemory <= 0 {
+		s.MaxMemory = 64 << 20
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = 100 * time.Millisecond
+	}
+	if s.InitTimeout <= 0 {
+		s.InitTimeout = 5 * time.Second
+	}
+	if s.PoolSize <= 0 {
+		s.PoolSize = 2 * runtime.GOMAXPROCS(0)
+	}
+}
+
+// Host compiles plugins, sharing one on-disk compilation cache.
+type Host struct {
+	cache wazero.CompilationCache
+	diag  *slog.Logger
+}
+
+// NewHost returns a Host caching compiled code in cacheDir ("" = in memory only).
+func NewHost(cacheDir string, diag *slog.Logger) (*Host, error) {
+	if diag == nil {
+		diag = slog.Default()
+	}
+	var cache wazero.CompilationCache
+	if cacheDir != "" {
+		if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+			return nil, fmt.Errorf("plugin cache: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("plugin cache: %w", err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	return &Host{cache: cache, diag: diag}, nil
+}
+
+// Close releases the compilation cache.
+func (h *Host) Close() error { return h.cache.Close(context.Background()) }
+
+// Plugin is one configured plugin; its code can be swapped (Reload) while it serves.
+type Plugin struct {
+	host *Host
+	spec Spec
+	name string
+	gen  atomic.Pointer[Generation]
+}
+
+// Name is the plugin's file name, used in logs.
+func (p *Plugin) Name() string { return p.name }
+
+// Generation is the code currently serving.
+func (p *Plugin) Generation() *Generation { return p.gen.Load() }
+
+// Load compiles, validates and starts a plugin.
+func (h *Host) Load(ctx context.Context, spec Spec) (*Plugin, error) {
+	spec.defaults()
+	p := &Plugin{host: h, spec: spec, name: filepath.Base(spec.Path)}
+	g, err := h.newGeneration(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	p.gen.Store(g)
+	return p, nil
+}
+
+// Close closes the serving generation.
+func (p *Plugin) Close(ctx context.Context) {
+	if g := p.gen.Load(); g != nil {
+		g.close(ctx)
+	}
+}
+
+// Generation is one loaded version of a plugin's code and config.
+type Generation struct {
+	plugin   *Plugin
+	ID       string // sha256 of code and config, first 12 hex digits
+	LoadedAt time.Time
+	hooks    map[string]bool
+	rt       wazero.Runtime
+	cm       wazero.CompiledModule
+	modCfg   wazero.ModuleConfig
+
+	sem  chan struct{}  // one token per live instance
+	idle chan *instance // instances ready for a call
+
+	breaker breaker
+	closed  atomic.Bool
+}
+
+// Hooks lists the hooks this generation exports.
+func (g *Generation) Hooks() []string {
+	var out []string
+	for _, h := range abi.Hooks {
+		if g.hooks[h] {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Has reports whether the generation exports hook.
+func (g *Generation) Has(hook string) bool { return g.hooks[hook] }
+
+// Plugin is the plugin this generation belongs to.
+func (g *Generation) Plugin() *Plugin { return g.plugin }
+
+type instance struct {
+	mod   api.Module
+	fns   map[string]api.Function
+	stack []uint64
+	calls int
+}
+
+func (h *Host) newGeneration(ctx context.Context, p *Plugin) (*Generation, error) {
+	code, err := os.ReadFile(p.spec.Path)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
+	}
+	sum := sha256.New()
+	sum.Write(code)
+	sum.Write([]byte{0})
+	sum.Write(p.spec.Config)
+	pages := uint32((p.spec.MaxMemory + 65535) / 65536)
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(h.cache).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(pages)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	g := &Generation{
+		plugin:   p,
+		ID:       hex.EncodeToString(sum.Sum(nil))[:12],
+		LoadedAt: time.Now(),
+		rt:       rt,
+		sem:      make(chan struct{}, p.spec.PoolSize),
+		idle:     make(chan *instance, p.spec.PoolSize),
+	}
+	fail := func(err error) (*Generation, error) {
+		rt.Close(context.Background())
+		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
+	}
+	cm, err := rt.CompileModule(ctx, code)
+	if err != nil {
+		return fail(fmt.Errorf("not a valid WebAssembly module: %w", err))
+	}
+	g.cm = cm
+	usesWASI, err := validate(cm)
+	if err != nil {
+		return fail(err)
+	}
+	g.hooks = map[string]bool{}
+	for _, name := range abi.Hooks {
+		if _, ok := cm.ExportedFunctions()[name]; ok {
+			g.hooks[name] = true
+		}
+	}
+	if usesWASI {
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+			return fail(err)
+		}
+	}
+	if err := instantiateHostModule(ctx, rt); err != nil {
+		return fail(err)
+	}
+	out := &guestOutput{diag: h.diag, plugin: p.name}
+	g.modCfg = wazero.NewModuleConfig().
+		WithName(""). // anonymous: many instances of one module
+		WithStartFunctions(abi.ExportInitialize).
+		WithSysWalltime().WithSysNanotime().
+		WithRandSource(cryptoRand{}).
+		WithStdout(out).WithStderr(out)
+	// One eager instance: a plugin whose start or wasmta_init fails is refused now.
+	g.sem <- struct{}{}
+	in, err := g.newInstance(ctx)
+	if err != nil {
+		<-g.sem
+		return fail(err)
+	}
+	g.idle <- in
+	return g, nil
+}
+
+// newInstance instantiates the module and runs wasmta_init. The caller holds a sem token.
+func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
+	spec := g.plugin.spec
+	ictx, cancel := context.WithTimeout(ctx, spec.InitTimeout)
+	defer cancel()
+	st := &callState{gen: g}
+	ictx = context.WithValue(ictx, stateKey{}, st)
+	mod, err := g.rt.InstantiateModule(ictx, g.cm, g.modCfg)
+	if err != nil {
+		return nil, fmt.Errorf("start failed: %w", err)
+	}
+	in := &instance{mod: mod, fns: map[string]api.Function{}, stack: make([]uint64, 1)}
+	for h := range g.hooks {
+		in.fns[h] = mod.ExportedFunction(h)
+	}
+	if f := mod.ExportedFunction(abi.ExportInit); f != nil {
+		if err := f.CallWithStack(ictx, in.stack); err != nil {
+			mod.Close(context.Background())
+			return nil, fmt.Errorf("%s failed: %w", abi.ExportInit, err)
+		}
+		if rc := int32(in.stack[0]); rc != 0 {
+			mod.Close(context.Background())
+			return nil, fmt.Errorf("%s returned %d%s", abi.ExportInit, rc, st.errSuffix())
+		}
+	}
+	return in, nil
+}
+
+func (g *Generation) acquire(ctx context.Context) (*instance, error) {
+	select {
+	case in := <-g.idle:
+		return in, nil
+	default:
+	}
+	select {
+	case in := <-g.idle:
+		return in, nil
+	case g.sem <- struct{}{}:
+		in, err := g.newInstance(context.Background())
+		if err != nil {
+			<-g.sem
+			return nil, err
+		}
+		return in, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// recycleAfter bounds an instance's life: linear memory never shrinks, and long-lived guest
+// heaps fragment.
+const recycleAfter = 100_000
+
+func (g *Generation) release(in *instance) {
+	in.calls++
+	if g.closed.Load() || in.calls >= recycleAfter {
+		g.discard(in)
+		return
+	}
+	g.idle <- in
+}
+
+func (g *Generation) discard(in *instance) {
+	in.mod.Close(context.Background())
+	<-g.sem
+}
+
+// close stops the generation: idle instances close now; busy ones close on release.
+func (g *Generation) close(ctx context.Context) {
+	g.closed.Store(true)
+	for {
+		select {
+		case in := <-g.idle:
+			g.discard(in)
+		default:
+			g.rt.Close(ctx)
+			return
+		}
+	}
+}
+
+// ErrBreakerOpen is returned while a plugin that kept failing is not called.
+var ErrBreakerOpen = errors.New("plugin disabled for a while after repeated failures")
+
+// breaker opens after threshold failures within a minute and stays open for a minute.
+type breaker struct {
+	mu        sync.Mutex
+	failures  []time.Time
+	openUntil time.Time
+}
+
+const breakerThreshold = 20
+
+func (b *breaker) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !now.Before(b.openUntil)
+}
+
+func (b *breaker) fail(now time.Time) (opened bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cut := 0
+	for cut < len(b.failures) && now.Sub(b.failures[cut]) > time.Minute {
+		cut++
+	}
+	b.failures = append(b.failures[cut:], now)
+	if len(b.failures) >= breakerThreshold {
+		b.openUntil = now.Add(time.Minute)
+		b.failures = b.failures[:0]
+		return true
+	}
+	return false
+}

@@ -1,0 +1,161 @@
+package plugin
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/message"
+)
+
+// Message is what a message hook reads and changes: the envelope, meta and the message data
+// (header and body, CRLF line ends). A chain applies each plugin's effects to it in turn.
+type Message struct {
+	Sender     string
+	Recipients []string
+	Meta       map[string]string
+	Data       []byte
+	hdr        []field // lazily built index of Data's header fields
+	hdrEnd     int     // offset of the blank line ending the header (or len(Data))
+	indexed    bool
+}
+
+type field struct {
+	name  string
+	value []byte // after "Name:" with leading whitespace removed, folding kept, no final CRLF
+}
+
+// QueueInput is what get_queue_config sees: the parts of the scheduled queue's name.
+type QueueInput struct {
+	Name, Domain, Tenant, Campaign, RoutingDomain string
+}
+
+type header struct{ name, value string }
+
+// callState is one hook call's view of the world and its staged effects. Host functions find
+// it through the call's context; nothing here outlives the call except what commit applies.
+type callState struct {
+	gen   *Generation
+	hook  string
+	msg   *Message
+	queue *QueueInput
+
+	meta         map[string]string
+	prepend      []header
+	append       []header
+	reject       *message.Reply
+	queueConfig  *abi.QueueConfig
+	errText      string
+	lastErr      string
+	calls        int
+	headerEdits  int
+	grantedFeats uint64
+}
+
+type stateKey struct{}
+
+func (st *callState) errSuffix() string {
+	if st.errText == "" {
+		return ""
+	}
+	return ": " + st.errText
+}
+
+func (st *callState) messageHook() bool {
+	return st.hook == abi.HookSMTPServerMessageReceived || st.hook == abi.HookHTTPMessageGenerated
+}
+
+// getMeta reads meta as the hook sees it: its own staged sets first.
+func (st *callState) getMeta(k string) (string, bool) {
+	if v, ok := st.meta[k]; ok {
+		return v, true
+	}
+	v, ok := st.msg.Meta[k]
+	return v, ok
+}
+
+// commit applies staged effects to the message (only after the hook returned 0).
+func (st *callState) commit() {
+	m := st.msg
+	if len(st.meta) > 0 {
+		if m.Meta == nil {
+			m.Meta = map[string]string{}
+		}
+		for k, v := range st.meta {
+			m.Meta[k] = v
+		}
+	}
+	if len(st.prepend) == 0 && len(st.append) == 0 {
+		return
+	}
+	m.index()
+	var out bytes.Buffer
+	out.Grow(len(m.Data) + 256)
+	for _, h := range st.prepend {
+		writeHeader(&out, h)
+	}
+	out.Write(m.Data[:m.hdrEnd])
+	for _, h := range st.append {
+		writeHeader(&out, h)
+	}
+	out.Write(m.Data[m.hdrEnd:])
+	m.Data = out.Bytes()
+	m.indexed = false
+}
+
+func writeHeader(b *bytes.Buffer, h header) {
+	b.WriteString(h.name)
+	b.WriteString(": ")
+	b.WriteString(h.value)
+	b.WriteString("\r\n")
+}
+
+// index finds the header fields of Data (RFC 5322 §2.2: a field ends at a CRLF not followed
+// by whitespace; the header ends at the first empty line).
+func (m *Message) index() {
+	if m.indexed {
+		return
+	}
+	m.indexed, m.hdr, m.hdrEnd = true, m.hdr[:0], len(m.Data)
+	d := m.Data
+	pos := 0
+	for pos < len(d) {
+		eol := bytes.IndexByte(d[pos:], '\n')
+		line := d[pos:]
+		next := len(d)
+		if eol >= 0 {
+			line = d[pos : pos+eol]
+			next = pos + eol + 1
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			m.hdrEnd = pos
+			return
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(m.hdr) > 0 {
+			f := &m.hdr[len(m.hdr)-1]
+			f.value = append(append(f.value, "\r\n"...), line...)
+		} else if i := bytes.IndexByte(line, ':'); i > 0 {
+			m.hdr = append(m.hdr, field{name: string(line[:i]), value: append([]byte(nil), bytes.TrimLeft(line[i+1:], " \t")...)})
+		} else {
+			// Not a header line: the header ended without a blank line.
+			m.hdrEnd = pos
+			return
+		}
+		pos = next
+	}
+}
+
+// Header returns the idx-th field named name (case-insensitive).
+func (m *Message) Header(name string, idx int) ([]byte, bool) {
+	m.index()
+	for _, f := range m.hdr {
+		if strings.EqualFold(f.name, name) {
+			if idx == 0 {
+				return f.value, true
+			}
+			idx--
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,4 @@
+(module
+  (memory (export "memory") 1)
+  (func (export "wasmta_abi_v1"))
+  (func (export "smtp_server_message_received") (param i32) (result i32) (i32.const 0)))

@@ -1,0 +1,129 @@
+package plugin
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmta/wasmta/abi"
+)
+
+// wasiAllowed is what a plugin may import from WASI: what the Go, Rust and C runtimes need to
+// start, read clocks and randomness and write diagnostics. No filesystem (there are no
+// preopens anyway) and no sockets.
+var wasiAllowed = map[string]bool{
+	"args_get": true, "args_sizes_get": true, "environ_get": true, "environ_sizes_get": true,
+	"clock_time_get": true, "clock_res_get": true, "random_get": true, "sched_yield": true,
+	"poll_oneoff": true, "proc_exit": true, "fd_write": true, "fd_close": true,
+	"fd_fdstat_get": true, "fd_seek": true,
+}
+
+// validate checks a compiled module against ABI v1 and reports whether it imports WASI.
+func validate(cm wazero.CompiledModule) (usesWASI bool, err error) {
+	exports := cm.ExportedFunctions()
+	marker, ok := exports[abi.ExportMarker]
+	if !ok {
+		return false, fmt.Errorf("missing export %q: not a wasmta ABI v1 plugin (see abi/ABI.md)", abi.ExportMarker)
+	}
+	if len(marker.ParamTypes()) != 0 || len(marker.ResultTypes()) != 0 {
+		return false, fmt.Errorf("export %q must have type () -> (), has %s", abi.ExportMarker, sig(marker))
+	}
+	if _, ok := cm.ExportedMemories()[abi.ExportMemory]; !ok {
+		return false, fmt.Errorf("missing exported memory %q", abi.ExportMemory)
+	}
+	i32 := []api.ValueType{api.ValueTypeI32}
+	for _, name := range append([]string{abi.ExportInit}, abi.Hooks...) {
+		if f, ok := exports[name]; ok {
+			if len(f.ParamTypes()) != 0 || !slices.Equal(f.ResultTypes(), i32) {
+				return false, fmt.Errorf("export %q must have type () -> i32, has %s", name, sig(f))
+			}
+		}
+	}
+	hooks := 0
+	for _, h := range abi.Hooks {
+		if _, ok := exports[h]; ok {
+			hooks++
+		}
+	}
+	if hooks == 0 {
+		return false, fmt.Errorf("exports no hook (one of %s)", strings.Join(abi.Hooks, ", "))
+	}
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		switch mod {
+		case abi.HostModule:
+			hf, ok := hostTable[name]
+			if !ok {
+				return false, fmt.Errorf("imports %s.%s, which this host (ABI %d.%d) does not provide", mod, name, abi.Major, abi.Minor)
+			}
+			if !slices.Equal(f.ParamTypes(), hf.params) || !slices.Equal(f.ResultTypes(), hf.results) {
+				return false, fmt.Errorf("imports %s.%s with type %s, the host's is %s", mod, name, sig(f), sigOf(hf.params, hf.results))
+			}
+		case "wasi_snapshot_preview1":
+			if !wasiAllowed[name] {
+				return false, fmt.Errorf("imports WASI function %s, which plugins may not use (no filesystem or network)", name)
+			}
+			usesWASI = true
+		default:
+			return false, fmt.Errorf("imports %s.%s: only module %q (and a few WASI functions) can be imported", mod, name, abi.HostModule)
+		}
+	}
+	return usesWASI, nil
+}
+
+func sig(f api.FunctionDefinition) string { return sigOf(f.ParamTypes(), f.ResultTypes()) }
+
+func sigOf(params, results []api.ValueType) string {
+	name := func(ts []api.ValueType) string {
+		var s []string
+		for _, t := range ts {
+			s = append(s, api.ValueTypeName(t))
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return name(params) + " -> " + name(results)
+}
+
+// guestOutput turns a guest's stdout/stderr (Go panics print there) into diagnostics, one
+// record per line, each cut at abi.MaxLogLine.
+type guestOutput struct {
+	mu     sync.Mutex
+	diag   *slog.Logger
+	plugin string
+	buf    []byte
+}
+
+func (o *guestOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf = append(o.buf, p...)
+	for {
+		i := strings.IndexByte(string(o.buf), '\n')
+		if i < 0 {
+			if len(o.buf) > abi.MaxLogLine {
+				o.emit(o.buf)
+				o.buf = o.buf[:0]
+			}
+			return len(p), nil
+		}
+		o.emit(o.buf[:i])
+		o.buf = o.buf[i+1:]
+	}
+}
+
+func (o *guestOutput) emit(line []byte) {
+	if len(line) > abi.MaxLogLine {
+		line = line[:abi.MaxLogLine]
+	}
+	o.diag.Warn("plugin output", "plugin", o.plugin, "line", string(line))
+}
+
+type cryptoRand struct{}
+
+func (cryptoRand) Read(p []byte) (int, error) { return rand.Read(p) }
