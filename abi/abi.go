@@ -116,3 +116,13 @@ const (
 	DefaultMaxMemory = 16 << 20  // bytes per instance (non-Go guests)
 	GoMinMemory      = 128 << 20 // bytes: what a Go guest gets at least
 )
+
+// HostFunctions lists every host function name of ABI v1.
+var HostFunctions = []string{
+	FnABIVersion, FnFeatures, FnLog, FnGetConfig, FnSetError, FnLastError, FnGetMeta, FnSetMeta,
+	FnGetSender, FnRecipientCount, FnGetRecipient, FnGetHeader, FnPrependHeader, FnAppendHeader,
+	FnGetBody, FnReject, FnMakeQueueConfig,
+}
+
+// Exports lists every guest export name of ABI v1 (hooks included).
+var Exports = append([]string{ExportMarker, ExportInit, ExportMemory}, Hooks...)

@@ -15,13 +15,15 @@ import (
 )
 
 // wasiAllowed is what a plugin may import from WASI: what the Go, Rust and C runtimes need to
-// start, read clocks and randomness and write diagnostics. No filesystem (there are no
-// preopens anyway) and no sockets.
+// start, read clocks and randomness and write diagnostics. The fd_* calls can only reach the
+// three standard descriptors: no directory is preopened and path_open is not allowed, so no
+// file can be opened; sock_* are not allowed at all.
 var wasiAllowed = map[string]bool{
 	"args_get": true, "args_sizes_get": true, "environ_get": true, "environ_sizes_get": true,
 	"clock_time_get": true, "clock_res_get": true, "random_get": true, "sched_yield": true,
-	"poll_oneoff": true, "proc_exit": true, "fd_write": true, "fd_close": true,
-	"fd_fdstat_get": true, "fd_seek": true,
+	"poll_oneoff": true, "proc_exit": true, "fd_write": true, "fd_read": true, "fd_close": true,
+	"fd_fdstat_get": true, "fd_fdstat_set_flags": true, "fd_seek": true,
+	"fd_prestat_get": true, "fd_prestat_dir_name": true,
 }
 
 // validate checks a compiled module against ABI v1 and reports whether it imports WASI.

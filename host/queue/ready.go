@@ -154,9 +154,32 @@ func (rq *readyQueue) work() {
 			m.outcome(it, rq.name, nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
 			continue
 		}
-		host := conn.Host()
+		reused := conn.Sent() > 0
 		reply, err := conn.Send(it.msg.Sender, it.msg.Recipient, body)
-		m.outcome(it, rq.name, &host, reply, err)
+		if err != nil && reused && conn.Broken() {
+			// A cached connection the server dropped while idle (or closed with 421) says
+			// nothing about this message: try it once on a fresh connection, as Postfix does.
+			conn.Close()
+			conn = nil
+			rq.mu.Lock()
+			hosts := rq.hosts
+			rq.mu.Unlock()
+			if c, cerr := m.opt.Dialer.Connect(m.ctx, hosts); cerr != nil {
+				err = cerr
+			} else {
+				conn = c
+				reply, err = conn.Send(it.msg.Sender, it.msg.Recipient, body)
+			}
+		}
+		var peer *route.Host
+		if conn != nil {
+			h := conn.Host()
+			peer = &h
+		}
+		m.outcome(it, rq.name, peer, reply, err)
+		if conn == nil {
+			continue
+		}
 		if conn.Broken() || conn.Sent() >= m.opt.MaxDeliveriesPerConnection {
 			conn.Close()
 			conn = nil

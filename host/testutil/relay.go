@@ -219,3 +219,71 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// BuildGoPlugin compiles the Go plugin package pkg (a path relative to the module root, like
+// "./examples/routing_domain/plugin") into dir/name.wasm and returns that path.
+func BuildGoPlugin(dir, pkg, name string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build plugin %s: %v\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// PluginSection returns the [[plugins]] part of an example's config file (everything from
+// the first "[[plugins]]" on), with each `path = "..."` pointing at wasm and every old → new
+// pair of replace applied (e.g. a documentation address swapped for a loopback one).
+func PluginSection(t testing.TB, configFile, wasm string, replace ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "[[plugins]]")
+	if i < 0 {
+		t.Fatalf("%s has no [[plugins]] section", configFile)
+	}
+	s = s[i:]
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "path =") {
+			l = fmt.Sprintf("path = %q", wasm)
+		}
+		lines = append(lines, l)
+	}
+	s = strings.Join(lines, "\n")
+	if len(replace)%2 != 0 {
+		t.Fatal("PluginSection: replace needs old/new pairs")
+	}
+	for j := 0; j < len(replace); j += 2 {
+		if !strings.Contains(s, replace[j]) {
+			t.Fatalf("%s does not contain %q", configFile, replace[j])
+		}
+		s = strings.ReplaceAll(s, replace[j], replace[j+1])
+	}
+	return s
+}
+
+// DeliveryConfig is the [dns] and [delivery] part of a test config: resolve through dnsAddr,
+// deliver to port, loopback allowed, short timeouts.
+func DeliveryConfig(dnsAddr string, port int) string {
+	return fmt.Sprintf(`
+[dns]
+resolvers = [%q]
+[delivery]
+smtp_port = %d
+prohibited_hosts = ["0.0.0.0/8", "::/128"]
+connect_timeout = "2s"
+command_timeout = "5s"
+data_timeout = "5s"
+idle_timeout = "200ms"
+`, dnsAddr, port)
+}

@@ -1,0 +1,339 @@
+// Package wasmta is the Go SDK for wasmta policy plugins (ABI v1, abi/ABI.md).
+//
+// A plugin is a main package that registers handlers in init and is built as a WASI reactor:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .
+//
+//	func init() {
+//		wasmta.OnMessageReceived(func(m *wasmta.Message) error {
+//			return m.SetMeta("routing_domain", "my.smarthost.com")
+//		})
+//	}
+//	func main() {}
+//
+// main is never called (c-shared); init runs when the host starts an instance. One instance
+// runs one hook at a time, so handlers need no locking, and must not start goroutines that
+// outlive the call.
+package wasmta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/wasmta/wasmta/abi"
+)
+
+var (
+	onInit             func() error
+	onMessageReceived  func(*Message) error
+	onMessageGenerated func(*Message) error
+	onQueueConfig      func(Queue) (*QueueConfig, error)
+)
+
+// OnInit registers a function run once per instance before any hook (wasmta_init). An error
+// refuses the plugin at load or reload, with the error's text in the host's message.
+func OnInit(f func() error) { onInit = f }
+
+// OnMessageReceived registers the smtp_server_message_received handler. Returning an error
+// makes the host answer 451 4.3.0 (the client retries); nothing the handler set is applied.
+func OnMessageReceived(f func(*Message) error) { onMessageReceived = f }
+
+// OnHTTPMessageGenerated registers the http_message_generated handler (HTTP injection).
+func OnHTTPMessageGenerated(f func(*Message) error) { onMessageGenerated = f }
+
+// OnGetQueueConfig registers the get_queue_config handler. Return nil, nil to leave the queue
+// to the next plugin or the server defaults.
+func OnGetQueueConfig(f func(Queue) (*QueueConfig, error)) { onQueueConfig = f }
+
+// Error is a failed host call: the ABI status and the host's explanation.
+type Error struct {
+	Op     string
+	Status int32
+	Text   string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("wasmta: %s: %s", e.Op, statusText(e.Status))
+	if e.Text != "" {
+		s += ": " + e.Text
+	}
+	return s
+}
+
+// ErrNotFound is matched by errors.Is for a NotFound status.
+var ErrNotFound = errors.New("not found")
+
+func (e *Error) Is(target error) bool { return target == ErrNotFound && e.Status == abi.NotFound }
+
+func statusText(s int32) string {
+	switch s {
+	case abi.NotFound:
+		return "not found"
+	case abi.Invalid:
+		return "invalid argument"
+	case abi.NotAllowed:
+		return "not allowed here"
+	case abi.Limit:
+		return "limit exceeded"
+	case abi.Unimplemented:
+		return "not implemented by this host"
+	}
+	return fmt.Sprintf("status %d", s)
+}
+
+func check(op string, rc int32) error {
+	if rc >= 0 {
+		return nil
+	}
+	return &Error{Op: op, Status: rc, Text: lastError()}
+}
+
+// scratch is the one receive buffer: an instance runs one call at a time.
+var scratch [4096]byte
+
+// fetch runs a (buf, limit) host call, retrying once with a buffer of the announced size.
+func fetch(call func(buf unsafe.Pointer, limit uint32) int32) ([]byte, int32) {
+	n := call(unsafe.Pointer(&scratch[0]), uint32(len(scratch)))
+	if n < 0 {
+		return nil, n
+	}
+	if int(n) <= len(scratch) {
+		return append([]byte(nil), scratch[:n]...), n
+	}
+	b := make([]byte, n)
+	n = call(unsafe.Pointer(&b[0]), uint32(len(b)))
+	if n < 0 {
+		return nil, n
+	}
+	return b[:n], n
+}
+
+func ptr(s string) (unsafe.Pointer, uint32) {
+	if s == "" {
+		return unsafe.Pointer(&scratch[0]), 0
+	}
+	return unsafe.Pointer(unsafe.StringData(s)), uint32(len(s))
+}
+
+func lastError() string {
+	b, n := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostLastError(buf, limit) })
+	if n <= 0 {
+		return ""
+	}
+	return string(b)
+}
+
+// Config decodes the plugin's own config (its [plugins.config] table, as JSON) into v.
+func Config(v any) error {
+	b, n := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetConfig(buf, limit) })
+	if err := check("get_config", n); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// ABIVersion is the host's ABI version (major<<16 | minor).
+func ABIVersion() int32 { return hostABIVersion() }
+
+// Features returns the subset of want the host grants (abi.Feature* bits).
+func Features(want uint64) uint64 { return uint64(hostFeatures(int64(want))) }
+
+func logAt(level int32, format string, args []any) {
+	s := fmt.Sprintf(format, args...)
+	p, n := ptr(s)
+	hostLog(level, p, n)
+}
+
+// Debugf, Infof, Warnf and Errorf write to the server's diagnostics, tagged with the plugin.
+func Debugf(format string, args ...any) { logAt(abi.LogDebug, format, args) }
+func Infof(format string, args ...any)  { logAt(abi.LogInfo, format, args) }
+func Warnf(format string, args ...any)  { logAt(abi.LogWarn, format, args) }
+func Errorf(format string, args ...any) { logAt(abi.LogError, format, args) }
+
+// Message is the message a message hook runs for. Changes are staged and take effect only if
+// the handler returns nil.
+type Message struct{}
+
+// Meta returns a meta value and whether it is set.
+func (*Message) Meta(key string) (string, bool) {
+	kp, kn := ptr(key)
+	b, n := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetMeta(kp, kn, buf, limit) })
+	if n < 0 {
+		return "", false
+	}
+	return string(b), true
+}
+
+// SetMeta sets a meta value. routing_domain and queue are checked at once: a malformed domain
+// or literal is an error here, not a bounce later.
+func (*Message) SetMeta(key, value string) error {
+	kp, kn := ptr(key)
+	vp, vn := ptr(value)
+	return check("set_meta", hostSetMeta(kp, kn, vp, vn))
+}
+
+// Sender is the envelope sender ("" for the null sender <>).
+func (*Message) Sender() string {
+	b, _ := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetSender(buf, limit) })
+	return string(b)
+}
+
+// Recipients are the envelope recipients.
+func (*Message) Recipients() []string {
+	n := hostRecipientCount()
+	out := make([]string, 0, max(n, 0))
+	for i := int32(0); i < n; i++ {
+		b, rc := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetRecipient(i, buf, limit) })
+		if rc >= 0 {
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+// Header returns the first header field named name (case-insensitive), unfolded as written.
+func (m *Message) Header(name string) (string, bool) {
+	vs := m.headers(name, 1)
+	if len(vs) == 0 {
+		return "", false
+	}
+	return vs[0], true
+}
+
+// HeaderValues returns every field named name, in order.
+func (m *Message) HeaderValues(name string) []string { return m.headers(name, -1) }
+
+func (*Message) headers(name string, limit int) []string {
+	np, nn := ptr(name)
+	var out []string
+	for i := int32(0); limit < 0 || len(out) < limit; i++ {
+		b, rc := fetch(func(buf unsafe.Pointer, l uint32) int32 { return hostGetHeader(np, nn, i, buf, l) })
+		if rc < 0 {
+			break
+		}
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// PrependHeader adds a field above the existing header. CR or LF in name or value is refused.
+func (*Message) PrependHeader(name, value string) error {
+	np, nn := ptr(name)
+	vp, vn := ptr(value)
+	return check("prepend_header", hostPrependHeader(np, nn, vp, vn))
+}
+
+// AppendHeader adds a field at the end of the header.
+func (*Message) AppendHeader(name, value string) error {
+	np, nn := ptr(name)
+	vp, vn := ptr(value)
+	return check("append_header", hostAppendHeader(np, nn, vp, vn))
+}
+
+// Body returns the message body (after the header's blank line).
+func (*Message) Body() ([]byte, error) {
+	b, n := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetBody(buf, limit) })
+	return b, check("get_body", n)
+}
+
+// Reject refuses the message with an SMTP code (4xx or 5xx) and text, which may start with an
+// enhanced status code: m.Reject(550, "5.7.1 not from here"). Return nil from the handler to
+// make it take effect; later plugins are not run.
+func (*Message) Reject(code int, text string) error {
+	tp, tn := ptr(text)
+	return check("reject", hostReject(int32(code), tp, tn))
+}
+
+// Queue is the scheduled queue get_queue_config is asked about, from its parsed name.
+type Queue struct {
+	Name, Domain, Tenant, Campaign, RoutingDomain string
+}
+
+// QueueConfig is a queue's delivery config (SPEC §5). Zero fields keep the server defaults.
+type QueueConfig struct {
+	RetryInterval    time.Duration
+	MaxRetryInterval time.Duration
+	MaxAge           time.Duration
+	// MxList replaces MX resolution: hosts tried in order; names resolved for A/AAAA only.
+	MxList []MXEntry
+}
+
+// MXEntry is one mx_list entry. Name alone is a host name or literal ("[10.0.0.1]",
+// "smart.host.local:2525"); with Addr, the relay connects to Addr and uses Name for TLS and logs.
+// In JSON (a plugin's config) it is a string or {"name": ..., "addr": ...}, as in KumoMTA.
+type MXEntry = abi.MXEntry
+
+// JSON is the config document handed to the host (abi.QueueConfig).
+func (c *QueueConfig) JSON() ([]byte, error) {
+	var doc abi.QueueConfig
+	dur := func(d time.Duration) *abi.Duration {
+		if d == 0 {
+			return nil
+		}
+		v := abi.Duration(d)
+		return &v
+	}
+	doc.RetryInterval, doc.MaxRetryInterval, doc.MaxAge = dur(c.RetryInterval), dur(c.MaxRetryInterval), dur(c.MaxAge)
+	if len(c.MxList) > 0 {
+		doc.Protocol = &abi.Protocol{SMTP: &abi.SMTPProtocol{MXList: c.MxList}}
+	}
+	return json.Marshal(&doc)
+}
+
+func queueInput(key string) string {
+	kp, kn := ptr(key)
+	b, n := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetMeta(kp, kn, buf, limit) })
+	if n < 0 {
+		return ""
+	}
+	return string(b)
+}
+
+// Hook bodies, called by the exports in exports_wasip1.go.
+
+func runInit() int32 {
+	if onInit == nil {
+		return 0
+	}
+	return fail(onInit())
+}
+
+func runMessage(h func(*Message) error) int32 {
+	if h == nil {
+		return 0
+	}
+	return fail(h(&Message{}))
+}
+
+func runQueueConfig() int32 {
+	if onQueueConfig == nil {
+		return 0
+	}
+	q := Queue{
+		Name: queueInput(abi.QueueInputName), Domain: queueInput(abi.QueueInputDomain),
+		Tenant: queueInput(abi.QueueInputTenant), Campaign: queueInput(abi.QueueInputCampaign),
+		RoutingDomain: queueInput(abi.QueueInputRoutingDomain),
+	}
+	c, err := onQueueConfig(q)
+	if err != nil || c == nil {
+		return fail(err)
+	}
+	js, err := c.JSON()
+	if err != nil {
+		return fail(err)
+	}
+	p := unsafe.Pointer(unsafe.SliceData(js))
+	return fail(check("make_queue_config", hostMakeQueueConfig(p, uint32(len(js)))))
+}
+
+func fail(err error) int32 {
+	if err == nil {
+		return 0
+	}
+	p, n := ptr(err.Error())
+	hostSetError(p, n)
+	return 1
+}

@@ -1,0 +1,75 @@
+package wasmta
+
+import (
+	"bufio"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmta/wasmta/abi"
+)
+
+// Every wasm name in the SDK's directives is an abi constant, and every host function and
+// export of the ABI is covered: the names live in one place.
+func TestDirectivesMatchABI(t *testing.T) {
+	f, err := os.Open("host_wasip1.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var imports, exports []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) == 3 && fields[0] == "//go:wasmimport":
+			if fields[1] != abi.HostModule {
+				t.Errorf("import module %q, want %q", fields[1], abi.HostModule)
+			}
+			imports = append(imports, fields[2])
+		case len(fields) == 2 && fields[0] == "//go:wasmexport":
+			exports = append(exports, fields[1])
+		}
+	}
+	slices.Sort(imports)
+	want := slices.Clone(abi.HostFunctions)
+	slices.Sort(want)
+	if !slices.Equal(imports, want) {
+		t.Errorf("imports %v\nabi     %v", imports, want)
+	}
+	for _, e := range exports {
+		if !slices.Contains(abi.Exports, e) {
+			t.Errorf("export %q is not an abi name", e)
+		}
+	}
+	for _, h := range append([]string{abi.ExportMarker, abi.ExportInit}, abi.Hooks...) {
+		if !slices.Contains(exports, h) {
+			t.Errorf("SDK does not export %q", h)
+		}
+	}
+}
+
+func TestQueueConfigJSONIsAcceptedByTheHostSchema(t *testing.T) {
+	c := &QueueConfig{
+		RetryInterval: 5 * time.Minute,
+		MaxAge:        48 * time.Hour,
+		MxList:        []MXEntry{{Name: "smart.host.local"}, {Name: "mx.example.com", Addr: "10.0.0.1"}},
+	}
+	js, err := c.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"retry_interval":"5m0s","max_age":"48h0m0s","protocol":{"smtp":{"mx_list":["smart.host.local",{"name":"mx.example.com","addr":"10.0.0.1"}]}}}`
+	if string(js) != want {
+		t.Fatalf("%s\nwant %s", js, want)
+	}
+	back, err := abi.ParseQueueConfig(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.MXList()) != 2 || time.Duration(*back.MaxAge) != 48*time.Hour {
+		t.Fatalf("%+v", back)
+	}
+}
