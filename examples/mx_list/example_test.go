@@ -54,7 +54,9 @@ func TestMXListRecipe(t *testing.T) {
 	// Order: the first entry gets the mail.
 	send("u1@domain.to.be.smart.hosted")
 	first.WaitCount(t, 1, 10*time.Second)
-	rec := relay.WaitLog(func(r map[string]any) bool { return r["type"] == "Delivery" && r["recipient"] == "u1@domain.to.be.smart.hosted" }, 5*time.Second)
+	rec := relay.WaitLog(func(r map[string]any) bool {
+		return r["type"] == "Delivery" && r["recipient"] == "u1@domain.to.be.smart.hosted"
+	}, 5*time.Second)
 	if rec["queue"] != "domain.to.be.smart.hosted" || rec["site"] != "mx_list:smart.host.local,127.0.0.3" {
 		t.Fatalf("queue %v site %v", rec["queue"], rec["site"])
 	}
@@ -63,7 +65,9 @@ func TestMXListRecipe(t *testing.T) {
 	first.Close()
 	send("u2@domain.to.be.smart.hosted")
 	second.WaitCount(t, 1, 10*time.Second)
-	rec = relay.WaitLog(func(r map[string]any) bool { return r["type"] == "Delivery" && r["recipient"] == "u2@domain.to.be.smart.hosted" }, 5*time.Second)
+	rec = relay.WaitLog(func(r map[string]any) bool {
+		return r["type"] == "Delivery" && r["recipient"] == "u2@domain.to.be.smart.hosted"
+	}, 5*time.Second)
 	if p := rec["peer_address"].(map[string]any); p["name"] != "mx.example.com" || p["addr"] != "127.0.0.3" {
 		t.Fatalf("peer %v", p)
 	}
