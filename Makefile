@@ -6,12 +6,25 @@ LDFLAGS  := -X main.version=$(VERSION)
 CONFIG   ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build run test check fuzz bench clean
+.PHONY: all build plugins examples run test check fuzz bench clean
+
+WASM_GO := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared
 
 all: build
 
-build:
+# The binary and the first-party plugins, ready to use.
+build: plugins
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wasmta
+
+plugins:
+	@mkdir -p bin/plugins
+	$(WASM_GO) -o bin/plugins/router.wasm ./plugins/router
+
+# The seed's recipes (examples/*/plugin) as bin/examples/<recipe>.wasm.
+examples:
+	@mkdir -p bin/examples
+	@for d in examples/*/plugin; do r=$$(basename $$(dirname $$d)); \
+	  echo "$(WASM_GO) -o bin/examples/$$r.wasm ./$$d"; $(WASM_GO) -o bin/examples/$$r.wasm ./$$d || exit 1; done
 
 # Runs the relay on the embedded default config (SMTP on 127.0.0.1:2525, spool under ./data),
 # or on CONFIG=path/to/file.toml.

@@ -3,17 +3,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wasmta/wasmta/host/app"
 	"github.com/wasmta/wasmta/host/config"
+	"github.com/wasmta/wasmta/host/plugin"
 )
 
 // version is set by the Makefile (-ldflags "-X main.version=...").
@@ -32,7 +35,7 @@ func root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	r.AddCommand(serveCmd(), versionCmd(), configCmd())
+	r.AddCommand(serveCmd(), versionCmd(), configCmd(), pluginCmd())
 	return r
 }
 
@@ -111,5 +114,35 @@ func serveCmd() *cobra.Command {
 	c.Flags().StringVar(&path, "config", "", "TOML configuration file (default: the embedded default)")
 	c.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) to this file until shutdown")
 	c.Flags().StringVar(&level, "log-level", "info", "diagnostic log level: debug, info, warn, error")
+	return c
+}
+
+func pluginCmd() *cobra.Command {
+	c := &cobra.Command{Use: "plugin", Short: "Plugin tools"}
+	var conf string
+	check := &cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a plugin (exports, imports, start, wasmta_init) and print its ABI version and hooks",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cfg []byte
+			if conf != "" {
+				cfg = []byte(conf)
+				if !json.Valid(cfg) {
+					return fmt.Errorf("--config: not valid JSON")
+				}
+			}
+			r, err := plugin.Check(cmd.Context(), args[0], cfg)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%s: ok\nabi: %s\ngeneration: %s\nhooks: %s\nimports: %s\n",
+				r.Name, r.ABI, r.Generation, strings.Join(r.Hooks, ", "), strings.Join(r.Imports, ", "))
+			return nil
+		},
+	}
+	check.Flags().StringVar(&conf, "config", "", "the plugin's config as JSON, passed to get_config (default {})")
+	c.AddCommand(check)
 	return c
 }

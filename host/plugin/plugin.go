@@ -345,3 +345,35 @@ func (b *breaker) fail(now time.Time) (opened bool) {
 	}
 	return false
 }
+
+// Check loads a plugin file the way the server would (all load-time checks, one instance,
+// wasmta_init with config) and closes it again. It is `wasmta plugin check`.
+func Check(ctx context.Context, path string, config []byte) (*Report, error) {
+	h, err := NewHost("", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	if config == nil {
+		config = []byte("{}")
+	}
+	p, err := h.Load(ctx, Spec{Path: path, Config: config})
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close(ctx)
+	g := p.Generation()
+	r := &Report{Name: p.name, Generation: g.ID, Hooks: g.Hooks()}
+	for _, f := range g.cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		r.Imports = append(r.Imports, mod+"."+name)
+	}
+	r.ABI = fmt.Sprintf("%d.%d", abi.Major, abi.Minor)
+	return r, nil
+}
+
+// Report describes a checked plugin.
+type Report struct {
+	Name, Generation, ABI string
+	Hooks, Imports        []string
+}

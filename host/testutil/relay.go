@@ -287,3 +287,16 @@ data_timeout = "5s"
 idle_timeout = "200ms"
 `, dnsAddr, port)
 }
+
+// WaitStderr waits until the diagnostics contain substr (they arrive through a pipe, a little
+// after the log records they accompany).
+func (r *Relay) WaitStderr(substr string, timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(r.Stderr(), substr) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("diagnostics lack %q:\n%s", substr, r.Stderr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

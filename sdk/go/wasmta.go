@@ -259,6 +259,8 @@ type QueueConfig struct {
 	MaxAge           time.Duration
 	// MxList replaces MX resolution: hosts tried in order; names resolved for A/AAAA only.
 	MxList []MXEntry
+
+	raw []byte // set by RawQueueConfig
 }
 
 // MXEntry is one mx_list entry. Name alone is a host name or literal ("[10.0.0.1]",
@@ -266,8 +268,15 @@ type QueueConfig struct {
 // In JSON (a plugin's config) it is a string or {"name": ..., "addr": ...}, as in KumoMTA.
 type MXEntry = abi.MXEntry
 
+// RawQueueConfig wraps a ready-made queue config document (abi.QueueConfig JSON), for plugins
+// that build it from their own config.
+func RawQueueConfig(doc []byte) *QueueConfig { return &QueueConfig{raw: doc} }
+
 // JSON is the config document handed to the host (abi.QueueConfig).
 func (c *QueueConfig) JSON() ([]byte, error) {
+	if c.raw != nil {
+		return c.raw, nil
+	}
 	var doc abi.QueueConfig
 	dur := func(d time.Duration) *abi.Duration {
 		if d == 0 {

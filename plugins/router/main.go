@@ -1,0 +1,71 @@
+// Command router is wasmta's first-party routing plugin: every recipe of the seed document
+// (routing_domain, queue, mx_list, literals) from its [plugins.config] table, no code to write.
+// See README.md for the config.
+package main
+
+import (
+	"github.com/wasmta/wasmta/plugins/router/policy"
+	wasmta "github.com/wasmta/wasmta/sdk/go"
+)
+
+var cfg *policy.Config
+
+func init() {
+	wasmta.OnInit(func() error {
+		var raw []byte
+		if err := wasmta.Config((*rawJSON)(&raw)); err != nil {
+			return err
+		}
+		c, err := policy.Parse(raw)
+		if err != nil {
+			return err
+		}
+		cfg = c
+		return nil
+	})
+	wasmta.OnMessageReceived(route)
+	wasmta.OnHTTPMessageGenerated(route)
+	wasmta.OnGetQueueConfig(func(q wasmta.Queue) (*wasmta.QueueConfig, error) {
+		js, err := cfg.QueueDoc(q.Domain, q.RoutingDomain)
+		if err != nil || js == nil {
+			return nil, err
+		}
+		return wasmta.RawQueueConfig(js), nil
+	})
+}
+
+func route(m *wasmta.Message) error {
+	for _, h := range []struct{ header, meta string }{{cfg.TenantHeader, "tenant"}, {cfg.CampaignHeader, "campaign"}} {
+		if h.header == "" {
+			continue
+		}
+		if v, ok := m.Header(h.header); ok {
+			if err := m.SetMeta(h.meta, v); err != nil {
+				return err
+			}
+		}
+	}
+	rcpts := m.Recipients()
+	if len(rcpts) == 0 {
+		return nil
+	}
+	env := policy.Envelope{Sender: m.Sender(), Recipient: rcpts[0]}
+	env.Tenant, _ = m.Meta("tenant")
+	env.Campaign, _ = m.Meta("campaign")
+	r := cfg.Route(env)
+	switch {
+	case r == nil:
+		return nil
+	case r.Queue != "":
+		return m.SetMeta("queue", r.Queue)
+	default:
+		return m.SetMeta("routing_domain", r.RoutingDomain)
+	}
+}
+
+// rawJSON keeps the config bytes as they are (json.RawMessage semantics).
+type rawJSON []byte
+
+func (r *rawJSON) UnmarshalJSON(b []byte) error { *r = append((*r)[:0], b...); return nil }
+
+func main() {}

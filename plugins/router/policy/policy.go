@@ -1,0 +1,136 @@
+// Package policy is the router plugin's logic, kept free of the ABI so it is unit-tested
+// natively: rules on recipient domain, sender domain, tenant and campaign that set a
+// routing_domain or a queue, and per-domain queue configs (mx_list, retry, max_age).
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/wasmta/wasmta/abi"
+)
+
+// Config is the router's [plugins.config] table.
+type Config struct {
+	// TenantHeader and CampaignHeader, when set, copy that header into the tenant / campaign
+	// meta before rules run (so rules can match on them and queues are split by them).
+	TenantHeader   string                 `json:"tenant_header"`
+	CampaignHeader string                 `json:"campaign_header"`
+	Rules          []Rule                 `json:"rules"`
+	Queues         map[string]QueueConfig `json:"queues"`
+}
+
+// Rule matches a message and routes it. Match fields that are set must all match; the first
+// matching rule wins. A pattern is a domain ("example.com"), a suffix ("*.example.com" matches
+// subdomains only) or "*". Exactly one of RoutingDomain and Queue is the action.
+type Rule struct {
+	RecipientDomain string `json:"recipient_domain"`
+	SenderDomain    string `json:"sender_domain"`
+	Tenant          string `json:"tenant"`
+	Campaign        string `json:"campaign"`
+
+	RoutingDomain string `json:"routing_domain"`
+	Queue         string `json:"queue"`
+}
+
+// QueueConfig is a per-domain queue config; durations are strings like "5m", "7d".
+type QueueConfig struct {
+	MxList           []abi.MXEntry `json:"mx_list"`
+	RetryInterval    string        `json:"retry_interval"`
+	MaxRetryInterval string        `json:"max_retry_interval"`
+	MaxAge           string        `json:"max_age"`
+}
+
+// Parse decodes and checks the config; errors name the rule or queue at fault.
+func Parse(b []byte) (*Config, error) {
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.DisallowUnknownFields()
+	var c Config
+	if err := d.Decode(&c); err != nil {
+		return nil, fmt.Errorf("router config: %w", err)
+	}
+	for i, r := range c.Rules {
+		if (r.RoutingDomain == "") == (r.Queue == "") {
+			return nil, fmt.Errorf("router config: rules[%d]: set exactly one of routing_domain and queue", i)
+		}
+		for _, p := range []string{r.RecipientDomain, r.SenderDomain} {
+			if strings.Contains(strings.TrimPrefix(p, "*."), "*") && p != "*" {
+				return nil, fmt.Errorf("router config: rules[%d]: pattern %q: use a domain, *.domain or *", i, p)
+			}
+		}
+	}
+	for name, q := range c.Queues {
+		for _, d := range []string{q.RetryInterval, q.MaxRetryInterval, q.MaxAge} {
+			if d == "" {
+				continue
+			}
+			if _, err := abi.ParseDuration(d); err != nil {
+				return nil, fmt.Errorf("router config: queues.%s: %w", name, err)
+			}
+		}
+	}
+	return &c, nil
+}
+
+// Envelope is what rules match on.
+type Envelope struct {
+	Sender, Recipient, Tenant, Campaign string
+}
+
+// Route returns the first matching rule, or nil.
+func (c *Config) Route(e Envelope) *Rule {
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		if matchDomain(r.RecipientDomain, domainOf(e.Recipient)) &&
+			matchDomain(r.SenderDomain, domainOf(e.Sender)) &&
+			(r.Tenant == "" || r.Tenant == e.Tenant) &&
+			(r.Campaign == "" || r.Campaign == e.Campaign) {
+			return r
+		}
+	}
+	return nil
+}
+
+func domainOf(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return ""
+	}
+	return strings.ToLower(addr[i+1:])
+}
+
+func matchDomain(pattern, domain string) bool {
+	switch {
+	case pattern == "" || pattern == "*":
+		return true
+	case strings.HasPrefix(pattern, "*."):
+		return strings.HasSuffix(domain, strings.ToLower(pattern[1:]))
+	}
+	return strings.EqualFold(pattern, domain)
+}
+
+// QueueDoc returns the queue config for a queue's routing domain or domain (the routing
+// domain's entry first), as the JSON document make_queue_config takes; nil when none applies.
+func (c *Config) QueueDoc(domain, routingDomain string) ([]byte, error) {
+	q, ok := c.Queues[strings.ToLower(routingDomain)]
+	if !ok || routingDomain == "" {
+		if q, ok = c.Queues[strings.ToLower(domain)]; !ok {
+			return nil, nil
+		}
+	}
+	var doc abi.QueueConfig
+	dur := func(s string) *abi.Duration {
+		if s == "" {
+			return nil
+		}
+		d, _ := abi.ParseDuration(s) // checked by Parse
+		v := abi.Duration(d)
+		return &v
+	}
+	doc.RetryInterval, doc.MaxRetryInterval, doc.MaxAge = dur(q.RetryInterval), dur(q.MaxRetryInterval), dur(q.MaxAge)
+	if len(q.MxList) > 0 {
+		doc.Protocol = &abi.Protocol{SMTP: &abi.SMTPProtocol{MXList: q.MxList}}
+	}
+	return json.Marshal(&doc)
+}
