@@ -41,13 +41,12 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		return fail("no instance: "+err.Error(), err)
 	}
 	st.gen = g
-	cctx, cancel := context.WithTimeout(context.WithValue(ctx, stateKey{}, st), p.spec.Timeout)
-	err = in.fns[st.hook].CallWithStack(cctx, in.stack)
-	deadline := errors.Is(cctx.Err(), context.DeadlineExceeded)
-	cancel()
+	in.deadline.Store(time.Now().Add(p.spec.Timeout).UnixNano())
+	err = in.fns[st.hook].CallWithStack(context.WithValue(ctx, stateKey{}, st), in.stack)
+	in.deadline.Store(0)
 	if err != nil {
 		g.discard(in)
-		if deadline {
+		if in.timedOut.Load() || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fail(fmt.Sprintf("exceeded its %s deadline", p.spec.Timeout), err)
 		}
 		return fail("trapped: "+err.Error(), err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
@@ -242,30 +244,45 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	if !printable(val) {
 		return st.fail(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
 	}
-	if val != "" {
-		switch key {
-		case abi.MetaRoutingDomain:
-			if _, err := route.ParseTarget(val); err != nil {
-				return st.fail(abi.Invalid, "meta routing_domain %q: %s", val, safeText(err))
-			}
-		case abi.MetaQueue:
-			c, err := route.ParseQueueName(val)
-			if err == nil {
-				_, err = route.ParseTarget(c.Destination())
-			}
-			if err != nil {
-				return st.fail(abi.Invalid, "meta queue %q: %s", val, safeText(err))
-			}
+	if val != "" && (key == abi.MetaRoutingDomain || key == abi.MetaQueue) {
+		if err := checkRoutingValue(key, val); err != nil {
+			return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
 		}
-	}
-	if st.meta == nil {
-		st.meta = map[string]string{}
 	}
 	if _, exists := st.getMeta(key); !exists && len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
 		return st.fail(abi.Limit, "more than %d meta keys", abi.MaxMetaKeys)
 	}
-	st.meta[key] = val
+	st.setMeta(key, val)
 	return abi.OK
+}
+
+// validRouting remembers routing values already found valid: plugins set the same few routing
+// domains on every message, and parsing them each time was a fifth of a hook call.
+var (
+	validRouting     sync.Map // key + "\x00" + value -> struct{}
+	validRoutingSize atomic.Int32
+)
+
+func checkRoutingValue(key, val string) error {
+	ck := key + "\x00" + val
+	if _, ok := validRouting.Load(ck); ok {
+		return nil
+	}
+	dest := val
+	if key == abi.MetaQueue {
+		c, err := route.ParseQueueName(val)
+		if err != nil {
+			return err
+		}
+		dest = c.Destination()
+	}
+	if _, err := route.ParseTarget(dest); err != nil {
+		return err
+	}
+	if validRoutingSize.Add(1) <= 4096 {
+		validRouting.Store(ck, struct{}{})
+	}
+	return nil
 }
 
 func safeText(err error) string {

@@ -196,18 +196,6 @@ func TestLoadTimeChecks(t *testing.T) {
 	}
 }
 
-func BenchmarkMessageHookWAT(b *testing.B) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(b, "reject")}}
-	m := testMessage()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func TestHeaderIndex(t *testing.T) {
 	m := &Message{Data: []byte("A: 1\r\nSubject: Hello\r\n world\r\nsubject: second\r\n\r\nB: not a header\r\n")}
 	if v, ok := m.Header("SUBJECT", 0); !ok || string(v) != "Hello\r\n world" {

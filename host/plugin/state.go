@@ -32,6 +32,18 @@ type QueueInput struct {
 
 type header struct{ name, value string }
 
+type kv struct{ k, v string }
+
+func (st *callState) setMeta(k, v string) {
+	for i := range st.meta {
+		if st.meta[i].k == k {
+			st.meta[i].v = v
+			return
+		}
+	}
+	st.meta = append(st.meta, kv{k, v})
+}
+
 // callState is one hook call's view of the world and its staged effects. Host functions find
 // it through the call's context; nothing here outlives the call except what commit applies.
 type callState struct {
@@ -40,7 +52,7 @@ type callState struct {
 	msg   *Message
 	queue *QueueInput
 
-	meta         map[string]string
+	meta         []kv // staged sets, in call order; later sets of a key win
 	prepend      []header
 	append       []header
 	reject       *message.Reply
@@ -67,8 +79,10 @@ func (st *callState) messageHook() bool {
 
 // getMeta reads meta as the hook sees it: its own staged sets first.
 func (st *callState) getMeta(k string) (string, bool) {
-	if v, ok := st.meta[k]; ok {
-		return v, true
+	for _, p := range st.meta {
+		if p.k == k {
+			return p.v, true
+		}
 	}
 	v, ok := st.msg.Meta[k]
 	return v, ok
@@ -81,8 +95,8 @@ func (st *callState) commit() {
 		if m.Meta == nil {
 			m.Meta = map[string]string{}
 		}
-		for k, v := range st.meta {
-			m.Meta[k] = v
+		for _, p := range st.meta {
+			m.Meta[p.k] = p.v
 		}
 	}
 	if len(st.prepend) == 0 && len(st.append) == 0 {

@@ -111,6 +111,16 @@ func fetch(call func(buf unsafe.Pointer, limit uint32) int32) ([]byte, int32) {
 	return b[:n], n
 }
 
+// fetchString is fetch for text: one copy, straight from the scratch buffer into the string.
+func fetchString(call func(buf unsafe.Pointer, limit uint32) int32) (string, int32) {
+	n := call(unsafe.Pointer(&scratch[0]), uint32(len(scratch)))
+	if n < 0 || int(n) <= len(scratch) {
+		return string(scratch[:max(n, 0)]), n
+	}
+	b, n := fetch(call)
+	return string(b), n
+}
+
 func ptr(s string) (unsafe.Pointer, uint32) {
 	if s == "" {
 		return unsafe.Pointer(&scratch[0]), 0
@@ -119,11 +129,11 @@ func ptr(s string) (unsafe.Pointer, uint32) {
 }
 
 func lastError() string {
-	b, n := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostLastError(buf, limit) })
+	s, n := fetchString(func(buf unsafe.Pointer, limit uint32) int32 { return hostLastError(buf, limit) })
 	if n <= 0 {
 		return ""
 	}
-	return string(b)
+	return s
 }
 
 // Config decodes the plugin's own config (its [plugins.config] table, as JSON) into v.
@@ -160,11 +170,8 @@ type Message struct{}
 // Meta returns a meta value and whether it is set.
 func (*Message) Meta(key string) (string, bool) {
 	kp, kn := ptr(key)
-	b, n := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetMeta(kp, kn, buf, limit) })
-	if n < 0 {
-		return "", false
-	}
-	return string(b), true
+	v, n := fetchString(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetMeta(kp, kn, buf, limit) })
+	return v, n >= 0
 }
 
 // SetMeta sets a meta value. routing_domain and queue are checked at once: a malformed domain
@@ -177,8 +184,8 @@ func (*Message) SetMeta(key, value string) error {
 
 // Sender is the envelope sender ("" for the null sender <>).
 func (*Message) Sender() string {
-	b, _ := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetSender(buf, limit) })
-	return string(b)
+	v, _ := fetchString(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetSender(buf, limit) })
+	return v
 }
 
 // Recipients are the envelope recipients.
@@ -186,35 +193,31 @@ func (*Message) Recipients() []string {
 	n := hostRecipientCount()
 	out := make([]string, 0, max(n, 0))
 	for i := int32(0); i < n; i++ {
-		b, rc := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetRecipient(i, buf, limit) })
+		v, rc := fetchString(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetRecipient(i, buf, limit) })
 		if rc >= 0 {
-			out = append(out, string(b))
+			out = append(out, v)
 		}
 	}
 	return out
 }
 
 // Header returns the first header field named name (case-insensitive), unfolded as written.
-func (m *Message) Header(name string) (string, bool) {
-	vs := m.headers(name, 1)
-	if len(vs) == 0 {
-		return "", false
-	}
-	return vs[0], true
+func (*Message) Header(name string) (string, bool) {
+	np, nn := ptr(name)
+	v, rc := fetchString(func(buf unsafe.Pointer, l uint32) int32 { return hostGetHeader(np, nn, 0, buf, l) })
+	return v, rc >= 0
 }
 
 // HeaderValues returns every field named name, in order.
-func (m *Message) HeaderValues(name string) []string { return m.headers(name, -1) }
-
-func (*Message) headers(name string, limit int) []string {
+func (*Message) HeaderValues(name string) []string {
 	np, nn := ptr(name)
 	var out []string
-	for i := int32(0); limit < 0 || len(out) < limit; i++ {
-		b, rc := fetch(func(buf unsafe.Pointer, l uint32) int32 { return hostGetHeader(np, nn, i, buf, l) })
+	for i := int32(0); ; i++ {
+		v, rc := fetchString(func(buf unsafe.Pointer, l uint32) int32 { return hostGetHeader(np, nn, i, buf, l) })
 		if rc < 0 {
 			break
 		}
-		out = append(out, string(b))
+		out = append(out, v)
 	}
 	return out
 }
@@ -294,11 +297,8 @@ func (c *QueueConfig) JSON() ([]byte, error) {
 
 func queueInput(key string) string {
 	kp, kn := ptr(key)
-	b, n := fetch(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetMeta(kp, kn, buf, limit) })
-	if n < 0 {
-		return ""
-	}
-	return string(b)
+	v, _ := fetchString(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetMeta(kp, kn, buf, limit) })
+	return v
 }
 
 // Hook bodies, called by the exports in exports_wasip1.go.
