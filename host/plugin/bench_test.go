@@ -78,4 +78,3 @@ func BenchmarkInstantiate(b *testing.B) {
 		g.discard(in)
 	}
 }
-
