@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,11 +44,20 @@ func BenchmarkMessageHook(b *testing.B) {
 	b.Run("go", func(b *testing.B) { benchHook(b, goPlugin(b, "routing_domain", `{"smarthost":"my.smarthost.test"}`)) })
 	// queue_meta example: one set_meta, the same work as wat-set-meta.
 	b.Run("go-set-meta", func(b *testing.B) { benchHook(b, goPlugin(b, "queue_meta", `{"queue":"my.smarthost.test"}`)) })
+	// plugins/router with one catch-all rule, as in docs/bench/bench-plugin.toml.
+	b.Run("go-router", func(b *testing.B) {
+		benchHook(b, goPlugin(b, "../plugins/router", `{"rules":[{"recipient_domain":"*","routing_domain":"example.net"}]}`))
+	})
 }
 
 func goPlugin(b *testing.B, example, config string) *Plugin {
 	dir := b.TempDir()
-	wasm, err := testutil.BuildGoPlugin(dir, "./examples/"+example+"/plugin", example)
+	pkg := "./examples/" + example + "/plugin"
+	if strings.HasPrefix(example, "../") {
+		pkg = "./" + strings.TrimPrefix(example, "../")
+		example = "router"
+	}
+	wasm, err := testutil.BuildGoPlugin(dir, pkg, example)
 	if err != nil {
 		b.Fatal(err)
 	}

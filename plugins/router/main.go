@@ -8,7 +8,10 @@ import (
 	wasmta "github.com/wasmta/wasmta/sdk/go"
 )
 
-var cfg *policy.Config
+var (
+	cfg                                  *policy.Config
+	needSender, needTenant, needCampaign bool
+)
 
 func init() {
 	wasmta.OnInit(func() error {
@@ -21,6 +24,7 @@ func init() {
 			return err
 		}
 		cfg = c
+		needSender, needTenant, needCampaign = c.Needs()
 		return nil
 	})
 	wasmta.OnMessageReceived(route)
@@ -45,13 +49,19 @@ func route(m *wasmta.Message) error {
 			}
 		}
 	}
-	rcpts := m.Recipients()
-	if len(rcpts) == 0 {
+	if len(cfg.Rules) == 0 {
 		return nil
 	}
-	env := policy.Envelope{Sender: m.Sender(), Recipient: rcpts[0]}
-	env.Tenant, _ = m.Meta("tenant")
-	env.Campaign, _ = m.Meta("campaign")
+	env := policy.Envelope{Recipient: m.Recipient(0)}
+	if needSender {
+		env.Sender = m.Sender()
+	}
+	if needTenant {
+		env.Tenant, _ = m.Meta("tenant")
+	}
+	if needCampaign {
+		env.Campaign, _ = m.Meta("campaign")
+	}
 	r := cfg.Route(env)
 	switch {
 	case r == nil:

@@ -201,6 +201,19 @@ func (*Message) Recipients() []string {
 	return out
 }
 
+// RecipientCount is the number of envelope recipients.
+func (*Message) RecipientCount() int { return int(hostRecipientCount()) }
+
+// Recipient returns envelope recipient i (0-based), or "" when out of range. Cheaper than
+// Recipients when only the first one matters (each host call costs about half a microsecond).
+func (*Message) Recipient(i int) string {
+	v, rc := fetchString(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetRecipient(int32(i), buf, limit) })
+	if rc < 0 {
+		return ""
+	}
+	return v
+}
+
 // Header returns the first header field named name (case-insensitive), unfolded as written.
 func (*Message) Header(name string) (string, bool) {
 	np, nn := ptr(name)

@@ -73,6 +73,17 @@ func Parse(b []byte) (*Config, error) {
 	return &c, nil
 }
 
+// Needs reports which envelope fields any rule looks at, so the plugin fetches only those
+// (every host call costs time on every message).
+func (c *Config) Needs() (sender, tenant, campaign bool) {
+	for _, r := range c.Rules {
+		sender = sender || (r.SenderDomain != "" && r.SenderDomain != "*")
+		tenant = tenant || r.Tenant != ""
+		campaign = campaign || r.Campaign != ""
+	}
+	return
+}
+
 // Envelope is what rules match on.
 type Envelope struct {
 	Sender, Recipient, Tenant, Campaign string
