@@ -208,3 +208,33 @@ func TestHeaderIndex(t *testing.T) {
 		t.Fatal("a body line was read as a header")
 	}
 }
+
+// Each message hook runs only for its own event: http_message_generated for HTTP injection,
+// smtp_server_message_received for SMTP.
+func TestHookSelection(t *testing.T) {
+	c := &Chain{Plugins: []*Plugin{mustLoad(t, "http"), mustLoad(t, "meta")}}
+	m := testMessage()
+	o, err := c.MessageHook(context.Background(), abi.HookHTTPMessageGenerated, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Meta["campaign"] != "http" || m.Meta["routing_domain"] != "" || len(o.Handled) != 1 {
+		t.Fatalf("http hook: meta %v handled %v", m.Meta, o.Handled)
+	}
+	m = testMessage()
+	if o, err = c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Meta["campaign"] != "" || m.Meta["routing_domain"] != "my.smarthost.test" || len(o.Handled) != 1 {
+		t.Fatalf("smtp hook: meta %v handled %v", m.Meta, o.Handled)
+	}
+}
+
+// Calls outside their hook get NotAllowed, not a crash: set_meta from get_queue_config.
+func TestGetMetaInQueueHookIsReadOnlyInput(t *testing.T) {
+	c := &Chain{Plugins: []*Plugin{mustLoad(t, "queuecfg")}}
+	cfg, _, err := c.QueueConfig(context.Background(), QueueInput{Name: "t@smart.example", Domain: "smart.example", Tenant: "t"})
+	if err != nil || cfg == nil {
+		t.Fatalf("%v %v", cfg, err)
+	}
+}

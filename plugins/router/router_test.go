@@ -53,8 +53,11 @@ recipient_domain = "*.smarthosted.example"
 routing_domain = "my.smarthost.com"
 [plugins.config.queues."internal.example"]
 mx_list = [{ name = "gw.internal.example", addr = "127.0.0.3" }]
+retry_interval = "1s"
 `)
 	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	// The queue config's retry_interval (1s, not the server's 20m) drives the retry.
+	internal.SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT", Times: 1})
 	c := testutil.Dial(t, relay.SMTP)
 	c.Hello("client.test")
 	for _, tc := range []struct{ rcpt, body string }{
@@ -82,6 +85,10 @@ mx_list = [{ name = "gw.internal.example", addr = "127.0.0.3" }]
 		if rec["queue"] != queue {
 			t.Errorf("%s: queue %v, want %s", rcpt, rec["queue"], queue)
 		}
+	}
+	rec := relay.WaitLog(func(r map[string]any) bool { return r["type"] == "Delivery" && r["recipient"] == "c@internal.example" }, time.Second)
+	if rec["num_attempts"] != 1.0 {
+		t.Errorf("internal.example delivered after %v failed attempts, want 1 (retried after the plugin's 1s)", rec["num_attempts"])
 	}
 }
 
