@@ -14,6 +14,6 @@ bin/zonedns -listen 127.0.0.1:5399 -zone docs/bench/bench.zone &
 dns=$!
 trap 'kill $dns 2>/dev/null' EXIT
 export RELAY_NAME=wasmta RELAY_PORT=2530
-export RELAY_CMD="exec $root/bin/wasmta serve --config $root/docs/bench/${BENCH_CONFIG:-bench.toml} --log-level warn ${WASMTA_FLAGS:-}"
+export RELAY_CMD="cd $root && exec bin/wasmta serve --config $root/docs/bench/${BENCH_CONFIG:-bench.toml} --log-level warn ${WASMTA_FLAGS:-}"
 cd "$shared/bench"
 SYSTEMS=${SYSTEMS:-"sink postfix relay"} ./peers.sh "$@"

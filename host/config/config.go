@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -90,7 +89,7 @@ type LogsConfig struct {
 
 // PluginConfig is one [[plugins]] entry. Plugins run in the order they are listed.
 type PluginConfig struct {
-	Path      string         `toml:"path"` // relative paths are relative to the config file
+	Path      string         `toml:"path"` // relative to the working directory, like every path
 	Config    map[string]any `toml:"config"`
 	MaxMemory Size           `toml:"max_memory"` // per instance; default 64MiB
 	Timeout   Duration       `toml:"timeout"`    // per hook call; default 100ms
@@ -151,11 +150,6 @@ func Load(path string) (*Config, error) {
 	c, err := Parse(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	for i := range c.Plugins {
-		if !filepath.IsAbs(c.Plugins[i].Path) {
-			c.Plugins[i].Path = filepath.Join(filepath.Dir(path), c.Plugins[i].Path)
-		}
 	}
 	return c, nil
 }
