@@ -62,7 +62,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	a := &App{cfg: cfg, diag: diag, chain: &plugin.Chain{}}
+	a := &App{cfg: cfg, diag: diag, chain: plugin.NewChain()}
 	if len(cfg.Plugins) > 0 {
 		if a.host, err = plugin.NewHost(cfg.WasmCache, diag); err != nil {
 			return nil, err
@@ -154,7 +154,7 @@ func (a *App) Start() error {
 	}
 	a.smtp.Serve()
 	var plugins []string
-	for _, p := range a.chain.Plugins {
+	for _, p := range a.chain.Plugins() {
 		plugins = append(plugins, p.Name()+"@"+p.Generation().ID)
 	}
 	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "plugins", plugins, "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
@@ -195,7 +195,7 @@ func (a *App) closePlugins() {
 
 // policy is the message-hook chain, or nil without plugins (so reception skips it entirely).
 func (a *App) policy() smtpserver.Policy {
-	if len(a.chain.Plugins) == 0 {
+	if len(a.chain.Plugins()) == 0 {
 		return nil
 	}
 	return a.chain

@@ -15,7 +15,7 @@ import (
 // loadPlugins loads every configured plugin in order; any failure stops start-up with the
 // plugin's precise error.
 func loadPlugins(ctx context.Context, h *plugin.Host, cfgs []config.PluginConfig) (*plugin.Chain, error) {
-	c := &plugin.Chain{}
+	c := plugin.NewChain()
 	for i, pc := range cfgs {
 		spec, err := pluginSpec(pc)
 		if err != nil {
@@ -27,7 +27,7 @@ func loadPlugins(ctx context.Context, h *plugin.Host, cfgs []config.PluginConfig
 			c.Close(ctx)
 			return nil, err
 		}
-		c.Plugins = append(c.Plugins, p)
+		c.Set(append(c.Plugins(), p))
 	}
 	return c, nil
 }

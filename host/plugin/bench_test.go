@@ -14,7 +14,7 @@ import (
 // benchHook measures one message hook call through the chain (instance from the pool, the
 // call, staged effects applied) and reports p50/p99 next to the mean.
 func benchHook(b *testing.B, p *Plugin) {
-	c := &Chain{Plugins: []*Plugin{p}}
+	c := NewChain(p)
 	m := testMessage()
 	data := m.Data
 	lat := make([]time.Duration, 0, b.N)

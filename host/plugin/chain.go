@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmta/wasmta/abi"
@@ -24,6 +25,19 @@ func (f *Failure) Error() string {
 
 func (f *Failure) Unwrap() error { return f.Err }
 
+// call runs one hook on the plugin's current generation, which it returns. A generation
+// retired between loading it and taking an instance is simply loaded again.
+func (p *Plugin) call(ctx context.Context, st *callState) (*Generation, error) {
+	for {
+		g := p.gen.Load()
+		err := g.call(ctx, st)
+		if errors.Is(err, errRetired) {
+			continue
+		}
+		return g, err
+	}
+}
+
 // call runs one hook on one instance of g with st as its state.
 func (g *Generation) call(ctx context.Context, st *callState) error {
 	p := g.plugin
@@ -37,17 +51,20 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrBreakerOpen.Error(), Err: ErrBreakerOpen}
 	}
 	in, err := g.acquire(ctx)
+	if errors.Is(err, errRetired) {
+		return err
+	}
 	if err != nil {
 		return fail("no instance: "+err.Error(), err)
 	}
 	st.gen = g
-	in.deadline.Store(time.Now().Add(p.spec.Timeout).UnixNano())
+	in.deadline.Store(time.Now().Add(g.spec.Timeout).UnixNano())
 	err = in.fns[st.hook].CallWithStack(context.WithValue(ctx, stateKey{}, st), in.stack)
 	in.deadline.Store(0)
 	if err != nil {
 		g.discard(in)
 		if in.timedOut.Load() || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fail(fmt.Sprintf("exceeded its %s deadline", p.spec.Timeout), err)
+			return fail(fmt.Sprintf("exceeded its %s deadline", g.spec.Timeout), err)
 		}
 		return fail("trapped: "+err.Error(), err)
 	}
@@ -59,10 +76,28 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	return nil
 }
 
-// Chain runs plugins in configured order.
+// Chain runs plugins in configured order. The list can be replaced while calls run (Set).
 type Chain struct {
-	Plugins []*Plugin
+	list atomic.Pointer[[]*Plugin]
 }
+
+// NewChain returns a chain of ps, in order.
+func NewChain(ps ...*Plugin) *Chain {
+	c := &Chain{}
+	c.Set(ps)
+	return c
+}
+
+// Plugins is the current list.
+func (c *Chain) Plugins() []*Plugin {
+	if l := c.list.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// Set replaces the list (plugins added or removed on reload).
+func (c *Chain) Set(ps []*Plugin) { c.list.Store(&ps) }
 
 // Outcome of a message hook chain.
 type Outcome struct {
@@ -78,13 +113,13 @@ type Outcome struct {
 // caller must not accept the message (451 4.3.0: the client keeps it).
 func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outcome, error) {
 	var o Outcome
-	for _, p := range c.Plugins {
-		g := p.gen.Load()
-		if !g.Has(hook) {
+	for _, p := range c.Plugins() {
+		if !p.gen.Load().Has(hook) {
 			continue
 		}
 		st := &callState{hook: hook, msg: m}
-		if err := g.call(ctx, st); err != nil {
+		g, err := p.call(ctx, st)
+		if err != nil {
 			return o, err
 		}
 		st.commit()
@@ -100,13 +135,13 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 // QueueConfig runs get_queue_config on each plugin exporting it until one makes a config
 // (KumoMTA's "Multiple" event). nil, nil means no plugin had an opinion: use the defaults.
 func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfig, string, error) {
-	for _, p := range c.Plugins {
-		g := p.gen.Load()
-		if !g.Has(abi.HookGetQueueConfig) {
+	for _, p := range c.Plugins() {
+		if !p.gen.Load().Has(abi.HookGetQueueConfig) {
 			continue
 		}
 		st := &callState{hook: abi.HookGetQueueConfig, queue: &in}
-		if err := g.call(ctx, st); err != nil {
+		g, err := p.call(ctx, st)
+		if err != nil {
 			if st.lastErr != "" {
 				var f *Failure
 				if errors.As(err, &f) {
@@ -124,7 +159,7 @@ func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfi
 
 // Close closes every plugin.
 func (c *Chain) Close(ctx context.Context) {
-	for _, p := range c.Plugins {
+	for _, p := range c.Plugins() {
 		p.Close(ctx)
 	}
 }

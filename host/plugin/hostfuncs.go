@@ -150,7 +150,7 @@ func hGetConfig(st *callState, mod api.Module, s []uint64) int32 {
 	if st.gen == nil {
 		return abi.NotAllowed
 	}
-	return out(mod, u32(s[0]), u32(s[1]), st.gen.plugin.spec.Config)
+	return out(mod, u32(s[0]), u32(s[1]), st.gen.spec.Config)
 }
 
 func hSetError(st *callState, mod api.Module, s []uint64) int32 {

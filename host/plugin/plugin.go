@@ -129,12 +129,19 @@ func (h *Host) watchdog() {
 // exitDeadline is the exit code a module closed by the watchdog reports.
 const exitDeadline = 0xdead
 
-// Plugin is one configured plugin; its code can be swapped (Reload) while it serves.
+// Plugin is one configured plugin; its code can be swapped (Reload) while it serves. Each call
+// loads the current generation once, so one call never mixes two versions.
 type Plugin struct {
 	host *Host
-	spec Spec
 	name string
 	gen  atomic.Pointer[Generation]
+
+	mu          sync.Mutex // serializes reloads and guards the fields below
+	reloads     int
+	failures    int
+	lastErr     string
+	lastErrAt   time.Time
+	lastChecked time.Time
 }
 
 // Name is the plugin's file name, used in logs.
@@ -146,8 +153,8 @@ func (p *Plugin) Generation() *Generation { return p.gen.Load() }
 // Load compiles, validates and starts a plugin.
 func (h *Host) Load(ctx context.Context, spec Spec) (*Plugin, error) {
 	spec.defaults()
-	p := &Plugin{host: h, spec: spec, name: filepath.Base(spec.Path)}
-	g, err := h.newGeneration(ctx, p)
+	p := &Plugin{host: h, name: filepath.Base(spec.Path)}
+	g, err := h.newGeneration(ctx, p, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -155,16 +162,84 @@ func (h *Host) Load(ctx context.Context, spec Spec) (*Plugin, error) {
 	return p, nil
 }
 
-// Close closes the serving generation.
+// Reload re-reads the plugin's file and, if its code, config or limits changed, builds a new
+// generation — compiled, validated, one instance started, wasmta_init passed — and only then
+// swaps it in. Calls in flight finish on the old generation, which closes once drained. A broken
+// new version never serves: the old one stays and the error is returned and remembered (Status).
+// changed is false when there was nothing new.
+func (p *Plugin) Reload(ctx context.Context, spec Spec) (g *Generation, changed bool, err error) {
+	spec.defaults()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastChecked = time.Now()
+	cur := p.gen.Load()
+	code, err := os.ReadFile(spec.Path)
+	if err == nil && generationID(code, spec) == cur.ID && sameLimits(spec, cur.spec) {
+		return cur, false, nil
+	}
+	if err == nil {
+		g, err = p.host.newGenerationFrom(ctx, p, spec, code)
+	} else {
+		err = fmt.Errorf("plugin %s: %w", p.name, err)
+	}
+	if err != nil {
+		p.failures++
+		p.lastErr, p.lastErrAt = err.Error(), time.Now()
+		return cur, false, err
+	}
+	old := p.gen.Swap(g)
+	old.retire()
+	p.reloads++
+	return g, true, nil
+}
+
+// Status describes a plugin for operators (wasmta plugin status).
+type Status struct {
+	Name        string    `json:"name"`
+	Path        string    `json:"path"`
+	Generation  string    `json:"generation"`
+	LoadedAt    time.Time `json:"loaded_at"`
+	Hooks       []string  `json:"hooks"`
+	Reloads     int       `json:"reloads"`
+	Failures    int       `json:"reload_failures"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Status reports the serving generation and the reload history.
+func (p *Plugin) Status() Status {
+	g := p.gen.Load()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Status{Name: p.name, Path: g.spec.Path, Generation: g.ID, LoadedAt: g.LoadedAt, Hooks: g.Hooks(),
+		Reloads: p.reloads, Failures: p.failures, LastError: p.lastErr, LastErrorAt: p.lastErrAt}
+}
+
+// Close retires the serving generation (it closes once its calls are done).
 func (p *Plugin) Close(ctx context.Context) {
 	if g := p.gen.Load(); g != nil {
-		g.close(ctx)
+		g.retire()
 	}
+}
+
+func sameLimits(a, b Spec) bool {
+	return a.Path == b.Path && a.MaxMemory == b.MaxMemory && a.Timeout == b.Timeout &&
+		a.InitTimeout == b.InitTimeout && a.PoolSize == b.PoolSize
+}
+
+// generationID names a version: code and config (first 12 hex digits of their sha256).
+func generationID(code []byte, spec Spec) string {
+	sum := sha256.New()
+	sum.Write(code)
+	sum.Write([]byte{0})
+	sum.Write(spec.Config)
+	return hex.EncodeToString(sum.Sum(nil))[:12]
 }
 
 // Generation is one loaded version of a plugin's code and config.
 type Generation struct {
 	plugin   *Plugin
+	spec     Spec
 	ID       string // sha256 of code and config, first 12 hex digits
 	LoadedAt time.Time
 	hooks    map[string]bool
@@ -176,7 +251,8 @@ type Generation struct {
 	idle chan *instance // instances ready for a call
 
 	breaker breaker
-	closed  atomic.Bool
+	closed  atomic.Bool // retired: no new calls; closes when the last busy instance returns
+	rtOnce  sync.Once
 }
 
 // Hooks lists the hooks this generation exports.
@@ -205,16 +281,16 @@ type instance struct {
 	timedOut atomic.Bool
 }
 
-func (h *Host) newGeneration(ctx context.Context, p *Plugin) (*Generation, error) {
-	code, err := os.ReadFile(p.spec.Path)
+func (h *Host) newGeneration(ctx context.Context, p *Plugin, spec Spec) (*Generation, error) {
+	code, err := os.ReadFile(spec.Path)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
-	sum := sha256.New()
-	sum.Write(code)
-	sum.Write([]byte{0})
-	sum.Write(p.spec.Config)
-	pages := uint32((p.spec.MaxMemory + 65535) / 65536)
+	return h.newGenerationFrom(ctx, p, spec, code)
+}
+
+func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code []byte) (*Generation, error) {
+	pages := uint32((spec.MaxMemory + 65535) / 65536)
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(h.cache).
 		WithCloseOnContextDone(true).
@@ -222,11 +298,12 @@ func (h *Host) newGeneration(ctx context.Context, p *Plugin) (*Generation, error
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	g := &Generation{
 		plugin:   p,
-		ID:       hex.EncodeToString(sum.Sum(nil))[:12],
+		spec:     spec,
+		ID:       generationID(code, spec),
 		LoadedAt: time.Now(),
 		rt:       rt,
-		sem:      make(chan struct{}, p.spec.PoolSize),
-		idle:     make(chan *instance, p.spec.PoolSize),
+		sem:      make(chan struct{}, spec.PoolSize),
+		idle:     make(chan *instance, spec.PoolSize),
 	}
 	fail := func(err error) (*Generation, error) {
 		rt.Close(context.Background())
@@ -275,8 +352,7 @@ func (h *Host) newGeneration(ctx context.Context, p *Plugin) (*Generation, error
 
 // newInstance instantiates the module and runs wasmta_init. The caller holds a sem token.
 func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
-	spec := g.plugin.spec
-	ictx, cancel := context.WithTimeout(ctx, spec.InitTimeout)
+	ictx, cancel := context.WithTimeout(ctx, g.spec.InitTimeout)
 	defer cancel()
 	st := &callState{gen: g}
 	ictx = context.WithValue(ictx, stateKey{}, st)
@@ -304,7 +380,13 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
+// errRetired tells a caller that loaded a generation just before a reload to load it again.
+var errRetired = errors.New("plugin generation retired")
+
 func (g *Generation) acquire(ctx context.Context) (*instance, error) {
+	if g.closed.Load() {
+		return nil, errRetired
+	}
 	select {
 	case in := <-g.idle:
 		return in, nil
@@ -316,7 +398,10 @@ func (g *Generation) acquire(ctx context.Context) (*instance, error) {
 	case g.sem <- struct{}{}:
 		in, err := g.newInstance(context.Background())
 		if err != nil {
-			<-g.sem
+			g.free()
+			if g.closed.Load() {
+				return nil, errRetired
+			}
 			return nil, err
 		}
 		return in, nil
@@ -331,16 +416,27 @@ const recycleAfter = 100_000
 
 func (g *Generation) release(in *instance) {
 	in.calls++
-	if g.closed.Load() || in.calls >= recycleAfter {
+	if in.calls >= recycleAfter {
 		g.discard(in)
 		return
 	}
 	g.idle <- in
+	if g.closed.Load() {
+		g.drainIdle() // retired while this call ran
+	}
 }
 
 func (g *Generation) discard(in *instance) {
 	g.closeInstance(in)
+	g.free()
+}
+
+// free returns an instance's token; the runtime of a retired generation closes with the last.
+func (g *Generation) free() {
 	<-g.sem
+	if g.closed.Load() && len(g.sem) == 0 {
+		g.rtOnce.Do(func() { g.rt.Close(context.Background()) })
+	}
 }
 
 func (g *Generation) closeInstance(in *instance) {
@@ -351,19 +447,32 @@ func (g *Generation) closeInstance(in *instance) {
 	in.mod.Close(context.Background())
 }
 
-// close stops the generation: idle instances close now; busy ones close on release.
-func (g *Generation) close(ctx context.Context) {
+// retire stops new calls on g; idle instances close now, busy ones when their call returns, and
+// the runtime with the last of them.
+func (g *Generation) retire() {
 	g.closed.Store(true)
+	g.drainIdle()
+	if len(g.sem) == 0 {
+		g.rtOnce.Do(func() { g.rt.Close(context.Background()) })
+	}
+}
+
+func (g *Generation) drainIdle() {
 	for {
 		select {
 		case in := <-g.idle:
 			g.discard(in)
 		default:
-			g.rt.Close(ctx)
 			return
 		}
 	}
 }
+
+// Retired reports whether g was replaced or closed.
+func (g *Generation) Retired() bool { return g.closed.Load() }
+
+// Busy is the number of live instances (in a retired generation: calls still running).
+func (g *Generation) Busy() int { return len(g.sem) }
 
 // ErrBreakerOpen is returned while a plugin that kept failing is not called.
 var ErrBreakerOpen = errors.New("plugin disabled for a while after repeated failures")

@@ -47,7 +47,7 @@ func testMessage() *Message {
 }
 
 func TestMessageHookEffects(t *testing.T) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(t, "meta")}}
+	c := NewChain(mustLoad(t, "meta"))
 	m := testMessage()
 	o, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
 	if err != nil {
@@ -69,7 +69,7 @@ func TestMessageHookEffects(t *testing.T) {
 }
 
 func TestRejectWithCustomCode(t *testing.T) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(t, "reject"), mustLoad(t, "meta")}}
+	c := NewChain(mustLoad(t, "reject"), mustLoad(t, "meta"))
 	m := testMessage()
 	o, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
 	if err != nil {
@@ -84,7 +84,7 @@ func TestRejectWithCustomCode(t *testing.T) {
 }
 
 func TestFailedHookAppliesNothing(t *testing.T) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(t, "failing")}}
+	c := NewChain(mustLoad(t, "failing"))
 	m := testMessage()
 	_, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
 	var f *Failure
@@ -97,7 +97,7 @@ func TestFailedHookAppliesNothing(t *testing.T) {
 }
 
 func TestHeaderInjectionRefused(t *testing.T) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(t, "inject")}}
+	c := NewChain(mustLoad(t, "inject"))
 	m := testMessage()
 	if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestHeaderInjectionRefused(t *testing.T) {
 }
 
 func TestQueueConfigChain(t *testing.T) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(t, "meta"), mustLoad(t, "queuecfg")}}
+	c := NewChain(mustLoad(t, "meta"), mustLoad(t, "queuecfg"))
 	cfg, by, err := c.QueueConfig(context.Background(), QueueInput{Name: "smart.example", Domain: "smart.example"})
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func TestQueueConfigChain(t *testing.T) {
 }
 
 func TestInvalidQueueConfigIsPrecise(t *testing.T) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(t, "badconfig")}}
+	c := NewChain(mustLoad(t, "badconfig"))
 	_, _, err := c.QueueConfig(context.Background(), QueueInput{Name: "x.test", Domain: "x.test"})
 	if err == nil || !strings.Contains(err.Error(), `unknown field "mx_lsit"`) {
 		t.Fatalf("err %v", err)
@@ -147,7 +147,7 @@ func TestMisbehavingPlugins(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := mustLoad(t, tc.name)
-			c := &Chain{Plugins: []*Plugin{p}}
+			c := NewChain(p)
 			for i := 0; i < 3; i++ {
 				start := time.Now()
 				_, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
@@ -167,7 +167,7 @@ func TestMisbehavingPlugins(t *testing.T) {
 
 func TestBreakerOpens(t *testing.T) {
 	p := mustLoad(t, "trap")
-	c := &Chain{Plugins: []*Plugin{p}}
+	c := NewChain(p)
 	var err error
 	for i := 0; i < breakerThreshold+1; i++ {
 		_, err = c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
@@ -212,7 +212,7 @@ func TestHeaderIndex(t *testing.T) {
 // Each message hook runs only for its own event: http_message_generated for HTTP injection,
 // smtp_server_message_received for SMTP.
 func TestHookSelection(t *testing.T) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(t, "http"), mustLoad(t, "meta")}}
+	c := NewChain(mustLoad(t, "http"), mustLoad(t, "meta"))
 	m := testMessage()
 	o, err := c.MessageHook(context.Background(), abi.HookHTTPMessageGenerated, m)
 	if err != nil {
@@ -232,7 +232,7 @@ func TestHookSelection(t *testing.T) {
 
 // Calls outside their hook get NotAllowed, not a crash: set_meta from get_queue_config.
 func TestGetMetaInQueueHookIsReadOnlyInput(t *testing.T) {
-	c := &Chain{Plugins: []*Plugin{mustLoad(t, "queuecfg")}}
+	c := NewChain(mustLoad(t, "queuecfg"))
 	cfg, _, err := c.QueueConfig(context.Background(), QueueInput{Name: "t@smart.example", Domain: "smart.example", Tenant: "t"})
 	if err != nil || cfg == nil {
 		t.Fatalf("%v %v", cfg, err)
