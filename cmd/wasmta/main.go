@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -98,12 +100,19 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			a.SetConfigPath(path)
 			if err := a.Start(); err != nil {
 				return err
 			}
 			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-			s := <-sig
+			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			var s os.Signal
+			for s = range sig {
+				if s != syscall.SIGHUP {
+					break
+				}
+				_, _ = a.Reload("SIGHUP") // results and errors are logged by Reload
+			}
 			diag.Info("shutting down", "signal", s.String())
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.SMTP.ShutdownTimeout.D())
 			defer cancel()
@@ -143,6 +152,57 @@ func pluginCmd() *cobra.Command {
 		},
 	}
 	check.Flags().StringVar(&conf, "config", "", "the plugin's config as JSON, passed to get_config (default {})")
-	c.AddCommand(check)
+	c.AddCommand(check, controlCmd("reload", "Reload plugins in the running server (new code or config); exit status 1 if a version was refused"),
+		controlCmd("status", "Show the running server's plugin generations, load times and last reload error"))
+	return c
+}
+
+// controlCmd talks to a running server through its control socket (found from its config).
+func controlCmd(name, short string) *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   name,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			resp, err := app.Control(cfg.ControlSocket, name)
+			if err != nil {
+				return fmt.Errorf("control socket %s: %w (is the server running with this config?)", cfg.ControlSocket, err)
+			}
+			w := cmd.OutOrStdout()
+			for _, r := range resp.Results {
+				switch {
+				case r.Error != "":
+					fmt.Fprintf(w, "%s: REFUSED, still serving %s: %s\n", r.Plugin, r.Generation, r.Error)
+				case r.Removed:
+					fmt.Fprintf(w, "%s: removed (was %s)\n", r.Plugin, r.Previous)
+				case r.Changed && r.Previous == "":
+					fmt.Fprintf(w, "%s: loaded %s\n", r.Plugin, r.Generation)
+				case r.Changed:
+					fmt.Fprintf(w, "%s: reloaded %s -> %s\n", r.Plugin, r.Previous, r.Generation)
+				default:
+					fmt.Fprintf(w, "%s: unchanged %s\n", r.Plugin, r.Generation)
+				}
+			}
+			if name == "status" {
+				for _, p := range resp.Plugins {
+					fmt.Fprintf(w, "%s\tgeneration %s\tloaded %s\treloads %d\tfailures %d\thooks %s\n", p.Name, p.Generation,
+						p.LoadedAt.Format(time.RFC3339), p.Reloads, p.Failures, strings.Join(p.Hooks, ","))
+					if p.LastError != "" {
+						fmt.Fprintf(w, "\tlast error (%s): %s\n", p.LastErrorAt.Format(time.RFC3339), p.LastError)
+					}
+				}
+			}
+			if !resp.OK {
+				return errors.New(resp.Error)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&path, "config", "", "the server's config file (for its control_socket); default: the embedded default")
 	return c
 }

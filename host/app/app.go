@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
@@ -31,7 +34,19 @@ type App struct {
 	smtp  *smtpserver.Server
 	host  *plugin.Host
 	chain *plugin.Chain
+
+	configPath  string                // "" when started on the embedded default
+	pluginCfgs  []config.PluginConfig // what the chain was built from
+	reloadMu    sync.Mutex
+	watcher     *fsnotify.Watcher
+	watchMu     sync.Mutex
+	watched     map[string]bool // absolute paths whose change triggers a reload
+	watchedDirs map[string]bool
+	control     net.Listener
 }
+
+// SetConfigPath tells the app which file its config came from, so reloads re-read it.
+func (a *App) SetConfigPath(path string) { a.configPath = path }
 
 // New builds every component from cfg; nothing listens until Start.
 func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
@@ -62,7 +77,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	a := &App{cfg: cfg, diag: diag, chain: plugin.NewChain()}
+	a := &App{cfg: cfg, diag: diag, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}}
 	if len(cfg.Plugins) > 0 {
 		if a.host, err = plugin.NewHost(cfg.WasmCache, diag); err != nil {
 			return nil, err
@@ -153,6 +168,14 @@ func (a *App) Start() error {
 		return err
 	}
 	a.smtp.Serve()
+	if err := a.startControl(); err != nil {
+		a.diag.Warn("control socket unavailable; wasmta plugin reload/status will not reach this server", "err", err)
+	}
+	if !a.cfg.Watch {
+		// reload with SIGHUP or wasmta plugin reload
+	} else if err := a.startWatcher(); err != nil {
+		a.diag.Warn("file watcher unavailable; reload plugins with SIGHUP", "err", err)
+	}
 	var plugins []string
 	for _, p := range a.chain.Plugins() {
 		plugins = append(plugins, p.Name()+"@"+p.Generation().ID)
@@ -174,6 +197,12 @@ func (a *App) Stats() queue.Stats { return a.queue.Stats() }
 // Shutdown stops gracefully: no new connections, in-flight SMTP transactions finish, deliveries
 // in progress finish, then the spool is flushed and closed.
 func (a *App) Shutdown(ctx context.Context) {
+	if a.watcher != nil {
+		a.watcher.Close()
+	}
+	if a.control != nil {
+		a.control.Close()
+	}
 	a.smtp.Shutdown(ctx)
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	a.queue.Stop(qctx)

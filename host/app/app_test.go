@@ -31,6 +31,7 @@ func start(t *testing.T) (*App, map[string]*testutil.Sink, *testutil.DNSServer) 
 	dir := t.TempDir()
 	cfg, err := config.Parse(fmt.Sprintf(`
 hostname = "relay.test"
+control_socket = %q
 [spool]
 path = %q
 [logs]
@@ -42,7 +43,7 @@ resolvers = [%q]
 [delivery]
 smtp_port = %d
 prohibited_hosts = []
-`, filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), dns.Addr, port))
+`, filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), dns.Addr, port))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ func benchReception(b *testing.B, plugins string) {
 	cfg, err := config.Parse(fmt.Sprintf(`
 hostname = "relay.test"
 wasm_cache = %q
+control_socket = %q
 [spool]
 path = %q
 [logs]
@@ -51,7 +52,7 @@ resolvers = [%q]
 [delivery]
 smtp_port = %d
 prohibited_hosts = []
-`, filepath.Join(dir, "cache"), filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), dns.Addr, port) + plugins)
+`, filepath.Join(dir, "cache"), filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), dns.Addr, port) + plugins)
 	if err != nil {
 		b.Fatal(err)
 	}

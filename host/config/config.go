@@ -32,6 +32,10 @@ type Config struct {
 	Plugins  []PluginConfig `toml:"plugins"`
 	// WasmCache holds compiled plugin code so restarts and reloads skip compilation.
 	WasmCache string `toml:"wasm_cache"`
+	// Watch reloads plugins when their files or the config file change on disk.
+	Watch bool `toml:"watch"`
+	// ControlSocket is the local admin socket (`wasmta plugin reload|status`), mode 0600.
+	ControlSocket string `toml:"control_socket"`
 }
 
 type SpoolConfig struct {
@@ -133,8 +137,10 @@ func Defaults() Config {
 			MaxAge:          Duration(7 * 24 * 3600e9),
 			RefreshInterval: Duration(60e9),
 		},
-		Logs:      LogsConfig{Dir: "data/logs"},
-		WasmCache: "data/wasm-cache",
+		Logs:          LogsConfig{Dir: "data/logs"},
+		WasmCache:     "data/wasm-cache",
+		ControlSocket: "data/wasmta.sock",
+		Watch:         true,
 	}
 }
 

@@ -134,12 +134,40 @@ func (l *Logger) Log(r Record) {
 	now := l.now()
 	r.Timestamp = now.Unix()
 	r.EventTime = now.UTC().Format(time.RFC3339Nano)
+	l.write(r)
+}
+
+// PluginReload records a plugin reload attempt: the generation now serving, the one before,
+// and the error when the new version was refused (the old one then keeps serving).
+type PluginReload struct {
+	Type       string `json:"type"` // "PluginReload"
+	Plugin     string `json:"plugin"`
+	Path       string `json:"path"`
+	Generation string `json:"generation"`
+	Previous   string `json:"previous,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Reason     string `json:"reason"`
+	Timestamp  int64  `json:"timestamp"`
+	EventTime  string `json:"event_time"`
+}
+
+// LogPluginReload writes a PluginReload record.
+func (l *Logger) LogPluginReload(r PluginReload) {
+	if l == nil {
+		return
+	}
+	now := l.now()
+	r.Type, r.Timestamp, r.EventTime = "PluginReload", now.Unix(), now.UTC().Format(time.RFC3339Nano)
+	l.write(r)
+}
+
+func (l *Logger) write(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return // our record types always marshal; nothing sensible to do otherwise
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, err := json.Marshal(r)
-	if err != nil {
-		return // a Record always marshals; nothing sensible to do otherwise
-	}
 	l.buf = append(append(l.buf[:0], b...), '\n')
 	_, _ = l.f.Write(l.buf)
 }

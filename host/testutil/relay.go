@@ -53,18 +53,31 @@ type Relay struct {
 }
 
 // RelayConfig fills the parts of a test config every relay needs: an SMTP port on 127.0.0.1,
-// and spool and logs under dir. extra is appended verbatim (DNS, delivery, queue sections).
+// and spool and logs under dir. extra is added verbatim (DNS, delivery, queue sections); its
+// top-level keys, the lines before its first [table], go before the relay's own tables.
 func RelayConfig(t testing.TB, dir, extra string) (cfg, smtpAddr string) {
 	port := MustListenPort(t, "127.0.0.1")
 	smtpAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	top, tables := "", extra
+	lines := strings.SplitAfter(extra, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "[") {
+			top, tables = strings.Join(lines[:i], ""), strings.Join(lines[i:], "")
+			break
+		}
+		if i == len(lines)-1 {
+			top, tables = extra, ""
+		}
+	}
 	cfg = fmt.Sprintf(`hostname = "relay.test"
+%s
 [spool]
 path = %q
 [logs]
 dir = %q
 [smtp]
 listen = [%q]
-`, filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), smtpAddr) + extra
+`, top, filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), smtpAddr) + tables
 	return cfg, smtpAddr
 }
 
@@ -299,4 +312,12 @@ func (r *Relay) WaitStderr(substr string, timeout time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Process is the running relay process (for signals).
+func (r *Relay) Process() *os.Process {
+	if r.cmd == nil {
+		return nil
+	}
+	return r.cmd.Process
 }

@@ -1,0 +1,106 @@
+package app
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wasmta/wasmta/host/plugin"
+)
+
+// ControlRequest is one line of JSON on the control socket.
+type ControlRequest struct {
+	Cmd string `json:"cmd"` // "reload" or "status"
+}
+
+// ControlResponse answers a ControlRequest.
+type ControlResponse struct {
+	OK      bool            `json:"ok"`
+	Error   string          `json:"error,omitempty"`
+	Results []ReloadResult  `json:"results,omitempty"`
+	Plugins []plugin.Status `json:"plugins"`
+}
+
+// startControl listens on the local control socket. It is a Unix socket with mode 0600: only
+// the relay's own user (and root) can reload policy; nothing listens on the network.
+func (a *App) startControl() error {
+	path := a.cfg.ControlSocket
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return errors.New("control socket " + path + " is in use: is another wasmta running here?")
+	}
+	_ = os.Remove(path) // stale, from a crash
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return err
+	}
+	a.control = l
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go a.serveControl(c)
+		}
+	}()
+	return nil
+}
+
+func (a *App) serveControl(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	var req ControlRequest
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	resp := ControlResponse{OK: true}
+	switch {
+	case err != nil:
+		resp = ControlResponse{Error: "bad request: " + err.Error()}
+	case req.Cmd == "reload":
+		res, err := a.Reload("wasmta plugin reload")
+		resp.Results = res
+		if err != nil {
+			resp.OK, resp.Error = false, err.Error()
+		}
+	case req.Cmd == "status":
+	default:
+		resp = ControlResponse{Error: "unknown command " + req.Cmd + " (reload, status)"}
+	}
+	resp.Plugins = a.Status()
+	_ = json.NewEncoder(c).Encode(resp)
+}
+
+// Control sends one request to a running server's control socket.
+func Control(path, cmd string) (*ControlResponse, error) {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	if err := json.NewEncoder(c).Encode(ControlRequest{Cmd: cmd}); err != nil {
+		return nil, err
+	}
+	var resp ControlResponse
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}

@@ -1,0 +1,225 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/wasmta/wasmta/host/config"
+	"github.com/wasmta/wasmta/host/logs"
+	"github.com/wasmta/wasmta/host/plugin"
+)
+
+// ReloadResult is what one reload did to one plugin.
+type ReloadResult struct {
+	Plugin     string `json:"plugin"`
+	Path       string `json:"path"`
+	Generation string `json:"generation"`         // serving after the reload
+	Previous   string `json:"previous,omitempty"` // serving before, when it changed
+	Changed    bool   `json:"changed"`            // a new generation serves
+	Removed    bool   `json:"removed,omitempty"`  // no longer configured
+	Error      string `json:"error,omitempty"`    // the new version was refused; the old one serves
+}
+
+// Reload applies plugin changes without a restart: it re-reads the config file (if the server
+// was started with one), then for each configured plugin builds a new generation when its file,
+// [plugins.config] or limits changed, loads plugins added to the config and retires removed ones.
+// Nothing serves until it passed every load-time check; a refused version leaves the old one
+// serving. Cached queue configs are dropped when anything changed, so queued mail follows the
+// new policy at its next attempt. Other settings still need a restart. The error summarizes
+// every refusal.
+func (a *App) Reload(reason string) ([]ReloadResult, error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cfgs := a.pluginCfgs
+	if a.configPath != "" {
+		c, err := config.Load(a.configPath)
+		if err != nil {
+			a.diag.Error("reload: configuration refused; plugins unchanged", "reason", reason, "err", err)
+			a.logs.LogPluginReload(logs.PluginReload{Path: a.configPath, Error: err.Error(), Reason: reason})
+			return nil, err
+		}
+		cfgs = c.Plugins
+	}
+	if len(cfgs) > 0 && a.host == nil {
+		h, err := plugin.NewHost(a.cfg.WasmCache, a.diag)
+		if err != nil {
+			return nil, err
+		}
+		a.host = h
+	}
+	ctx := context.Background()
+	current := a.chain.Plugins()
+	used := make([]bool, len(current))
+	var next []*plugin.Plugin
+	var results []ReloadResult
+	var errs []error
+	changed := false
+	for i, pc := range cfgs {
+		spec, err := pluginSpec(pc)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("plugins[%d].config: %w", i, err))
+			continue
+		}
+		var p *plugin.Plugin
+		for j, q := range current {
+			if !used[j] && samePath(q.Status().Path, pc.Path) {
+				p, used[j] = q, true
+				break
+			}
+		}
+		if p == nil { // a new entry
+			np, err := a.host.Load(ctx, spec)
+			r := ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path}
+			if err != nil {
+				r.Error = err.Error()
+				errs = append(errs, err)
+			} else {
+				next = append(next, np)
+				r.Generation, r.Changed, changed = np.Generation().ID, true, true
+			}
+			results = append(results, r)
+			continue
+		}
+		before := p.Generation().ID
+		g, ch, err := p.Reload(ctx, spec)
+		next = append(next, p)
+		r := ReloadResult{Plugin: p.Name(), Path: pc.Path, Generation: g.ID, Changed: ch}
+		if ch {
+			r.Previous, changed = before, true
+		}
+		if err != nil {
+			r.Error = err.Error()
+			errs = append(errs, err)
+		}
+		results = append(results, r)
+	}
+	var removed []*plugin.Plugin
+	for j, q := range current {
+		if !used[j] {
+			removed = append(removed, q)
+			changed = true
+			results = append(results, ReloadResult{Plugin: q.Name(), Path: q.Status().Path, Previous: q.Generation().ID, Removed: true, Changed: true})
+		}
+	}
+	a.pluginCfgs = cfgs
+	a.chain.Set(next)
+	for _, q := range removed {
+		q.Close(ctx)
+	}
+	if changed {
+		a.queue.InvalidateConfigs()
+	}
+	for _, r := range results {
+		if r.Changed || r.Error != "" {
+			a.logs.LogPluginReload(logs.PluginReload{Plugin: r.Plugin, Path: r.Path, Generation: r.Generation, Previous: r.Previous, Error: r.Error, Reason: reason})
+		}
+		switch {
+		case r.Error != "":
+			a.diag.Error("plugin reload refused; the previous version keeps serving", "plugin", r.Plugin, "reason", reason, "err", r.Error)
+		case r.Changed:
+			a.diag.Info("plugin reloaded", "plugin", r.Plugin, "generation", r.Generation, "previous", r.Previous, "removed", r.Removed, "reason", reason)
+		}
+	}
+	a.watchPaths()
+	return results, errors.Join(errs...)
+}
+
+func samePath(a, b string) bool {
+	x, err1 := filepath.Abs(a)
+	y, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && x == y
+}
+
+// Status lists the plugins serving now.
+func (a *App) Status() []plugin.Status {
+	var out []plugin.Status
+	for _, p := range a.chain.Plugins() {
+		out = append(out, p.Status())
+	}
+	return out
+}
+
+// reloadDebounce gathers the burst of events one file replacement makes (editors write a temp
+// file, rename it, touch attributes) into one reload.
+const reloadDebounce = 50 * time.Millisecond
+
+// watch reloads when a plugin file or the config file changes on disk. It watches their
+// directories, not the files, so a file replaced by rename (mv, editors) is seen too.
+func (a *App) startWatcher() error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	a.watcher = w
+	a.watchPaths()
+	go func() {
+		var timer *time.Timer
+		for {
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if !a.isWatched(ev.Name) {
+					continue
+				}
+				if timer == nil {
+					timer = time.AfterFunc(reloadDebounce, func() { _, _ = a.Reload("file change") })
+				} else {
+					timer.Reset(reloadDebounce)
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				a.diag.Warn("file watcher", "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// watchPaths (re)computes the watched files and directories from the current config.
+func (a *App) watchPaths() {
+	if a.watcher == nil {
+		return
+	}
+	files := map[string]bool{}
+	if a.configPath != "" {
+		files[abs(a.configPath)] = true
+	}
+	for _, pc := range a.pluginCfgs {
+		files[abs(pc.Path)] = true
+	}
+	a.watchMu.Lock()
+	defer a.watchMu.Unlock()
+	a.watched = files
+	for f := range files {
+		dir := filepath.Dir(f)
+		if !a.watchedDirs[dir] {
+			if err := a.watcher.Add(dir); err != nil {
+				a.diag.Warn("cannot watch directory; reload with SIGHUP or wasmta plugin reload", "dir", dir, "err", err)
+				continue
+			}
+			a.watchedDirs[dir] = true
+		}
+	}
+}
+
+func (a *App) isWatched(name string) bool {
+	a.watchMu.Lock()
+	defer a.watchMu.Unlock()
+	return a.watched[abs(name)]
+}
+
+func abs(p string) string {
+	if x, err := filepath.Abs(p); err == nil {
+		return x
+	}
+	return p
+}
