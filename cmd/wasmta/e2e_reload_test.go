@@ -236,3 +236,36 @@ func relayProcess(t *testing.T, r *testutil.Relay) *os.Process {
 	}
 	return p
 }
+
+// Queued mail follows the new policy: a message waiting for a retry under version A's
+// get_queue_config (mx_list [127.0.0.2], which tempfails) is delivered by version B's
+// (mx_list [127.0.0.3]) at its next attempt, because reload drops cached queue configs.
+func TestQueuedMailFollowsReloadedPolicy(t *testing.T) {
+	t.Parallel()
+	port, sinks := testutil.StartSinks(t, "127.0.0.2", "127.0.0.3")
+	sinks[0].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT"})
+	dns := testutil.StartDNS(t, "")
+	dir := t.TempDir()
+	plug := filepath.Join(dir, "policy.wasm")
+	installPlugin(t, fixture(t, "qcfg_a"), plug)
+	sock := filepath.Join(dir, "ctl.sock")
+	cfg, addr := testutil.RelayConfig(t, dir, fmt.Sprintf("control_socket = %q\n", sock)+
+		testutil.DeliveryConfig(dns.Addr, port)+"[queue]\nrefresh_interval = \"1h\"\n"+pluginConfig(plug))
+	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	c := testutil.Dial(t, relay.SMTP)
+	c.Hello("client.test")
+	if code, msg := c.Send("s@sender.test", []string{"r@dest.example"}, "Subject: x\r\n\r\nhi\r\n"); code != 250 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	relay.WaitLog(func(r map[string]any) bool {
+		return r["type"] == "TransientFailure" && r["site"] == "mx_list:[127.0.0.2]"
+	}, 10*time.Second)
+	genA := status(t, sock).Plugins[0].Generation
+	installPlugin(t, fixture(t, "qcfg_b"), plug)
+	waitGeneration(t, sock, genA)
+	sinks[1].WaitCount(t, 1, 15*time.Second)
+	rec := relay.WaitLog(func(r map[string]any) bool { return r["type"] == "Delivery" }, 5*time.Second)
+	if rec["site"] != "mx_list:[127.0.0.3]" {
+		t.Fatalf("delivered via %v", rec["site"])
+	}
+}

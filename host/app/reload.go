@@ -146,7 +146,7 @@ func (a *App) Status() []plugin.Status {
 
 // reloadDebounce gathers the burst of events one file replacement makes (editors write a temp
 // file, rename it, touch attributes) into one reload.
-const reloadDebounce = 50 * time.Millisecond
+const reloadDebounce = 20 * time.Millisecond
 
 // watch reloads when a plugin file or the config file changes on disk. It watches their
 // directories, not the files, so a file replaced by rename (mv, editors) is seen too.

@@ -339,6 +339,10 @@ func (c *Conn) Close() {
 	c.nc.Close()
 }
 
+// Abort closes the network connection without QUIT. Unlike every other method it may be
+// called while another goroutine is in Send, which then fails as a lost connection.
+func (c *Conn) Abort() { c.nc.Close() }
+
 func (c *Conn) reset() {
 	if c.broken {
 		return

@@ -35,6 +35,8 @@ type Message struct {
 	Due       time.Time         `json:"due"`      // next attempt
 	Attempts  int               `json:"attempts"` // attempts made so far
 	Size      int               `json:"size"`     // body size in bytes
+	// BodyID names the spooled body. The recipients of one transaction share one body.
+	BodyID ID `json:"body_id"`
 	Protocol  string            `json:"protocol"` // reception protocol: ESMTP or HTTP
 	PeerName  string            `json:"peer_name,omitempty"`
 	PeerAddr  string            `json:"peer_addr,omitempty"`

@@ -25,13 +25,25 @@ func (f *Failure) Error() string {
 
 func (f *Failure) Unwrap() error { return f.Err }
 
+// ErrClosed is returned for calls to a plugin that was closed (removed from the config).
+var ErrClosed = errors.New("plugin closed")
+
+// errNoHook: the generation serving now does not export the hook (a reload removed it).
+var errNoHook = errors.New("hook not exported")
+
 // call runs one hook on the plugin's current generation, which it returns. A generation
-// retired between loading it and taking an instance is simply loaded again.
+// retired between loading it and taking an instance is loaded again; if the same generation
+// answers retired twice, the plugin was closed, not reloaded.
 func (p *Plugin) call(ctx context.Context, st *callState) (*Generation, error) {
+	var prev *Generation
 	for {
 		g := p.gen.Load()
+		if g == prev {
+			return g, &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrClosed.Error(), Err: ErrClosed}
+		}
 		err := g.call(ctx, st)
 		if errors.Is(err, errRetired) {
+			prev = g
 			continue
 		}
 		return g, err
@@ -47,6 +59,9 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		}
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: reason, Err: err}
 	}
+	if !g.hooks[st.hook] {
+		return errNoHook
+	}
 	if !g.breaker.allow(time.Now()) {
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrBreakerOpen.Error(), Err: ErrBreakerOpen}
 	}
@@ -60,10 +75,13 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	st.gen = g
 	in.deadline.Store(time.Now().Add(g.spec.Timeout).UnixNano())
 	err = in.fns[st.hook].CallWithStack(context.WithValue(ctx, stateKey{}, st), in.stack)
-	in.deadline.Store(0)
-	if err != nil {
+	// The watchdog claims an overdue call by swapping its deadline to -1 before closing the
+	// module; whoever loses that race knows: a claimed instance is never reused, even when
+	// the call itself managed to return.
+	killed := in.deadline.Swap(0) == -1
+	if err != nil || killed {
 		g.discard(in)
-		if in.timedOut.Load() || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if killed || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fail(fmt.Sprintf("exceeded its %s deadline", g.spec.Timeout), err)
 		}
 		return fail("trapped: "+err.Error(), err)
@@ -119,6 +137,9 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 		}
 		st := &callState{hook: hook, msg: m}
 		g, err := p.call(ctx, st)
+		if errors.Is(err, errNoHook) {
+			continue
+		}
 		if err != nil {
 			return o, err
 		}
@@ -141,6 +162,9 @@ func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfi
 		}
 		st := &callState{hook: abi.HookGetQueueConfig, queue: &in}
 		g, err := p.call(ctx, st)
+		if errors.Is(err, errNoHook) {
+			continue
+		}
 		if err != nil {
 			if st.lastErr != "" {
 				var f *Failure

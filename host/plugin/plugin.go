@@ -29,6 +29,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmta/wasmta/abi"
@@ -117,7 +118,9 @@ func (h *Host) watchdog() {
 			n := now.UnixNano()
 			h.mu.Lock()
 			for in := range h.instances {
-				if d := in.deadline.Load(); d != 0 && n > d && in.timedOut.CompareAndSwap(false, true) {
+				// Claim the call (deadline -> -1) before closing, so a call that ends right
+				// now and the next call on this instance are never mistaken for it.
+				if d := in.deadline.Load(); d > 0 && n > d && in.deadline.CompareAndSwap(d, -1) {
 					_ = in.mod.CloseWithExitCode(context.Background(), exitDeadline)
 				}
 			}
@@ -277,8 +280,7 @@ type instance struct {
 	fns      map[string]api.Function
 	stack    []uint64
 	calls    int
-	deadline atomic.Int64 // unix nanoseconds while a call runs, else 0
-	timedOut atomic.Bool
+	deadline atomic.Int64 // unix nanoseconds while a call runs, 0 when idle, -1 once the watchdog claimed it
 }
 
 func (h *Host) newGeneration(ctx context.Context, p *Plugin, spec Spec) (*Generation, error) {
@@ -309,7 +311,8 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		rt.Close(context.Background())
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
-	cm, err := rt.CompileModule(ctx, code)
+	// Compile on every core: a Go plugin compiles in about 1 s on one (reload latency).
+	cm, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0)), code)
 	if err != nil {
 		return fail(fmt.Errorf("not a valid WebAssembly module: %w", err))
 	}

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,5 +139,40 @@ func TestReloadOnConfigChange(t *testing.T) {
 	g, changed, err := p.Reload(context.Background(), Spec{Path: "testdata/meta.wasm", Config: []byte(`{"k":"other"}`), Timeout: 200 * time.Millisecond, MaxMemory: 2 << 20})
 	if err != nil || !changed || g.ID == before {
 		t.Fatalf("%v %v %s", err, changed, g.ID)
+	}
+}
+
+// A plugin closed (removed on reload) while a chain still holds it fails fast instead of
+// spinning; a reload that drops a hook makes the chain skip the plugin for that hook.
+func TestClosedPluginAndRemovedHook(t *testing.T) {
+	p := mustLoad(t, "meta")
+	p.Close(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("call on a closed plugin: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("call on a closed plugin hangs")
+	}
+
+	path := filepath.Join(t.TempDir(), "x.wasm")
+	install(t, "meta", path)
+	q, err := load(t, "", func(s *Spec) { s.Path = path })
+	if err != nil {
+		t.Fatal(err)
+	}
+	install(t, "queuecfg", path) // exports get_queue_config only
+	if _, _, err := q.Reload(context.Background(), Spec{Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := NewChain(q).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
+	if err != nil || len(o.Handled) != 0 {
+		t.Fatalf("hook removed by reload: %v %v", o, err)
 	}
 }

@@ -56,6 +56,8 @@ type Conn interface {
 	Broken() bool
 	Sent() int
 	Close()
+	// Abort closes the connection at once; safe while another goroutine is in Send.
+	Abort()
 }
 
 // Dialer opens a connection to the first reachable host.
@@ -65,10 +67,10 @@ type Dialer interface {
 
 // Store is the durable spool.
 type Store interface {
-	Put(msgs []*message.Message, bodies [][]byte) error
+	Put(msgs []*message.Message, body []byte) error // msgs share body
 	Update(m *message.Message) error
-	Delete(id message.ID) error
-	Body(id message.ID) ([]byte, error)
+	Delete(m *message.Message) error
+	Body(m *message.Message) ([]byte, error)
 }
 
 // Options wire a Manager.
@@ -108,7 +110,11 @@ type Manager struct {
 
 	ctx     context.Context
 	cancel  context.CancelFunc
-	workers sync.WaitGroup
+	workers sync.WaitGroup // connection goroutines and dispatches
+
+	stopMu  sync.Mutex
+	stopped bool             // no new goroutines once set (so WaitGroup.Add never races Wait)
+	conns   map[Conn]struct{} // open connections, closed by a Stop that runs out of time
 
 	queued, received, delivered, transient, bounced, expired atomic.Int64
 }
@@ -137,17 +143,23 @@ func New(opt Options) *Manager {
 		opt.Diag = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel}
-	m.timers.init(m.dispatch, opt.Now)
+	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}}
+	m.timers.init(m.goDispatch, opt.Now)
 	return m
 }
 
 // Start runs the retry timer.
 func (m *Manager) Start() { go m.timers.run(m.ctx) }
 
-// Stop stops dispatching, lets each connection finish the message it is sending (until ctx
-// ends), and closes connections. Queued messages stay in the spool for the next start.
+// Stop stops dispatching and lets each connection finish the message it is sending. When ctx
+// ends first, the open connections are closed (those messages become transient failures,
+// recorded in the spool) and Stop still waits for every goroutine: when it returns, nothing
+// touches the spool any more, so a delivery can never be lost or repeated by a late write.
+// Queued messages stay in the spool for the next start.
 func (m *Manager) Stop(ctx context.Context) {
+	m.stopMu.Lock()
+	m.stopped = true
+	m.stopMu.Unlock()
 	m.cancel()
 	m.readyMu.Lock()
 	for _, rq := range m.ready {
@@ -158,7 +170,41 @@ func (m *Manager) Stop(ctx context.Context) {
 	go func() { m.workers.Wait(); close(done) }()
 	select {
 	case <-done:
+		return
 	case <-ctx.Done():
+	}
+	m.stopMu.Lock()
+	for c := range m.conns {
+		c.Abort()
+	}
+	m.stopMu.Unlock()
+	<-done
+}
+
+// spawn runs f in a counted goroutine unless the manager is stopping.
+func (m *Manager) spawn(f func()) bool {
+	m.stopMu.Lock()
+	defer m.stopMu.Unlock()
+	if m.stopped {
+		return false
+	}
+	m.workers.Add(1)
+	go func() {
+		defer m.workers.Done()
+		f()
+	}()
+	return true
+}
+
+func (m *Manager) goDispatch(msg *message.Message) { m.spawn(func() { m.dispatch(msg) }) }
+
+func (m *Manager) track(c Conn, open bool) {
+	m.stopMu.Lock()
+	defer m.stopMu.Unlock()
+	if open {
+		m.conns[c] = struct{}{}
+	} else {
+		delete(m.conns, c)
 	}
 }
 
@@ -173,11 +219,7 @@ func (m *Manager) Stats() Stats {
 // Submit spools messages (synced before it returns), writes their Reception records and queues
 // them for an immediate first attempt. All of msgs share body.
 func (m *Manager) Submit(msgs []*message.Message, body []byte) error {
-	bodies := make([][]byte, len(msgs))
-	for i := range bodies {
-		bodies[i] = body
-	}
-	if err := m.opt.Store.Put(msgs, bodies); err != nil {
+	if err := m.opt.Store.Put(msgs, body); err != nil {
 		return err
 	}
 	for _, msg := range msgs {
@@ -198,7 +240,7 @@ func (m *Manager) Recover(msg *message.Message) { m.insert(msg) }
 func (m *Manager) insert(msg *message.Message) {
 	m.queued.Add(1)
 	if !msg.Due.After(m.opt.Now()) {
-		go m.dispatch(msg)
+		m.goDispatch(msg)
 		return
 	}
 	m.timers.push(msg)
@@ -300,6 +342,9 @@ func (m *Manager) readyQueue(site route.Site) *readyQueue {
 	rq := m.ready[site.Name]
 	if rq == nil {
 		rq = newReadyQueue(m, site.Name)
+		if m.ctx.Err() != nil {
+			rq.stopping = true // created after Stop's sweep: never starts a worker
+		}
 		m.ready[site.Name] = rq
 	}
 	rq.setHosts(site.Hosts)
@@ -311,7 +356,7 @@ func (m *Manager) outcome(it *item, site string, peer *route.Host, reply message
 	if err == nil {
 		m.removed()
 		m.delivered.Add(1)
-		_ = m.opt.Store.Delete(it.msg.ID)
+		_ = m.opt.Store.Delete(it.msg)
 		m.opt.Log.Log(m.record(logs.Delivery, it.msg, reply, site, peer))
 		return
 	}
@@ -339,7 +384,7 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, site string, pe
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
 	}
-	_ = m.opt.Store.Delete(msg.ID)
+	_ = m.opt.Store.Delete(msg)
 	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, site, peer))
 }
 
@@ -403,6 +448,6 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration) {
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
-	_ = m.opt.Store.Delete(msg.ID)
+	_ = m.opt.Store.Delete(msg)
 	m.opt.Log.Log(m.record(logs.Expiration, msg, r, "", nil))
 }

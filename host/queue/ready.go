@@ -7,6 +7,7 @@ import (
 
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/route"
+	"github.com/wasmta/wasmta/host/spool"
 )
 
 // item is a message on its way through a ready queue, with the config of its scheduled queue.
@@ -53,10 +54,8 @@ func (rq *readyQueue) push(it *item) {
 		rq.cond.Signal()
 		return
 	}
-	if rq.active < rq.m.opt.ConnectionLimit {
+	if rq.active < rq.m.opt.ConnectionLimit && rq.m.spawn(rq.work) {
 		rq.active++
-		rq.m.workers.Add(1)
-		go rq.work()
 	}
 }
 
@@ -96,29 +95,41 @@ func (rq *readyQueue) take(idle time.Duration) *item {
 	return it
 }
 
-// drain removes every waiting message (after a connection failure that concerns them all).
-func (rq *readyQueue) drain() []*item {
+// drainAndRelease removes every waiting message (after a connection failure that concerns
+// them all) and gives up the caller's connection slot, in one critical section: a push in
+// between would see the slot taken, start no worker, and strand its message.
+func (rq *readyQueue) drainAndRelease() []*item {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
 	out := rq.items
 	rq.items = nil
-	return out
-}
-
-func (rq *readyQueue) release() {
-	rq.mu.Lock()
 	rq.active--
-	rq.mu.Unlock()
+	return out
 }
 
 // work is one connection's life: take messages, deliver them, reconnect when needed.
 func (rq *readyQueue) work() {
 	m := rq.m
-	defer m.workers.Done()
 	var conn Conn
+	connect := func() error {
+		rq.mu.Lock()
+		hosts := rq.hosts
+		rq.mu.Unlock()
+		c, err := m.opt.Dialer.Connect(m.ctx, hosts)
+		if err == nil {
+			conn = c
+			m.track(c, true)
+		}
+		return err
+	}
+	hangUp := func() {
+		m.track(conn, false)
+		conn.Close()
+		conn = nil
+	}
 	defer func() {
 		if conn != nil {
-			conn.Close()
+			hangUp()
 		}
 	}()
 	for {
@@ -127,28 +138,24 @@ func (rq *readyQueue) work() {
 			return
 		}
 		if conn == nil {
-			rq.mu.Lock()
-			hosts := rq.hosts
-			rq.mu.Unlock()
-			c, err := m.opt.Dialer.Connect(m.ctx, hosts)
-			if err != nil {
+			if err := connect(); err != nil {
 				// Every host of the site failed: that is the fate of every message waiting
 				// for this site right now, not only this one.
-				rest := rq.drain()
-				rq.release()
+				rest := rq.drainAndRelease()
 				m.outcome(it, rq.name, nil, message.Reply{}, err)
 				for _, o := range rest {
 					m.outcome(o, rq.name, nil, message.Reply{}, err)
 				}
 				return
 			}
-			conn = c
 		}
-		body, err := m.opt.Store.Body(it.msg.ID)
+		body, err := m.opt.Store.Body(it.msg)
 		if err != nil {
 			m.opt.Diag.Error("spool read failed", "id", it.msg.ID, "err", err)
-			if errors.Is(err, errGone) {
-				m.removed()
+			if errors.Is(err, spool.ErrNotFound) {
+				// Retrying cannot bring it back: end it with a record instead of retrying
+				// until max_age.
+				m.bounce(it.msg, errBodyLost.Wrap(err), rq.name, nil)
 				continue
 			}
 			m.outcome(it, rq.name, nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
@@ -156,18 +163,11 @@ func (rq *readyQueue) work() {
 		}
 		reused := conn.Sent() > 0
 		reply, err := conn.Send(it.msg.Sender, it.msg.Recipient, body)
-		if err != nil && reused && conn.Broken() {
+		if err != nil && reused && conn.Broken() && m.ctx.Err() == nil {
 			// A cached connection the server dropped while idle (or closed with 421) says
 			// nothing about this message: try it once on a fresh connection, as Postfix does.
-			conn.Close()
-			conn = nil
-			rq.mu.Lock()
-			hosts := rq.hosts
-			rq.mu.Unlock()
-			if c, cerr := m.opt.Dialer.Connect(m.ctx, hosts); cerr != nil {
-				err = cerr
-			} else {
-				conn = c
+			hangUp()
+			if err = connect(); err == nil {
 				reply, err = conn.Send(it.msg.Sender, it.msg.Recipient, body)
 			}
 		}
@@ -177,15 +177,10 @@ func (rq *readyQueue) work() {
 			peer = &h
 		}
 		m.outcome(it, rq.name, peer, reply, err)
-		if conn == nil {
-			continue
-		}
-		if conn.Broken() || conn.Sent() >= m.opt.MaxDeliveriesPerConnection {
-			conn.Close()
-			conn = nil
+		if conn != nil && (conn.Broken() || conn.Sent() >= m.opt.MaxDeliveriesPerConnection) {
+			hangUp()
 		}
 	}
 }
 
-// errGone marks a message removed from the spool behind the queue's back (admin action).
-var errGone = errors.New("message gone")
+var errBodyLost = message.Errorf(550, "5.3.0", "message body missing from the spool")

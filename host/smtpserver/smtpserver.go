@@ -59,7 +59,10 @@ type Server struct {
 	srv       *smtp.Server
 	listeners []net.Listener
 	wg        sync.WaitGroup
-	active    sync.WaitGroup // sessions inside DATA processing
+
+	drainMu  sync.Mutex
+	draining bool           // Shutdown began: no new DATA is taken in
+	active   sync.WaitGroup // transactions inside DATA processing (Add only under drainMu)
 }
 
 // New builds a server; Listen binds, Serve accepts.
@@ -129,6 +132,9 @@ func (s *Server) Serve() {
 // Shutdown stops accepting, lets transactions in DATA finish (until ctx ends), then closes
 // every connection. A client cut off before its 250 keeps its message and retries.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.drainMu.Lock()
+	s.draining = true
+	s.drainMu.Unlock()
 	s.closeListeners()
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
@@ -168,10 +174,11 @@ type session struct {
 
 // Replies (SPEC §7). Texts are fixed: nothing internal reaches a client.
 var (
-	errRelayDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "relaying denied"}
-	errSpool       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure storing the message, try again later"}
-	errRead        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "error reading message data"}
-	errPolicy      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary policy failure, try again later"}
+	errRelayDenied  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "relaying denied"}
+	errSpool        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure storing the message, try again later"}
+	errRead         = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "error reading message data"}
+	errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down, try again later"}
+	errPolicy       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary policy failure, try again later"}
 )
 
 func (ss *session) Reset() {
@@ -214,7 +221,13 @@ func reason(err error) string {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	ss.s.drainMu.Lock()
+	if ss.s.draining {
+		ss.s.drainMu.Unlock()
+		return ss.reject(errShuttingDown, ss.from, strings.Join(ss.rcpts, ","))
+	}
 	ss.s.active.Add(1)
+	ss.s.drainMu.Unlock()
 	defer ss.s.active.Done()
 	now := ss.s.opt.Now()
 	ids := make([]message.ID, len(ss.rcpts))

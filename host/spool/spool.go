@@ -33,9 +33,13 @@ var ErrClosed = errors.New("spool closed")
 // ErrNotFound is returned by Body for an unknown id.
 var ErrNotFound = errors.New("message not in spool")
 
-// Spool is a Badger-backed message store.
+// Spool is a Badger-backed message store. Messages that share a body (the recipients of one
+// SMTP transaction) store it once, under the first message's id; the body is deleted with the
+// last message that refers to it.
 type Spool struct {
 	db     *badger.DB
+	refsMu sync.Mutex
+	refs   map[message.ID]int // body id -> messages referring to it (rebuilt by Scan)
 	log    *slog.Logger
 	reqs   chan *request
 	mu     sync.RWMutex // guards closed against sends on reqs
@@ -68,30 +72,53 @@ func Open(path string, log *slog.Logger) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", path, err)
 	}
-	s := &Spool{db: db, log: log, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{})}
+	s := &Spool{db: db, log: log, refs: map[message.ID]int{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{})}
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
 }
 
-// Put stores messages and their bodies atomically (all or none) and returns once they are
-// synced to disk. It is what stands behind every 250.
-func (s *Spool) Put(msgs []*message.Message, bodies [][]byte) error {
-	if len(msgs) != len(bodies) {
-		return fmt.Errorf("spool put: %d messages, %d bodies", len(msgs), len(bodies))
+// Put stores messages sharing one body atomically (all or none) and returns once they are
+// synced to disk. It is what stands behind every 250. It sets each message's BodyID.
+func (s *Spool) Put(msgs []*message.Message, body []byte) error {
+	if len(msgs) == 0 {
+		return nil
 	}
-	r := &request{ops: make([]op, 0, 2*len(msgs)), done: make(chan error, 1)}
-	for i, m := range msgs {
+	bodyID := msgs[0].ID
+	r := &request{ops: make([]op, 0, 1+len(msgs)), done: make(chan error, 1)}
+	r.ops = append(r.ops, op{bodyKey(bodyID), body})
+	for _, m := range msgs {
+		m.BodyID = bodyID
 		v, err := json.Marshal(m)
 		if err != nil {
 			return err
 		}
-		r.ops = append(r.ops, op{metaKey(m.ID), v}, op{bodyKey(m.ID), bodies[i]})
+		r.ops = append(r.ops, op{metaKey(m.ID), v})
 	}
+	s.refsMu.Lock()
+	s.refs[bodyID] += len(msgs)
+	s.refsMu.Unlock()
 	if err := s.send(r); err != nil {
+		s.unref(bodyID, len(msgs))
 		return err
 	}
-	return <-r.done
+	if err := <-r.done; err != nil {
+		s.unref(bodyID, len(msgs))
+		return err
+	}
+	return nil
+}
+
+// unref drops n references to a body and reports whether none is left.
+func (s *Spool) unref(id message.ID, n int) bool {
+	s.refsMu.Lock()
+	defer s.refsMu.Unlock()
+	s.refs[id] -= n
+	if s.refs[id] <= 0 {
+		delete(s.refs, id)
+		return true
+	}
+	return false
 }
 
 // Update rewrites a message's envelope, meta and scheduling state. It does not wait for the
@@ -104,10 +131,15 @@ func (s *Spool) Update(m *message.Message) error {
 	return s.send(&request{ops: []op{{metaKey(m.ID), v}}})
 }
 
-// Delete removes a message. It does not wait for the disk; the committer syncs it within one
-// group commit. A crash inside that window can deliver the message a second time, never lose it.
-func (s *Spool) Delete(id message.ID) error {
-	return s.send(&request{ops: []op{{key: metaKey(id)}, {key: bodyKey(id)}}})
+// Delete removes a message, and its body when no other message shares it. It does not wait for
+// the disk; the committer syncs it within one group commit. A crash inside that window can
+// deliver the message a second time, never lose it.
+func (s *Spool) Delete(m *message.Message) error {
+	ops := []op{{key: metaKey(m.ID)}}
+	if s.unref(m.BodyID, 1) {
+		ops = append(ops, op{key: bodyKey(m.BodyID)})
+	}
+	return s.send(&request{ops: ops})
 }
 
 // Flush waits until every write queued before it is synced.
@@ -130,7 +162,8 @@ func (s *Spool) send(r *request) error {
 }
 
 // Body returns a message's body.
-func (s *Spool) Body(id message.ID) ([]byte, error) {
+func (s *Spool) Body(m *message.Message) ([]byte, error) {
+	id := m.BodyID
 	var out []byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(bodyKey(id))
@@ -146,8 +179,9 @@ func (s *Spool) Body(id message.ID) ([]byte, error) {
 	return out, err
 }
 
-// Scan calls fn for every spooled message, oldest first (ids sort by creation time).
-// A record that cannot be decoded is reported to bad and skipped, never silently dropped.
+// Scan calls fn for every spooled message, oldest first (ids sort by creation time), and
+// counts body references. Call it once at start-up, before any Delete. A record that cannot be
+// decoded is reported to bad and skipped, never silently dropped.
 func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err error)) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		o := badger.DefaultIteratorOptions
@@ -167,6 +201,9 @@ func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err e
 				}
 				continue
 			}
+			s.refsMu.Lock()
+			s.refs[m.BodyID]++
+			s.refsMu.Unlock()
 			if err := fn(&m); err != nil {
 				return err
 			}
@@ -212,46 +249,53 @@ func (s *Spool) commitLoop() {
 }
 
 // commit writes a batch in as few transactions as Badger's size limit allows, syncing after
-// each, and answers the waiters. A failing request fails alone; the others still commit.
+// each, and answers the waiters. A request is all-or-nothing: when one fails (too big alone,
+// or invalid) the transaction is rebuilt without it, so none of its keys is written; the others
+// still commit.
 func (s *Spool) commit(batch []*request) {
 	results := make([]error, len(batch))
-	start := 0
-	for start < len(batch) {
-		txn := s.db.NewTransaction(true)
-		end := start
-		for end < len(batch) {
-			err := apply(txn, batch[end])
-			if errors.Is(err, badger.ErrTxnTooBig) && end > start {
-				break // commit what fits, retry this one in a fresh transaction
-			}
-			if err != nil {
-				// Too big alone, or invalid: this request fails; restart without it so nothing
-				// of it is half-written.
-				results[end] = err
-				txn.Discard()
-				txn = s.db.NewTransaction(true)
-				for i := start; i < end; i++ {
-					if results[i] == nil {
-						_ = apply(txn, batch[i])
-					}
-				}
-			}
-			end++
+	var included []int // requests in the open transaction
+	txn := s.db.NewTransaction(true)
+	rebuild := func() {
+		txn.Discard()
+		txn = s.db.NewTransaction(true)
+		for _, i := range included {
+			_ = apply(txn, batch[i]) // fitted before, fits again
 		}
+	}
+	flush := func() {
 		err := txn.Commit()
 		if err == nil {
 			err = s.db.Sync()
 		}
 		if err != nil {
-			s.log.Error("spool commit failed", "err", err, "requests", end-start)
-			for i := start; i < end; i++ {
-				if results[i] == nil {
-					results[i] = err
-				}
+			s.log.Error("spool commit failed", "err", err, "requests", len(included))
+			for _, i := range included {
+				results[i] = err
 			}
 		}
-		start = end
+		included = included[:0]
+		txn = s.db.NewTransaction(true)
 	}
+	for i := 0; i < len(batch); {
+		err := apply(txn, batch[i])
+		if err == nil {
+			included = append(included, i)
+			i++
+			continue
+		}
+		rebuild() // drop whatever part of batch[i] went in
+		if errors.Is(err, badger.ErrTxnTooBig) && len(included) > 0 {
+			flush() // commit what fits, then retry batch[i] in a fresh transaction
+			continue
+		}
+		results[i] = err
+		i++
+	}
+	if len(included) > 0 {
+		flush()
+	}
+	txn.Discard()
 	for i, r := range batch {
 		if r.done != nil {
 			r.done <- results[i]
