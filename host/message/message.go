@@ -36,10 +36,10 @@ type Message struct {
 	Attempts  int               `json:"attempts"` // attempts made so far
 	Size      int               `json:"size"`     // body size in bytes
 	// BodyID names the spooled body. The recipients of one transaction share one body.
-	BodyID ID `json:"body_id"`
-	Protocol  string            `json:"protocol"` // reception protocol: ESMTP or HTTP
-	PeerName  string            `json:"peer_name,omitempty"`
-	PeerAddr  string            `json:"peer_addr,omitempty"`
+	BodyID   ID     `json:"body_id"`
+	Protocol string `json:"protocol"` // reception protocol: ESMTP or HTTP
+	PeerName string `json:"peer_name,omitempty"`
+	PeerAddr string `json:"peer_addr,omitempty"`
 	// Policy names the plugin generations ("router.wasm@3f2a…") whose message hook handled
 	// this message at reception, in order.
 	Policy []string `json:"policy,omitempty"`

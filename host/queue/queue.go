@@ -113,7 +113,7 @@ type Manager struct {
 	workers sync.WaitGroup // connection goroutines and dispatches
 
 	stopMu  sync.Mutex
-	stopped bool             // no new goroutines once set (so WaitGroup.Add never races Wait)
+	stopped bool              // no new goroutines once set (so WaitGroup.Add never races Wait)
 	conns   map[Conn]struct{} // open connections, closed by a Stop that runs out of time
 
 	queued, received, delivered, transient, bounced, expired atomic.Int64
