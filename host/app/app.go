@@ -38,6 +38,7 @@ type App struct {
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
 	reloadMu    sync.Mutex
+	stopping    bool // set by Shutdown under reloadMu: a late debounced reload must not run
 	watcher     *fsnotify.Watcher
 	watchMu     sync.Mutex
 	watched     map[string]bool // absolute paths whose change triggers a reload
@@ -197,6 +198,9 @@ func (a *App) Stats() queue.Stats { return a.queue.Stats() }
 // Shutdown stops gracefully: no new connections, in-flight SMTP transactions finish, deliveries
 // in progress finish, then the spool is flushed and closed.
 func (a *App) Shutdown(ctx context.Context) {
+	a.reloadMu.Lock() // waits for a reload in progress
+	a.stopping = true
+	a.reloadMu.Unlock()
 	if a.watcher != nil {
 		a.watcher.Close()
 	}

@@ -35,6 +35,9 @@ type ReloadResult struct {
 func (a *App) Reload(reason string) ([]ReloadResult, error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	if a.stopping {
+		return nil, errors.New("shutting down")
+	}
 	cfgs := a.pluginCfgs
 	if a.configPath != "" {
 		c, err := config.Load(a.configPath)

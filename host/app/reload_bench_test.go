@@ -49,7 +49,7 @@ func copyOver(b *testing.B, src, dst string) {
 
 // startWithPlugin runs the relay in-process with one plugin at dir/policy.wasm, watched.
 func startWithPlugin(b *testing.B, first string) (*App, string) {
-	port, _ := testutil.StartSinks(b, "127.0.0.2")
+	port, _ := testutil.StartSinks(b, "127.0.0.2", "127.0.0.3") // route_a and route_b deliver there
 	dns := testutil.StartDNS(b, "example.com. MX 10 mx.example.com.\nmx.example.com. A 127.0.0.2\n")
 	dir := b.TempDir()
 	plug := filepath.Join(dir, "policy.wasm")

@@ -190,6 +190,17 @@ func (p *Plugin) Reload(ctx context.Context, spec Spec) (g *Generation, changed 
 		p.lastErr, p.lastErrAt = err.Error(), time.Now()
 		return cur, false, err
 	}
+	// Warm as many instances as the old generation had, so the swap does not make the next
+	// calls under load each start one (a Go guest takes milliseconds to start).
+	for n := len(cur.sem) - len(g.sem); n > 0; n-- {
+		g.sem <- struct{}{}
+		in, err := g.newInstance(ctx)
+		if err != nil {
+			g.free()
+			break
+		}
+		g.idle <- in
+	}
 	old := p.gen.Swap(g)
 	old.retire()
 	p.reloads++
