@@ -6,19 +6,44 @@ LDFLAGS  := -X main.version=$(VERSION)
 CONFIG   ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build plugins examples run test check fuzz bench clean
+.PHONY: all build plugins wasm toolchains check-wasm examples run test check fuzz bench clean
 
 WASM_GO := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared
 
 all: build
 
-# The binary and the first-party plugins, ready to use.
+# The binary and the first-party plugins, ready to use. (`make wasm` rebuilds the committed
+# non-Go fixtures and conformance plugins; `make plugins` the Go ones under bin/.)
 build: plugins
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wasmta
 
 plugins:
 	@mkdir -p bin/plugins
 	$(WASM_GO) -o bin/plugins/router.wasm ./plugins/router
+
+# Non-Go plugins whose small .wasm outputs are committed next to their sources (test fixtures,
+# the conformance plugins of every language): rebuilt here with Debian's clang-14/lld-14, rustc
+# (+ libstd-rust-dev-wasm32), wabt and npm's assemblyscript, installed when missing.
+WAT_SOURCES := $(wildcard host/plugin/testdata/*.wat)
+
+wasm: toolchains
+	@for f in $(WAT_SOURCES); do wat2wasm $$f -o $${f%.wat}.wasm || exit 1; done
+	@for b in sdk/conformance/*/build.sh; do echo "== $$b"; bash $$b || exit 1; done
+
+toolchains:
+	@missing=""; \
+	command -v wat2wasm >/dev/null || missing="$$missing wabt"; \
+	command -v clang-14 >/dev/null || missing="$$missing clang-14"; \
+	command -v wasm-ld-14 >/dev/null || [ -x /usr/lib/llvm-14/bin/wasm-ld ] || missing="$$missing lld-14"; \
+	[ -x /usr/bin/rustc ] || missing="$$missing rustc"; \
+	[ -d /usr/lib/rustlib/wasm32-unknown-unknown ] || ls /usr/lib/rustlib 2>/dev/null | grep -q wasm32 || missing="$$missing libstd-rust-dev-wasm32"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
+
+# Rebuild every committed .wasm and fail if any differs from what is committed (stale output).
+check-wasm: wasm
+	@if ! git diff --quiet -- '*.wasm'; then echo "stale committed .wasm (run make wasm and commit):"; git diff --stat -- '*.wasm'; exit 1; fi
+	@echo "committed .wasm files are up to date"
 
 # The seed's recipes (examples/*/plugin) as bin/examples/<recipe>.wasm.
 examples:

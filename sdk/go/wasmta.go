@@ -308,6 +308,14 @@ func (c *QueueConfig) JSON() ([]byte, error) {
 	return json.Marshal(&doc)
 }
 
+// MakeQueueConfigJSON hands a raw queue config document to the host immediately (most plugins
+// return a *QueueConfig from their OnGetQueueConfig handler instead). The error carries the
+// host's reason, e.g. `queue config: json: unknown field "mx_lsit"`.
+func MakeQueueConfigJSON(doc []byte) error {
+	p, n := ptr(string(doc))
+	return check("make_queue_config", hostMakeQueueConfig(p, n))
+}
+
 func queueInput(key string) string {
 	kp, kn := ptr(key)
 	v, _ := fetchString(func(buf unsafe.Pointer, limit uint32) int32 { return hostGetMeta(kp, kn, buf, limit) })
