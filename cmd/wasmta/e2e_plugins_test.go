@@ -107,3 +107,77 @@ func TestPluginRejectReachesClient(t *testing.T) {
 	}
 	e.relay.WaitLog(recipientIs("Rejection", "x@implicit.test"), 5*time.Second)
 }
+
+func TestPluginDryRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.WriteFile(dir+"/msg.eml", []byte("Subject: Hello\nFrom: a@x.test\n\nbody\n"), 0o600)
+	out, err := runBin(dir, "plugin", "test", fixture(t, "meta"), "--message", dir+"/msg.eml", "--from", "a@x.test", "--rcpt", "b@example.com", "--meta", "tenant=t1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"result: accepted",
+		`routing_domain = "my.smarthost.test"`,
+		`subject = "Hello"`,
+		"X-Policy: seen",
+		"X-Trailer: seen",
+		"recipient b@example.com -> queue t1@example.com!my.smarthost.test",
+		"queue config: server defaults",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runBin(dir, "plugin", "test", fixture(t, "queuecfg"), "--rcpt", "x@smart.example")
+	if err != nil || !strings.Contains(out, `"mx_list":["smart.host.local",{"name":"mx.example.com","addr":"127.0.0.3"}]`) {
+		t.Fatalf("queue config dry run: %v\n%s", err, out)
+	}
+	out, err = runBin(dir, "plugin", "test", fixture(t, "reject"), "--rcpt", "x@y.test")
+	if err != nil || !strings.Contains(out, "result: rejected: 550 5.7.1 no thanks") {
+		t.Fatalf("reject dry run: %v\n%s", err, out)
+	}
+	out, err = runBin(dir, "plugin", "test", fixture(t, "trap"), "--rcpt", "x@y.test")
+	if err == nil || !strings.Contains(out, "FAILED") {
+		t.Fatalf("trap dry run: %v\n%s", err, out)
+	}
+}
+
+func TestRouteExplain(t *testing.T) {
+	t.Parallel()
+	dns := testutil.StartDNS(t, zone+"my.smarthost.test. MX 10 mx1.example.com.\n")
+	dir := t.TempDir()
+	cfg := dir + "/c.toml"
+	os.WriteFile(cfg, []byte(`[dns]
+resolvers = ["`+dns.Addr+`"]
+[delivery]
+prohibited_hosts = []
+smtp_port = 2525
+`+pluginConfig(fixture(t, "meta"))), 0o600)
+	out, err := runBin(dir, "route", "explain", "--config", cfg, "--rcpt", "bob@example.com")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"plugins: meta.wasm@",
+		"queue: example.com!my.smarthost.test",
+		"queue config (server defaults): retry_interval=20m0s",
+		"site: ",
+		"mx1.example.com [127.0.0.2]:2525",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+	// Without plugins: the recipient domain's own MX, in preference order.
+	os.WriteFile(cfg, []byte("[dns]\nresolvers = [\""+dns.Addr+"\"]\n[delivery]\nprohibited_hosts = []\n"), 0o600)
+	out, err = runBin(dir, "route", "explain", "--config", cfg, "--rcpt", "bob@example.com")
+	i1, i2 := strings.Index(out, "mx1.example.com"), strings.Index(out, "mx2.example.com")
+	if err != nil || i1 < 0 || i2 < i1 {
+		t.Fatalf("plain MX explain: %v\n%s", err, out)
+	}
+	out, _ = runBin(dir, "route", "explain", "--config", cfg, "--rcpt", "x@nullmx.test")
+	if !strings.Contains(out, "delivery would fail: 556 5.1.10") {
+		t.Fatalf("null MX explain:\n%s", out)
+	}
+}

@@ -37,7 +37,7 @@ func root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	r.AddCommand(serveCmd(), versionCmd(), configCmd(), pluginCmd())
+	r.AddCommand(serveCmd(), versionCmd(), configCmd(), pluginCmd(), routeCmd())
 	return r
 }
 
@@ -152,7 +152,7 @@ func pluginCmd() *cobra.Command {
 		},
 	}
 	check.Flags().StringVar(&conf, "config", "", "the plugin's config as JSON, passed to get_config (default {})")
-	c.AddCommand(check, controlCmd("reload", "Reload plugins in the running server (new code or config); exit status 1 if a version was refused"),
+	c.AddCommand(check, pluginTestCmd(), controlCmd("reload", "Reload plugins in the running server (new code or config); exit status 1 if a version was refused"),
 		controlCmd("status", "Show the running server's plugin generations, load times and last reload error"))
 	return c
 }

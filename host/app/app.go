@@ -58,16 +58,9 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	prohibited, err := config.ParsePrefixes(cfg.Delivery.ProhibitedHosts)
+	res, err := resolver(cfg)
 	if err != nil {
 		return nil, err
-	}
-	resolvers := cfg.DNS.Resolvers
-	if len(resolvers) == 0 {
-		resolvers, err = route.ResolversFromFile("/etc/resolv.conf")
-		if err != nil {
-			return nil, fmt.Errorf("dns: no resolvers configured and /etc/resolv.conf unusable: %w", err)
-		}
 	}
 	var serverTLS *tls.Config
 	if cfg.SMTP.TLSCertificate != "" {
@@ -107,14 +100,8 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		ehlo = cfg.Hostname
 	}
 	a.queue = queue.New(queue.Options{
-		Store: a.spool,
-		Resolver: &route.Resolver{
-			Servers:     resolvers,
-			Timeout:     cfg.DNS.Timeout.D(),
-			NegativeTTL: cfg.DNS.NegativeTTL.D(),
-			Prohibited:  prohibited,
-			DefaultPort: uint16(cfg.Delivery.SMTPPort),
-		},
+		Store:    a.spool,
+		Resolver: res,
 		Dialer: dialer{delivery.New(delivery.Options{
 			EHLOName:       ehlo,
 			TLS:            cfg.Delivery.EnableTLS,
