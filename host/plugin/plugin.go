@@ -553,3 +553,16 @@ type Report struct {
 	Name, Generation, ABI string
 	Hooks, Imports        []string
 }
+
+// StartInstanceForBenchmark starts one more instance (start + wasmta_init) and closes it: the
+// cost the pool pays to grow, measured by the per-language benchmarks.
+func (g *Generation) StartInstanceForBenchmark() error {
+	g.sem <- struct{}{}
+	in, err := g.newInstance(context.Background())
+	if err != nil {
+		g.free()
+		return err
+	}
+	g.discard(in)
+	return nil
+}

@@ -1,0 +1,69 @@
+package conformance
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/plugin"
+)
+
+// BenchmarkLanguages measures, per language: .wasm size, starting one more instance, and the
+// conformance message hook on the routing vector (p50/p99; 13 host calls, two header edits).
+func BenchmarkLanguages(b *testing.B) {
+	langs := languages(b)
+	names := make([]string, 0, len(langs))
+	for l := range langs {
+		names = append(names, l)
+	}
+	slices.Sort(names)
+	h, err := plugin.NewHost(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	for _, lang := range names {
+		wasm := langs[lang]
+		b.Run(lang+"/hook", func(b *testing.B) {
+			st, _ := os.Stat(wasm)
+			p, err := h.Load(context.Background(), plugin.Spec{Path: wasm, Config: []byte(config)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(context.Background())
+			c := plugin.NewChain(p)
+			v := messageVectors[0]
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				m := &plugin.Message{Sender: v.sender, Recipients: v.rcpts, Meta: map[string]string{"in": "hello"}, Data: []byte(v.data)}
+				start := time.Now()
+				if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+			b.ReportMetric(float64(st.Size()), "wasm-bytes")
+		})
+		b.Run(lang+"/instantiate", func(b *testing.B) {
+			p, err := h.Load(context.Background(), plugin.Spec{Path: wasm, Config: []byte(config), PoolSize: 2})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(context.Background())
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := p.Generation().StartInstanceForBenchmark(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
