@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 CONFIG   ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build plugins wasm toolchains check-wasm examples run test check fuzz bench clean
+.PHONY: all build plugins wasm toolchains check-wasm check-scaffolds examples run test check fuzz bench clean
 
 WASM_GO := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared
 
@@ -44,6 +44,13 @@ toolchains:
 check-wasm: wasm
 	@if ! git diff --quiet -- '*.wasm'; then echo "stale committed .wasm (run make wasm and commit):"; git diff --stat -- '*.wasm'; exit 1; fi
 	@echo "committed .wasm files are up to date"
+
+# `wasmta plugin new` in every language: each project must build and pass its own test.
+check-scaffolds: build toolchains
+	@tmp=$$(mktemp -d); for l in go rust c assemblyscript wat; do \
+	  ./$(BIN) plugin new --lang $$l --dir $$tmp/$$l demo-$$l >/dev/null && \
+	  (cd $$tmp/$$l && WASMTA=$(CURDIR)/$(BIN) ./test.sh >$$tmp/$$l.log 2>&1) && echo "scaffold $$l: PASS" || \
+	  { echo "scaffold $$l: FAIL"; cat $$tmp/$$l.log; rm -rf $$tmp; exit 1; }; done; rm -rf $$tmp
 
 # The seed's recipes (examples/*/plugin) as bin/examples/<recipe>.wasm.
 examples:

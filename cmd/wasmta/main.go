@@ -152,7 +152,7 @@ func pluginCmd() *cobra.Command {
 		},
 	}
 	check.Flags().StringVar(&conf, "config", "", "the plugin's config as JSON, passed to get_config (default {})")
-	c.AddCommand(check, pluginTestCmd(), controlCmd("reload", "Reload plugins in the running server (new code or config); exit status 1 if a version was refused"),
+	c.AddCommand(check, pluginTestCmd(), pluginNewCmd(), controlCmd("reload", "Reload plugins in the running server (new code or config); exit status 1 if a version was refused"),
 		controlCmd("status", "Show the running server's plugin generations, load times and last reload error"))
 	return c
 }
