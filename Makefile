@@ -6,20 +6,23 @@ LDFLAGS  := -X main.version=$(VERSION)
 CONFIG   ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build plugins wasm toolchains check-wasm check-scaffolds examples run test check fuzz bench clean
+.PHONY: all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
 
 WASM_GO := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared
 
 all: build
 
-# The binary and the first-party plugins, ready to use. (`make wasm` rebuilds the committed
-# non-Go fixtures and conformance plugins; `make plugins` the Go ones under bin/.)
-build: plugins
+# The binary and the first-party router plugin, ready to use (Go only: no other toolchain).
+build: router
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wasmta
 
-plugins:
+router:
 	@mkdir -p bin/plugins
 	$(WASM_GO) -o bin/plugins/router.wasm ./plugins/router
+
+# Every plugin in every language: the Go ones under bin/, and the committed non-Go outputs
+# (rebuilt with Debian's clang-14/lld-14, rustc, wabt and npm's assemblyscript, installed when missing).
+plugins: router examples wasm
 
 # Non-Go plugins whose small .wasm outputs are committed next to their sources (test fixtures,
 # the conformance plugins of every language): rebuilt here with Debian's clang-14/lld-14, rustc
@@ -41,6 +44,7 @@ toolchains:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 # Rebuild every committed .wasm and fail if any differs from what is committed (stale output).
+check-plugins: check-wasm
 check-wasm: wasm
 	@if ! git diff --quiet -- '*.wasm'; then echo "stale committed .wasm (run make wasm and commit):"; git diff --stat -- '*.wasm'; exit 1; fi
 	@echo "committed .wasm files are up to date"
