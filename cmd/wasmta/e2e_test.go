@@ -54,17 +54,7 @@ func newEnv(t *testing.T, zone string, sinkIPs []string, extra string) *env {
 	}
 	e.dns = testutil.StartDNS(t, zone)
 	dir := t.TempDir()
-	cfg, addr := testutil.RelayConfig(t, dir, fmt.Sprintf(`
-[dns]
-resolvers = [%q]
-[delivery]
-smtp_port = %d
-prohibited_hosts = ["0.0.0.0/8", "::/128"]
-connect_timeout = "2s"
-command_timeout = "5s"
-data_timeout = "5s"
-idle_timeout = "200ms"
-`, e.dns.Addr, e.port)+extra)
+	cfg, addr := testutil.RelayConfig(t, dir, testutil.DeliveryConfig(e.dns.Addr, e.port)+extra)
 	e.relay = testutil.StartRelay(t, relayBin, dir, cfg, addr)
 	return e
 }

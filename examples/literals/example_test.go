@@ -2,7 +2,6 @@ package literals
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -12,18 +11,7 @@ import (
 var relayBin, pluginWasm string
 
 func TestMain(m *testing.M) {
-	dir, _ := os.MkdirTemp("", "example")
-	var err error
-	if relayBin, err = testutil.BuildRelay(dir); err == nil {
-		pluginWasm, err = testutil.BuildGoPlugin(dir, "./examples/literals/plugin", "literals")
-	}
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testutil.MainWithPlugin(m, "./examples/literals/plugin", "literals", &relayBin, &pluginWasm)
 }
 
 func TestLiteralsRecipe(t *testing.T) {

@@ -1,7 +1,6 @@
 package mxlist
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -11,18 +10,7 @@ import (
 var relayBin, pluginWasm string
 
 func TestMain(m *testing.M) {
-	dir, _ := os.MkdirTemp("", "example")
-	var err error
-	if relayBin, err = testutil.BuildRelay(dir); err == nil {
-		pluginWasm, err = testutil.BuildGoPlugin(dir, "./examples/mx_list/plugin", "mx_list")
-	}
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testutil.MainWithPlugin(m, "./examples/mx_list/plugin", "mx_list", &relayBin, &pluginWasm)
 }
 
 // domain.to.be.smart.hosted has an MX that must NOT be used; smart.host.local has an A.

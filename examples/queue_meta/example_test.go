@@ -1,7 +1,6 @@
 package queuemeta
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -11,18 +10,7 @@ import (
 var relayBin, pluginWasm string
 
 func TestMain(m *testing.M) {
-	dir, _ := os.MkdirTemp("", "example")
-	var err error
-	if relayBin, err = testutil.BuildRelay(dir); err == nil {
-		pluginWasm, err = testutil.BuildGoPlugin(dir, "./examples/queue_meta/plugin", "queue_meta")
-	}
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testutil.MainWithPlugin(m, "./examples/queue_meta/plugin", "queue_meta", &relayBin, &pluginWasm)
 }
 
 const zone = `

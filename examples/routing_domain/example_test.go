@@ -1,7 +1,6 @@
 package routingdomain
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -11,18 +10,7 @@ import (
 var relayBin, pluginWasm string
 
 func TestMain(m *testing.M) {
-	dir, _ := os.MkdirTemp("", "example")
-	var err error
-	if relayBin, err = testutil.BuildRelay(dir); err == nil {
-		pluginWasm, err = testutil.BuildGoPlugin(dir, "./examples/routing_domain/plugin", "routing_domain")
-	}
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testutil.MainWithPlugin(m, "./examples/routing_domain/plugin", "routing_domain", &relayBin, &pluginWasm)
 }
 
 const zone = `

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,33 +29,7 @@ func start(t *testing.T) (*App, map[string]*testutil.Sink, *testutil.DNSServer) 
 	t.Helper()
 	port, sinks := testutil.StartSinks(t, "127.0.0.2", "127.0.0.3")
 	dns := testutil.StartDNS(t, zone)
-	dir := t.TempDir()
-	cfg, err := config.Parse(fmt.Sprintf(`
-hostname = "relay.test"
-control_socket = %q
-[spool]
-path = %q
-[logs]
-dir = %q
-[smtp]
-listen = ["127.0.0.1:0"]
-[dns]
-resolvers = [%q]
-[delivery]
-smtp_port = %d
-prohibited_hosts = []
-`, filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), dns.Addr, port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	a := startApp(t, testConfig(t, t.TempDir(), dns.Addr, port, ""), nil)
 	return a, map[string]*testutil.Sink{"127.0.0.2": sinks[0], "127.0.0.3": sinks[1]}, dns
 }
 
@@ -139,4 +114,44 @@ func TestLiteralRoutingTargets(t *testing.T) {
 	for _, q := range dns.Queries() {
 		t.Fatalf("literals must not touch DNS, saw %v", q)
 	}
+}
+
+// testConfig is an in-process relay config: everything under dir, SMTP on a free port, DNS at
+// dnsAddr, delivery to port on loopback; extra is appended (plugins).
+func testConfig(t testing.TB, dir, dnsAddr string, port int, extra string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(fmt.Sprintf(`
+hostname = "relay.test"
+control_socket = %q
+wasm_cache = %q
+[spool]
+path = %q
+[logs]
+dir = %q
+[smtp]
+listen = ["127.0.0.1:0"]
+[dns]
+resolvers = [%q]
+[delivery]
+smtp_port = %d
+prohibited_hosts = []
+`, filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "cache"), filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), dnsAddr, port) + extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// startApp starts an in-process relay (diagnostics to diag, or the default) stopped at cleanup.
+func startApp(t testing.TB, cfg *config.Config, diag *slog.Logger) *App {
+	t.Helper()
+	a, err := New(cfg, diag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	return a
 }

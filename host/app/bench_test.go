@@ -1,15 +1,12 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -36,34 +33,7 @@ routing_domain = "example.com"
 func benchReception(b *testing.B, plugins string) {
 	port, _ := testutil.StartSinks(b, "127.0.0.2")
 	dns := testutil.StartDNS(b, "example.com. MX 10 mx.example.com.\nmx.example.com. A 127.0.0.2\n")
-	dir := b.TempDir()
-	cfg, err := config.Parse(fmt.Sprintf(`
-hostname = "relay.test"
-wasm_cache = %q
-control_socket = %q
-[spool]
-path = %q
-[logs]
-dir = %q
-[smtp]
-listen = ["127.0.0.1:0"]
-[dns]
-resolvers = [%q]
-[delivery]
-smtp_port = %d
-prohibited_hosts = []
-`, filepath.Join(dir, "cache"), filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), dns.Addr, port) + plugins)
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer a.Shutdown(context.Background())
+	a := startApp(b, testConfig(b, b.TempDir(), dns.Addr, port, plugins), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	addr := a.SMTPAddrs()[0].String()
 	body := testutil.Message("s@sender.test", "r@example.com", "bench", strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 60))
 	b.SetParallelism(10) // 10 × GOMAXPROCS(2) = 20 connections

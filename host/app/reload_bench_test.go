@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -54,38 +52,13 @@ func startWithPlugin(b *testing.B, first string) (*App, string) {
 	dir := b.TempDir()
 	plug := filepath.Join(dir, "policy.wasm")
 	copyOver(b, first, plug)
-	cfg, err := config.Parse(fmt.Sprintf(`
-hostname = "relay.test"
-wasm_cache = %q
-control_socket = %q
-[spool]
-path = %q
-[logs]
-dir = %q
-[smtp]
-listen = ["127.0.0.1:0"]
-[dns]
-resolvers = [%q]
-[delivery]
-smtp_port = %d
-prohibited_hosts = []
+	a := startApp(b, testConfig(b, dir, dns.Addr, port, fmt.Sprintf(`
 [[plugins]]
 path = %q
 [plugins.config]
 smarthost = "example.com"
 queue = "example.com"
-`, filepath.Join(dir, "cache"), filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), dns.Addr, port, plug))
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { a.Shutdown(context.Background()) })
+`, plug)), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return a, plug
 }
 

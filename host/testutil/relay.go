@@ -321,3 +321,22 @@ func (r *Relay) Process() *os.Process {
 	}
 	return r.cmd.Process
 }
+
+// MainWithPlugin is a TestMain for end-to-end tests of one Go plugin: it builds the relay binary
+// and the plugin package pkg (as name.wasm) once, runs the tests, and cleans up.
+func MainWithPlugin(m *testing.M, pkg, name string, relayBin, pluginWasm *string) {
+	dir, err := os.MkdirTemp("", "wasmta-e2e")
+	if err == nil {
+		if *relayBin, err = BuildRelay(dir); err == nil {
+			*pluginWasm, err = BuildGoPlugin(dir, pkg, name)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}

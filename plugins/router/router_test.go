@@ -11,18 +11,7 @@ import (
 var relayBin, routerWasm string
 
 func TestMain(m *testing.M) {
-	dir, _ := os.MkdirTemp("", "router")
-	var err error
-	if relayBin, err = testutil.BuildRelay(dir); err == nil {
-		routerWasm, err = testutil.BuildGoPlugin(dir, "./plugins/router", "router")
-	}
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testutil.MainWithPlugin(m, "./plugins/router", "router", &relayBin, &routerWasm)
 }
 
 const zone = `
