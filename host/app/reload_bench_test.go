@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,22 +121,7 @@ func BenchmarkReceptionDuringReloads(b *testing.B) {
 						reloads++
 					}
 				}()
-				addr := a.SMTPAddrs()[0].String()
-				body := testutil.Message("s@sender.test", "r@example.com", "bench", strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 60))
-				b.SetParallelism(10)
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					c := testutil.Dial(b, addr)
-					c.Hello("bench.test")
-					for pb.Next() {
-						if code, msg := c.Send("s@sender.test", []string{"r@example.com"}, body); code != 250 {
-							b.Errorf("%d %s", code, msg)
-							return
-						}
-					}
-					c.Close()
-				})
-				b.StopTimer()
+				inject(b, a)
 				stop.Store(true)
 				<-done
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,9 +28,7 @@ func benchHook(b *testing.B, p *Plugin) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	testutil.ReportPercentiles(b, lat)
 }
 
 // BenchmarkMessageHook compares a hand-written WAT plugin (testdata/meta.wat: set_meta,

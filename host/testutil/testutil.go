@@ -17,7 +17,9 @@ package testutil
 
 import (
 	"net"
+	"slices"
 	"testing"
+	"time"
 )
 
 // MustListenPort returns a TCP port on ip that was free at the time of the
@@ -35,4 +37,14 @@ func MustListenPort(t testing.TB, ip string) int {
 		t.Fatalf("testutil: close listener on %s: %v", l.Addr(), err)
 	}
 	return port
+}
+
+// ReportPercentiles reports the p50 and p99 of per-operation latencies as benchmark metrics.
+func ReportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }

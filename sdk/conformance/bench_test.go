@@ -9,6 +9,7 @@ import (
 
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/plugin"
+	"github.com/wasmta/wasmta/host/testutil"
 )
 
 // BenchmarkLanguages measures, per language: .wasm size, starting one more instance, and the
@@ -47,9 +48,7 @@ func BenchmarkLanguages(b *testing.B) {
 				lat = append(lat, time.Since(start))
 			}
 			b.StopTimer()
-			slices.Sort(lat)
-			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+			testutil.ReportPercentiles(b, lat)
 			b.ReportMetric(float64(st.Size()), "wasm-bytes")
 		})
 		b.Run(lang+"/instantiate", func(b *testing.B) {
