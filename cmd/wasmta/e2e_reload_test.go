@@ -269,3 +269,27 @@ func TestQueuedMailFollowsReloadedPolicy(t *testing.T) {
 		t.Fatalf("delivered via %v", rec["site"])
 	}
 }
+
+// With the watcher on, editing the plugin's [plugins.config] table in the config file is enough.
+func TestConfigEditReloadsPlugin(t *testing.T) {
+	t.Parallel()
+	port, _ := testutil.StartSinks(t, "127.0.0.2")
+	dns := testutil.StartDNS(t, "")
+	dir := t.TempDir()
+	plug := filepath.Join(dir, "policy.wasm")
+	installPlugin(t, fixture(t, "route_a"), plug)
+	sock := filepath.Join(dir, "ctl.sock")
+	cfg, addr := testutil.RelayConfig(t, dir, fmt.Sprintf("control_socket = %q\n", sock)+
+		testutil.DeliveryConfig(dns.Addr, port)+pluginConfig(plug))
+	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	before := status(t, sock).Plugins[0].Generation
+	b, _ := os.ReadFile(relay.Config)
+	tmp := relay.Config + ".new"
+	os.WriteFile(tmp, []byte(string(b)+"[plugins.config]\nnote = \"edited\"\n"), 0o600)
+	os.Rename(tmp, relay.Config) // as editors save
+	after := waitGeneration(t, sock, before)
+	rec := relay.WaitLog(func(r map[string]any) bool { return r["type"] == "PluginReload" && r["generation"] == after }, 5*time.Second)
+	if rec["previous"] != before || rec["reason"] != "file change" {
+		t.Fatalf("reload record %v", rec)
+	}
+}
