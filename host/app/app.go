@@ -129,7 +129,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		IdleTimeout:    cfg.SMTP.IdleTimeout.D(),
 		TLS:            serverTLS,
 		Receiver:       a.queue,
-		Policy:         a.policy(),
+		Policy:         a.chain, // plugins added by a reload apply at once; an empty chain costs one atomic load
 		Log:            a.logs,
 		Diag:           diag,
 	})
@@ -138,10 +138,13 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 
 // Start recovers the spool, starts delivery and opens the SMTP listeners.
 func (a *App) Start() error {
-	n, bad := 0, 0
+	// Queue recovered mail only after the whole scan: Scan counts shared-body references as it
+	// goes, and a recovered message that bounced at once must not delete a body a sibling
+	// further on still needs.
+	var recovered []*message.Message
+	bad := 0
 	err := a.spool.Scan(func(m *message.Message) error {
-		a.queue.Recover(m)
-		n++
+		recovered = append(recovered, m)
 		return nil
 	}, func(key []byte, err error) {
 		bad++
@@ -150,6 +153,11 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("spool scan: %w", err)
 	}
+	n := len(recovered)
+	for _, m := range recovered {
+		a.queue.Recover(m)
+	}
+	recovered = nil
 	a.queue.Start()
 	if err := a.smtp.Listen(); err != nil {
 		a.queue.Stop(context.Background())
@@ -211,14 +219,6 @@ func (a *App) closePlugins() {
 	if a.host != nil {
 		a.host.Close()
 	}
-}
-
-// policy is the message-hook chain, or nil without plugins (so reception skips it entirely).
-func (a *App) policy() smtpserver.Policy {
-	if len(a.chain.Plugins()) == 0 {
-		return nil
-	}
-	return a.chain
 }
 
 // dialer adapts the delivery client to the queue's Dialer interface.

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/route"
+	"github.com/wasmta/wasmta/host/spool"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -154,4 +157,72 @@ func startApp(t testing.TB, cfg *config.Config, diag *slog.Logger) *App {
 	}
 	t.Cleanup(func() { a.Shutdown(context.Background()) })
 	return a
+}
+
+// Recovery queues nothing before the whole spool is scanned: a recovered message that bounces at
+// once must not take the shared body of a sibling further on.
+func TestRecoveryKeepsSharedBodies(t *testing.T) {
+	port, sinks := testutil.StartSinks(t, "127.0.0.2")
+	dns := testutil.StartDNS(t, zone)
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, dns.Addr, port, "")
+	sp, err := spool.Open(cfg.Spool.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	bad := &message.Message{ID: message.NewID(now), Sender: "s@x.test", Recipient: "a@example.com", Queue: "@", Created: now, Due: now}
+	good := &message.Message{ID: message.NewID(now.Add(time.Millisecond)), Sender: "s@x.test", Recipient: "b@example.com", Queue: "example.com", Created: now, Due: now}
+	if err := sp.Put([]*message.Message{bad, good}, []byte("Subject: shared\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+	a := startApp(t, cfg, nil)
+	got := sinks[0].WaitCount(t, 1, 10*time.Second)
+	if got[0].To[0] != "b@example.com" || !strings.Contains(string(got[0].Data), "Subject: shared") {
+		t.Fatalf("delivered %v", got[0])
+	}
+	if rec := waitRecord(t, a, "Bounce"); rec["recipient"] != "a@example.com" {
+		t.Fatalf("bounce %v", rec)
+	}
+}
+
+// A plugin added to the config by a reload applies to reception at once (the server started
+// without any), and a plugin config that cannot be handed over leaves the running one serving.
+func TestReloadAddsPluginAndRefusesBadConfig(t *testing.T) {
+	port, sinks := testutil.StartSinks(t, "127.0.0.2", "127.0.0.3")
+	dns := testutil.StartDNS(t, zone)
+	dir := t.TempDir()
+	base := testConfig(t, dir, dns.Addr, port, "")
+	path := filepath.Join(dir, "c.toml")
+	text := fmt.Sprintf("control_socket = %q\nwasm_cache = %q\n[spool]\npath = %q\n[logs]\ndir = %q\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[dns]\nresolvers = [%q]\n[delivery]\nsmtp_port = %d\nprohibited_hosts = []\n",
+		base.ControlSocket, base.WasmCache, base.Spool.Path, base.Logs.Dir, dns.Addr, port)
+	os.WriteFile(path, []byte(text), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Watch = false
+	a := startApp(t, cfg, nil)
+	a.SetConfigPath(path)
+	plug, _ := filepath.Abs("../plugin/testdata/route_b.wasm") // routing_domain [127.0.0.3]
+	os.WriteFile(path, []byte(text+fmt.Sprintf("[[plugins]]\npath = %q\n", plug)), 0o600)
+	if _, err := a.Reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	c := testutil.Dial(t, a.SMTPAddrs()[0].String())
+	c.Hello("t.test")
+	if code, msg := c.Send("s@x.test", []string{"r@example.com"}, "Subject: x\r\n\r\nx\r\n"); code != 250 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	sinks[1].WaitCount(t, 1, 10*time.Second) // routed by the plugin, not example.com's MX (.2)
+
+	gen := a.Status()[0].Generation
+	os.WriteFile(path, []byte(text+fmt.Sprintf("[[plugins]]\npath = %q\n[plugins.config]\nk = nan\n", plug)), 0o600)
+	if _, err := a.Reload("test"); err == nil {
+		t.Fatal("a config that cannot be encoded was accepted")
+	}
+	if st := a.Status(); len(st) != 1 || st[0].Generation != gen {
+		t.Fatalf("the running plugin was dropped: %+v", st)
+	}
 }

@@ -63,17 +63,25 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 	var errs []error
 	changed := false
 	for i, pc := range cfgs {
-		spec, err := pluginSpec(pc)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("plugins[%d].config: %w", i, err))
-			continue
-		}
 		var p *plugin.Plugin
 		for j, q := range current {
 			if !used[j] && samePath(q.Status().Path, pc.Path) {
 				p, used[j] = q, true
 				break
 			}
+		}
+		spec, err := pluginSpec(pc)
+		if err != nil {
+			// Refused like a broken module: the current version (if any) keeps serving.
+			err = fmt.Errorf("plugins[%d].config: %w", i, err)
+			errs = append(errs, err)
+			r := ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path, Error: err.Error()}
+			if p != nil {
+				next = append(next, p)
+				r.Generation = p.Generation().ID
+			}
+			results = append(results, r)
+			continue
 		}
 		if p == nil { // a new entry
 			np, err := a.host.Load(ctx, spec)

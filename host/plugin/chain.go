@@ -114,6 +114,9 @@ func (c *Chain) Plugins() []*Plugin {
 	return nil
 }
 
+// Active reports whether the chain has any plugin.
+func (c *Chain) Active() bool { return len(c.Plugins()) > 0 }
+
 // Set replaces the list (plugins added or removed on reload).
 func (c *Chain) Set(ps []*Plugin) { c.list.Store(&ps) }
 

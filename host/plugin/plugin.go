@@ -192,7 +192,7 @@ func (p *Plugin) Reload(ctx context.Context, spec Spec) (g *Generation, changed 
 	}
 	// Warm as many instances as the old generation had, so the swap does not make the next
 	// calls under load each start one (a Go guest takes milliseconds to start).
-	for n := len(cur.sem) - len(g.sem); n > 0; n-- {
+	for n := min(len(cur.sem), cap(g.sem)) - len(g.sem); n > 0; n-- {
 		g.sem <- struct{}{}
 		in, err := g.newInstance(ctx)
 		if err != nil {

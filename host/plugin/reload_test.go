@@ -176,3 +176,37 @@ func TestClosedPluginAndRemovedHook(t *testing.T) {
 		t.Fatalf("hook removed by reload: %v %v", o, err)
 	}
 }
+
+// A reload that shrinks pool_size below the instances alive now must not wait for room that
+// never comes.
+func TestReloadShrinksPool(t *testing.T) {
+	p, err := load(t, "meta", func(s *Spec) { s.PoolSize = 4 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := p.Generation()
+	var ins []*instance
+	for range 4 {
+		in, err := g.acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, in)
+	}
+	for _, in := range ins {
+		g.release(in)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Reload(context.Background(), Spec{Path: "testdata/meta.wasm", Config: []byte(`{"k":"v"}`), PoolSize: 1})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reload hangs when the pool shrinks")
+	}
+}

@@ -33,6 +33,7 @@ type Receiver interface {
 // Policy runs the message hooks of the configured plugins (a *plugin.Chain).
 type Policy interface {
 	MessageHook(ctx context.Context, hook string, m *plugin.Message) (plugin.Outcome, error)
+	Active() bool // any plugin configured (reception skips the hook machinery otherwise)
 }
 
 // Options configure a Server.
@@ -248,7 +249,7 @@ func (ss *session) Data(r io.Reader) error {
 	body = buf.b
 	var meta map[string]string
 	var handled []string
-	if p := ss.s.opt.Policy; p != nil {
+	if p := ss.s.opt.Policy; p != nil && p.Active() {
 		pm := &plugin.Message{Sender: ss.from, Recipients: ss.rcpts, Meta: map[string]string{}, Data: body}
 		o, err := p.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, pm)
 		if err != nil {

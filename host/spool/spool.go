@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -44,6 +45,9 @@ type Spool struct {
 	reqs   chan *request
 	mu     sync.RWMutex // guards closed against sends on reqs
 	closed bool
+	// failed is set when a sync failed after a commit: what is on disk is then uncertain, so
+	// the spool refuses every later write (reception answers 451) until a restart.
+	failed atomic.Pointer[error]
 	done   chan struct{}
 	gcStop chan struct{}
 }
@@ -157,6 +161,9 @@ func (s *Spool) send(r *request) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if e := s.failed.Load(); e != nil {
+		return fmt.Errorf("spool unhealthy since a failed sync: %w", *e)
+	}
 	s.reqs <- r
 	return nil
 }
@@ -266,7 +273,9 @@ func (s *Spool) commit(batch []*request) {
 	flush := func() {
 		err := txn.Commit()
 		if err == nil {
-			err = s.db.Sync()
+			if err = s.db.Sync(); err != nil {
+				s.failed.Store(&err)
+			}
 		}
 		if err != nil {
 			s.log.Error("spool commit failed", "err", err, "requests", len(included))
