@@ -280,9 +280,9 @@ func TestKill9AfterBurst(t *testing.T) {
 	// Bring the sink back on the same address and port, then restart the relay.
 	sink = testutil.StartSink(t, fmt.Sprintf("127.0.0.4:%d", e.port))
 	e.relay.Start()
-	got := sink.WaitCount(t, conns*perConn, 30*time.Second)
+	sink.WaitCount(t, conns*perConn, 30*time.Second)
 	time.Sleep(500 * time.Millisecond) // give a duplicate, if any, the chance to show up
-	got = sink.Messages()
+	got := sink.Messages()
 	seen := map[string]int{}
 	for _, m := range got {
 		seen[m.To[0]]++

@@ -21,13 +21,14 @@ func twoVersions(b *testing.B, kind string) (string, string) {
 	}
 	dir := b.TempDir()
 	x, err := testutil.BuildGoPlugin(dir, "./examples/queue_meta/plugin", "a")
-	if err == nil {
-		var y string
-		y, err = testutil.BuildGoPlugin(dir, "./examples/routing_domain/plugin", "b")
-		return x, y
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.Fatal(err)
-	return "", ""
+	y, err := testutil.BuildGoPlugin(dir, "./examples/routing_domain/plugin", "b")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return x, y
 }
 
 func copyOver(b *testing.B, src, dst string) {

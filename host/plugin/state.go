@@ -52,16 +52,15 @@ type callState struct {
 	msg   *Message
 	queue *QueueInput
 
-	meta         []kv // staged sets, in call order; later sets of a key win
-	prepend      []header
-	append       []header
-	reject       *message.Reply
-	queueConfig  *abi.QueueConfig
-	errText      string
-	lastErr      string
-	calls        int
-	headerEdits  int
-	grantedFeats uint64
+	meta        []kv // staged sets, in call order; later sets of a key win
+	prepend     []header
+	append      []header
+	reject      *message.Reply
+	queueConfig *abi.QueueConfig
+	errText     string
+	lastErr     string
+	calls       int
+	headerEdits int
 }
 
 type stateKey struct{}
