@@ -62,7 +62,8 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if !g.hooks[st.hook] {
 		return errNoHook
 	}
-	if !g.breaker.allow(time.Now()) {
+	now := time.Now()
+	if !g.breaker.allow(now) {
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrBreakerOpen.Error(), Err: ErrBreakerOpen}
 	}
 	in, err := g.acquire(ctx)
@@ -73,7 +74,7 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		return fail("no instance: "+err.Error(), err)
 	}
 	st.gen = g
-	in.deadline.Store(time.Now().Add(g.spec.Timeout).UnixNano())
+	in.deadline.Store(now.Add(g.spec.Timeout).UnixNano())
 	err = in.fns[st.hook].CallWithStack(context.WithValue(ctx, stateKey{}, st), in.stack)
 	// The watchdog claims an overdue call by swapping its deadline to -1 before closing the
 	// module; whoever loses that race knows: a claimed instance is never reused, even when
@@ -147,7 +148,7 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 			return o, err
 		}
 		st.commit()
-		o.Handled = append(o.Handled, p.name+"@"+g.ID)
+		o.Handled = append(o.Handled, g.Label)
 		if st.reject != nil {
 			o.Reject = st.reject
 			return o, nil
@@ -178,7 +179,7 @@ func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfi
 			return nil, "", err
 		}
 		if st.queueConfig != nil {
-			return st.queueConfig, p.name + "@" + g.ID, nil
+			return st.queueConfig, g.Label, nil
 		}
 	}
 	return nil, "", nil

@@ -259,12 +259,14 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 // validRouting remembers routing values already found valid: plugins set the same few routing
 // domains on every message, and parsing them each time was a fifth of a hook call.
 var (
-	validRouting     sync.Map // key + "\x00" + value -> struct{}
+	validRouting     sync.Map // routingKey -> struct{}
 	validRoutingSize atomic.Int32
 )
 
+type routingKey struct{ key, val string }
+
 func checkRoutingValue(key, val string) error {
-	ck := key + "\x00" + val
+	ck := routingKey{key, val}
 	if _, ok := validRouting.Load(ck); ok {
 		return nil
 	}

@@ -255,6 +255,7 @@ type Generation struct {
 	plugin   *Plugin
 	spec     Spec
 	ID       string // sha256 of code and config, first 12 hex digits
+	Label    string // "name@ID", as log records and outcomes name it
 	LoadedAt time.Time
 	hooks    map[string]bool
 	rt       wazero.Runtime
@@ -313,6 +314,7 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		plugin:   p,
 		spec:     spec,
 		ID:       generationID(code, spec),
+		Label:    p.name + "@" + generationID(code, spec),
 		LoadedAt: time.Now(),
 		rt:       rt,
 		sem:      make(chan struct{}, spec.PoolSize),
@@ -491,19 +493,18 @@ func (g *Generation) Busy() int { return len(g.sem) }
 // ErrBreakerOpen is returned while a plugin that kept failing is not called.
 var ErrBreakerOpen = errors.New("plugin disabled for a while after repeated failures")
 
-// breaker opens after threshold failures within a minute and stays open for a minute.
+// breaker opens after threshold failures within a minute and stays open for a minute. The
+// check on every call is one atomic load; only failures take the mutex.
 type breaker struct {
 	mu        sync.Mutex
 	failures  []time.Time
-	openUntil time.Time
+	openUntil atomic.Int64 // unix nanoseconds
 }
 
 const breakerThreshold = 20
 
 func (b *breaker) allow(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return !now.Before(b.openUntil)
+	return now.UnixNano() >= b.openUntil.Load()
 }
 
 func (b *breaker) fail(now time.Time) (opened bool) {
@@ -515,7 +516,7 @@ func (b *breaker) fail(now time.Time) (opened bool) {
 	}
 	b.failures = append(b.failures[cut:], now)
 	if len(b.failures) >= breakerThreshold {
-		b.openUntil = now.Add(time.Minute)
+		b.openUntil.Store(now.Add(time.Minute).UnixNano())
 		b.failures = b.failures[:0]
 		return true
 	}
