@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 CONFIG   ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
+.PHONY: race all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
 
 WASM_GO := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared
 
@@ -70,6 +70,10 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 14m ./...
+
+# Every test under the race detector (about 3 minutes on 2 cores).
+race:
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 # vet + gofmt + go mod tidy + clean tree (what CI asks of every commit).
 check:
