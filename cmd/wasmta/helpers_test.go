@@ -1,6 +1,11 @@
 package main
 
-import "os/exec"
+import (
+	"net"
+	"net/textproto"
+	"os/exec"
+	"time"
+)
 
 func runBin(dir string, args ...string) (string, error) {
 	cmd := exec.Command(relayBin, args...)
@@ -8,3 +13,60 @@ func runBin(dir string, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// quietClient is a raw SMTP client that reports transport errors instead of failing the test:
+// for sessions the server is expected to cut.
+type quietClient struct {
+	conn net.Conn
+	tp   *textproto.Conn
+}
+
+func dialQuiet(addr string) (*quietClient, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	q := &quietClient{conn: c, tp: textproto.NewConn(c)}
+	if _, _, err := q.tp.ReadResponse(220); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := q.cmd("EHLO quiet.test"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *quietClient) cmd(line string) (int, error) {
+	q.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := q.tp.PrintfLine("%s", line); err != nil {
+		return 0, err
+	}
+	code, _, err := q.tp.ReadResponse(0)
+	return code, err
+}
+
+// send runs one transaction; a non-nil error means the connection broke.
+func (q *quietClient) send(from, to, body string) (int, error) {
+	if code, err := q.cmd("MAIL FROM:<" + from + ">"); err != nil || code != 250 {
+		return code, err
+	}
+	if code, err := q.cmd("RCPT TO:<" + to + ">"); err != nil || code != 250 {
+		return code, err
+	}
+	if code, err := q.cmd("DATA"); err != nil || code != 354 {
+		return code, err
+	}
+	w := q.tp.DotWriter()
+	if _, err := w.Write([]byte(body)); err != nil {
+		return 0, err
+	}
+	if err := w.Close(); err != nil {
+		return 0, err
+	}
+	code, _, err := q.tp.ReadResponse(0)
+	return code, err
+}
+
+func (q *quietClient) Close() { q.conn.Close() }
