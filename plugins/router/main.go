@@ -9,8 +9,8 @@ import (
 )
 
 var (
-	cfg                                  *policy.Config
-	needSender, needTenant, needCampaign bool
+	cfg                                                 *policy.Config
+	needRecipient, needSender, needTenant, needCampaign bool
 )
 
 func init() {
@@ -24,7 +24,7 @@ func init() {
 			return err
 		}
 		cfg = c
-		needSender, needTenant, needCampaign = c.Needs()
+		needRecipient, needSender, needTenant, needCampaign = c.Needs()
 		return nil
 	})
 	wasmta.OnMessageReceived(route)
@@ -52,7 +52,10 @@ func route(m *wasmta.Message) error {
 	if len(cfg.Rules) == 0 {
 		return nil
 	}
-	env := policy.Envelope{Recipient: m.Recipient(0)}
+	var env policy.Envelope
+	if needRecipient {
+		env.Recipient = m.Recipient(0)
+	}
 	if needSender {
 		env.Sender = m.Sender()
 	}

@@ -75,8 +75,9 @@ func Parse(b []byte) (*Config, error) {
 
 // Needs reports which envelope fields any rule looks at, so the plugin fetches only those
 // (every host call costs time on every message).
-func (c *Config) Needs() (sender, tenant, campaign bool) {
+func (c *Config) Needs() (recipient, sender, tenant, campaign bool) {
 	for _, r := range c.Rules {
+		recipient = recipient || (r.RecipientDomain != "" && r.RecipientDomain != "*")
 		sender = sender || (r.SenderDomain != "" && r.SenderDomain != "*")
 		tenant = tenant || r.Tenant != ""
 		campaign = campaign || r.Campaign != ""
@@ -91,10 +92,25 @@ type Envelope struct {
 
 // Route returns the first matching rule, or nil.
 func (c *Config) Route(e Envelope) *Rule {
+	// Domains are lower-cased once, and only if some rule looks at them.
+	var rd, sd string
+	var rdDone, sdDone bool
+	rcptDomain := func() string {
+		if !rdDone {
+			rd, rdDone = domainOf(e.Recipient), true
+		}
+		return rd
+	}
+	sndDomain := func() string {
+		if !sdDone {
+			sd, sdDone = domainOf(e.Sender), true
+		}
+		return sd
+	}
 	for i := range c.Rules {
 		r := &c.Rules[i]
-		if matchDomain(r.RecipientDomain, domainOf(e.Recipient)) &&
-			matchDomain(r.SenderDomain, domainOf(e.Sender)) &&
+		if matchDomain(r.RecipientDomain, rcptDomain) &&
+			matchDomain(r.SenderDomain, sndDomain) &&
 			(r.Tenant == "" || r.Tenant == e.Tenant) &&
 			(r.Campaign == "" || r.Campaign == e.Campaign) {
 			return r
@@ -111,14 +127,14 @@ func domainOf(addr string) string {
 	return strings.ToLower(addr[i+1:])
 }
 
-func matchDomain(pattern, domain string) bool {
+func matchDomain(pattern string, domain func() string) bool {
 	switch {
 	case pattern == "" || pattern == "*":
 		return true
 	case strings.HasPrefix(pattern, "*."):
-		return strings.HasSuffix(domain, strings.ToLower(pattern[1:]))
+		return strings.HasSuffix(domain(), strings.ToLower(pattern[1:]))
 	}
-	return strings.EqualFold(pattern, domain)
+	return strings.EqualFold(pattern, domain())
 }
 
 // QueueDoc returns the queue config for a queue's routing domain or domain (the routing

@@ -78,3 +78,14 @@ func TestParseErrorsNameTheProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestNeedsOnlyWhatRulesUse(t *testing.T) {
+	c, _ := Parse([]byte(`{"rules":[{"recipient_domain":"*","routing_domain":"x.test"}]}`))
+	if r, s, te, ca := c.Needs(); r || s || te || ca {
+		t.Fatalf("a catch-all rule needs nothing: %v %v %v %v", r, s, te, ca)
+	}
+	c, _ = Parse([]byte(cfg))
+	if r, s, te, ca := c.Needs(); !r || !s || !te || !ca {
+		t.Fatalf("full config: %v %v %v %v", r, s, te, ca)
+	}
+}
