@@ -169,8 +169,9 @@ type session struct {
 	peer  netip.Addr
 	relay bool
 
-	from  string
-	rcpts []string
+	from    string
+	rcpts   []string
+	domains []string // of rcpts, parsed once at RCPT time
 }
 
 // Replies (SPEC §7). Texts are fixed: nothing internal reaches a client.
@@ -184,7 +185,7 @@ var (
 
 func (ss *session) Reset() {
 	ss.from = ""
-	ss.rcpts = ss.rcpts[:0]
+	ss.rcpts, ss.domains = ss.rcpts[:0], ss.domains[:0]
 }
 
 func (ss *session) Logout() error { return nil }
@@ -201,7 +202,8 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if _, _, err := route.ParseMailbox(to); err != nil {
+	_, domain, err := route.ParseMailbox(to)
+	if err != nil {
 		return ss.reject(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: "invalid recipient address syntax: " + reason(err)}, ss.from, to)
 	}
@@ -209,6 +211,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return ss.reject(errRelayDenied, ss.from, to)
 	}
 	ss.rcpts = append(ss.rcpts, to)
+	ss.domains = append(ss.domains, domain)
 	return nil
 }
 
@@ -264,14 +267,13 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	msgs := make([]*message.Message, len(ss.rcpts))
 	for i, rcpt := range ss.rcpts {
-		_, domain, _ := route.ParseMailbox(rcpt)
 		msgs[i] = &message.Message{
 			ID:        ids[i],
 			Sender:    ss.from,
 			Recipient: rcpt,
 			Meta:      meta,
 			Policy:    handled,
-			Queue:     route.QueueName(meta, domain),
+			Queue:     route.QueueName(meta, ss.domains[i]),
 			Created:   now,
 			Due:       now,
 			Size:      len(body),
