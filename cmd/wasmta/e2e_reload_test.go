@@ -36,6 +36,28 @@ func installPlugin(t *testing.T, fixture, dst string) {
 	}
 }
 
+// reloadEnv is a relay serving one plugin from dir/policy.wasm (first installed from fixture
+// first), with a control socket, DNS on loopback and sinks on ips.
+type reloadEnv struct {
+	relay      *testutil.Relay
+	sinks      []*testutil.Sink
+	plug, sock string
+}
+
+// newReloadEnv starts it; top is extra top-level config, extra extra tables.
+func newReloadEnv(t *testing.T, first, top, extra string, ips ...string) *reloadEnv {
+	t.Helper()
+	port, sinks := testutil.StartSinks(t, ips...)
+	dns := testutil.StartDNS(t, "")
+	dir := t.TempDir()
+	e := &reloadEnv{sinks: sinks, plug: filepath.Join(dir, "policy.wasm"), sock: filepath.Join(dir, "ctl.sock")}
+	installPlugin(t, fixture(t, first), e.plug)
+	cfg, addr := testutil.RelayConfig(t, dir, top+fmt.Sprintf("control_socket = %q\n", e.sock)+
+		testutil.DeliveryConfig(dns.Addr, port)+extra+pluginConfig(e.plug))
+	e.relay = testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	return e
+}
+
 func status(t *testing.T, sock string) *app.ControlResponse {
 	t.Helper()
 	r, err := app.Control(sock, "status")
@@ -70,15 +92,8 @@ func waitGeneration(t *testing.T, sock string, old ...string) string {
 // when it was received), and the broken version never handles anything.
 func TestHotReloadUnderLoad(t *testing.T) {
 	t.Parallel()
-	port, sinks := testutil.StartSinks(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
-	dns := testutil.StartDNS(t, "")
-	dir := t.TempDir()
-	plug := filepath.Join(dir, "policy.wasm")
-	installPlugin(t, fixture(t, "route_a"), plug)
-	sock := filepath.Join(dir, "ctl.sock")
-	cfg, addr := testutil.RelayConfig(t, dir, fmt.Sprintf("control_socket = %q\n", sock)+
-		testutil.DeliveryConfig(dns.Addr, port)+pluginConfig(plug))
-	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	e := newReloadEnv(t, "route_a", "", "", "127.0.0.2", "127.0.0.3", "127.0.0.4")
+	relay, sinks, plug, sock := e.relay, e.sinks, e.plug, e.sock
 	genA := status(t, sock).Plugins[0].Generation
 
 	var sent atomic.Int64
@@ -186,15 +201,8 @@ func TestHotReloadUnderLoad(t *testing.T) {
 // new version was refused) and SIGHUP; a [plugins.config] change reloads the plugin too.
 func TestReloadCommandAndSIGHUP(t *testing.T) {
 	t.Parallel()
-	port, _ := testutil.StartSinks(t, "127.0.0.2")
-	dns := testutil.StartDNS(t, "")
-	dir := t.TempDir()
-	plug := filepath.Join(dir, "policy.wasm")
-	installPlugin(t, fixture(t, "route_a"), plug)
-	sock := filepath.Join(dir, "ctl.sock")
-	cfg, addr := testutil.RelayConfig(t, dir, fmt.Sprintf("watch = false\ncontrol_socket = %q\n", sock)+
-		testutil.DeliveryConfig(dns.Addr, port)+pluginConfig(plug))
-	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	e := newReloadEnv(t, "route_a", "watch = false\n", "", "127.0.0.2")
+	relay, plug, sock, dir := e.relay, e.plug, e.sock, filepath.Dir(e.plug)
 	genA := status(t, sock).Plugins[0].Generation
 
 	installPlugin(t, fixture(t, "route_b"), plug)
@@ -242,16 +250,9 @@ func relayProcess(t *testing.T, r *testutil.Relay) *os.Process {
 // (mx_list [127.0.0.3]) at its next attempt, because reload drops cached queue configs.
 func TestQueuedMailFollowsReloadedPolicy(t *testing.T) {
 	t.Parallel()
-	port, sinks := testutil.StartSinks(t, "127.0.0.2", "127.0.0.3")
+	e := newReloadEnv(t, "qcfg_a", "", "[queue]\nrefresh_interval = \"1h\"\n", "127.0.0.2", "127.0.0.3")
+	relay, sinks, plug, sock := e.relay, e.sinks, e.plug, e.sock
 	sinks[0].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT"})
-	dns := testutil.StartDNS(t, "")
-	dir := t.TempDir()
-	plug := filepath.Join(dir, "policy.wasm")
-	installPlugin(t, fixture(t, "qcfg_a"), plug)
-	sock := filepath.Join(dir, "ctl.sock")
-	cfg, addr := testutil.RelayConfig(t, dir, fmt.Sprintf("control_socket = %q\n", sock)+
-		testutil.DeliveryConfig(dns.Addr, port)+"[queue]\nrefresh_interval = \"1h\"\n"+pluginConfig(plug))
-	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
 	c := testutil.Dial(t, relay.SMTP)
 	c.Hello("client.test")
 	if code, msg := c.Send("s@sender.test", []string{"r@dest.example"}, "Subject: x\r\n\r\nhi\r\n"); code != 250 {
@@ -273,15 +274,8 @@ func TestQueuedMailFollowsReloadedPolicy(t *testing.T) {
 // With the watcher on, editing the plugin's [plugins.config] table in the config file is enough.
 func TestConfigEditReloadsPlugin(t *testing.T) {
 	t.Parallel()
-	port, _ := testutil.StartSinks(t, "127.0.0.2")
-	dns := testutil.StartDNS(t, "")
-	dir := t.TempDir()
-	plug := filepath.Join(dir, "policy.wasm")
-	installPlugin(t, fixture(t, "route_a"), plug)
-	sock := filepath.Join(dir, "ctl.sock")
-	cfg, addr := testutil.RelayConfig(t, dir, fmt.Sprintf("control_socket = %q\n", sock)+
-		testutil.DeliveryConfig(dns.Addr, port)+pluginConfig(plug))
-	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	e := newReloadEnv(t, "route_a", "", "", "127.0.0.2")
+	relay, sock := e.relay, e.sock
 	before := status(t, sock).Plugins[0].Generation
 	b, _ := os.ReadFile(relay.Config)
 	tmp := relay.Config + ".new"
