@@ -40,12 +40,8 @@ func (a *App) startControl() error {
 		return errors.New("control socket " + path + " is in use: is another wasmta running here?")
 	}
 	_ = os.Remove(path) // stale, from a crash
-	l, err := net.Listen("unix", path)
+	l, err := listenPrivate(path)
 	if err != nil {
-		return err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
 		return err
 	}
 	a.control = l
@@ -59,6 +55,48 @@ func (a *App) startControl() error {
 		}
 	}()
 	return nil
+}
+
+// listenPrivate binds a Unix socket at path that no other user can ever connect to. Binding at
+// path and chmod-ing afterwards leaves a window in which the socket carries the process umask
+// (0777 &^ umask: with umask 0 anyone may connect); instead the socket is bound inside a fresh
+// 0700 directory (nobody else can reach it there), set to 0600, and only then renamed into
+// place, so it appears at path already private. The listener keeps working across the rename
+// (it is bound to the inode); closing it removes path.
+func listenPrivate(path string) (net.Listener, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".control-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "sock")
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // it would unlink tmp, which is gone; we remove path ourselves
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return &unlinkListener{UnixListener: ul, path: path}, nil
+}
+
+// unlinkListener removes its socket file when closed.
+type unlinkListener struct {
+	*net.UnixListener
+	path string
+}
+
+func (l *unlinkListener) Close() error {
+	err := l.UnixListener.Close()
+	_ = os.Remove(l.path)
+	return err
 }
 
 func (a *App) serveControl(c net.Conn) {
