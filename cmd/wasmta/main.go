@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -57,11 +58,20 @@ func configCmd() *cobra.Command {
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprint(cmd.OutOrStdout(), config.Default) },
 	}, &cobra.Command{
 		Use:   "check FILE",
-		Short: "Validate a configuration file",
+		Short: "Validate a configuration file as serve would (TLS files, plugins initialised with their config)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := config.Load(args[0]); err != nil {
+			cfg, err := config.Load(args[0])
+			if err != nil {
 				return err
+			}
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			warnings, err := app.Check(cmd.Context(), cfg, quiet)
+			if err != nil {
+				return err
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(cmd.OutOrStdout(), "warning:", w)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "ok")
 			return nil

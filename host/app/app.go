@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -62,13 +61,12 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	var serverTLS *tls.Config
-	if cfg.SMTP.TLSCertificate != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.SMTP.TLSCertificate, cfg.SMTP.TLSPrivateKey)
-		if err != nil {
-			return nil, fmt.Errorf("configuration key smtp.tls_certificate: %w", err)
-		}
-		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsConfig, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range relayWarnings(cfg) {
+		diag.Warn(w)
 	}
 
 	a := &App{cfg: cfg, diag: diag, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}}
@@ -127,7 +125,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		MaxLineLength:  cfg.SMTP.MaxLineLength,
 		MaxConnections: cfg.SMTP.MaxConnections,
 		IdleTimeout:    cfg.SMTP.IdleTimeout.D(),
-		TLS:            serverTLS,
+		TLS:            tlsConfig,
 		Receiver:       a.queue,
 		Policy:         a.chain, // plugins added by a reload apply at once; an empty chain costs one atomic load
 		Log:            a.logs,

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// `wasmta config check` fails on exactly what `wasmta serve` fails on: a missing plugin, a
+// plugin whose wasmta_init refuses its config, a missing TLS file; each with the same message.
+// An open relay_hosts is legal but warned about.
+func TestConfigCheckFailsWhereServeFails(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	base := "[spool]\npath = \"spool\"\n[logs]\ndir = \"logs\"\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[dns]\nresolvers = [\"127.0.0.1:1\"]\n"
+	withTLS := strings.Replace(base, "[dns]", "tls_certificate = \"missing.crt\"\ntls_private_key = \"missing.key\"\n[dns]", 1)
+	cases := []struct {
+		name, text, want string
+	}{
+		{"missing plugin", base + "[[plugins]]\npath = \"no/such/plugin.wasm\"\n", "no/such/plugin.wasm"},
+		{"init refuses config", base + "[[plugins]]\npath = \"" + fixture(t, "initfail") + "\"\n", "config missing"},
+		{"missing TLS file", withTLS, "smtp.tls_certificate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".toml")
+			if err := os.WriteFile(path, []byte(c.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			checkOut, err := runBin(dir, "config", "check", path)
+			if err == nil || !strings.Contains(checkOut, c.want) {
+				t.Fatalf("config check: err=%v output %q, want a failure naming %q", err, checkOut, c.want)
+			}
+			serveOut, err := runBin(dir, "serve", "--config", path)
+			if err == nil || !strings.Contains(serveOut, c.want) {
+				t.Fatalf("serve: err=%v output %q, want a failure naming %q", err, serveOut, c.want)
+			}
+			if errLine(checkOut) != errLine(serveOut) {
+				t.Fatalf("check and serve disagree:\ncheck: %s\nserve: %s", errLine(checkOut), errLine(serveOut))
+			}
+		})
+	}
+	t.Run("open relay warns", func(t *testing.T) {
+		path := filepath.Join(dir, "open.toml")
+		text := strings.Replace(base, "[dns]", "relay_hosts = [\"0.0.0.0/0\", \"::1/128\"]\n[dns]", 1)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runBin(dir, "config", "check", path)
+		if err != nil || !strings.Contains(out, "warning: smtp.relay_hosts contains 0.0.0.0/0") || !strings.Contains(out, "open relay") {
+			t.Fatalf("err=%v output %q, want ok with an open-relay warning", err, out)
+		}
+	})
+}
+
+// errLine is the "Error: ..." line cobra prints.
+func errLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "Error: ") {
+			return l
+		}
+	}
+	return out
+}
