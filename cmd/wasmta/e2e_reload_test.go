@@ -159,7 +159,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond) // a duplicate, if any, would show up now
+	waitQueueEmpty(t, sock) // nothing left that could arrive twice
 	for _, s := range sinks {
 		ip := strings.Split(s.Addr, ":")[0]
 		for _, m := range s.Messages() {

@@ -281,7 +281,7 @@ func TestKill9AfterBurst(t *testing.T) {
 	sink = testutil.StartSink(t, fmt.Sprintf("127.0.0.4:%d", e.port))
 	e.relay.Start()
 	sink.WaitCount(t, conns*perConn, 30*time.Second)
-	time.Sleep(500 * time.Millisecond) // give a duplicate, if any, the chance to show up
+	waitQueueEmpty(t, defaultSock(e.relay)) // every redelivery, duplicate or not, has happened
 	got := sink.Messages()
 	seen := map[string]int{}
 	for _, m := range got {
@@ -471,7 +471,7 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 	for sink.Count() < n && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitQueueEmpty(t, defaultSock(e.relay))
 	seen := map[string]int{}
 	for _, m := range sink.Messages() {
 		seen[m.To[0]]++

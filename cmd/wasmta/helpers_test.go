@@ -4,7 +4,12 @@ import (
 	"net"
 	"net/textproto"
 	"os/exec"
+	"path/filepath"
+	"testing"
 	"time"
+
+	"github.com/wasmta/wasmta/host/app"
+	"github.com/wasmta/wasmta/host/testutil"
 )
 
 func runBin(dir string, args ...string) (string, error) {
@@ -70,3 +75,24 @@ func (q *quietClient) send(from, to, body string) (int, error) {
 }
 
 func (q *quietClient) Close() { q.conn.Close() }
+
+// waitQueueEmpty waits until the relay behind control socket sock holds no queued message. Once it is empty no delivery can follow, so
+// what the sinks hold then is final: the signal that replaces "sleep and hope nothing else
+// arrives" when a test counts duplicates.
+func waitQueueEmpty(t *testing.T, sock string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := app.Control(sock, "status")
+		if err == nil && resp.Queue.Queued == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not empty after 30s: %+v (err %v)", resp, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// defaultSock is the control socket of a relay on the default control_socket setting.
+func defaultSock(r *testutil.Relay) string { return filepath.Join(r.Dir, "data", "wasmta.sock") }

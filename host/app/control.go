@@ -23,6 +23,18 @@ type ControlResponse struct {
 	Error   string          `json:"error,omitempty"`
 	Results []ReloadResult  `json:"results,omitempty"`
 	Plugins []plugin.Status `json:"plugins"`
+	Queue   QueueCounts     `json:"queue"`
+}
+
+// QueueCounts are the queue's counters as `wasmta plugin status` and tests read them. Queued
+// is what is spooled and not yet delivered, bounced or expired: at 0 no delivery can follow.
+type QueueCounts struct {
+	Queued    int64 `json:"queued"`
+	Received  int64 `json:"received"`
+	Delivered int64 `json:"delivered"`
+	Transient int64 `json:"transient_failures"`
+	Bounced   int64 `json:"bounced"`
+	Expired   int64 `json:"expired"`
 }
 
 // startControl listens on the local control socket. It is a Unix socket with mode 0600: only
@@ -122,6 +134,8 @@ func (a *App) serveControl(c net.Conn) {
 		resp = ControlResponse{Error: "unknown command " + req.Cmd + " (reload, status)"}
 	}
 	resp.Plugins = a.Status()
+	st := a.queue.Stats()
+	resp.Queue = QueueCounts{Queued: st.Queued, Received: st.Received, Delivered: st.Delivered, Transient: st.Transient, Bounced: st.Bounced, Expired: st.Expired}
 	_ = json.NewEncoder(c).Encode(resp)
 }
 
