@@ -84,11 +84,15 @@ check:
 	  if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changed go.mod/go.sum"; git diff -- go.mod go.sum; exit 1; fi
 	@if [ -n "$$(git status --porcelain)" ]; then echo "tree not clean:"; git status --porcelain; exit 1; fi
 
-# Fuzz every parser of untrusted input for FUZZTIME each; new crashers land in testdata/fuzz.
+# Fuzz every parser of untrusted input: every Fuzz* target of every package (found in the
+# committed test files, so a new target is never forgotten) for FUZZTIME each; new crashers land in
+# that package's testdata/fuzz and fail `make test` until fixed. CI runs it with a few seconds each.
 fuzz:
-	$(GO) test -run=^$$ -fuzz=^FuzzParseTarget$$ -fuzztime=$(FUZZTIME) ./host/route/
-	$(GO) test -run=^$$ -fuzz=^FuzzParseMailbox$$ -fuzztime=$(FUZZTIME) ./host/route/
-	$(GO) test -run=^$$ -fuzz=^FuzzParseQueueName$$ -fuzztime=$(FUZZTIME) ./host/route/
+	@set -e; for pkg in $$(git ls-files '*_test.go' | xargs grep -l '^func Fuzz' | xargs -n1 dirname | sort -u | sed 's|^|./|'); do \
+	  for f in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg >/tmp/wasmta-fuzz.log 2>&1 || { cat /tmp/wasmta-fuzz.log; exit 1; }; \
+	  done; done
 
 bench:
 	$(GO) test -run=^$$ -bench=. -benchmem ./host/...
