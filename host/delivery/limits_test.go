@@ -123,3 +123,33 @@ func TestEightBitNeedsAnExtension(t *testing.T) {
 		})
 	}
 }
+
+// The same limits hold for a reply in the middle of a session (here: to the end of data): the
+// message fails transiently and the connection is not used again.
+func TestHostileReplyMidSession(t *testing.T) {
+	for _, mode := range []testutil.Mode{testutil.FloodLine, testutil.FloodLines} {
+		t.Run(mode.String(), func(t *testing.T) {
+			sink, h := sinkHost(t, "hostile", "127.0.0.10:0")
+			sink.SetBehavior(testutil.Behavior{Mode: mode, At: "DATA"})
+			conn, err := New(Options{CommandTimeout: time.Second, DataTimeout: time.Second}).Connect(context.Background(), []route.Host{h})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err = conn.Send("a@x.test", "b@y.test", []byte("Subject: s\r\n\r\nhi\r\n"))
+			runtime.ReadMemStats(&after)
+			if grown := after.TotalAlloc - before.TotalAlloc; grown > 8<<20 {
+				t.Fatalf("reading the hostile reply allocated %d MiB", grown>>20)
+			}
+			e := message.AsError(err)
+			if err == nil || !e.Temporary() || !strings.Contains(e.Text, "exceeds the limit") {
+				t.Fatalf("got %v", err)
+			}
+			if !conn.Broken() {
+				t.Fatal("connection still considered usable")
+			}
+		})
+	}
+}

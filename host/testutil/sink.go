@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -28,11 +29,13 @@ const (
 	// Hang accepts the TCP connection and then never writes anything (not
 	// even the banner) until the sink is closed.
 	Hang
-	// FloodLine greets with "220 " followed by an endless line (no line
-	// end, ever), as a hostile server would, until the client hangs up.
+	// FloodLine answers with a reply code followed by an endless line (no
+	// line end, ever), as a hostile server would, until the client hangs
+	// up: in place of the greeting when Behavior.At is empty, else in place
+	// of the reply to the command named by At.
 	FloodLine
-	// FloodLines greets with endless "220-" continuation lines, each of
-	// normal length, until the client hangs up.
+	// FloodLines answers like FloodLine, but with endless continuation
+	// lines ("220-...", "250-..."), each of normal length.
 	FloodLines
 )
 
@@ -59,9 +62,9 @@ func (m Mode) String() string {
 type Behavior struct {
 	Mode Mode
 	// At names the command that gets the failure: "MAIL", "RCPT" or "DATA"
-	// (case-insensitive; default "RCPT"). A DATA failure is the reply to the
-	// end of the message, after the sink has read it. Ignored for Accept and
-	// Hang.
+	// (case-insensitive; default "RCPT", except for the Flood modes, where
+	// empty means the greeting). A DATA failure is the reply to the end of
+	// the message, after the sink has read it. Ignored for Accept and Hang.
 	At string
 	// Code is the reply code; default 451 for TempFail, 550 for PermFail.
 	// The enhanced status code is Code/100 followed by ".0.0".
@@ -215,7 +218,9 @@ func (s *Sink) SetBehavior(b Behavior) {
 	b.At = strings.ToUpper(b.At)
 	switch b.At {
 	case "":
-		b.At = "RCPT"
+		if b.Mode != FloodLine && b.Mode != FloodLines {
+			b.At = "RCPT"
+		}
 	case "MAIL", "RCPT", "DATA":
 	default:
 		panic(fmt.Sprintf("testutil: Sink.SetBehavior: At = %q, want MAIL, RCPT or DATA", b.At))
@@ -310,6 +315,28 @@ func (s *Sink) takeFailure() bool {
 	return true
 }
 
+// floodAt reports whether the reply to cmd must be a flood, and which.
+func (s *Sink) floodAt(cmd string) (Mode, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.behavior
+	if (b.Mode != FloodLine && b.Mode != FloodLines) || b.At != cmd || !s.takeFailure() {
+		return 0, false
+	}
+	return b.Mode, true
+}
+
+// fail returns the error to answer cmd with, or nil to accept it. A flood
+// is written straight to the connection and returns only when the client
+// has hung up.
+func (ss *session) fail(cmd string) error {
+	if mode, ok := ss.sink.floodAt(cmd); ok {
+		flood(ss.conn.Conn(), mode, 250)
+		return errors.New("flooded")
+	}
+	return ss.sink.fail(cmd)
+}
+
 // fail returns the error to answer cmd with, or nil to accept it.
 func (s *Sink) fail(cmd string) error {
 	s.mu.Lock()
@@ -343,8 +370,12 @@ func (s *Sink) accepted() (Mode, []string) {
 	defer s.mu.Unlock()
 	s.conns++
 	switch m := s.behavior.Mode; m {
-	case Hang, FloodLine, FloodLines:
+	case Hang:
 		if s.takeFailure() {
+			return m, nil
+		}
+	case FloodLine, FloodLines:
+		if s.behavior.At == "" && s.takeFailure() {
 			return m, nil
 		}
 	}
@@ -398,20 +429,21 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 					}
 					c.Close()
 				}()
-				flood(c, mode)
+				flood(c, mode, 220)
 				close(done)
 			}()
 		}
 	}
 }
 
-// flood writes an endless reply until the peer hangs up (a write fails).
-func flood(c net.Conn, mode Mode) {
+// flood writes an endless reply with code until the peer hangs up (a write
+// fails).
+func flood(c net.Conn, mode Mode, code int) {
 	chunk := bytes.Repeat([]byte("x"), 32<<10)
 	if mode == FloodLines {
-		line := []byte("220-sink.test flooding with continuation lines\r\n")
+		line := []byte(strconv.Itoa(code) + "-sink.test flooding with continuation lines\r\n")
 		chunk = bytes.Repeat(line, (32<<10)/len(line))
-	} else if _, err := c.Write([]byte("220 ")); err != nil {
+	} else if _, err := c.Write([]byte(strconv.Itoa(code) + " ")); err != nil {
 		return
 	}
 	for {
@@ -463,7 +495,7 @@ func (ss *session) Reset() {
 func (ss *session) Logout() error { return nil }
 
 func (ss *session) Mail(from string, opt *smtp.MailOptions) error {
-	if err := ss.sink.fail("MAIL"); err != nil {
+	if err := ss.fail("MAIL"); err != nil {
 		return err
 	}
 	ss.from, ss.to = from, nil
@@ -475,7 +507,7 @@ func (ss *session) Mail(from string, opt *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if err := ss.sink.fail("RCPT"); err != nil {
+	if err := ss.fail("RCPT"); err != nil {
 		return err
 	}
 	ss.to = append(ss.to, to)
@@ -487,7 +519,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err // e.g. smtp.ErrDataTooLarge
 	}
-	if err := ss.sink.fail("DATA"); err != nil {
+	if err := ss.fail("DATA"); err != nil {
 		return err
 	}
 	_, tls := ss.conn.TLSConnectionState()

@@ -353,3 +353,25 @@ func TestSinkWithoutHidesExtensions(t *testing.T) {
 		t.Fatalf("recorded %+v", m)
 	}
 }
+
+func TestSinkFloodsAtData(t *testing.T) {
+	s := StartSink(t, "127.0.0.2:0")
+	s.SetBehavior(Behavior{Mode: FloodLines, At: "DATA", Times: 1})
+	c := Dial(t, s.Addr)
+	c.Hello("a.test")
+	c.Expect(250, "MAIL FROM:<a@x.test>")
+	c.Expect(250, "RCPT TO:<b@y.test>")
+	c.Expect(354, "DATA")
+	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.conn.Write([]byte("Subject: s\r\n\r\nhi\r\n.\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8<<10)
+	if _, err := io.ReadFull(c.conn, buf); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.Close()
+	if !strings.HasPrefix(string(buf), "250-sink.test flooding") || s.Count() != 0 {
+		t.Fatalf("flood starts %q, %d recorded", buf[:40], s.Count())
+	}
+}
