@@ -132,7 +132,7 @@ func (t *tlsFailure) Unwrap() error { return t.err }
 type Conn struct {
 	opt    *Options
 	nc     net.Conn
-	r      *textproto.Reader
+	r      *bufio.Reader
 	w      *bufio.Writer
 	host   route.Host
 	ext    map[string]string
@@ -160,7 +160,7 @@ func (c *Client) connect(ctx context.Context, h route.Host, tryTLS bool) (*Conn,
 
 func (c *Conn) setConn(nc net.Conn) {
 	c.nc = nc
-	c.r = textproto.NewReader(bufio.NewReaderSize(nc, 4096))
+	c.r = bufio.NewReaderSize(nc, readBufferSize)
 	c.w = bufio.NewWriterSize(nc, 32<<10)
 }
 
@@ -227,7 +227,7 @@ func (c *Conn) ehlo() error {
 		return err
 	}
 	c.ext = make(map[string]string)
-	for _, l := range strings.Split(lines, "\n")[1:] {
+	for _, l := range lines[1:] {
 		k, v, _ := strings.Cut(l, " ")
 		c.ext[strings.ToUpper(k)] = v
 	}
@@ -252,14 +252,30 @@ func (c *Conn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
 	if c.broken {
 		return message.Reply{}, message.Errorf(451, "4.4.2", "connection lost")
 	}
+	_, offers8bit := c.ext["8BITMIME"]
+	_, offersUTF8 := c.ext["SMTPUTF8"]
+	utf8Envelope := has8bit(sender) || has8bit(rcpt)
+	if utf8Envelope && !offersUTF8 {
+		// RFC 6531 §3.2: a non-ASCII address cannot be sent to a server without SMTPUTF8, and
+		// the relay does not downgrade addresses. 553 5.6.7 is the reply RFC 6531 §3.5 gives.
+		return message.Reply{}, message.Errorf(553, "5.6.7", "non-ASCII address and %s does not offer SMTPUTF8", c.host.Name)
+	}
+	body8bit := has8bit(body)
+	if body8bit && !offers8bit && !offersUTF8 {
+		// RFC 6152 §3: 8-bit data must not go to a server without 8BITMIME (SMTPUTF8 implies
+		// it, RFC 6531 §3.1). The relay does not convert to 7 bits (that would break DKIM
+		// signatures), so the message is returned: 5.6.3 "conversion required but not
+		// supported" (RFC 3463), with 554 "transaction failed".
+		return message.Reply{}, message.Errorf(554, "5.6.3", "message has 8-bit content and %s offers neither 8BITMIME nor SMTPUTF8 (conversion not supported)", c.host.Name)
+	}
 	mail := "MAIL FROM:<" + sender + ">"
 	if _, ok := c.ext["SIZE"]; ok {
 		mail += " SIZE=" + strconv.Itoa(len(body))
 	}
-	if _, ok := c.ext["8BITMIME"]; ok && has8bit(body) {
+	if offers8bit && body8bit {
 		mail += " BODY=8BITMIME"
 	}
-	if _, ok := c.ext["SMTPUTF8"]; ok && (has8bit([]byte(sender)) || has8bit([]byte(rcpt))) {
+	if offersUTF8 && utf8Envelope {
 		mail += " SMTPUTF8"
 	}
 	rcptCmd := "RCPT TO:<" + rcpt + ">"
@@ -309,13 +325,13 @@ func (c *Conn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
 	if err != nil {
 		return message.Reply{}, c.lost(err)
 	}
-	text, err := c.expect(c.opt.DataTimeout, 2)
+	code, lines, err := c.read(c.opt.DataTimeout, 2)
 	if err != nil {
 		c.reset()
 		return message.Reply{}, err
 	}
 	c.sent++
-	return parseReply(250, text), nil
+	return parseReply(code, lines), nil
 }
 
 func firstErr(errs ...error) error {
@@ -332,7 +348,7 @@ func (c *Conn) Close() {
 	if !c.broken {
 		c.nc.SetDeadline(time.Now().Add(5 * time.Second))
 		if c.cmd("QUIT") == nil {
-			_, _, _ = c.r.ReadResponse(0)
+			_, _, _ = readReply(c.r)
 		}
 	}
 	c.broken = true
@@ -379,63 +395,48 @@ func (c *Conn) lost(err error) error {
 	return message.Errorf(451, "4.4.2", "connection to %s lost", c.host.Name).Wrap(err)
 }
 
-// expect reads one reply and checks its class. A reply of another class is an *message.Error
-// with the remote code and text; a 421 also marks the connection broken (RFC 5321 §3.8).
-func (c *Conn) expect(timeout time.Duration, class int) (string, error) {
+// expect reads one reply and checks its class; see read.
+func (c *Conn) expect(timeout time.Duration, class int) ([]string, error) {
+	_, lines, err := c.read(timeout, class)
+	return lines, err
+}
+
+// read reads one reply and checks its class. A reply of another class is an *message.Error
+// with the remote code and text; a 421 also marks the connection broken (RFC 5321 §3.8). A
+// reply over the limits (reply.go) or malformed breaks the connection: the server is not
+// speaking SMTP as we know it, so nothing more it says can be trusted.
+func (c *Conn) read(timeout time.Duration, class int) (int, []string, error) {
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	code, text, err := c.r.ReadResponse(0)
+	code, lines, err := readReply(c.r)
+	var re *replyError
+	if errors.As(err, &re) {
+		c.broken = true
+		c.nc.Close()
+		if re.limit {
+			return 0, nil, message.Errorf(451, "4.5.0", "reply from %s exceeds the limit: %s", c.host.Name, re.reason).Wrap(err)
+		}
+		return 0, nil, message.Errorf(451, "4.5.0", "%s sent a malformed reply", c.host.Name).Wrap(err)
+	}
 	if err != nil {
-		return "", c.lost(err)
+		return 0, nil, c.lost(err)
 	}
 	if code/100 == class {
-		return text, nil
+		return code, lines, nil
 	}
 	if code == 421 {
 		c.broken = true
 	}
-	r := parseReply(code, text)
+	r := parseReply(code, lines)
 	if r.Class() != 5 && r.Class() != 4 {
 		// 3xx where 2xx was expected, or the reverse: a protocol surprise, transient.
-		return "", &message.Error{Reply: message.Reply{Code: 451, Enhanced: "4.5.0", Text: fmt.Sprintf("unexpected reply %s", r)}}
+		return 0, nil, &message.Error{Reply: message.Reply{Code: 451, Enhanced: "4.5.0", Text: fmt.Sprintf("unexpected reply %s", r)}}
 	}
-	return "", &message.Error{Reply: r}
+	return 0, nil, &message.Error{Reply: r}
 }
 
-// parseReply splits an enhanced status code (RFC 3463) off the first line of reply text.
-func parseReply(code int, text string) message.Reply {
-	first, _, _ := strings.Cut(text, "\n")
-	r := message.Reply{Code: code, Text: strings.ReplaceAll(text, "\n", " ")}
-	if enh, rest, ok := strings.Cut(first, " "); ok && isEnhanced(enh) && enh[0]-'0' == byte(code/100) {
-		r.Enhanced = enh
-		r.Text = rest
-		if i := strings.IndexByte(text, '\n'); i >= 0 {
-			r.Text += " " + strings.ReplaceAll(text[i+1:], "\n", " ")
-		}
-	}
-	return r
-}
-
-func isEnhanced(s string) bool {
-	p := strings.Split(s, ".")
-	if len(p) != 3 {
-		return false
-	}
-	for _, x := range p {
-		if x == "" || len(x) > 3 {
-			return false
-		}
-		for _, ch := range x {
-			if ch < '0' || ch > '9' {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func has8bit(b []byte) bool {
-	for _, x := range b {
-		if x >= 0x80 {
+func has8bit[T string | []byte](b T) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] >= 0x80 {
 			return true
 		}
 	}

@@ -160,17 +160,19 @@ func TestAllHostsDownIsTransient(t *testing.T) {
 
 func TestParseReply(t *testing.T) {
 	for _, tc := range []struct {
-		code int
-		text string
-		want message.Reply
+		code  int
+		lines []string
+		want  message.Reply
 	}{
-		{250, "2.0.0 Ok: queued as X", message.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as X"}},
-		{550, "5.1.1 no such user\nsecond line", message.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user second line"}},
-		{450, "mailbox busy", message.Reply{Code: 450, Text: "mailbox busy"}},
-		{550, "4.1.1 class mismatch", message.Reply{Code: 550, Text: "4.1.1 class mismatch"}},
+		{250, []string{"2.0.0 Ok: queued as X"}, message.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as X"}},
+		{550, []string{"5.1.1 no such user", "second line"}, message.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user second line"}},
+		{550, []string{"5.1.1 no such user", "5.1.1 see the FAQ"}, message.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user see the FAQ"}},
+		{450, []string{"mailbox busy"}, message.Reply{Code: 450, Text: "mailbox busy"}},
+		{550, []string{"4.1.1 class mismatch"}, message.Reply{Code: 550, Text: "4.1.1 class mismatch"}},
+		{250, []string{""}, message.Reply{Code: 250}},
 	} {
-		if got := parseReply(tc.code, tc.text); got != tc.want {
-			t.Errorf("%d %q: %+v, want %+v", tc.code, tc.text, got, tc.want)
+		if got := parseReply(tc.code, tc.lines); got != tc.want {
+			t.Errorf("%d %q: %+v, want %+v", tc.code, tc.lines, got, tc.want)
 		}
 	}
 }

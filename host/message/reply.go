@@ -25,21 +25,53 @@ func (r Reply) String() string {
 // Class is the first digit of the code: 2 success, 4 transient, 5 permanent.
 func (r Reply) Class() int { return r.Code / 100 }
 
-// EnhancedParts splits Enhanced into its three numbers; ok is false when it is absent or malformed.
+// EnhancedParts splits Enhanced into its three numbers; ok is false when it is absent or malformed
+// (see ParseEnhanced).
 func (r Reply) EnhancedParts() (class, subject, detail int, ok bool) {
-	p := strings.Split(r.Enhanced, ".")
-	if len(p) != 3 {
+	return ParseEnhanced(r.Enhanced)
+}
+
+// ParseEnhanced parses an enhanced status code (RFC 3463 §2): class "." subject "." detail, where
+// class is 2, 4 or 5 and subject and detail have one to three digits. It is the relay's one parser
+// of enhanced codes, for replies read from peers, plugin rejections and our own replies alike.
+func ParseEnhanced(s string) (class, subject, detail int, ok bool) {
+	// The longest valid code is "5.999.999"; checking the length first keeps a hostile string cheap.
+	if len(s) < 5 || len(s) > 9 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.' {
 		return 0, 0, 0, false
 	}
-	var n [3]int
-	for i, s := range p {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 0 {
-			return 0, 0, 0, false
-		}
-		n[i] = v
+	subject, rest, ok := digits(s[2:])
+	if !ok || rest == "" || rest[0] != '.' {
+		return 0, 0, 0, false
 	}
-	return n[0], n[1], n[2], true
+	detail, rest, ok = digits(rest[1:])
+	if !ok || rest != "" {
+		return 0, 0, 0, false
+	}
+	return int(s[0] - '0'), subject, detail, true
+}
+
+// digits reads one to three decimal digits off the front of s.
+func digits(s string) (n int, rest string, ok bool) {
+	i := 0
+	for i < len(s) && i < 3 && s[i] >= '0' && s[i] <= '9' {
+		n = n*10 + int(s[i]-'0')
+		i++
+	}
+	return n, s[i:], i > 0
+}
+
+// SplitEnhanced splits a leading enhanced status code off reply text: for code 550,
+// "5.1.1 no such user" gives ("5.1.1", "no such user", true). The enhanced code's class must
+// be the reply code's first digit (RFC 3463 §2, RFC 2034 §4); otherwise, or when the text
+// does not start with a well-formed code followed by a space or the end, ok is false and rest
+// is text unchanged.
+func SplitEnhanced(code int, text string) (enhanced, rest string, ok bool) {
+	enh, after, _ := strings.Cut(text, " ")
+	class, _, _, valid := ParseEnhanced(enh)
+	if !valid || class != code/100 {
+		return "", text, false
+	}
+	return enh, after, true
 }
 
 // Error is the one error type for SMTP outcomes, at reception and at delivery. Reply is what a

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,12 +91,18 @@ type Options struct {
 	RefreshInterval            time.Duration // queue config re-read after this, default 1m
 	ResolveTimeout             time.Duration // default 30s
 
-	Now func() time.Time
+	// Clock is the source of time (retry timers, idle connections, expiry); real time when nil.
+	Clock Clock
 }
 
 // Stats are counters since start.
 type Stats struct {
 	Queued, Received, Delivered, Transient, Bounced, Expired int64
+	// DeleteFailures counts finished messages (delivered, bounced, expired) whose spool entry
+	// could not be removed: they come back at the next start and may be delivered twice.
+	DeleteFailures int64
+	// Panics counts panics caught in delivery and queue goroutines.
+	Panics int64
 }
 
 // Manager owns every queued message.
@@ -117,6 +124,7 @@ type Manager struct {
 	conns   map[Conn]struct{} // open connections, closed by a Stop that runs out of time
 
 	queued, received, delivered, transient, bounced, expired atomic.Int64
+	deleteFailures, panics                                   atomic.Int64
 }
 
 // New returns a Manager; call Start to run it.
@@ -136,20 +144,53 @@ func New(opt Options) *Manager {
 	if opt.ResolveTimeout <= 0 {
 		opt.ResolveTimeout = 30 * time.Second
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
+	if opt.Clock == nil {
+		opt.Clock = realClock{}
 	}
 	if opt.Diag == nil {
 		opt.Diag = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}}
-	m.timers.init(m.goDispatch, opt.Now)
+	m.timers.init(m.goDispatch, opt.Clock)
 	return m
 }
 
-// Start runs the retry timer.
-func (m *Manager) Start() { go m.timers.run(m.ctx) }
+// Start runs the retry timer. A panic in it is logged and the timer runs again: the heap
+// survives, so no waiting message is lost.
+func (m *Manager) Start() {
+	go func() {
+		for m.ctx.Err() == nil {
+			m.guard("retry timer", nil, func() { m.timers.run(m.ctx) })
+		}
+	}()
+}
+
+// guard runs f and turns a panic into a diagnostic with the stack, so that one bad message
+// or plugin cannot take the process down. It reports whether f panicked.
+func (m *Manager) guard(what string, msg *message.Message, f func()) (panicked bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = true
+			m.panics.Add(1)
+			args := []any{"panic", fmt.Sprint(p), "stack", string(debug.Stack())}
+			if msg != nil {
+				args = append(args, "id", msg.ID)
+			}
+			m.opt.Diag.Error("panic in "+what, args...)
+		}
+	}()
+	f()
+	return false
+}
+
+var errInternal = message.Errorf(451, "4.3.0", "internal error during delivery")
+
+// failSafely records a transient failure for a message whose attempt ended in a panic, so that
+// it is retried; if even that panics, the message is left to the spool and the next start.
+func (m *Manager) failSafely(msg *message.Message, cfg Config, site string) {
+	m.guard("recording a failed attempt", msg, func() { m.retry(msg, cfg, errInternal, site, nil) })
+}
 
 // Stop stops dispatching and lets each connection finish the message it is sending. When ctx
 // ends first, the open connections are closed (those messages become transient failures,
@@ -196,7 +237,16 @@ func (m *Manager) spawn(f func()) bool {
 	return true
 }
 
-func (m *Manager) goDispatch(msg *message.Message) { m.spawn(func() { m.dispatch(msg) }) }
+// goDispatch dispatches msg in a goroutine. A panic before the message found its next owner
+// (a ready queue, or a record that ends or reschedules it) fails the attempt transiently.
+func (m *Manager) goDispatch(msg *message.Message) {
+	m.spawn(func() {
+		settled := false
+		if m.guard("dispatch", msg, func() { m.dispatch(msg, &settled) }) && !settled {
+			m.failSafely(msg, m.opt.Defaults, "")
+		}
+	})
+}
 
 func (m *Manager) track(c Conn, open bool) {
 	m.stopMu.Lock()
@@ -213,6 +263,7 @@ func (m *Manager) Stats() Stats {
 	return Stats{
 		Queued: m.queued.Load(), Received: m.received.Load(), Delivered: m.delivered.Load(),
 		Transient: m.transient.Load(), Bounced: m.bounced.Load(), Expired: m.expired.Load(),
+		DeleteFailures: m.deleteFailures.Load(), Panics: m.panics.Load(),
 	}
 }
 
@@ -239,7 +290,7 @@ func (m *Manager) Recover(msg *message.Message) { m.insert(msg) }
 
 func (m *Manager) insert(msg *message.Message) {
 	m.queued.Add(1)
-	if !msg.Due.After(m.opt.Now()) {
+	if !msg.Due.After(m.opt.Clock.Now()) {
 		m.goDispatch(msg)
 		return
 	}
@@ -273,7 +324,7 @@ func (m *Manager) schedQueue(name string) *schedQueue {
 func (m *Manager) config(q *schedQueue) (Config, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	now := m.opt.Now()
+	now := m.opt.Clock.Now()
 	if !q.fetched.IsZero() && now.Sub(q.fetched) < m.opt.RefreshInterval {
 		return q.cfg, q.cfgErr
 	}
@@ -302,22 +353,27 @@ var (
 )
 
 // dispatch runs when a message is due: config, expiry, resolution, then its site's ready queue.
-func (m *Manager) dispatch(msg *message.Message) {
+// settled is set once the message has been handed on, so that a panic after it does not
+// schedule the message twice.
+func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	if m.ctx.Err() != nil {
 		return // shutting down: the message stays in the spool
 	}
 	q := m.schedQueue(msg.Queue)
 	if q.compErr != nil {
+		*settled = true
 		m.bounce(msg, errBadQueue.Wrap(q.compErr), "", nil)
 		return
 	}
 	cfg, err := m.config(q)
 	if err != nil {
 		m.opt.Diag.Warn("queue config failed", "queue", q.name, "err", err)
+		*settled = true
 		m.retry(msg, m.opt.Defaults, errConfig.Wrap(err), "", nil)
 		return
 	}
-	if now := m.opt.Now(); now.Sub(msg.Created) >= cfg.MaxAge {
+	if now := m.opt.Clock.Now(); now.Sub(msg.Created) >= cfg.MaxAge {
+		*settled = true
 		m.expire(msg, cfg, now.Sub(msg.Created))
 		return
 	}
@@ -325,6 +381,7 @@ func (m *Manager) dispatch(msg *message.Message) {
 	site, err := m.opt.Resolver.Resolve(ctx, q.comps.Destination(), cfg.MXList)
 	cancel()
 	if err != nil {
+		*settled = true
 		e := message.AsError(err)
 		if e.Temporary() {
 			m.retry(msg, cfg, e, "", nil)
@@ -333,7 +390,9 @@ func (m *Manager) dispatch(msg *message.Message) {
 		}
 		return
 	}
-	m.readyQueue(site).push(&item{msg: msg, cfg: cfg})
+	rq := m.readyQueue(site)
+	*settled = true
+	rq.push(&item{msg: msg, cfg: cfg})
 }
 
 func (m *Manager) readyQueue(site route.Site) *readyQueue {
@@ -356,7 +415,7 @@ func (m *Manager) outcome(it *item, site string, peer *route.Host, reply message
 	if err == nil {
 		m.removed()
 		m.delivered.Add(1)
-		_ = m.opt.Store.Delete(it.msg)
+		m.delete(it.msg)
 		m.opt.Log.Log(m.record(logs.Delivery, it.msg, reply, site, peer))
 		return
 	}
@@ -365,6 +424,16 @@ func (m *Manager) outcome(it *item, site string, peer *route.Host, reply message
 		m.retry(it.msg, it.cfg, e, site, peer)
 	} else {
 		m.bounce(it.msg, e, site, peer)
+	}
+}
+
+// delete removes a finished message from the spool. A failure cannot be undone here (the
+// outcome already happened), but it must not pass silently: the message would come back at the
+// next start and be delivered or bounced again.
+func (m *Manager) delete(msg *message.Message) {
+	if err := m.opt.Store.Delete(msg); err != nil {
+		m.deleteFailures.Add(1)
+		m.opt.Diag.Error("spool delete failed; the message will be attempted again after a restart", "id", msg.ID, "err", err)
 	}
 }
 
@@ -384,7 +453,7 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, site string, pe
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
 	}
-	_ = m.opt.Store.Delete(msg)
+	m.delete(msg)
 	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, site, peer))
 }
 
@@ -420,7 +489,7 @@ func jitter(cfg Config) time.Duration {
 func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, site string, peer *route.Host) {
 	msg.Attempts++
 	delay := Delay(cfg, msg.Attempts) + jitter(cfg)
-	now := m.opt.Now()
+	now := m.opt.Clock.Now()
 	next := now.Add(delay)
 	if next.Sub(msg.Created) > cfg.MaxAge {
 		// Log the failure that ended it, then the expiry.
@@ -448,6 +517,6 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration) {
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
-	_ = m.opt.Store.Delete(msg)
+	m.delete(msg)
 	m.opt.Log.Log(m.record(logs.Expiration, msg, r, "", nil))
 }

@@ -72,14 +72,15 @@ func (rq *readyQueue) take(idle time.Duration) *item {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
 	if len(rq.items) == 0 && !rq.stopping {
-		deadline := time.Now().Add(idle)
-		t := time.AfterFunc(idle, func() {
+		clock := rq.m.opt.Clock
+		deadline := clock.Now().Add(idle)
+		t := clock.AfterFunc(idle, func() {
 			rq.mu.Lock()
 			rq.cond.Broadcast()
 			rq.mu.Unlock()
 		})
 		defer t.Stop()
-		for len(rq.items) == 0 && !rq.stopping && time.Now().Before(deadline) {
+		for len(rq.items) == 0 && !rq.stopping && clock.Now().Before(deadline) {
 			rq.idle++
 			rq.cond.Wait()
 			rq.idle--
@@ -107,29 +108,23 @@ func (rq *readyQueue) drainAndRelease() []*item {
 	return out
 }
 
-// work is one connection's life: take messages, deliver them, reconnect when needed.
+// worker is one connection goroutine's state.
+type worker struct {
+	rq       *readyQueue
+	conn     Conn
+	released bool // the connection slot was given back (drainAndRelease)
+}
+
+// work is one connection's life: take messages, deliver them, reconnect when needed. Each
+// message is delivered inside a recover boundary: a panic (in the dialer, the connection, the
+// spool) drops the connection, fails that message transiently so it is retried, and the
+// worker goes on with the next one.
 func (rq *readyQueue) work() {
 	m := rq.m
-	var conn Conn
-	connect := func() error {
-		rq.mu.Lock()
-		hosts := rq.hosts
-		rq.mu.Unlock()
-		c, err := m.opt.Dialer.Connect(m.ctx, hosts)
-		if err == nil {
-			conn = c
-			m.track(c, true)
-		}
-		return err
-	}
-	hangUp := func() {
-		m.track(conn, false)
-		conn.Close()
-		conn = nil
-	}
+	w := &worker{rq: rq}
 	defer func() {
-		if conn != nil {
-			hangUp()
+		if w.conn != nil {
+			m.guard("closing a connection", nil, w.hangUp)
 		}
 	}()
 	for {
@@ -137,50 +132,99 @@ func (rq *readyQueue) work() {
 		if it == nil {
 			return
 		}
-		if conn == nil {
-			if err := connect(); err != nil {
-				// Every host of the site failed: that is the fate of every message waiting
-				// for this site right now, not only this one.
-				rest := rq.drainAndRelease()
-				m.outcome(it, rq.name, nil, message.Reply{}, err)
-				for _, o := range rest {
-					m.outcome(o, rq.name, nil, message.Reply{}, err)
-				}
-				return
+		settled, exit := false, false
+		if m.guard("delivery to "+rq.name, it.msg, func() { exit = w.deliver(it, &settled) }) {
+			if w.conn != nil {
+				c := w.conn
+				w.conn = nil
+				m.track(c, false)
+				m.guard("aborting a connection", nil, c.Abort)
 			}
-		}
-		body, err := m.opt.Store.Body(it.msg)
-		if err != nil {
-			m.opt.Diag.Error("spool read failed", "id", it.msg.ID, "err", err)
-			if errors.Is(err, spool.ErrNotFound) {
-				// Retrying cannot bring it back: end it with a record instead of retrying
-				// until max_age.
-				m.bounce(it.msg, errBodyLost.Wrap(err), rq.name, nil)
-				continue
+			if !settled {
+				m.failSafely(it.msg, it.cfg, rq.name)
 			}
-			m.outcome(it, rq.name, nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
-			continue
+			exit = w.released
 		}
-		reused := conn.Sent() > 0
-		reply, err := conn.Send(it.msg.Sender, it.msg.Recipient, body)
-		if err != nil && reused && conn.Broken() && m.ctx.Err() == nil {
-			// A cached connection the server dropped while idle (or closed with 421) says
-			// nothing about this message: try it once on a fresh connection, as Postfix does.
-			hangUp()
-			if err = connect(); err == nil {
-				reply, err = conn.Send(it.msg.Sender, it.msg.Recipient, body)
-			}
-		}
-		var peer *route.Host
-		if conn != nil {
-			h := conn.Host()
-			peer = &h
-		}
-		m.outcome(it, rq.name, peer, reply, err)
-		if conn != nil && (conn.Broken() || conn.Sent() >= m.opt.MaxDeliveriesPerConnection) {
-			hangUp()
+		if exit {
+			return
 		}
 	}
+}
+
+func (w *worker) connect() error {
+	rq, m := w.rq, w.rq.m
+	rq.mu.Lock()
+	hosts := rq.hosts
+	rq.mu.Unlock()
+	c, err := m.opt.Dialer.Connect(m.ctx, hosts)
+	if err == nil {
+		w.conn = c
+		m.track(c, true)
+	}
+	return err
+}
+
+func (w *worker) hangUp() {
+	c := w.conn
+	w.conn = nil
+	w.rq.m.track(c, false)
+	c.Close()
+}
+
+// deliver makes one attempt at it. settled is set just before the message's outcome is
+// recorded: from then on the message belongs to the spool and the timers, and a panic must not
+// schedule it a second time. exit reports that the worker gave up its slot and must end.
+func (w *worker) deliver(it *item, settled *bool) (exit bool) {
+	rq, m := w.rq, w.rq.m
+	if w.conn == nil {
+		if err := w.connect(); err != nil {
+			// Every host of the site failed: that is the fate of every message waiting
+			// for this site right now, not only this one.
+			rest := rq.drainAndRelease()
+			w.released = true
+			*settled = true
+			for _, o := range append([]*item{it}, rest...) {
+				m.guard("recording a failed connection", o.msg, func() {
+					m.outcome(o, rq.name, nil, message.Reply{}, err)
+				})
+			}
+			return true
+		}
+	}
+	body, err := m.opt.Store.Body(it.msg)
+	if err != nil {
+		m.opt.Diag.Error("spool read failed", "id", it.msg.ID, "err", err)
+		*settled = true
+		if errors.Is(err, spool.ErrNotFound) {
+			// Retrying cannot bring it back: end it with a record instead of retrying
+			// until max_age.
+			m.bounce(it.msg, errBodyLost.Wrap(err), rq.name, nil)
+			return false
+		}
+		m.outcome(it, rq.name, nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
+		return false
+	}
+	reused := w.conn.Sent() > 0
+	reply, err := w.conn.Send(it.msg.Sender, it.msg.Recipient, body)
+	if err != nil && reused && w.conn.Broken() && m.ctx.Err() == nil {
+		// A cached connection the server dropped while idle (or closed with 421) says
+		// nothing about this message: try it once on a fresh connection, as Postfix does.
+		w.hangUp()
+		if err = w.connect(); err == nil {
+			reply, err = w.conn.Send(it.msg.Sender, it.msg.Recipient, body)
+		}
+	}
+	var peer *route.Host
+	if w.conn != nil {
+		h := w.conn.Host()
+		peer = &h
+	}
+	*settled = true
+	m.outcome(it, rq.name, peer, reply, err)
+	if w.conn != nil && (w.conn.Broken() || w.conn.Sent() >= m.opt.MaxDeliveriesPerConnection) {
+		w.hangUp()
+	}
+	return false
 }
 
 var errBodyLost = message.Errorf(550, "5.3.0", "message body missing from the spool")

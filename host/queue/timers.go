@@ -12,15 +12,23 @@ import (
 // timerHeap holds messages waiting for their next attempt, earliest first, and hands each to
 // fire when it is due. One goroutine and one timer serve every waiting message.
 type timerHeap struct {
-	mu   sync.Mutex
-	h    msgHeap
-	wake chan struct{}
-	fire func(*message.Message)
-	now  func() time.Time
+	mu    sync.Mutex
+	h     msgHeap
+	wake  chan struct{}
+	fire  func(*message.Message)
+	clock Clock
 }
 
-func (t *timerHeap) init(fire func(*message.Message), now func() time.Time) {
-	t.fire, t.now, t.wake = fire, now, make(chan struct{}, 1)
+func (t *timerHeap) init(fire func(*message.Message), clock Clock) {
+	t.fire, t.clock, t.wake = fire, clock, make(chan struct{}, 1)
+}
+
+// poke wakes run without blocking; one pending wake-up is enough.
+func (t *timerHeap) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (t *timerHeap) push(m *message.Message) {
@@ -29,10 +37,7 @@ func (t *timerHeap) push(m *message.Message) {
 	first := t.h[0] == m
 	t.mu.Unlock()
 	if first {
-		select {
-		case t.wake <- struct{}{}:
-		default:
-		}
+		t.poke()
 	}
 }
 
@@ -43,14 +48,20 @@ func (t *timerHeap) Len() int {
 	return len(t.h)
 }
 
+// run hands due messages to fire until ctx ends. It returns normally only then; a panic
+// (from fire) leaves the heap intact for the caller to run again.
 func (t *timerHeap) run(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	var timer Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		var due []*message.Message
-		wait := time.Hour
+		var wait time.Duration
 		t.mu.Lock()
-		now := t.now()
+		now := t.clock.Now()
 		for len(t.h) > 0 {
 			if d := t.h[0].Due.Sub(now); d > 0 {
 				wait = d
@@ -60,14 +71,19 @@ func (t *timerHeap) run(ctx context.Context) {
 		}
 		t.mu.Unlock()
 		for _, m := range due {
-			go t.fire(m)
+			t.fire(m)
 		}
-		timer.Reset(wait)
+		if timer != nil {
+			timer.Stop()
+			timer = nil
+		}
+		if wait > 0 {
+			timer = t.clock.AfterFunc(wait, t.poke)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.wake:
-		case <-timer.C:
 		}
 	}
 }

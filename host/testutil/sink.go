@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -28,6 +29,14 @@ const (
 	// Hang accepts the TCP connection and then never writes anything (not
 	// even the banner) until the sink is closed.
 	Hang
+	// FloodLine answers with a reply code followed by an endless line (no
+	// line end, ever), as a hostile server would, until the client hangs
+	// up: in place of the greeting when Behavior.At is empty, else in place
+	// of the reply to the command named by At.
+	FloodLine
+	// FloodLines answers like FloodLine, but with endless continuation
+	// lines ("220-...", "250-..."), each of normal length.
+	FloodLines
 )
 
 // String returns the mode's name.
@@ -41,6 +50,10 @@ func (m Mode) String() string {
 		return "PermFail"
 	case Hang:
 		return "Hang"
+	case FloodLine:
+		return "FloodLine"
+	case FloodLines:
+		return "FloodLines"
 	}
 	return "Mode(" + strconv.Itoa(int(m)) + ")"
 }
@@ -49,18 +62,23 @@ func (m Mode) String() string {
 type Behavior struct {
 	Mode Mode
 	// At names the command that gets the failure: "MAIL", "RCPT" or "DATA"
-	// (case-insensitive; default "RCPT"). A DATA failure is the reply to the
-	// end of the message, after the sink has read it. Ignored for Accept and
-	// Hang.
+	// (case-insensitive; default "RCPT", except for the Flood modes, where
+	// empty means the greeting). A DATA failure is the reply to the end of
+	// the message, after the sink has read it. Ignored for Accept and Hang.
 	At string
 	// Code is the reply code; default 451 for TempFail, 550 for PermFail.
 	// The enhanced status code is Code/100 followed by ".0.0".
 	Code int
 	// Text is the reply text; a default naming the sink is used when empty.
 	Text string
-	// Times is how many failures (or, for Hang, hung connections) happen
-	// before the sink goes back to accepting; 0 means forever.
+	// Times is how many failures (or, for Hang and the Flood modes, hostile
+	// connections) happen before the sink goes back to accepting; 0 means
+	// forever.
 	Times int
+	// Without names EHLO keywords ("8BITMIME", "SMTPUTF8", "PIPELINING",
+	// case-insensitive) the sink stops offering on connections accepted
+	// afterwards, whatever the mode. The sink offers SMTPUTF8 by default.
+	Without []string
 }
 
 // Received is a message accepted by a Sink (its DATA got a 250 reply).
@@ -71,6 +89,10 @@ type Received struct {
 	Helo string   // argument of the last HELO/EHLO
 	TLS  bool     // whether the session was under TLS
 	At   time.Time
+	// Body is MAIL FROM's BODY= parameter ("8BITMIME", "7BIT" or "" when absent).
+	Body string
+	// SMTPUTF8 reports whether MAIL FROM carried the SMTPUTF8 parameter (RFC 6531).
+	SMTPUTF8 bool
 }
 
 // Sink is a real SMTP server (github.com/emersion/go-smtp) listening on a
@@ -165,6 +187,7 @@ func newSink(addr string) (*Sink, error) {
 	srv.Domain = "sink.test"
 	srv.AllowInsecureAuth = true
 	srv.MaxMessageBytes = 50 << 20
+	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv = srv
 
@@ -195,7 +218,9 @@ func (s *Sink) SetBehavior(b Behavior) {
 	b.At = strings.ToUpper(b.At)
 	switch b.At {
 	case "":
-		b.At = "RCPT"
+		if b.Mode != FloodLine && b.Mode != FloodLines {
+			b.At = "RCPT"
+		}
 	case "MAIL", "RCPT", "DATA":
 	default:
 		panic(fmt.Sprintf("testutil: Sink.SetBehavior: At = %q, want MAIL, RCPT or DATA", b.At))
@@ -290,6 +315,28 @@ func (s *Sink) takeFailure() bool {
 	return true
 }
 
+// floodAt reports whether the reply to cmd must be a flood, and which.
+func (s *Sink) floodAt(cmd string) (Mode, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.behavior
+	if (b.Mode != FloodLine && b.Mode != FloodLines) || b.At != cmd || !s.takeFailure() {
+		return 0, false
+	}
+	return b.Mode, true
+}
+
+// fail returns the error to answer cmd with, or nil to accept it. A flood
+// is written straight to the connection and returns only when the client
+// has hung up.
+func (ss *session) fail(cmd string) error {
+	if mode, ok := ss.sink.floodAt(cmd); ok {
+		flood(ss.conn.Conn(), mode, 250)
+		return errors.New("flooded")
+	}
+	return ss.sink.fail(cmd)
+}
+
 // fail returns the error to answer cmd with, or nil to accept it.
 func (s *Sink) fail(cmd string) error {
 	s.mu.Lock()
@@ -316,12 +363,23 @@ func (s *Sink) fail(cmd string) error {
 	}
 }
 
-// accepted counts a new connection and reports whether it must hang.
-func (s *Sink) accepted() (hang bool) {
+// accepted counts a new connection and returns the mode it gets (Accept when
+// go-smtp is to serve it) and the EHLO keywords to hide from it.
+func (s *Sink) accepted() (Mode, []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conns++
-	return s.behavior.Mode == Hang && s.takeFailure()
+	switch m := s.behavior.Mode; m {
+	case Hang:
+		if s.takeFailure() {
+			return m, nil
+		}
+	case FloodLine, FloodLines:
+		if s.behavior.At == "" && s.takeFailure() {
+			return m, nil
+		}
+	}
+	return Accept, s.behavior.Without
 }
 
 func (s *Sink) record(m Received) {
@@ -345,16 +403,75 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !l.s.accepted() {
+		mode, without := l.s.accepted()
+		switch mode {
+		case Accept:
+			if len(without) > 0 {
+				c = &hidingConn{Conn: c, hide: without}
+			}
 			return c, nil
+		case Hang:
+			l.s.held.Add(1)
+			go func() {
+				defer l.s.held.Done()
+				<-l.s.closed
+				c.Close()
+			}()
+		default:
+			l.s.held.Add(1)
+			go func() {
+				defer l.s.held.Done()
+				done := make(chan struct{})
+				go func() {
+					select {
+					case <-l.s.closed:
+					case <-done:
+					}
+					c.Close()
+				}()
+				flood(c, mode, 220)
+				close(done)
+			}()
 		}
-		l.s.held.Add(1)
-		go func() {
-			defer l.s.held.Done()
-			<-l.s.closed
-			c.Close()
-		}()
 	}
+}
+
+// flood writes an endless reply with code until the peer hangs up (a write
+// fails).
+func flood(c net.Conn, mode Mode, code int) {
+	chunk := bytes.Repeat([]byte("x"), 32<<10)
+	if mode == FloodLines {
+		line := []byte(strconv.Itoa(code) + "-sink.test flooding with continuation lines\r\n")
+		chunk = bytes.Repeat(line, (32<<10)/len(line))
+	} else if _, err := c.Write([]byte(strconv.Itoa(code) + " ")); err != nil {
+		return
+	}
+	for {
+		if _, err := c.Write(chunk); err != nil {
+			return
+		}
+	}
+}
+
+// hidingConn drops EHLO reply lines that offer a hidden keyword. go-smtp
+// writes and flushes each reply line separately (textproto PrintfLine), and
+// always ends its EHLO reply with SIZE, so a dropped line is never the last.
+type hidingConn struct {
+	net.Conn
+	hide []string
+}
+
+func (h *hidingConn) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\r\n")
+	if len(line) > 4 && strings.HasPrefix(line, "250-") {
+		kw, _, _ := strings.Cut(line[4:], " ")
+		for _, w := range h.hide {
+			if strings.EqualFold(kw, w) {
+				return len(p), nil
+			}
+		}
+	}
+	return h.Conn.Write(p)
 }
 
 func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -367,6 +484,8 @@ type session struct {
 	conn *smtp.Conn
 	from string
 	to   []string
+	body string
+	utf8 bool
 }
 
 func (ss *session) Reset() {
@@ -375,16 +494,20 @@ func (ss *session) Reset() {
 
 func (ss *session) Logout() error { return nil }
 
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
-	if err := ss.sink.fail("MAIL"); err != nil {
+func (ss *session) Mail(from string, opt *smtp.MailOptions) error {
+	if err := ss.fail("MAIL"); err != nil {
 		return err
 	}
 	ss.from, ss.to = from, nil
+	ss.body, ss.utf8 = "", false
+	if opt != nil {
+		ss.body, ss.utf8 = string(opt.Body), opt.UTF8
+	}
 	return nil
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if err := ss.sink.fail("RCPT"); err != nil {
+	if err := ss.fail("RCPT"); err != nil {
 		return err
 	}
 	ss.to = append(ss.to, to)
@@ -396,17 +519,19 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err // e.g. smtp.ErrDataTooLarge
 	}
-	if err := ss.sink.fail("DATA"); err != nil {
+	if err := ss.fail("DATA"); err != nil {
 		return err
 	}
 	_, tls := ss.conn.TLSConnectionState()
 	ss.sink.record(Received{
-		From: ss.from,
-		To:   append([]string(nil), ss.to...),
-		Data: data,
-		Helo: ss.conn.Hostname(),
-		TLS:  tls,
-		At:   time.Now(),
+		From:     ss.from,
+		To:       append([]string(nil), ss.to...),
+		Data:     data,
+		Helo:     ss.conn.Hostname(),
+		TLS:      tls,
+		At:       time.Now(),
+		Body:     ss.body,
+		SMTPUTF8: ss.utf8,
 	})
 	return nil
 }

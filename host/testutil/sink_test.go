@@ -3,6 +3,7 @@ package testutil
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -290,4 +291,87 @@ func TestSetBehaviorBadAt(t *testing.T) {
 		}
 	}()
 	s.SetBehavior(Behavior{Mode: TempFail, At: "HELO"})
+}
+
+func TestSinkFloods(t *testing.T) {
+	for _, tc := range []struct {
+		mode Mode
+		want string // what the first 8 KiB look like
+	}{
+		{FloodLine, "220 xxxxxxxx"},
+		{FloodLines, "220-sink.test flooding"},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			s := StartSink(t, "127.0.0.2:0")
+			s.SetBehavior(Behavior{Mode: tc.mode, Times: 1})
+			c, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 8<<10)
+			if _, err := io.ReadFull(c, buf); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			if !strings.HasPrefix(string(buf), tc.want) {
+				t.Fatalf("flood starts %q", buf[:40])
+			}
+			if tc.mode == FloodLine && bytes.ContainsAny(buf, "\r\n") {
+				t.Fatal("endless line has a line end")
+			}
+			if tc.mode == FloodLines && bytes.Count(buf, []byte("\r\n220-")) < 100 {
+				t.Fatal("too few continuation lines")
+			}
+			// Times: 1 — the next connection is served normally.
+			if err := send(t, s.Addr, "a@example.org", "b@example.com"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestSinkWithoutHidesExtensions(t *testing.T) {
+	s := StartSink(t, "127.0.0.2:0")
+	c := Dial(t, s.Addr)
+	exts := strings.Join(c.Hello("a.test"), " ")
+	c.Close()
+	if !strings.Contains(exts, "8BITMIME") || !strings.Contains(exts, "SMTPUTF8") {
+		t.Fatalf("default EHLO: %s", exts)
+	}
+	s.SetBehavior(Behavior{Without: []string{"8bitmime", "SMTPUTF8"}})
+	c = Dial(t, s.Addr)
+	defer c.Close()
+	exts = strings.Join(c.Hello("a.test"), " ")
+	if strings.Contains(exts, "8BITMIME") || strings.Contains(exts, "SMTPUTF8") || !strings.Contains(exts, "PIPELINING") {
+		t.Fatalf("EHLO without 8BITMIME and SMTPUTF8: %s", exts)
+	}
+	if code, _ := c.Send("a@x.test", []string{"b@y.test"}, "Subject: s\r\n\r\nhi\r\n"); code != 250 {
+		t.Fatalf("send: %d", code)
+	}
+	if m := s.Messages()[0]; m.Body != "" || m.SMTPUTF8 {
+		t.Fatalf("recorded %+v", m)
+	}
+}
+
+func TestSinkFloodsAtData(t *testing.T) {
+	s := StartSink(t, "127.0.0.2:0")
+	s.SetBehavior(Behavior{Mode: FloodLines, At: "DATA", Times: 1})
+	c := Dial(t, s.Addr)
+	c.Hello("a.test")
+	c.Expect(250, "MAIL FROM:<a@x.test>")
+	c.Expect(250, "RCPT TO:<b@y.test>")
+	c.Expect(354, "DATA")
+	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.conn.Write([]byte("Subject: s\r\n\r\nhi\r\n.\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8<<10)
+	if _, err := io.ReadFull(c.conn, buf); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.Close()
+	if !strings.HasPrefix(string(buf), "250-sink.test flooding") || s.Count() != 0 {
+		t.Fatalf("flood starts %q, %d recorded", buf[:40], s.Count())
+	}
 }
