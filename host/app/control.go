@@ -35,6 +35,10 @@ type QueueCounts struct {
 	Transient int64 `json:"transient_failures"`
 	Bounced   int64 `json:"bounced"`
 	Expired   int64 `json:"expired"`
+	// DeleteFailures are delivered messages whose spool delete failed (they may be sent again
+	// after a restart); Panics are deliveries a recovered panic failed transiently.
+	DeleteFailures int64 `json:"delete_failures"`
+	Panics         int64 `json:"panics"`
 }
 
 // startControl listens on the local control socket. It is a Unix socket with mode 0600: only
@@ -135,7 +139,7 @@ func (a *App) serveControl(c net.Conn) {
 	}
 	resp.Plugins = a.Status()
 	st := a.queue.Stats()
-	resp.Queue = QueueCounts{Queued: st.Queued, Received: st.Received, Delivered: st.Delivered, Transient: st.Transient, Bounced: st.Bounced, Expired: st.Expired}
+	resp.Queue = QueueCounts{Queued: st.Queued, Received: st.Received, Delivered: st.Delivered, Transient: st.Transient, Bounced: st.Bounced, Expired: st.Expired, DeleteFailures: st.DeleteFailures, Panics: st.Panics}
 	_ = json.NewEncoder(c).Encode(resp)
 }
 
