@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -83,7 +85,17 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		a.closePlugins()
 		return nil, fmt.Errorf("logs: %w", err)
 	}
-	if a.spool, err = spool.Open(cfg.Spool.Path, diag); err != nil {
+	// Opening waits while the spool's disk is too full to open safely; SIGINT/SIGTERM end the
+	// wait (main installs its own handlers only after New).
+	openCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	a.spool, err = spool.OpenContext(openCtx, spool.Options{
+		Path:    cfg.Spool.Path,
+		MinFree: int64(cfg.Spool.MinFree),
+		MaxBody: int64(cfg.SMTP.MaxMessageSize),
+		Log:     diag,
+	})
+	stop()
+	if err != nil {
 		a.logs.Close()
 		a.closePlugins()
 		return nil, err
@@ -187,6 +199,9 @@ func (a *App) Submit(msgs []*message.Message, body []byte) error { return a.queu
 
 // Stats returns queue counters.
 func (a *App) Stats() queue.Stats { return a.queue.Stats() }
+
+// SpoolStats returns the spool's free-space counters (reserve, refusals).
+func (a *App) SpoolStats() spool.Stats { return a.spool.Stats() }
 
 // Shutdown stops gracefully: no new connections, in-flight SMTP transactions finish, deliveries
 // in progress finish, then the spool is flushed and closed.

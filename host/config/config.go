@@ -40,6 +40,9 @@ type Config struct {
 
 type SpoolConfig struct {
 	Path string `toml:"path"`
+	// MinFree is the free space kept on the spool's filesystem: below it new mail gets
+	// 452 4.3.1 while deliveries go on, because Badger crashes rather than fails on a full disk.
+	MinFree Size `toml:"min_free"`
 }
 
 type SMTPConfig struct {
@@ -108,7 +111,7 @@ func Defaults() Config {
 	}
 	return Config{
 		Hostname: host,
-		Spool:    SpoolConfig{Path: "data/spool"},
+		Spool:    SpoolConfig{Path: "data/spool", MinFree: 1 << 30}, // = spool.DefaultMinFree
 		SMTP: SMTPConfig{
 			Listen:          []string{"127.0.0.1:2525"},
 			RelayHosts:      []string{"127.0.0.0/8", "::1/128"},
@@ -229,6 +232,7 @@ func (c *Config) validate() error {
 		key string
 		v   int64
 	}{
+		{"spool.min_free", int64(c.Spool.MinFree)},
 		{"smtp.max_message_size", int64(c.SMTP.MaxMessageSize)},
 		{"smtp.max_recipients", int64(c.SMTP.MaxRecipients)},
 		{"smtp.max_line_length", int64(c.SMTP.MaxLineLength)},

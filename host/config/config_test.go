@@ -23,6 +23,12 @@ func TestDefaultConfigParses(t *testing.T) {
 	if int64(c.SMTP.MaxMessageSize) != 20<<20 {
 		t.Fatalf("max size %d", c.SMTP.MaxMessageSize)
 	}
+	if c.Spool.MinFree != 1<<30 || Defaults().Spool.MinFree != 1<<30 {
+		t.Fatalf("spool.min_free default %d", c.Spool.MinFree)
+	}
+	if c, err := Parse("[spool]\nmin_free = \"2GiB\"\n"); err != nil || c.Spool.MinFree != 2<<30 {
+		t.Fatalf("spool.min_free = 2GiB: %v %v", c, err)
+	}
 }
 
 func TestSpecExampleParses(t *testing.T) {
@@ -71,6 +77,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[smtp]\nmax_message_size = \"20 parsecs\"", "smtp.max_message_size"},
 		{"[queue]\nretry_interval = \"soon\"", "queue.retry_interval"},
 		{"[queue]\nmax_age = 0", "queue.max_age"},
+		{"[spool]\nmin_free = 0", "spool.min_free"},
+		{"[spool]\nmin_free = \"plenty\"", "spool.min_free"},
 		{"[delivery]\nsmtp_port = 70000", "delivery.smtp_port"},
 		{"[delivery]\nenable_tls = \"Sometimes\"", "delivery.enable_tls"},
 		{"[delivery]\nprohibited_hosts = [\"x\"]", "delivery.prohibited_hosts"},

@@ -7,9 +7,17 @@
 // (ARCHITECTURE.md); grouping keeps one fsync per batch instead of one per message while every
 // Put still returns only after its data is on disk. The committer syncs after every transaction,
 // so a memtable rotation never strands unsynced entries in an immutable memtable.
+//
+// Badger faults (SIGBUS) instead of failing when its disk is full, so the spool keeps a reserve
+// of free space (space.go): Room and Put refuse new mail with 452 4.3.1 before the reserve is
+// touched, and Open waits for space rather than replay onto a full disk. Update and Delete are
+// never refused: they are what deliveries write, deliveries are what frees space, and each is a
+// few hundred bytes; the reserve, sized for everything Badger may write on its own, is what
+// keeps them safe while reception is refused.
 package spool
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +58,7 @@ type Spool struct {
 	failed atomic.Pointer[error]
 	done   chan struct{}
 	gcStop chan struct{}
+	space  *space
 }
 
 type op struct {
@@ -61,26 +70,74 @@ type request struct {
 	done chan error // nil: nobody waits (state updates, deletes)
 }
 
-// Open opens (creating if needed) the spool at path.
+// Options configure OpenContext.
+type Options struct {
+	Path string
+	// MinFree is the free-space reserve in bytes (spool.min_free); 0 means DefaultMinFree.
+	MinFree int64
+	// MaxBody is the largest body Put must store (smtp.max_message_size); it sizes Badger's
+	// value-log files. 0 means 64 MiB.
+	MaxBody int64
+	Log     *slog.Logger
+}
+
+// Open opens (creating if needed) the spool at path with the default reserve.
 func Open(path string, log *slog.Logger) (*Spool, error) {
+	return OpenContext(context.Background(), Options{Path: path, Log: log})
+}
+
+// OpenContext opens (creating if needed) the spool. When the disk lacks room for what opening
+// writes (see waitForRoom) it waits, logging why, until there is room or ctx is done.
+func OpenContext(ctx context.Context, o Options) (*Spool, error) {
+	log := o.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	opts := badger.DefaultOptions(path).
+	if o.MinFree <= 0 {
+		o.MinFree = DefaultMinFree
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 64 << 20
+	}
+	vlogSize := valueLogFileSize(o.MaxBody)
+	if need := badgerNeed(vlogSize); o.MinFree < need {
+		log.Warn("spool.min_free is below what Badger may write on its own; a full disk can crash the relay",
+			"min_free", o.MinFree, "badger_need", need)
+	}
+	if err := waitForRoom(ctx, o.Path, o.MinFree, vlogSize, log); err != nil {
+		return nil, err
+	}
+	opts := badger.DefaultOptions(o.Path).
 		WithSyncWrites(false). // we sync once per group commit, see the package comment
 		WithLogger(badgerLogger{log}).
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(64 << 10). // big bodies go to the value log, keeping the LSM small
-		WithCompactL0OnClose(true)
+		WithCompactL0OnClose(true).
+		// The reserve is computed from these (space.go), so they are set, not inherited.
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithNumLevelZeroTables(numLevelZeroTables).
+		WithBaseLevelSize(baseLevelSize).
+		WithValueLogFileSize(vlogSize)
 	db, err := badger.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open spool %s: %w", path, err)
+		return nil, fmt.Errorf("open spool %s: %w", o.Path, err)
 	}
-	s := &Spool{db: db, log: log, refs: map[message.ID]int{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{})}
+	s := &Spool{db: db, log: log, refs: map[message.ID]int{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
+		space: newSpace(o.Path, o.MinFree, log)}
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
 }
+
+// Room reports whether n more bytes can be accepted: nil while free space minus n stays at or
+// above the reserve (spool.min_free), else ErrInsufficientStorage (452 4.3.1) with the numbers
+// as its cause. It costs a few atomic loads; free space is read from the kernel at most every
+// 100 ms. Reception calls it at MAIL and before handing a message over.
+func (s *Spool) Room(n int64) error { return s.space.room(n) }
+
+// Stats returns the free-space counters.
+func (s *Spool) Stats() Stats { return s.space.stats() }
 
 // Put stores messages sharing one body atomically (all or none) and returns once they are
 // synced to disk. It is what stands behind every 250. It sets each message's BodyID.
@@ -91,6 +148,7 @@ func (s *Spool) Put(msgs []*message.Message, body []byte) error {
 	bodyID := msgs[0].ID
 	r := &request{ops: make([]op, 0, 1+len(msgs)), done: make(chan error, 1)}
 	r.ops = append(r.ops, op{bodyKey(bodyID), body})
+	size := int64(len(body) + recordOverhead)
 	for _, m := range msgs {
 		m.BodyID = bodyID
 		v, err := json.Marshal(m)
@@ -98,7 +156,13 @@ func (s *Spool) Put(msgs []*message.Message, body []byte) error {
 			return err
 		}
 		r.ops = append(r.ops, op{metaKey(m.ID), v})
+		size += int64(len(v) + recordOverhead)
 	}
+	// Refuse rather than hand Badger a write the disk may not hold: that would be a SIGBUS.
+	if err := s.space.reserve(size); err != nil {
+		return err
+	}
+	defer s.space.done(size)
 	s.refsMu.Lock()
 	s.refs[bodyID] += len(msgs)
 	s.refsMu.Unlock()
@@ -197,11 +261,11 @@ func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err e
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
-			var m message.Message
-			err := item.Value(func(v []byte) error { return json.Unmarshal(v, &m) })
-			if err == nil && m.ID == "" {
-				err = errors.New("record without id")
-			}
+			var m *message.Message
+			err := item.Value(func(v []byte) (err error) {
+				m, err = decodeRecord(item.Key(), v)
+				return err
+			})
 			if err != nil {
 				if bad != nil {
 					bad(item.KeyCopy(nil), err)
@@ -211,7 +275,7 @@ func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err e
 			s.refsMu.Lock()
 			s.refs[m.BodyID]++
 			s.refsMu.Unlock()
-			if err := fn(&m); err != nil {
+			if err := fn(m); err != nil {
 				return err
 			}
 		}
@@ -329,15 +393,44 @@ func apply(txn *badger.Txn, r *request) error {
 	return nil
 }
 
-// gcLoop reclaims value-log space left by delivered messages.
+// decodeRecord decodes a message record stored under key. A record must name itself: Delete
+// and Update address a message by the id inside it, so a record whose id differs from its key
+// could never be deleted and would be delivered again after every restart.
+func decodeRecord(key, v []byte) (*message.Message, error) {
+	var m message.Message
+	if err := json.Unmarshal(v, &m); err != nil {
+		return nil, err
+	}
+	if m.ID == "" {
+		return nil, errors.New("record without id")
+	}
+	if string(key) != string(metaPrefix)+string(m.ID) {
+		return nil, fmt.Errorf("record id %q does not match its key", m.ID)
+	}
+	return &m, nil
+}
+
+// gcLoop reclaims value-log space left by delivered messages, and watches free space so the
+// reserve's diagnostics and Stats follow it on an idle relay. Below the reserve GC runs every
+// minute instead of every five: delivered mail only gives its value-log space back through GC.
 func (s *Spool) gcLoop() {
-	t := time.NewTicker(5 * time.Minute)
+	t := time.NewTicker(monitorInterval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-s.gcStop:
 			return
 		case <-t.C:
+			s.space.refresh(true)
+			every := 5 * time.Minute
+			if s.space.below.Load() {
+				every = time.Minute
+			}
+			if time.Since(last) < every {
+				continue
+			}
+			last = time.Now()
 			for s.db.RunValueLogGC(0.5) == nil {
 			}
 		}

@@ -95,8 +95,16 @@ func StartRelay(t testing.TB, bin, dir, config, smtpAddr string) *Relay {
 	return r
 }
 
-// Start (re)starts the process with the same config.
+// Start (re)starts the process with the same config and waits until SMTP answers.
 func (r *Relay) Start() {
+	r.t.Helper()
+	r.StartNoWait()
+	r.WaitListening(20 * time.Second)
+}
+
+// StartNoWait (re)starts the process with the same config and returns at once, for a process
+// expected not to listen yet (say, one waiting for disk space).
+func (r *Relay) StartNoWait() {
 	r.t.Helper()
 	r.stderr = &lockedBuffer{}
 	r.cmd = exec.Command(r.Bin, "serve", "--config", r.Config, "--log-level", "debug")
@@ -108,7 +116,12 @@ func (r *Relay) Start() {
 	}
 	r.exited = make(chan struct{})
 	go func(c *exec.Cmd, ch chan struct{}) { _ = c.Wait(); close(ch) }(r.cmd, r.exited)
-	deadline := time.Now().Add(20 * time.Second)
+}
+
+// WaitListening waits until SMTP answers; the test fails if the process exits first.
+func (r *Relay) WaitListening(timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", r.SMTP, time.Second)
 		if err == nil {
@@ -121,8 +134,19 @@ func (r *Relay) Start() {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("wasmta did not listen on %s:\n%s", r.SMTP, r.stderr.String())
+			r.t.Fatalf("wasmta did not listen on %s within %s:\n%s", r.SMTP, timeout, r.stderr.String())
 		}
+	}
+}
+
+// Exited reports whether the process has ended, and how ("" while it runs): a test that must
+// not see the relay die checks this.
+func (r *Relay) Exited() string {
+	select {
+	case <-r.exited:
+		return r.cmd.ProcessState.String()
+	default:
+		return ""
 	}
 }
 
