@@ -58,7 +58,7 @@ func newDiskEnv(t *testing.T) *diskEnv {
 retry_interval = "1s"
 max_retry_interval = "1s"
 `)
-	cfg = strings.Replace(cfg, "[spool]\n", fmt.Sprintf("[spool]\nmin_free = %d\n", diskReserve), 1)
+	cfg = strings.Replace(cfg, "min_free = \"32MiB\"\n", fmt.Sprintf("min_free = %d\n", diskReserve), 1)
 	e := &diskEnv{t: t, fs: fs, sink: sinks[0], body: strings.Repeat(strings.Repeat("x", 78)+"\r\n", diskBody/80)}
 	e.relay = testutil.StartRelay(t, relayBin, dir, cfg, addr)
 	return e

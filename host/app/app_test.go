@@ -129,6 +129,7 @@ control_socket = %q
 wasm_cache = %q
 [spool]
 path = %q
+min_free = "32MiB"
 [logs]
 dir = %q
 [smtp]
@@ -195,7 +196,7 @@ func TestReloadAddsPluginAndRefusesBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	base := testConfig(t, dir, dns.Addr, port, "")
 	path := filepath.Join(dir, "c.toml")
-	text := fmt.Sprintf("control_socket = %q\nwasm_cache = %q\n[spool]\npath = %q\n[logs]\ndir = %q\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[dns]\nresolvers = [%q]\n[delivery]\nsmtp_port = %d\nprohibited_hosts = []\n",
+	text := fmt.Sprintf("control_socket = %q\nwasm_cache = %q\n[spool]\npath = %q\nmin_free = \"32MiB\"\n[logs]\ndir = %q\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[dns]\nresolvers = [%q]\n[delivery]\nsmtp_port = %d\nprohibited_hosts = []\n",
 		base.ControlSocket, base.WasmCache, base.Spool.Path, base.Logs.Dir, dns.Addr, port)
 	os.WriteFile(path, []byte(text), 0o600)
 	cfg, err := config.Load(path)

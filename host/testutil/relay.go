@@ -53,7 +53,8 @@ type Relay struct {
 }
 
 // RelayConfig fills the parts of a test config every relay needs: an SMTP port on 127.0.0.1,
-// and spool and logs under dir. extra is added verbatim (DNS, delivery, queue sections); its
+// and spool and logs under dir (with a small free-space reserve, so tests pass on a machine with
+// little disk; the disk-full tests set their own). extra is added verbatim (DNS, delivery, queue sections); its
 // top-level keys, the lines before its first [table], go before the relay's own tables.
 func RelayConfig(t testing.TB, dir, extra string) (cfg, smtpAddr string) {
 	port := MustListenPort(t, "127.0.0.1")
@@ -73,6 +74,7 @@ func RelayConfig(t testing.TB, dir, extra string) (cfg, smtpAddr string) {
 %s
 [spool]
 path = %q
+min_free = "32MiB"
 [logs]
 dir = %q
 [smtp]
