@@ -56,7 +56,7 @@ func (f *fakeSpace) Room(n int64) error {
 	return nil
 }
 
-func start(t *testing.T, mod func(*Options)) (*recorder, string) {
+func start(t testing.TB, mod func(*Options)) (*recorder, string) {
 	t.Helper()
 	rec := &recorder{}
 	opt := Options{
