@@ -100,10 +100,10 @@ func (e *diskEnv) fillUntilRefused(prefix string) (accepted []string, refused st
 		switch code := e.send(rcpt); {
 		case code == 250:
 			accepted = append(accepted, rcpt)
-		case code == 451 || code == 452: // 452 4.3.1 once reception asks the spool for room
+		case code == 452: // 452 4.3.1 insufficient system storage (RFC 3463)
 			return accepted, rcpt
 		default:
-			e.t.Fatalf("%s: reply %d, want 250 or a transient refusal", rcpt, code)
+			e.t.Fatalf("%s: reply %d, want 250 or 452 4.3.1", rcpt, code)
 		}
 	}
 	e.t.Fatalf("400 messages of %d KiB accepted with %d bytes free: the reserve is not enforced", diskBody>>10, testutil.FreeBytes(e.t, e.fs))

@@ -137,7 +137,9 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		MaxLineLength:  cfg.SMTP.MaxLineLength,
 		MaxConnections: cfg.SMTP.MaxConnections,
 		IdleTimeout:    cfg.SMTP.IdleTimeout.D(),
+		DataTimeout:    cfg.SMTP.DataTimeout.D(),
 		TLS:            tlsConfig,
+		Space:          a.spool,
 		Receiver:       a.queue,
 		Policy:         a.chain, // plugins added by a reload apply at once; an empty chain costs one atomic load
 		Log:            a.logs,

@@ -52,7 +52,10 @@ type SMTPConfig struct {
 	MaxRecipients  int      `toml:"max_recipients"`
 	MaxLineLength  int      `toml:"max_line_length"`
 	MaxConnections int      `toml:"max_connections"`
-	IdleTimeout    Duration `toml:"idle_timeout"`
+	IdleTimeout    Duration `toml:"idle_timeout"` // inactivity: every read that makes progress extends it
+	// DataTimeout caps a whole DATA phase, however steady the progress (Sendmail's
+	// Timeout.datablock, 1h; Postfix has none, only its per-read smtpd_timeout).
+	DataTimeout    Duration `toml:"data_timeout"`
 	TLSCertificate string   `toml:"tls_certificate"`
 	TLSPrivateKey  string   `toml:"tls_private_key"`
 	// ShutdownTimeout bounds how long a graceful stop waits for in-flight transactions.
@@ -120,6 +123,7 @@ func Defaults() Config {
 			MaxLineLength:   2000, // well above RFC 5321's 1000 octets; clients in the wild exceed it
 			MaxConnections:  32768,
 			IdleTimeout:     Duration(60e9),
+			DataTimeout:     Duration(30 * 60e9), // 20 MiB at 12 KB/s; a slot held that long is cheap
 			ShutdownTimeout: Duration(30e9),
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:8025"},
@@ -238,6 +242,7 @@ func (c *Config) validate() error {
 		{"smtp.max_line_length", int64(c.SMTP.MaxLineLength)},
 		{"smtp.max_connections", int64(c.SMTP.MaxConnections)},
 		{"smtp.idle_timeout", int64(c.SMTP.IdleTimeout)},
+		{"smtp.data_timeout", int64(c.SMTP.DataTimeout)},
 		{"dns.timeout", int64(c.DNS.Timeout)},
 		{"delivery.connection_limit", int64(c.Delivery.ConnectionLimit)},
 		{"delivery.max_deliveries_per_connection", int64(c.Delivery.MaxDeliveriesPerConnection)},

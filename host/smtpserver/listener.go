@@ -2,18 +2,22 @@ package smtpserver
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // limitListener caps concurrent connections (421 beyond the cap, SPEC §7), turns on TCP_NODELAY
-// (Go's default, kept explicit: without it small replies wait for delayed ACKs), and gives the
-// greeting wasmta's banner: go-smtp's fixed "ESMTP Service Ready" becomes "ESMTP wasmta".
+// (Go's default, kept explicit: without it small replies wait for delayed ACKs), and hands out
+// *conn, which go-smtp reads and writes through (under STARTTLS, through tls.Conn).
 type limitListener struct {
 	net.Listener
 	max      int
 	hostname string
+	idle     time.Duration
 	n        atomic.Int64
 }
 
@@ -35,23 +39,80 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.max <= 0 {
 			l.n.Add(1)
 		}
-		return &countedConn{Conn: c, l: l}, nil
+		return &conn{Conn: c, l: l, idle: l.idle, closed: make(chan struct{})}, nil
 	}
 }
 
-type countedConn struct {
+// conn is the TCP connection as go-smtp sees it. It
+//   - gives the greeting wasmta's banner (go-smtp's fixed "ESMTP Service Ready" becomes "ESMTP
+//     wasmta");
+//   - makes the read timeout an inactivity timeout: go-smtp sets one deadline per command, so a
+//     long DATA phase would have to finish within idle_timeout; here every read gets idle more,
+//     capped by the phase deadline (data_timeout for a DATA phase);
+//   - remembers that a read failed (timeout, EOF, reset): bufio hands go-smtp the part of a line
+//     read before the failure as if it were complete, and such a line must never run;
+//   - can be shut after a reply the session wrote itself (shut), so that go-smtp's own later
+//     replies do not follow it.
+type conn struct {
 	net.Conn
 	l       *limitListener
+	idle    time.Duration
 	once    sync.Once
+	closed  chan struct{}
 	greeted bool
+
+	phase   atomic.Int64 // unix nanos; 0 = none
+	failed  atomic.Bool  // a read failed: the session is dead
+	readErr error        // the failure (set before failed)
+	shut    atomic.Bool  // the session wrote its last reply: drop writes, fail reads
+
+	// yield and unseen implement the DATA hand-back (see errYield); only the connection's
+	// goroutine touches them (DATA runs there).
+	yield, unseen bool
 }
+
+// errYield makes go-smtp's DATA reader hand back what it has. That reader fills the whole
+// buffer it is given before returning, so after a bare CR has made it miss the end of the data
+// it would sit on the bytes we need to see that end. While a DATA phase runs, conn.Read
+// therefore answers errYield, once, instead of blocking when bytes it delivered earlier have not
+// been seen by the session yet: by then go-smtp has consumed everything (its bufio only reads
+// when empty), and the error reaches the session's Read through bufio, which forgets it. It is
+// a temporary net.Error so that tls.Conn passes it on without failing the connection.
+var errYield net.Error = yieldError{}
+
+type yieldError struct{}
+
+func (yieldError) Error() string   { return "smtpserver: hand back data" }
+func (yieldError) Timeout() bool   { return false }
+func (yieldError) Temporary() bool { return true }
+
+// handBack turns the DATA hand-back on or off. Bytes go-smtp's bufio read ahead with the
+// DATA command count as unseen.
+func (c *conn) handBack(on bool) { c.yield, c.unseen = on, on }
 
 var (
 	goSMTPBanner = []byte(" ESMTP Service Ready\r\n")
 	ourBanner    = []byte(" ESMTP wasmta\r\n")
 )
 
-func (c *countedConn) Write(p []byte) (int, error) {
+// netConn finds the *conn under go-smtp's current connection (tls.Conn after STARTTLS).
+func netConn(c net.Conn) *conn {
+	for {
+		switch v := c.(type) {
+		case *conn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	if c.shut.Load() {
+		return 0, net.ErrClosed
+	}
 	if !c.greeted {
 		c.greeted = true
 		if bytes.HasPrefix(p, []byte("220 ")) && bytes.HasSuffix(p, goSMTPBanner) {
@@ -65,7 +126,113 @@ func (c *countedConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func (c *countedConn) Close() error {
-	c.once.Do(func() { c.l.n.Add(-1) })
-	return c.Conn.Close()
+// SetReadDeadline is what go-smtp calls before reading each command: a new command phase
+// begins, so any phase deadline ends. The deadline itself is set by Read.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.phase.Store(0)
+	return c.Conn.SetReadDeadline(t)
 }
+
+// SetDeadline is SetReadDeadline plus the write deadline (tls.Conn's handshake uses it).
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// startPhase caps the reads of a phase (DATA) at d from now, whatever the progress.
+func (c *conn) startPhase(d time.Duration) {
+	if d > 0 {
+		c.phase.Store(time.Now().Add(d).UnixNano())
+	}
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	if c.shut.Load() {
+		return 0, net.ErrClosed
+	}
+	if c.failed.Load() {
+		return 0, c.readErr
+	}
+	if c.yield && c.unseen {
+		c.unseen = false
+		return 0, errYield
+	}
+	if c.idle > 0 {
+		dl := time.Now().Add(c.idle)
+		if ph := c.phase.Load(); ph != 0 && ph < dl.UnixNano() {
+			dl = time.Unix(0, ph)
+		}
+		if err := c.Conn.SetReadDeadline(dl); err != nil {
+			c.fail(err)
+			return 0, err
+		}
+	}
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.fail(err)
+	}
+	if n > 0 && c.yield {
+		c.unseen = true
+	}
+	return n, err
+}
+
+func (c *conn) fail(err error) {
+	if !c.failed.Load() {
+		c.readErr = err
+		c.failed.Store(true)
+	}
+}
+
+// dead reports whether a read has failed or the session has been shut: nothing read from now
+// on may act (a command line cut short by the failure looks complete to go-smtp).
+func (c *conn) dead() bool { return c.failed.Load() || c.shut.Load() }
+
+// lingerTimeout bounds how long a shut connection drains what the client still sends.
+const lingerTimeout = 2 * time.Second
+
+func (c *conn) Close() error {
+	var err error
+	c.once.Do(func() {
+		c.l.n.Add(-1)
+		if c.shut.Load() {
+			// The client may still be sending (a refused body). Closing with unread input makes
+			// the kernel send RST, which can destroy our reply before the client reads it:
+			// send FIN first and drain for a while (as HTTP servers do).
+			if tc, ok := c.Conn.(*net.TCPConn); ok {
+				_ = tc.CloseWrite()
+				_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
+				_, _ = io.CopyN(io.Discard, tc, 1<<20)
+			}
+		}
+		err = c.Conn.Close()
+		close(c.closed)
+	})
+	if err == nil && c.shut.Load() {
+		return nil
+	}
+	return err
+}
+
+// oneConn is a listener that yields one connection, then blocks until that connection is
+// closed: each connection gets its own go-smtp Server (see Server.serveConn).
+type oneConn struct {
+	c    *conn
+	used bool
+}
+
+var errOneConnDone = errors.New("connection done")
+
+func (o *oneConn) Accept() (net.Conn, error) {
+	if !o.used {
+		o.used = true
+		return o.c, nil
+	}
+	<-o.c.closed
+	return nil, errOneConnDone
+}
+
+func (o *oneConn) Close() error   { return nil }
+func (o *oneConn) Addr() net.Addr { return o.c.LocalAddr() }

@@ -1,6 +1,11 @@
 // Package smtpserver receives mail over SMTP (go-smtp): relay control, limits, the replies of
 // SPEC §7, the trace header, and the hand-off to the spool. A 250 is sent only after the message
 // is synced to disk; any failure before that answers 451 and the client keeps the message.
+//
+// go-smtp stays in charge of the protocol; what it gets wrong is corrected around it: the
+// connection it reads (listener.go: inactivity timeout, dead sessions), the message bytes it
+// hands on (body.go: bare CR and LF, the true end of data), and a go-smtp Server per connection
+// (serveConn: message size limit exactly at the configured size).
 package smtpserver
 
 import (
@@ -12,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +42,12 @@ type Policy interface {
 	Active() bool // any plugin configured (reception skips the hook machinery otherwise)
 }
 
+// Space says whether the spool has room for n more octets; a non-nil error is a *message.Error
+// (452 4.3.1 insufficient system storage) whose Reply is what the client gets.
+type Space interface {
+	Room(n int64) error
+}
+
 // Options configure a Server.
 type Options struct {
 	Hostname       string
@@ -43,12 +55,14 @@ type Options struct {
 	RelayHosts     []netip.Prefix
 	MaxMessageSize int64
 	MaxRecipients  int
-	MaxLineLength  int
+	MaxLineLength  int // command and message lines, CRLF included
 	MaxConnections int
-	IdleTimeout    time.Duration
-	TLS            *tls.Config // nil: no STARTTLS
+	IdleTimeout    time.Duration // inactivity: extended by every read that makes progress
+	DataTimeout    time.Duration // whole DATA phase, however steady the progress; 0 = none
+	TLS            *tls.Config   // nil: no STARTTLS
 	Receiver       Receiver
 	Policy         Policy // nil: no plugins
+	Space          Space  // nil: no disk space check
 	Log            *logs.Logger
 	Diag           *slog.Logger
 	Now            func() time.Time
@@ -57,9 +71,12 @@ type Options struct {
 // Server is the SMTP listener.
 type Server struct {
 	opt       Options
-	srv       *smtp.Server
 	listeners []net.Listener
 	wg        sync.WaitGroup
+
+	connsMu sync.Mutex
+	conns   map[*smtp.Server]struct{} // one go-smtp Server per live connection
+	closed  bool
 
 	drainMu  sync.Mutex
 	draining bool           // Shutdown began: no new DATA is taken in
@@ -74,19 +91,29 @@ func New(opt Options) *Server {
 	if opt.Diag == nil {
 		opt.Diag = slog.Default()
 	}
-	s := &Server{opt: opt}
+	return &Server{opt: opt, conns: map[*smtp.Server]struct{}{}}
+}
+
+// goSMTP configures the go-smtp Server of one connection.
+//
+// Why one per connection: go-smtp reads MaxMessageBytes for the SIZE advertisement, the MAIL
+// SIZE= check and BDAT, all of which must use max_message_size, and for its DATA reader, which
+// refuses the data once that many octets arrived, before it reads the end marker: a message
+// of exactly the limit would get 552. So between RCPT and the end of the transaction (a time
+// when go-smtp reads the field only for DATA and BDAT) the connection's own Server allows one
+// octet more, and bodyCheck enforces the exact limit (see session.Rcpt and session.Reset).
+func (s *Server) goSMTP() *smtp.Server {
 	srv := smtp.NewServer(s)
-	srv.Domain = opt.Hostname
-	srv.MaxMessageBytes = opt.MaxMessageSize
-	srv.MaxRecipients = opt.MaxRecipients
-	srv.MaxLineLength = opt.MaxLineLength
-	srv.ReadTimeout = opt.IdleTimeout
-	srv.WriteTimeout = opt.IdleTimeout
+	srv.Domain = s.opt.Hostname
+	srv.MaxMessageBytes = s.opt.MaxMessageSize
+	srv.MaxRecipients = s.opt.MaxRecipients
+	srv.MaxLineLength = s.opt.MaxLineLength
+	srv.ReadTimeout = s.opt.IdleTimeout
+	srv.WriteTimeout = s.opt.IdleTimeout
 	srv.EnableSMTPUTF8 = true
-	srv.TLSConfig = opt.TLS
-	srv.ErrorLog = slogAdapter{opt.Diag}
-	s.srv = srv
-	return s
+	srv.TLSConfig = s.opt.TLS
+	srv.ErrorLog = slogAdapter{s.opt.Diag}
+	return srv
 }
 
 // Listen binds every configured address, so a bad address fails start-up, not later.
@@ -97,7 +124,7 @@ func (s *Server) Listen() error {
 			s.closeListeners()
 			return fmt.Errorf("smtp listen %s: %w", a, err)
 		}
-		s.listeners = append(s.listeners, &limitListener{Listener: l, max: s.opt.MaxConnections, hostname: s.opt.Hostname})
+		s.listeners = append(s.listeners, &limitListener{Listener: l, max: s.opt.MaxConnections, hostname: s.opt.Hostname, idle: s.opt.IdleTimeout})
 	}
 	return nil
 }
@@ -123,11 +150,35 @@ func (s *Server) Serve() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.srv.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-				s.opt.Diag.Error("smtp serve", "addr", l.Addr().String(), "err", err)
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					if !errors.Is(err, net.ErrClosed) {
+						s.opt.Diag.Error("smtp serve", "addr", l.Addr().String(), "err", err)
+					}
+					return
+				}
+				go s.serveConn(c.(*conn))
 			}
 		}()
 	}
+}
+
+// serveConn runs one connection on its own go-smtp Server (see goSMTP).
+func (s *Server) serveConn(c *conn) {
+	srv := s.goSMTP()
+	s.connsMu.Lock()
+	if s.closed {
+		s.connsMu.Unlock()
+		c.Close()
+		return
+	}
+	s.conns[srv] = struct{}{}
+	s.connsMu.Unlock()
+	_ = srv.Serve(&oneConn{c: c}) // returns once the connection is closed
+	s.connsMu.Lock()
+	delete(s.conns, srv)
+	s.connsMu.Unlock()
 }
 
 // Shutdown stops accepting, lets transactions in DATA finish (until ctx ends), then closes
@@ -143,7 +194,12 @@ func (s *Server) Shutdown(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
-	_ = s.srv.Close()
+	s.connsMu.Lock()
+	s.closed = true
+	for srv := range s.conns {
+		_ = srv.Close()
+	}
+	s.connsMu.Unlock()
 	s.wg.Wait()
 }
 
@@ -169,6 +225,7 @@ type session struct {
 	peer  netip.Addr
 	relay bool
 
+	utf8    bool // MAIL carried SMTPUTF8
 	from    string
 	rcpts   []string
 	domains []string // of rcpts, parsed once at RCPT time
@@ -181,27 +238,116 @@ var (
 	errRead         = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "error reading message data"}
 	errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down, try again later"}
 	errPolicy       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary policy failure, try again later"}
+	// RFC 5321 §2.3.8: lines end with CRLF and nothing else; a lone CR or LF is where
+	// receivers disagree about line ends (SMTP smuggling), so such a message goes nowhere.
+	errBareEOL = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "message refused: lines must end with CRLF (bare CR or LF found)"}
+	// RFC 1870: the size the client declared, or sent, is over the advertised SIZE.
+	errTooBig = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "message size exceeds fixed maximum message size"}
+	// RFC 6531 §3.5: non-ASCII addresses only in a transaction that asked for SMTPUTF8.
+	errNeedUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "non-ASCII address requires the SMTPUTF8 parameter on MAIL"}
+	errNoSpace  = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "insufficient system storage"}
 )
 
+// errLineTooLong is the one reply to a message line over max_line_length (RFC 5321
+// §4.5.3.1.6); after it the connection closes, because go-smtp's line limit, once tripped,
+// fails every later read.
+func (ss *session) errLineTooLong() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+		Message: fmt.Sprintf("message line longer than %d octets, closing connection", ss.s.opt.MaxLineLength)}
+}
+
+func (ss *session) errTimeout() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: ss.s.opt.Hostname + " timeout, closing connection"}
+}
+
 func (ss *session) Reset() {
-	ss.from = ""
+	ss.from, ss.utf8 = "", false
 	ss.rcpts, ss.domains = ss.rcpts[:0], ss.domains[:0]
+	// Back to the advertised limit once no transaction is open (see Server.goSMTP).
+	ss.conn.Server().MaxMessageBytes = ss.s.opt.MaxMessageSize
+}
+
+// raw is the connection under go-smtp's (nil only for a foreign net.Conn in tests).
+func (ss *session) raw() *conn { return netConn(ss.conn.Conn()) }
+
+// dead reports whether a read on the connection failed: the command being handled may be a
+// line cut short and must not act.
+func (ss *session) dead() bool {
+	c := ss.raw()
+	return c != nil && c.dead()
+}
+
+// abort writes e as the session's last reply itself and closes the connection: for the cases
+// where go-smtp would otherwise wait for data that never comes, or follow the reply with one
+// of its own.
+func (ss *session) abort(e *smtp.SMTPError) error {
+	top := ss.conn.Conn()
+	if c := ss.raw(); c != nil && !c.shut.Load() {
+		_ = top.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, _ = fmt.Fprintf(top, "%d %d.%d.%d %s\r\n", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+		c.shut.Store(true)
+	}
+	_ = top.Close()
+	return e
+}
+
+// spaceError is the reply for a failed Room or Submit: the *message.Error's own reply, else
+// fallback.
+func spaceError(err error, fallback *smtp.SMTPError) *smtp.SMTPError {
+	var me *message.Error
+	if errors.As(err, &me) {
+		return &smtp.SMTPError{Code: me.Code, EnhancedCode: enhancedCode(me.Enhanced), Message: me.Text}
+	}
+	return fallback
+}
+
+func nonASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 func (ss *session) Logout() error { return nil }
 
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if ss.dead() {
+		return ss.abort(ss.errTimeout())
+	}
+	if ss.s.opt.MaxMessageSize > 0 && opts.Size > ss.s.opt.MaxMessageSize {
+		// go-smtp checks SIZE= too, but against the Server's field, which is one more during
+		// a transaction (see Server.goSMTP).
+		return ss.reject(errTooBig, from, "")
+	}
+	if !opts.UTF8 && nonASCII(from) {
+		return ss.reject(errNeedUTF8, from, "")
+	}
+	if sp := ss.s.opt.Space; sp != nil {
+		if err := sp.Room(opts.Size); err != nil {
+			ss.s.opt.Diag.Warn("no room for a new message", "err", err)
+			return ss.reject(spaceError(err, errNoSpace), from, "")
+		}
+	}
 	if from != "" { // the null reverse-path <> is valid (RFC 5321 §4.5.5)
 		if _, _, err := route.ParseMailbox(from); err != nil {
 			return ss.reject(&smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 				Message: "invalid sender address syntax: " + reason(err)}, from, "")
 		}
 	}
-	ss.from = from
+	ss.from, ss.utf8 = from, opts.UTF8
 	return nil
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.dead() {
+		return ss.abort(ss.errTimeout())
+	}
+	if !ss.utf8 && nonASCII(to) {
+		return ss.reject(errNeedUTF8, ss.from, to)
+	}
 	_, domain, err := route.ParseMailbox(to)
 	if err != nil {
 		return ss.reject(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
@@ -212,6 +358,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	ss.rcpts = append(ss.rcpts, to)
 	ss.domains = append(ss.domains, domain)
+	if m := ss.s.opt.MaxMessageSize; m > 0 {
+		ss.conn.Server().MaxMessageBytes = m + 1 // see Server.goSMTP
+	}
 	return nil
 }
 
@@ -225,6 +374,16 @@ func reason(err error) string {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	if ss.dead() {
+		return ss.abort(ss.errTimeout())
+	}
+	_, chunked := r.(*io.PipeReader) // BDAT content comes through a pipe, DATA through go-smtp's reader
+	raw := ss.raw()
+	if raw != nil && !chunked {
+		raw.startPhase(ss.s.opt.DataTimeout)
+		raw.handBack(true)
+		defer raw.handBack(false)
+	}
 	ss.s.drainMu.Lock()
 	if ss.s.draining {
 		ss.s.drainMu.Unlock()
@@ -239,17 +398,43 @@ func (ss *session) Data(r io.Reader) error {
 		ids[i] = message.NewID(now)
 	}
 	trace := ss.received(ids[0], now)
-	body := make([]byte, len(trace), len(trace)+8192)
-	copy(body, trace)
-	buf := bytesWriter{body}
-	if _, err := io.Copy(&buf, r); err != nil {
+	chk := bodyCheck{chunked: chunked, max: ss.s.opt.MaxMessageSize}
+	if chunked {
+		chk.maxLine = ss.s.opt.MaxLineLength // go-smtp lifts its line limit for BDAT chunks
+	}
+	body, err := readBody(r, &chk, []byte(trace))
+	rcpts := strings.Join(ss.rcpts, ",")
+	var ne net.Error
+	switch {
+	case chk.ended():
+		// The true end of the data, which go-smtp missed (it implies a bare CR): go-smtp
+		// would wait for more, so the reply is ours, and the connection ends with it.
+		ss.reject(errBareEOL, ss.from, rcpts)
+		return ss.abort(errBareEOL)
+	case chk.tooBig() || err == smtp.ErrDataTooLarge:
+		return ss.reject(errTooBig, ss.from, rcpts)
+	case errors.Is(err, smtp.ErrTooLongLine):
+		e := ss.errLineTooLong()
+		ss.reject(e, ss.from, rcpts)
+		return ss.abort(e)
+	case errors.As(err, &ne) && ne.Timeout() && !chunked:
+		// idle_timeout or data_timeout: go-smtp would answer 451 and then 421.
+		e := ss.errTimeout()
+		ss.reject(e, ss.from, rcpts)
+		return ss.abort(e)
+	case chk.longLine:
+		e := ss.errLineTooLong()
+		e.Message = strings.TrimSuffix(e.Message, ", closing connection")
+		return ss.reject(e, ss.from, rcpts)
+	case chk.bare:
+		return ss.reject(errBareEOL, ss.from, rcpts)
+	case err != nil:
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
-			return ss.reject(se, ss.from, strings.Join(ss.rcpts, ","))
+			return ss.reject(se, ss.from, rcpts)
 		}
-		return ss.reject(errRead, ss.from, strings.Join(ss.rcpts, ","))
+		return ss.reject(errRead, ss.from, rcpts)
 	}
-	body = buf.b
 	var meta map[string]string
 	var handled []string
 	if p := ss.s.opt.Policy; p != nil && p.Active() {
@@ -282,9 +467,15 @@ func (ss *session) Data(r io.Reader) error {
 			PeerAddr:  ss.peer.String(),
 		}
 	}
+	if sp := ss.s.opt.Space; sp != nil {
+		if err := sp.Room(int64(len(body))); err != nil {
+			ss.s.opt.Diag.Warn("no room for the message", "err", err)
+			return ss.reject(spaceError(err, errNoSpace), ss.from, strings.Join(ss.rcpts, ","))
+		}
+	}
 	if err := ss.s.opt.Receiver.Submit(msgs, body); err != nil {
 		ss.s.opt.Diag.Error("spool write failed", "err", err)
-		return ss.reject(errSpool, ss.from, strings.Join(ss.rcpts, ","))
+		return ss.reject(spaceError(err, errSpool), ss.from, strings.Join(ss.rcpts, ","))
 	}
 	var ok strings.Builder
 	ok.WriteString("OK queued as")
@@ -297,7 +488,12 @@ func (ss *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: ok.String()}
 }
 
-// received builds the RFC 5321 §4.4 trace header.
+// maxTraceHelo is the most of the HELO name the trace header keeps.
+const maxTraceHelo = 255
+
+// received builds the RFC 5321 §4.4 trace header. Every line stays far below 998 octets: the
+// HELO name is capped, the recipient is at most 256 octets (route.ParseMailbox), the hostname a
+// domain name.
 func (ss *session) received(id message.ID, now time.Time) string {
 	proto := "ESMTP"
 	if _, isTLS := ss.conn.TLSConnectionState(); isTLS {
@@ -306,6 +502,11 @@ func (ss *session) received(id message.ID, now time.Time) string {
 	helo := ss.helo
 	if helo == "" {
 		helo = "unknown"
+	}
+	if len(helo) > maxTraceHelo {
+		// RFC 5322 §2.1.1: no header line over 998 octets. A real name is at most 255 octets
+		// (RFC 1035); anything longer is cut, at a UTF-8 boundary.
+		helo = strings.ToValidUTF8(helo[:maxTraceHelo], "") + "..."
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (wasmta) with %s id %s", sanitize(helo), ss.peer, ss.s.opt.Hostname, proto, id)
@@ -341,11 +542,11 @@ func (ss *session) reject(e *smtp.SMTPError, from, to string) error {
 }
 
 func enhancedCode(s string) smtp.EnhancedCode {
-	var c smtp.EnhancedCode
-	if _, err := fmt.Sscanf(s, "%d.%d.%d", &c[0], &c[1], &c[2]); err != nil {
+	class, subject, detail, ok := message.ParseEnhanced(s)
+	if !ok {
 		return smtp.EnhancedCodeNotSet
 	}
-	return c
+	return smtp.EnhancedCode{class, subject, detail}
 }
 
 func enhanced(c smtp.EnhancedCode) string {
@@ -355,11 +556,35 @@ func enhanced(c smtp.EnhancedCode) string {
 	return fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
 }
 
-type bytesWriter struct{ b []byte }
-
-func (w *bytesWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
+// readBody reads the message from r after the trace header in body, following it with chk.
+// Once chk finds the message unacceptable it keeps reading (DATA must be read to its end for
+// the reply to be heard) but stops storing; BDAT stops at once (go-smtp discards the chunk).
+func readBody(r io.Reader, chk *bodyCheck, body []byte) ([]byte, error) {
+	for {
+		if cap(body)-len(body) < 4096 {
+			body = slices.Grow(body, max(8192, len(body)/2))
+		}
+		n, err := r.Read(body[len(body):cap(body)])
+		if err == errYield {
+			err = nil
+		}
+		k := chk.scan(body[len(body) : len(body)+n])
+		if !chk.bare && !chk.tooBig() && !chk.longLine {
+			body = body[:len(body)+k]
+		} else if chk.chunked || chk.tooBig() {
+			return body, nil
+		}
+		if chk.ended() {
+			return body, nil
+		}
+		if err == io.EOF {
+			chk.finish()
+			return body, nil
+		}
+		if err != nil {
+			return body, err
+		}
+	}
 }
 
 type slogAdapter struct{ l *slog.Logger }

@@ -114,3 +114,42 @@ func Message(from, to, subject, body string) string {
 	return fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <%d@test>\r\n\r\n%s\r\n",
 		from, to, subject, time.Now().UnixNano(), body)
 }
+
+// Write sends s exactly as given (no CRLF added, no dot-stuffing): for tests of malformed input.
+func (c *Client) Write(s string) {
+	c.t.Helper()
+	if _, err := c.conn.Write([]byte(s)); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// Reply reads the next reply; err is set when the connection ends (or 30 s pass) instead.
+func (c *Client) Reply() (code int, msg string, err error) {
+	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	return c.tp.ReadResponse(0)
+}
+
+// ExpectReply reads the next reply and fails the test unless it has the given code; it returns
+// the reply as "code text".
+func (c *Client) ExpectReply(code int) string {
+	c.t.Helper()
+	got, msg, err := c.Reply()
+	if err != nil {
+		c.t.Fatalf("waiting for %d: %v", code, err)
+	}
+	if got != code {
+		c.t.Fatalf("got %d %s, want %d", got, msg, code)
+	}
+	return fmt.Sprintf("%d %s", got, msg)
+}
+
+// ExpectClosed fails the test unless the server closes the connection without another reply.
+func (c *Client) ExpectClosed() {
+	c.t.Helper()
+	if code, msg, err := c.Reply(); err == nil {
+		c.t.Fatalf("got another reply %d %s, want the connection closed", code, msg)
+	}
+}
+
+// WriteErr is Write for use off the test goroutine: it returns the error instead of failing.
+func (c *Client) WriteErr(s string) (int, error) { return c.conn.Write([]byte(s)) }
