@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
@@ -66,6 +64,12 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		var fn api.GoModuleFunc
 		if name == abi.FnFeatures {
 			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+				if st, _ := ctx.Value(stateKey{}).(*callState); st != nil {
+					if st.calls++; st.calls > abi.MaxHostCalls {
+						stack[0] = 0 // Limit does not fit an i64 bit set: nothing is granted
+						return
+					}
+				}
 				stack[0] = stack[0] & uint64(granted)
 			}
 		} else {
@@ -123,6 +127,9 @@ func u32(v uint64) uint32 { return uint32(v) }
 
 func hABIVersion(*callState, api.Module, []uint64) int32 { return abi.Version }
 
+// hLog writes a guest's log line to diagnostics within its budgets: abi.MaxLogLine per line,
+// abi.MaxLogLinesPerCall and abi.MaxLogBytesPerCall per hook call, and the plugin's rate
+// (logLimiter). What does not fit is dropped, counted, and reported in one line.
 func hLog(st *callState, mod api.Module, s []uint64) int32 {
 	msg := read(mod, u32(s[1]), u32(s[2]))
 	if len(msg) > abi.MaxLogLine {
@@ -131,8 +138,19 @@ func hLog(st *callState, mod api.Module, s []uint64) int32 {
 	if st.gen == nil {
 		return 0
 	}
-	d := st.gen.plugin.host.diag
-	args := []any{"plugin", st.gen.plugin.name, "hook", st.hook, "msg", string(msg)}
+	p := st.gen.plugin
+	if st.logLines >= abi.MaxLogLinesPerCall || st.logBytes+len(msg) > abi.MaxLogBytesPerCall {
+		p.logs.drop(1, len(msg))
+		return 0
+	}
+	if !p.logs.allow(len(msg)) {
+		return 0
+	}
+	st.logLines++
+	st.logBytes += len(msg)
+	d := p.host.diag
+	args := []any{"plugin", p.name, "hook", st.hook, "line", string(msg)}
+	// Levels outside -1..2 are logged as errors (ABI.md, log).
 	switch int32(s[0]) {
 	case abi.LogDebug:
 		d.Debug("plugin log", args...)
@@ -245,7 +263,7 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 		return st.fail(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
 	}
 	if val != "" && (key == abi.MetaRoutingDomain || key == abi.MetaQueue) {
-		if err := checkRoutingValue(key, val); err != nil {
+		if err := st.gen.plugin.host.routing.check(key, val); err != nil {
 			return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
 		}
 	}
@@ -256,20 +274,8 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	return abi.OK
 }
 
-// validRouting remembers routing values already found valid: plugins set the same few routing
-// domains on every message, and parsing them each time was a fifth of a hook call.
-var (
-	validRouting     sync.Map // routingKey -> struct{}
-	validRoutingSize atomic.Int32
-)
-
-type routingKey struct{ key, val string }
-
+// checkRoutingValue parses a routing_domain or queue value (uncached: see routingCache).
 func checkRoutingValue(key, val string) error {
-	ck := routingKey{key, val}
-	if _, ok := validRouting.Load(ck); ok {
-		return nil
-	}
 	dest := val
 	if key == abi.MetaQueue {
 		c, err := route.ParseQueueName(val)
@@ -278,13 +284,8 @@ func checkRoutingValue(key, val string) error {
 		}
 		dest = c.Destination()
 	}
-	if _, err := route.ParseTarget(dest); err != nil {
-		return err
-	}
-	if validRoutingSize.Add(1) <= 4096 {
-		validRouting.Store(ck, struct{}{})
-	}
-	return nil
+	_, err := route.ParseTarget(dest)
+	return err
 }
 
 func safeText(err error) string {
@@ -409,7 +410,12 @@ func hReject(st *callState, mod api.Module, s []uint64) int32 {
 		}
 	}
 	r := message.Reply{Code: int(code), Text: text}
-	if enh, rest, ok := strings.Cut(text, " "); ok && isEnhanced(enh) && int(enh[0]-'0') == int(code)/100 {
+	enh, rest, _ := strings.Cut(text, " ")
+	if isEnhanced(enh) {
+		// RFC 3463 §2: the class of the enhanced code must match the reply's first digit.
+		if int(enh[0]-'0') != int(code)/100 {
+			return st.fail(abi.Invalid, "reject %d with enhanced code %s: the class must be %d", code, enh, code/100)
+		}
 		r.Enhanced, r.Text = enh, rest
 	} else {
 		r.Enhanced = fmt.Sprintf("%d.0.0", code/100)
@@ -423,7 +429,7 @@ func hReject(st *callState, mod api.Module, s []uint64) int32 {
 
 func isEnhanced(s string) bool {
 	p := strings.Split(s, ".")
-	if len(p) != 3 {
+	if len(p) != 3 || len(p[0]) != 1 { // RFC 3463 §2: class is one digit
 		return false
 	}
 	for _, x := range p {

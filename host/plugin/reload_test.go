@@ -187,7 +187,7 @@ func TestReloadShrinksPool(t *testing.T) {
 	g := p.Generation()
 	var ins []*instance
 	for range 4 {
-		in, err := g.acquire(context.Background())
+		in, err := g.acquire(context.Background(), time.Now().Add(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

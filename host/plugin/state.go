@@ -11,6 +11,9 @@ import (
 // Message is what a message hook reads and changes: the envelope, meta and the message data
 // (header and body, CRLF line ends). A chain applies each plugin's effects to it in turn.
 type Message struct {
+	// Client identifies who sent the message (the peer IP at reception; "" when unknown). The
+	// failure breaker counts distinct clients, so one client cannot stop a plugin for everyone.
+	Client     string
 	Sender     string
 	Recipients []string
 	Meta       map[string]string
@@ -61,6 +64,8 @@ type callState struct {
 	lastErr     string
 	calls       int
 	headerEdits int
+	logLines    int
+	logBytes    int
 }
 
 type stateKey struct{}

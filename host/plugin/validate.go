@@ -67,7 +67,7 @@ func validate(cm wazero.CompiledModule) (usesWASI bool, err error) {
 			if !slices.Equal(f.ParamTypes(), hf.params) || !slices.Equal(f.ResultTypes(), hf.results) {
 				return false, fmt.Errorf("imports %s.%s with type %s, the host's is %s", mod, name, sig(f), sigOf(hf.params, hf.results))
 			}
-		case "wasi_snapshot_preview1":
+		case abi.WASIModule:
 			if !wasiAllowed[name] {
 				return false, fmt.Errorf("imports WASI function %s, which plugins may not use (no filesystem or network)", name)
 			}
@@ -98,6 +98,7 @@ type guestOutput struct {
 	mu     sync.Mutex
 	diag   *slog.Logger
 	plugin string
+	limit  *logLimiter // the plugin's diagnostics rate, shared with the log host call
 	buf    []byte
 }
 
@@ -122,6 +123,9 @@ func (o *guestOutput) Write(p []byte) (int, error) {
 func (o *guestOutput) emit(line []byte) {
 	if len(line) > abi.MaxLogLine {
 		line = line[:abi.MaxLogLine]
+	}
+	if !o.limit.allow(len(line)) {
+		return
 	}
 	o.diag.Warn("plugin output", "plugin", o.plugin, "line", string(line))
 }
