@@ -56,3 +56,24 @@ func TestParseQueueConfig(t *testing.T) {
 		}
 	}
 }
+
+// Durations that overflow time.Duration, or are not numbers, are refused rather than turned
+// into negative or arbitrary values.
+func TestParseDurationRefusesOverflow(t *testing.T) {
+	for _, in := range []string{"300000d", "NaNd", "Infd", "+Infd", "infd", "1e300d", "-1d", "106751d24h", "106752d",
+		"2562048h", "0x10d", "1_0d", "d", "1d-1h"} {
+		if d, err := ParseDuration(in); err == nil {
+			t.Errorf("%q parsed as %v", in, d)
+		}
+	}
+	for in, want := range map[string]time.Duration{"1.5d": 36 * time.Hour, "106751d": 106751 * 24 * time.Hour, "0d": 0, "7d12h": 180 * time.Hour} {
+		if d, err := ParseDuration(in); err != nil || d != want {
+			t.Errorf("%q: %v %v, want %v", in, d, err, want)
+		}
+	}
+	for _, js := range []string{`{"max_age": 9999999999999}`, `{"max_age": "300000d"}`, `{"retry_interval": "NaNd"}`, `{"max_age": 1e3}`} {
+		if _, err := ParseQueueConfig([]byte(js)); err == nil {
+			t.Errorf("%s accepted", js)
+		}
+	}
+}

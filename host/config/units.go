@@ -2,10 +2,12 @@ package config
 
 import (
 	"fmt"
-	"github.com/wasmta/wasmta/abi"
+	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wasmta/wasmta/abi"
 )
 
 // Duration accepts Go duration strings plus a "d" unit of 24 hours ("90s", "20m", "7d", "1d12h"),
@@ -19,8 +21,8 @@ func (d Duration) String() string { return time.Duration(d).String() }
 func (d *Duration) UnmarshalTOML(v any) error {
 	switch x := v.(type) {
 	case int64:
-		if x < 0 {
-			return fmt.Errorf("negative duration %d", x)
+		if x < 0 || x > math.MaxInt64/int64(time.Second) {
+			return fmt.Errorf("duration %d seconds: must be from 0 to %d", x, math.MaxInt64/int64(time.Second))
 		}
 		*d = Duration(time.Duration(x) * time.Second)
 		return nil
@@ -58,7 +60,8 @@ func (z *Size) UnmarshalTOML(v any) error {
 	return fmt.Errorf("size must be a string like \"20MiB\" or an integer, not %T", v)
 }
 
-// ParseSize parses "20MiB", "10MB", "512k", "1000".
+// ParseSize parses "20MiB", "10MB", "512k", "1000", "1.5GiB": a non-negative decimal number and
+// an optional unit; a result that does not fit an int64 is an error.
 func ParseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
@@ -78,6 +81,9 @@ func ParseSize(s string) (int64, error) {
 	}[strings.ToLower(unit)]
 	if mult == 0 {
 		return 0, fmt.Errorf("invalid size unit in %q (use B, KiB, MiB, GiB, KB, MB, GB)", s)
+	}
+	if f*mult >= math.MaxInt64 {
+		return 0, fmt.Errorf("size %q is too large", s)
 	}
 	return int64(f * mult), nil
 }
