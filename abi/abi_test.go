@@ -1,7 +1,9 @@
 package abi
 
 import (
+	"encoding/json"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -76,4 +78,53 @@ func TestParseDurationRefusesOverflow(t *testing.T) {
 			t.Errorf("%s accepted", js)
 		}
 	}
+}
+
+// FuzzParseDuration: any string parses to a non-negative duration or an error, and a parsed
+// duration survives a round trip through its Go form (what MarshalJSON writes).
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"90s", "20m", "7d", "1d12h", "1.5d", "300000d", "NaNd", "Infd", "1e300d", "106751d23h", "-1d", "d", "0d0s", " 5m "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDuration(s)
+		if err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("%q parsed as %v", s, d)
+		}
+		if back, err := ParseDuration(d.String()); err != nil || back != d {
+			t.Fatalf("%q -> %v -> %v %v", s, d, back, err)
+		}
+	})
+}
+
+// FuzzParseQueueConfig: any bytes give a config or an error, never a panic; a config has
+// positive intervals and survives a JSON round trip unchanged.
+func FuzzParseQueueConfig(f *testing.F) {
+	for _, s := range []string{
+		`{"retry_interval": 90, "max_age": "7d", "max_message_rate": "1,000/h", "protocol": {"smtp": {"mx_list": ["a.test:2525", {"name": "mx.example.com", "addr": "10.0.0.1"}]}}}`,
+		`{"mx_lsit": []}`, `{"protocol": {"smtp": {"mx_list": []}}}`, `{"max_age": 9999999999999}`, `{"max_age": "300000d"}`,
+		`{"max_retry_interval": "0s", "egress_pool": "p"}`, `{} {}`, `[]`, `null`, `{"protocol": null}`, `{"max_message_rate": "local:5/s"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseQueueConfig(b)
+		if err != nil {
+			return
+		}
+		if c.RetryInterval != nil && *c.RetryInterval <= 0 || c.MaxAge != nil && *c.MaxAge <= 0 || c.MaxRetryInterval != nil && *c.MaxRetryInterval < 0 {
+			t.Fatalf("%s: non-positive interval %+v", b, c)
+		}
+		js, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("%s: marshal: %v", b, err)
+		}
+		c2, err := ParseQueueConfig(js)
+		if err != nil || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("%s -> %s -> %+v %v", b, js, c2, err)
+		}
+	})
 }

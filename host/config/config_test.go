@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,4 +138,24 @@ func TestPluginLimitsAndOverflowsNameTheKey(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d", in, n)
 		}
 	}
+}
+
+// FuzzParseSize: any string gives a non-negative size or an error, never a panic or a wrapped
+// negative value; plain digits are bytes.
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"20MiB", "10MB", "512k", "1000", "1.5GiB", "99999999999999999999GiB", "9000000000GiB", "-1", "1e3", ".", "", " 4 GiB ", "0x10"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("%q parsed as %d", s, n)
+		}
+		if v, perr := strconv.ParseInt(strings.TrimSpace(s), 10, 64); perr == nil && v != n {
+			t.Fatalf("%q parsed as %d, want %d", s, n, v)
+		}
+	})
 }

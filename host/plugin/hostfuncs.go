@@ -345,14 +345,19 @@ func hAppendHeader(st *callState, mod api.Module, s []uint64) int32 {
 	return st.addHeader(mod, s, &st.append)
 }
 
-// addHeader validates and stages a header edit. A CR or LF in a name or value is refused:
-// it would let a plugin (or data it copies from the message) inject header lines.
+// addHeader reads a header edit's name and value from guest memory and stages it.
 func (st *callState) addHeader(mod api.Module, s []uint64, to *[]header) int32 {
 	if !st.messageHook() {
 		return st.fail(abi.NotAllowed, "header edits are available in message hooks only")
 	}
 	name := string(read(mod, u32(s[0]), u32(s[1])))
 	val := string(read(mod, u32(s[2]), u32(s[3])))
+	return st.stageHeader(name, val, to)
+}
+
+// stageHeader validates a header edit and stages it. A CR or LF in a name or value is refused:
+// it would let a plugin (or data it copies from the message) inject header lines.
+func (st *callState) stageHeader(name, val string, to *[]header) int32 {
 	if name == "" || len(name) > abi.MaxHeaderName {
 		return st.fail(abi.Invalid, "header name must be 1-%d characters", abi.MaxHeaderName)
 	}

@@ -55,6 +55,7 @@ func TestReloadSwapsUnderLoadAndRefusesBrokenVersions(t *testing.T) {
 				o, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
 				calls.Add(1)
 				if err != nil {
+					t.Log(err)
 					failures.Add(1)
 					continue
 				}
