@@ -346,3 +346,25 @@ func TestDeepCallStackNotRetained(t *testing.T) {
 		t.Fatalf("the idle instance keeps %d MiB after a deep call", grown>>20)
 	}
 }
+
+// ABI.md §3: the host checks only the guest bytes it reads or writes. A size query (limit 0)
+// with a buffer outside memory is fine; a (ptr, len) that leaves memory traps the call.
+func TestOutOfBoundsPointers(t *testing.T) {
+	c := NewChain(mustLoad(t, "oob"))
+	m := testMessage() // sender a@sender.test: 13 bytes
+	if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil || m.Meta["n"] != "3" {
+		t.Fatalf("size query with an outside buffer: %v, meta %v", err, m.Meta)
+	}
+	_, err := c.MessageHook(context.Background(), abi.HookHTTPMessageGenerated, testMessage())
+	if err == nil || !strings.Contains(err.Error(), "out-of-bounds") {
+		t.Fatalf("key past the end of memory: %v", err)
+	}
+}
+
+// ABI.md §6: 100,000 host calls per hook call, inclusive; set_error still works afterwards.
+func TestHostCallBudgetIsInclusive(t *testing.T) {
+	_, err := NewChain(mustLoad(t, "budget")).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
+	if err == nil || !strings.Contains(err.Error(), "returned 1: inclusive") {
+		t.Fatalf("got %v, want the guest to see call 100,000 work, call 100,001 return Limit, and set_error work", err)
+	}
+}

@@ -55,6 +55,13 @@ var hostTable = map[string]hostFunc{
 	abi.FnMakeQueueConfig: {params: ps(2), results: ps(1), fn: hMakeQueueConfig},
 }
 
+// budgetFree host functions keep working after abi.MaxHostCalls, so a guest that hit the
+// budget can still say why it fails: each does a bounded amount of work, and the call's
+// deadline still ends a loop of them.
+var budgetFree = map[string]bool{abi.FnSetError: true, abi.FnLastError: true}
+
+var budgetText = fmt.Sprintf("more than %d host calls in one hook call", abi.MaxHostCalls)
+
 // granted is what every plugin may use; an operator switch per plugin can narrow it later.
 const granted = abi.FeatureHeaderWrite | abi.FeatureBodyRead
 
@@ -73,7 +80,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 				stack[0] = stack[0] & uint64(granted)
 			}
 		} else {
-			hf := hf
+			hf, name := hf, name
 			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
 				st, _ := ctx.Value(stateKey{}).(*callState)
 				if st == nil {
@@ -81,8 +88,8 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 				}
 				st.calls++
 				var rc int32
-				if st.calls > abi.MaxHostCalls {
-					rc = abi.Limit
+				if st.calls > abi.MaxHostCalls && !budgetFree[name] {
+					rc, st.lastErr = abi.Limit, budgetText
 				} else {
 					rc = hf.fn(st, mod, stack)
 				}
