@@ -368,3 +368,16 @@ func TestHostCallBudgetIsInclusive(t *testing.T) {
 		t.Fatalf("got %v, want the guest to see call 100,000 work, call 100,001 return Limit, and set_error work", err)
 	}
 }
+
+// Addresses of one IPv6 /64 (what one subscriber usually gets) count as one client: rotating
+// through them does not open the breaker.
+func TestBreakerCountsIPv6PrefixAsOneClient(t *testing.T) {
+	c := NewChain(mustLoad(t, "picky"))
+	for i := range 3 * breakerMinCalls {
+		m := testMessage()
+		m.Sender, m.Client = "evil@attacker.test", fmt.Sprintf("2001:db8:1:2::%x", i+1)
+		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("call %d from one /64: breaker opened", i)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,7 @@ func (b *breaker) fail(now time.Time, client string) (opened bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k.failures++
+	client = clientKey(client)
 	if client == "" {
 		k.anonymous++
 	} else if len(k.clients) < breakerMinClients && !slices.Contains(k.clients, client) {
@@ -189,6 +191,26 @@ func (b *breaker) fail(now time.Time, client string) (opened bool) {
 		x.failures, x.clients, x.anonymous = 0, x.clients[:0], 0
 	}
 	return true
+}
+
+// clientKey is what makes two clients distinct for the breaker: the IP address, with IPv6
+// cut to its /64 (one subscriber's usual allocation, which one attacker can rotate through).
+// Anything that is not an IP (or IP:port) is used as it is.
+func clientKey(c string) string {
+	a, err := netip.ParseAddr(c)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(c)
+		if err != nil {
+			return c
+		}
+		a = ap.Addr()
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }
 
 // routingCache remembers routing values already found valid: plugins set the same few routing

@@ -10,7 +10,8 @@
 // Every call is bounded: a deadline (WithCloseOnContextDone), a memory cap
 // (WithMemoryLimitPages), a host-call budget. An instance is never shared by two calls, and
 // any call error (trap, deadline, host panic) discards it. Effects are staged and applied only
-// when the hook returns 0. A crash-loop breaker stops calling a plugin that keeps failing.
+// when the hook returns 0. A crash-loop breaker stops calling a plugin that keeps failing for
+// many clients (one client that can make it trap only gets its own failures).
 package plugin
 
 import (

@@ -11,8 +11,9 @@ import (
 // Message is what a message hook reads and changes: the envelope, meta and the message data
 // (header and body, CRLF line ends). A chain applies each plugin's effects to it in turn.
 type Message struct {
-	// Client identifies who sent the message (the peer IP at reception; "" when unknown). The
-	// failure breaker counts distinct clients, so one client cannot stop a plugin for everyone.
+	// Client identifies who sent the message (the peer IP, or IP:port, at reception; "" when
+	// unknown). The failure breaker counts distinct clients (IPv6 by /64), so one client cannot
+	// stop a plugin for everyone.
 	Client     string
 	Sender     string
 	Recipients []string
