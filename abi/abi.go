@@ -124,6 +124,7 @@ const (
 	PageSize           = 64 << 10  // bytes per WebAssembly page; max_memory is rounded up to pages
 	GoMinMemory        = 128 << 20 // bytes: what a Go guest gets at least
 	MaxPoolSize        = 1024      // instances per plugin at most (pool_size)
+	MaxTimeoutSeconds  = 600       // per hook call at most (timeout): RFC 5321 §4.5.3.2.6's DATA wait
 )
 
 // HostFunctions lists every host function name of ABI v1.

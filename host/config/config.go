@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -275,6 +276,11 @@ func (c *Config) validate() error {
 		}
 		if p.PoolSize > abi.MaxPoolSize {
 			return keyErr(fmt.Sprintf("plugins[%d].pool_size", i), "%d: at most %d instances", p.PoolSize, abi.MaxPoolSize)
+		}
+		// A client waits at most 10 minutes for the reply to its DATA (RFC 5321 §4.5.3.2.6); a
+		// hook allowed longer would outlive it.
+		if p.Timeout.D() > abi.MaxTimeoutSeconds*time.Second {
+			return keyErr(fmt.Sprintf("plugins[%d].timeout", i), "%s: at most %ds", p.Timeout, abi.MaxTimeoutSeconds)
 		}
 	}
 	return nil

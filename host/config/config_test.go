@@ -116,6 +116,7 @@ func TestPluginLimitsAndOverflowsNameTheKey(t *testing.T) {
 		{"[[plugins]]\npath = \"x.wasm\"\n[[plugins]]\npath = \"y.wasm\"\nmax_memory = \"8GiB\"", "plugins[1].max_memory"},
 		{"[[plugins]]\npath = \"x.wasm\"\npool_size = 100000", "plugins[0].pool_size"},
 		{"[[plugins]]\npath = \"x.wasm\"\ntimeout = \"300000d\"", "timeout"},
+		{"[[plugins]]\npath = \"x.wasm\"\ntimeout = \"11m\"", "plugins[0].timeout"},
 		{"[queue]\nmax_age = \"300000d\"", "queue.max_age"},
 		{"[queue]\nmax_age = \"NaNd\"", "queue.max_age"},
 		{"[queue]\nmax_age = \"Infd\"", "queue.max_age"},

@@ -209,6 +209,10 @@ func TestBadLimitsRefused(t *testing.T) {
 	if _, err := load(t, "meta", func(s *Spec) { s.PoolSize = 1 << 30 }); err == nil || !strings.Contains(err.Error(), "pool_size") {
 		t.Errorf("pool_size 1<<30: %v", err)
 	}
+	// 250 years: now + timeout would not fit in int64 nanoseconds, and no deadline would apply.
+	if _, err := load(t, "meta", func(s *Spec) { s.Timeout = 250 * 365 * 24 * time.Hour }); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("timeout 250 years: %v", err)
+	}
 	p := mustLoad(t, "meta")
 	g := p.Generation()
 	if _, _, err := p.Reload(context.Background(), Spec{Path: "testdata/meta.wasm", Config: []byte(`{"k":"v"}`), MaxMemory: 5 << 30}); err == nil {
@@ -379,5 +383,27 @@ func TestBreakerCountsIPv6PrefixAsOneClient(t *testing.T) {
 		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); errors.Is(err, ErrBreakerOpen) {
 			t.Fatalf("call %d from one /64: breaker opened", i)
 		}
+	}
+}
+
+// Output on stdout/stderr shares the plugin's log rate, and a single huge write of short lines
+// is handled in one pass (it used to rescan the whole remaining buffer for each line).
+func TestStdoutFloodIsCapped(t *testing.T) {
+	p, d := loadDiag(t, "stdoutflood", func(s *Spec) { s.MaxMemory = 16 << 20; s.Timeout = 30 * time.Second })
+	done := make(chan error, 1)
+	go func() {
+		_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("an 8 MiB write of empty lines is still being processed after 20 s")
+	}
+	if n := len(d.all("plugin output")); n > logBurstLines {
+		t.Fatalf("%d output lines written, the plugin's burst is %d", n, logBurstLines)
 	}
 }

@@ -55,6 +55,9 @@ func (s *Spec) check() error {
 	if s.PoolSize > abi.MaxPoolSize {
 		return fmt.Errorf("pool_size %d is more than %d", s.PoolSize, abi.MaxPoolSize)
 	}
+	if s.Timeout > abi.MaxTimeoutSeconds*time.Second {
+		return fmt.Errorf("timeout %s is more than %ds", s.Timeout, abi.MaxTimeoutSeconds)
+	}
 	return nil
 }
 
