@@ -16,6 +16,10 @@ const (
 // HostModule is the import module name of every host function.
 const HostModule = "wasmta"
 
+// WASIModule is the only other module a plugin may import from, and only the functions ABI.md
+// lists (language runtimes need them to start, read clocks and write diagnostics).
+const WASIModule = "wasi_snapshot_preview1"
+
 // Guest exports.
 const (
 	// ExportMarker must be exported with type () -> (): it declares ABI v1.
@@ -102,19 +106,25 @@ const (
 
 // Limits enforced by the host.
 const (
-	MaxMetaKey       = 64        // bytes
-	MaxMetaValue     = 1024      // bytes
-	MaxMetaKeys      = 64        // per message
-	MaxHeaderName    = 76        // RFC 5322 recommends ≤ 78 per line including ": "
-	MaxHeaderValue   = 998       // RFC 5322 §2.1.1 line limit
-	MaxHeaderEdits   = 32        // prepends + appends per hook call
-	MaxQueueConfig   = 64 << 10  // bytes of JSON
-	MaxLogLine       = 4 << 10   // bytes; longer lines are cut
-	MaxRejectText    = 512       // bytes
-	MaxErrorText     = 1024      // bytes kept from set_error
-	MaxHostCalls     = 100_000   // per hook call, then Limit
-	DefaultMaxMemory = 16 << 20  // bytes per instance (non-Go guests)
-	GoMinMemory      = 128 << 20 // bytes: what a Go guest gets at least
+	MaxMetaKey         = 64        // bytes
+	MaxMetaValue       = 1024      // bytes
+	MaxMetaKeys        = 64        // per message
+	MaxHeaderName      = 76        // RFC 5322 recommends ≤ 78 per line including ": "
+	MaxHeaderValue     = 998       // RFC 5322 §2.1.1 line limit
+	MaxHeaderEdits     = 32        // prepends + appends per hook call, then Limit
+	MaxQueueConfig     = 64 << 10  // bytes of JSON
+	MaxLogLine         = 4 << 10   // bytes; longer lines are cut
+	MaxLogLinesPerCall = 32        // log lines kept per hook call; more are dropped and counted
+	MaxLogBytesPerCall = 16 << 10  // log bytes kept per hook call; more are dropped and counted
+	MaxRejectText      = 512       // bytes
+	MaxErrorText       = 1024      // bytes kept from set_error
+	MaxHostCalls       = 100_000   // per hook call, inclusive; the next ones return Limit
+	DefaultMaxMemory   = 64 << 20  // bytes of linear memory per instance unless configured
+	MaxMemory          = 1 << 32   // bytes: 65536 pages of 64 KiB, all a 32-bit memory can address
+	PageSize           = 64 << 10  // bytes per WebAssembly page; max_memory is rounded up to pages
+	GoMinMemory        = 128 << 20 // bytes: what a Go guest gets at least
+	MaxPoolSize        = 1024      // instances per plugin at most (pool_size)
+	MaxTimeoutSeconds  = 600       // per hook call at most (timeout): RFC 5321 §4.5.3.2.6's DATA wait
 )
 
 // HostFunctions lists every host function name of ABI v1.

@@ -1,7 +1,9 @@
 package abi
 
 import (
+	"encoding/json"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -55,4 +57,74 @@ func TestParseQueueConfig(t *testing.T) {
 			t.Errorf("%s: %v, want %q", in, err, want)
 		}
 	}
+}
+
+// Durations that overflow time.Duration, or are not numbers, are refused rather than turned
+// into negative or arbitrary values.
+func TestParseDurationRefusesOverflow(t *testing.T) {
+	for _, in := range []string{"300000d", "NaNd", "Infd", "+Infd", "infd", "1e300d", "-1d", "106751d24h", "106752d",
+		"2562048h", "0x10d", "1_0d", "d", "1d-1h"} {
+		if d, err := ParseDuration(in); err == nil {
+			t.Errorf("%q parsed as %v", in, d)
+		}
+	}
+	for in, want := range map[string]time.Duration{"1.5d": 36 * time.Hour, "106751d": 106751 * 24 * time.Hour, "0d": 0, "7d12h": 180 * time.Hour} {
+		if d, err := ParseDuration(in); err != nil || d != want {
+			t.Errorf("%q: %v %v, want %v", in, d, err, want)
+		}
+	}
+	for _, js := range []string{`{"max_age": 9999999999999}`, `{"max_age": "300000d"}`, `{"retry_interval": "NaNd"}`, `{"max_age": 1e3}`} {
+		if _, err := ParseQueueConfig([]byte(js)); err == nil {
+			t.Errorf("%s accepted", js)
+		}
+	}
+}
+
+// FuzzParseDuration: any string parses to a non-negative duration or an error, and a parsed
+// duration survives a round trip through its Go form (what MarshalJSON writes).
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"90s", "20m", "7d", "1d12h", "1.5d", "300000d", "NaNd", "Infd", "1e300d", "106751d23h", "-1d", "d", "0d0s", " 5m "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDuration(s)
+		if err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("%q parsed as %v", s, d)
+		}
+		if back, err := ParseDuration(d.String()); err != nil || back != d {
+			t.Fatalf("%q -> %v -> %v %v", s, d, back, err)
+		}
+	})
+}
+
+// FuzzParseQueueConfig: any bytes give a config or an error, never a panic; a config has
+// positive intervals and survives a JSON round trip unchanged.
+func FuzzParseQueueConfig(f *testing.F) {
+	for _, s := range []string{
+		`{"retry_interval": 90, "max_age": "7d", "max_message_rate": "1,000/h", "protocol": {"smtp": {"mx_list": ["a.test:2525", {"name": "mx.example.com", "addr": "10.0.0.1"}]}}}`,
+		`{"mx_lsit": []}`, `{"protocol": {"smtp": {"mx_list": []}}}`, `{"max_age": 9999999999999}`, `{"max_age": "300000d"}`,
+		`{"max_retry_interval": "0s", "egress_pool": "p"}`, `{} {}`, `[]`, `null`, `{"protocol": null}`, `{"max_message_rate": "local:5/s"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseQueueConfig(b)
+		if err != nil {
+			return
+		}
+		if c.RetryInterval != nil && *c.RetryInterval <= 0 || c.MaxAge != nil && *c.MaxAge <= 0 || c.MaxRetryInterval != nil && *c.MaxRetryInterval < 0 {
+			t.Fatalf("%s: non-positive interval %+v", b, c)
+		}
+		js, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("%s: marshal: %v", b, err)
+		}
+		c2, err := ParseQueueConfig(js)
+		if err != nil || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("%s -> %s -> %+v %v", b, js, c2, err)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -90,14 +91,16 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	n, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
-	if err != nil || n < 0 {
-		return fmt.Errorf("duration must be a string like \"20m\" or non-negative integer seconds, not %s", b)
+	if err != nil || n < 0 || n > maxSeconds {
+		return fmt.Errorf("duration must be a string like \"20m\" or integer seconds from 0 to %d, not %s", int64(maxSeconds), b)
 	}
 	*d = Duration(time.Duration(n) * time.Second)
 	return nil
 }
 
-// ParseDuration parses a Go duration with an added "d" (24h) unit: "90s", "20m", "7d", "1d12h".
+// ParseDuration parses a Go duration with an added "d" (24h) unit: "90s", "20m", "7d", "1d12h",
+// "1.5d". The day count is plain decimal digits (no sign, exponent, NaN or Inf), and a total
+// beyond time.Duration's range (about 106,751 days) is an error, never a wrapped value.
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -105,9 +108,13 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	var days time.Duration
 	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("invalid duration %q", s)
+		num := s[:i]
+		if !decimal(num) {
+			return 0, fmt.Errorf("invalid duration %q (days are written like \"7d\" or \"1.5d\")", s)
+		}
+		n, err := strconv.ParseFloat(num, 64)
+		if f := n * float64(24*time.Hour); err != nil || f >= math.MaxInt64 {
+			return 0, fmt.Errorf("invalid duration %q: longer than %d days", s, maxDays)
 		}
 		days = time.Duration(n * float64(24*time.Hour))
 		if s = s[i+1:]; s == "" {
@@ -118,7 +125,32 @@ func ParseDuration(s string) (time.Duration, error) {
 	if err != nil || p < 0 {
 		return 0, fmt.Errorf("invalid duration %q (use e.g. \"90s\", \"20m\", \"7d\")", s)
 	}
+	if days > math.MaxInt64-p {
+		return 0, fmt.Errorf("invalid duration: longer than %d days", maxDays)
+	}
 	return days + p, nil
+}
+
+// maxDays is the whole number of days a time.Duration holds.
+const maxDays = math.MaxInt64 / int64(24*time.Hour)
+
+// maxSeconds is the largest integer number of seconds a time.Duration holds.
+const maxSeconds = math.MaxInt64 / int64(time.Second)
+
+// decimal reports whether s is digits with at most one '.' and at least one digit.
+func decimal(s string) bool {
+	digits, dots := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return digits > 0 && dots <= 1
 }
 
 // ParseQueueConfig decodes and checks a queue config document. Errors are readable sentences

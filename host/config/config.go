@@ -10,8 +10,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/wasmta/wasmta/abi"
 )
 
 // Default is the embedded configuration `wasmta serve` uses when no --config is given.
@@ -274,6 +277,19 @@ func (c *Config) validate() error {
 		}
 		if p.MaxMemory < 0 || p.Timeout < 0 || p.PoolSize < 0 {
 			return keyErr(fmt.Sprintf("plugins[%d]", i), "max_memory, timeout and pool_size must not be negative")
+		}
+		// A WebAssembly memory has 64KiB pages and at most 65536 of them (4GiB); the runtime
+		// refuses anything else.
+		if p.MaxMemory != 0 && (p.MaxMemory < abi.PageSize || p.MaxMemory > abi.MaxMemory) {
+			return keyErr(fmt.Sprintf("plugins[%d].max_memory", i), "%d bytes: must be from 64KiB (one page) to 4GiB (65536 pages)", int64(p.MaxMemory))
+		}
+		if p.PoolSize > abi.MaxPoolSize {
+			return keyErr(fmt.Sprintf("plugins[%d].pool_size", i), "%d: at most %d instances", p.PoolSize, abi.MaxPoolSize)
+		}
+		// A client waits at most 10 minutes for the reply to its DATA (RFC 5321 §4.5.3.2.6); a
+		// hook allowed longer would outlive it.
+		if p.Timeout.D() > abi.MaxTimeoutSeconds*time.Second {
+			return keyErr(fmt.Sprintf("plugins[%d].timeout", i), "%s: at most %ds", p.Timeout, abi.MaxTimeoutSeconds)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +112,59 @@ func TestDurationsAndSizes(t *testing.T) {
 			t.Errorf("%s: %v %v", in, got, err)
 		}
 	}
+}
+
+// Values the plugin runtime cannot take, or durations and sizes that overflow, are errors
+// naming the key (a max_memory over 4GiB used to panic at start or on a reload).
+func TestPluginLimitsAndOverflowsNameTheKey(t *testing.T) {
+	for _, tc := range []struct{ text, key string }{
+		{"[[plugins]]\npath = \"x.wasm\"\nmax_memory = \"5GiB\"", "plugins[0].max_memory"},
+		{"[[plugins]]\npath = \"x.wasm\"\nmax_memory = 4294967297", "plugins[0].max_memory"},
+		{"[[plugins]]\npath = \"x.wasm\"\nmax_memory = \"1KiB\"", "plugins[0].max_memory"},
+		{"[[plugins]]\npath = \"x.wasm\"\n[[plugins]]\npath = \"y.wasm\"\nmax_memory = \"8GiB\"", "plugins[1].max_memory"},
+		{"[[plugins]]\npath = \"x.wasm\"\npool_size = 100000", "plugins[0].pool_size"},
+		{"[[plugins]]\npath = \"x.wasm\"\ntimeout = \"300000d\"", "timeout"},
+		{"[[plugins]]\npath = \"x.wasm\"\ntimeout = \"11m\"", "plugins[0].timeout"},
+		{"[queue]\nmax_age = \"300000d\"", "queue.max_age"},
+		{"[queue]\nmax_age = \"NaNd\"", "queue.max_age"},
+		{"[queue]\nmax_age = \"Infd\"", "queue.max_age"},
+		{"[queue]\nmax_age = \"1e300d\"", "queue.max_age"},
+		{"[queue]\nretry_interval = 99999999999999", "queue.retry_interval"},
+		{"[smtp]\nmax_message_size = \"99999999999999999999GiB\"", "smtp.max_message_size"},
+		{"[smtp]\nmax_message_size = \"9000000000GiB\"", "smtp.max_message_size"},
+	} {
+		_, err := Parse(tc.text)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v does not name %s", tc.text, err, tc.key)
+		}
+	}
+	c, err := Parse("[[plugins]]\npath = \"x.wasm\"\nmax_memory = \"4GiB\"\npool_size = 1024")
+	if err != nil || int64(c.Plugins[0].MaxMemory) != 4<<30 {
+		t.Fatalf("4GiB: %v", err)
+	}
+	for _, in := range []string{"99999999999999999999GiB", "9000000000GiB", "-1", "1e3", ".", ""} {
+		if n, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d", in, n)
+		}
+	}
+}
+
+// FuzzParseSize: any string gives a non-negative size or an error, never a panic or a wrapped
+// negative value; plain digits are bytes.
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"20MiB", "10MB", "512k", "1000", "1.5GiB", "99999999999999999999GiB", "9000000000GiB", "-1", "1e3", ".", "", " 4 GiB ", "0x10"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("%q parsed as %d", s, n)
+		}
+		if v, perr := strconv.ParseInt(strings.TrimSpace(s), 10, 64); perr == nil && v != n {
+			t.Fatalf("%q parsed as %d, want %d", s, n, v)
+		}
+	})
 }

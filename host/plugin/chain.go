@@ -50,11 +50,16 @@ func (p *Plugin) call(ctx context.Context, st *callState) (*Generation, error) {
 	}
 }
 
-// call runs one hook on one instance of g with st as its state.
+// call runs one hook on one instance of g with st as its state. Waiting for an instance and
+// for a run slot (Host.running) ends at the call's timeout; the call itself then has its own.
 func (g *Generation) call(ctx context.Context, st *callState) error {
 	p := g.plugin
+	client := ""
+	if st.msg != nil {
+		client = st.msg.Client
+	}
 	fail := func(reason string, err error) error {
-		if g.breaker.fail(time.Now()) {
+		if g.breaker.fail(time.Now(), client) {
 			p.host.diag.Error("plugin breaker opened: not called for a minute", "plugin", p.name, "generation", g.ID)
 		}
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: reason, Err: err}
@@ -66,20 +71,27 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if !g.breaker.allow(now) {
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrBreakerOpen.Error(), Err: ErrBreakerOpen}
 	}
-	in, err := g.acquire(ctx)
+	waitUntil := now.Add(g.spec.Timeout)
+	in, err := g.acquire(ctx, waitUntil)
 	if errors.Is(err, errRetired) {
 		return err
 	}
 	if err != nil {
 		return fail("no instance: "+err.Error(), err)
 	}
+	if err := p.host.run(ctx, waitUntil); err != nil {
+		g.release(in)
+		return fail("no instance: "+err.Error(), err)
+	}
 	st.gen = g
-	in.deadline.Store(now.Add(g.spec.Timeout).UnixNano())
+	start := time.Now()
+	in.deadline.Store(start.Add(g.spec.Timeout).UnixNano())
 	err = in.fns[st.hook].CallWithStack(context.WithValue(ctx, stateKey{}, st), in.stack)
 	// The watchdog claims an overdue call by swapping its deadline to -1 before closing the
 	// module; whoever loses that race knows: a claimed instance is never reused, even when
 	// the call itself managed to return.
 	killed := in.deadline.Swap(0) == -1
+	<-p.host.running
 	if err != nil || killed {
 		g.discard(in)
 		if killed || errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -87,13 +99,27 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		}
 		return fail("trapped: "+err.Error(), err)
 	}
+	if time.Since(start) > refreshAfter {
+		// A long call may have grown the guest stack, which wazero keeps with the function
+		// for the instance's life (up to about 84 MiB); a fresh function starts at 10 KiB.
+		in.fns[st.hook] = in.mod.ExportedFunction(st.hook)
+	}
 	rc := int32(in.stack[0])
-	g.release(in)
 	if rc != 0 {
+		// ABI.md §5: a failed hook's instance is discarded like a trapped one; whatever the
+		// guest left in its memory must not reach the next call.
+		g.discard(in)
 		return fail(fmt.Sprintf("returned %d%s", rc, st.errSuffix()), nil)
 	}
+	g.release(in)
+	g.breaker.success(now)
 	return nil
 }
+
+// refreshAfter: a call longer than this gets its instance a fresh function (see call). Growing
+// a guest stack to a few MiB takes longer (doublings from 10 KiB, each copying the stack), so
+// this bounds what an idle instance keeps, at a cost only slow calls pay (about 3 µs, 12 KiB).
+const refreshAfter = time.Millisecond
 
 // Chain runs plugins in configured order. The list can be replaced while calls run (Set).
 type Chain struct {

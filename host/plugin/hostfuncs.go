@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
@@ -57,6 +55,13 @@ var hostTable = map[string]hostFunc{
 	abi.FnMakeQueueConfig: {params: ps(2), results: ps(1), fn: hMakeQueueConfig},
 }
 
+// budgetFree host functions keep working after abi.MaxHostCalls, so a guest that hit the
+// budget can still say why it fails: each does a bounded amount of work, and the call's
+// deadline still ends a loop of them.
+var budgetFree = map[string]bool{abi.FnSetError: true, abi.FnLastError: true}
+
+var budgetText = fmt.Sprintf("more than %d host calls in one hook call", abi.MaxHostCalls)
+
 // granted is what every plugin may use; an operator switch per plugin can narrow it later.
 const granted = abi.FeatureHeaderWrite | abi.FeatureBodyRead
 
@@ -66,10 +71,16 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		var fn api.GoModuleFunc
 		if name == abi.FnFeatures {
 			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+				if st, _ := ctx.Value(stateKey{}).(*callState); st != nil {
+					if st.calls++; st.calls > abi.MaxHostCalls {
+						stack[0] = 0 // Limit does not fit an i64 bit set: nothing is granted
+						return
+					}
+				}
 				stack[0] = stack[0] & uint64(granted)
 			}
 		} else {
-			hf := hf
+			hf, name := hf, name
 			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
 				st, _ := ctx.Value(stateKey{}).(*callState)
 				if st == nil {
@@ -77,8 +88,8 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 				}
 				st.calls++
 				var rc int32
-				if st.calls > abi.MaxHostCalls {
-					rc = abi.Limit
+				if st.calls > abi.MaxHostCalls && !budgetFree[name] {
+					rc, st.lastErr = abi.Limit, budgetText
 				} else {
 					rc = hf.fn(st, mod, stack)
 				}
@@ -123,6 +134,9 @@ func u32(v uint64) uint32 { return uint32(v) }
 
 func hABIVersion(*callState, api.Module, []uint64) int32 { return abi.Version }
 
+// hLog writes a guest's log line to diagnostics within its budgets: abi.MaxLogLine per line,
+// abi.MaxLogLinesPerCall and abi.MaxLogBytesPerCall per hook call, and the plugin's rate
+// (logLimiter). What does not fit is dropped, counted, and reported in one line.
 func hLog(st *callState, mod api.Module, s []uint64) int32 {
 	msg := read(mod, u32(s[1]), u32(s[2]))
 	if len(msg) > abi.MaxLogLine {
@@ -131,8 +145,19 @@ func hLog(st *callState, mod api.Module, s []uint64) int32 {
 	if st.gen == nil {
 		return 0
 	}
-	d := st.gen.plugin.host.diag
-	args := []any{"plugin", st.gen.plugin.name, "hook", st.hook, "msg", string(msg)}
+	p := st.gen.plugin
+	if st.logLines >= abi.MaxLogLinesPerCall || st.logBytes+len(msg) > abi.MaxLogBytesPerCall {
+		p.logs.drop(1, len(msg))
+		return 0
+	}
+	if !p.logs.allow(len(msg)) {
+		return 0
+	}
+	st.logLines++
+	st.logBytes += len(msg)
+	d := p.host.diag
+	args := []any{"plugin", p.name, "hook", st.hook, "line", string(msg)}
+	// Levels outside -1..2 are logged as errors (ABI.md, log).
 	switch int32(s[0]) {
 	case abi.LogDebug:
 		d.Debug("plugin log", args...)
@@ -245,7 +270,7 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 		return st.fail(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
 	}
 	if val != "" && (key == abi.MetaRoutingDomain || key == abi.MetaQueue) {
-		if err := checkRoutingValue(key, val); err != nil {
+		if err := st.gen.plugin.host.routing.check(key, val); err != nil {
 			return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
 		}
 	}
@@ -256,20 +281,8 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	return abi.OK
 }
 
-// validRouting remembers routing values already found valid: plugins set the same few routing
-// domains on every message, and parsing them each time was a fifth of a hook call.
-var (
-	validRouting     sync.Map // routingKey -> struct{}
-	validRoutingSize atomic.Int32
-)
-
-type routingKey struct{ key, val string }
-
+// checkRoutingValue parses a routing_domain or queue value (uncached: see routingCache).
 func checkRoutingValue(key, val string) error {
-	ck := routingKey{key, val}
-	if _, ok := validRouting.Load(ck); ok {
-		return nil
-	}
 	dest := val
 	if key == abi.MetaQueue {
 		c, err := route.ParseQueueName(val)
@@ -278,13 +291,8 @@ func checkRoutingValue(key, val string) error {
 		}
 		dest = c.Destination()
 	}
-	if _, err := route.ParseTarget(dest); err != nil {
-		return err
-	}
-	if validRoutingSize.Add(1) <= 4096 {
-		validRouting.Store(ck, struct{}{})
-	}
-	return nil
+	_, err := route.ParseTarget(dest)
+	return err
 }
 
 func safeText(err error) string {
@@ -344,14 +352,19 @@ func hAppendHeader(st *callState, mod api.Module, s []uint64) int32 {
 	return st.addHeader(mod, s, &st.append)
 }
 
-// addHeader validates and stages a header edit. A CR or LF in a name or value is refused:
-// it would let a plugin (or data it copies from the message) inject header lines.
+// addHeader reads a header edit's name and value from guest memory and stages it.
 func (st *callState) addHeader(mod api.Module, s []uint64, to *[]header) int32 {
 	if !st.messageHook() {
 		return st.fail(abi.NotAllowed, "header edits are available in message hooks only")
 	}
 	name := string(read(mod, u32(s[0]), u32(s[1])))
 	val := string(read(mod, u32(s[2]), u32(s[3])))
+	return st.stageHeader(name, val, to)
+}
+
+// stageHeader validates a header edit and stages it. A CR or LF in a name or value is refused:
+// it would let a plugin (or data it copies from the message) inject header lines.
+func (st *callState) stageHeader(name, val string, to *[]header) int32 {
 	if name == "" || len(name) > abi.MaxHeaderName {
 		return st.fail(abi.Invalid, "header name must be 1-%d characters", abi.MaxHeaderName)
 	}
@@ -409,7 +422,12 @@ func hReject(st *callState, mod api.Module, s []uint64) int32 {
 		}
 	}
 	r := message.Reply{Code: int(code), Text: text}
-	if enh, rest, ok := strings.Cut(text, " "); ok && isEnhanced(enh) && int(enh[0]-'0') == int(code)/100 {
+	enh, rest, _ := strings.Cut(text, " ")
+	if isEnhanced(enh) {
+		// RFC 3463 §2: the class of the enhanced code must match the reply's first digit.
+		if int(enh[0]-'0') != int(code)/100 {
+			return st.fail(abi.Invalid, "reject %d with enhanced code %s: the class must be %d", code, enh, code/100)
+		}
 		r.Enhanced, r.Text = enh, rest
 	} else {
 		r.Enhanced = fmt.Sprintf("%d.0.0", code/100)
@@ -423,7 +441,7 @@ func hReject(st *callState, mod api.Module, s []uint64) int32 {
 
 func isEnhanced(s string) bool {
 	p := strings.Split(s, ".")
-	if len(p) != 3 {
+	if len(p) != 3 || len(p[0]) != 1 { // RFC 3463 §2: class is one digit
 		return false
 	}
 	for _, x := range p {

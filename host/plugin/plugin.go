@@ -10,7 +10,8 @@
 // Every call is bounded: a deadline (WithCloseOnContextDone), a memory cap
 // (WithMemoryLimitPages), a host-call budget. An instance is never shared by two calls, and
 // any call error (trap, deadline, host panic) discards it. Effects are staged and applied only
-// when the hook returns 0. A crash-loop breaker stops calling a plugin that keeps failing.
+// when the hook returns 0. A crash-loop breaker stops calling a plugin that keeps failing for
+// many clients (one client that can make it trap only gets its own failures).
 package plugin
 
 import (
@@ -39,15 +40,30 @@ import (
 type Spec struct {
 	Path        string
 	Config      []byte        // the plugin's own config (JSON), served by get_config
-	MaxMemory   int64         // bytes per instance; default 64 MiB
+	MaxMemory   int64         // bytes per instance, at most abi.MaxMemory; default 64 MiB
 	Timeout     time.Duration // per hook call; default 100ms
 	InitTimeout time.Duration // _initialize + wasmta_init; default 5s
-	PoolSize    int           // instances at most; default 2 × GOMAXPROCS
+	PoolSize    int           // instances at most, at most abi.MaxPoolSize; default 2 × GOMAXPROCS
+}
+
+// check refuses limits the runtime cannot take (config validation refuses them first, naming
+// the key; this keeps a bad Spec from panicking inside wazero, at start or on a reload).
+func (s *Spec) check() error {
+	if s.MaxMemory > abi.MaxMemory {
+		return fmt.Errorf("max_memory %d bytes is more than 4GiB (%d pages of 64KiB), all a WebAssembly memory can address", s.MaxMemory, abi.MaxMemory/abi.PageSize)
+	}
+	if s.PoolSize > abi.MaxPoolSize {
+		return fmt.Errorf("pool_size %d is more than %d", s.PoolSize, abi.MaxPoolSize)
+	}
+	if s.Timeout > abi.MaxTimeoutSeconds*time.Second {
+		return fmt.Errorf("timeout %s is more than %ds", s.Timeout, abi.MaxTimeoutSeconds)
+	}
+	return nil
 }
 
 func (s *Spec) defaults() {
 	if s.MaxMemory <= 0 {
-		s.MaxMemory = 64 << 20
+		s.MaxMemory = abi.DefaultMaxMemory
 	}
 	if s.Timeout <= 0 {
 		s.Timeout = 100 * time.Millisecond
@@ -63,12 +79,42 @@ func (s *Spec) defaults() {
 // Host compiles plugins, sharing one on-disk compilation cache, and runs the watchdog that
 // enforces call deadlines.
 type Host struct {
-	cache wazero.CompilationCache
-	diag  *slog.Logger
+	cache   wazero.CompilationCache
+	diag    *slog.Logger
+	routing routingCache
+	// running bounds the hook calls executing guest code at once across every plugin of this
+	// host. Each can hold a guest stack of up to about 84 MiB (wazero's fixed ceiling, see
+	// abi/ABI.md §6), so this, not the number of plugins or their pool sizes,
+	// bounds the memory deep recursion can take.
+	running chan struct{}
 
 	mu        sync.Mutex
 	instances map[*instance]struct{} // every live instance, for the watchdog
 	stop      chan struct{}
+}
+
+// maxRunning is how many hook calls run guest code at once per host: as many as the default
+// pool of one plugin, two per CPU. Guest code never waits on I/O, so more would not add
+// throughput, only memory.
+func maxRunning() int { return 2 * runtime.GOMAXPROCS(0) }
+
+// run takes a run slot, waiting until deadline at most.
+func (h *Host) run(ctx context.Context, deadline time.Time) error {
+	select {
+	case h.running <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case h.running <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errPoolWait
+	}
 }
 
 // watchdogTick bounds how late a deadline is enforced.
@@ -92,7 +138,8 @@ func NewHost(cacheDir string, diag *slog.Logger) (*Host, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	h := &Host{cache: cache, diag: diag, instances: map[*instance]struct{}{}, stop: make(chan struct{})}
+	h := &Host{cache: cache, diag: diag, instances: map[*instance]struct{}{}, stop: make(chan struct{}),
+		running: make(chan struct{}, maxRunning())}
 	go h.watchdog()
 	return h, nil
 }
@@ -138,6 +185,7 @@ type Plugin struct {
 	host *Host
 	name string
 	gen  atomic.Pointer[Generation]
+	logs *logLimiter // diagnostics budget, kept across reloads
 
 	mu          sync.Mutex // serializes reloads and guards the fields below
 	reloads     int
@@ -157,6 +205,7 @@ func (p *Plugin) Generation() *Generation { return p.gen.Load() }
 func (h *Host) Load(ctx context.Context, spec Spec) (*Plugin, error) {
 	spec.defaults()
 	p := &Plugin{host: h, name: filepath.Base(spec.Path)}
+	p.logs = newLogLimiter(h.diag, p.name)
 	g, err := h.newGeneration(ctx, p, spec)
 	if err != nil {
 		return nil, err
@@ -304,7 +353,10 @@ func (h *Host) newGeneration(ctx context.Context, p *Plugin, spec Spec) (*Genera
 }
 
 func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code []byte) (*Generation, error) {
-	pages := uint32((spec.MaxMemory + 65535) / 65536)
+	if err := spec.check(); err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
+	}
+	pages := uint32((spec.MaxMemory + abi.PageSize - 1) / abi.PageSize)
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(h.cache).
 		WithCloseOnContextDone(true).
@@ -348,7 +400,7 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 	if err := instantiateHostModule(ctx, rt); err != nil {
 		return fail(err)
 	}
-	out := &guestOutput{diag: h.diag, plugin: p.name}
+	out := &guestOutput{diag: h.diag, plugin: p.name, limit: p.logs}
 	g.modCfg = wazero.NewModuleConfig().
 		WithName(""). // anonymous: many instances of one module
 		WithStartFunctions(abi.ExportInitialize).
@@ -399,7 +451,12 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 // errRetired tells a caller that loaded a generation just before a reload to load it again.
 var errRetired = errors.New("plugin generation retired")
 
-func (g *Generation) acquire(ctx context.Context) (*instance, error) {
+// errPoolWait: no instance became free before the call's wait deadline.
+var errPoolWait = errors.New("every instance busy until the wait deadline")
+
+// acquire takes an idle instance or starts one while the pool has room, else waits for one
+// until deadline (then errPoolWait: the caller fails like any plugin failure, 451 at reception).
+func (g *Generation) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
 	if g.closed.Load() {
 		return nil, errRetired
 	}
@@ -408,10 +465,7 @@ func (g *Generation) acquire(ctx context.Context) (*instance, error) {
 		return in, nil
 	default:
 	}
-	select {
-	case in := <-g.idle:
-		return in, nil
-	case g.sem <- struct{}{}:
+	start := func() (*instance, error) {
 		in, err := g.newInstance(context.Background())
 		if err != nil {
 			g.free()
@@ -421,8 +475,23 @@ func (g *Generation) acquire(ctx context.Context) (*instance, error) {
 			return nil, err
 		}
 		return in, nil
+	}
+	select {
+	case g.sem <- struct{}{}:
+		return start()
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case in := <-g.idle:
+		return in, nil
+	case g.sem <- struct{}{}:
+		return start()
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-t.C:
+		return nil, errPoolWait
 	}
 }
 
@@ -489,39 +558,6 @@ func (g *Generation) Retired() bool { return g.closed.Load() }
 
 // Busy is the number of live instances (in a retired generation: calls still running).
 func (g *Generation) Busy() int { return len(g.sem) }
-
-// ErrBreakerOpen is returned while a plugin that kept failing is not called.
-var ErrBreakerOpen = errors.New("plugin disabled for a while after repeated failures")
-
-// breaker opens after threshold failures within a minute and stays open for a minute. The
-// check on every call is one atomic load; only failures take the mutex.
-type breaker struct {
-	mu        sync.Mutex
-	failures  []time.Time
-	openUntil atomic.Int64 // unix nanoseconds
-}
-
-const breakerThreshold = 20
-
-func (b *breaker) allow(now time.Time) bool {
-	return now.UnixNano() >= b.openUntil.Load()
-}
-
-func (b *breaker) fail(now time.Time) (opened bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	cut := 0
-	for cut < len(b.failures) && now.Sub(b.failures[cut]) > time.Minute {
-		cut++
-	}
-	b.failures = append(b.failures[cut:], now)
-	if len(b.failures) >= breakerThreshold {
-		b.openUntil.Store(now.Add(time.Minute).UnixNano())
-		b.failures = b.failures[:0]
-		return true
-	}
-	return false
-}
 
 // Check loads a plugin file the way the server would (all load-time checks, one instance,
 // wasmta_init with config) and closes it again. It is `wasmta plugin check`.

@@ -165,18 +165,6 @@ func TestMisbehavingPlugins(t *testing.T) {
 	}
 }
 
-func TestBreakerOpens(t *testing.T) {
-	p := mustLoad(t, "trap")
-	c := NewChain(p)
-	var err error
-	for i := 0; i < breakerThreshold+1; i++ {
-		_, err = c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
-	}
-	if !errors.Is(err, ErrBreakerOpen) {
-		t.Fatalf("after %d failures: %v", breakerThreshold+1, err)
-	}
-}
-
 func TestLoadTimeChecks(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
 		{"nomarker", `missing export "wasmta_abi_v1"`},

@@ -55,6 +55,7 @@ func TestReloadSwapsUnderLoadAndRefusesBrokenVersions(t *testing.T) {
 				o, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
 				calls.Add(1)
 				if err != nil {
+					t.Log(err)
 					failures.Add(1)
 					continue
 				}
@@ -187,7 +188,7 @@ func TestReloadShrinksPool(t *testing.T) {
 	g := p.Generation()
 	var ins []*instance
 	for range 4 {
-		in, err := g.acquire(context.Background())
+		in, err := g.acquire(context.Background(), time.Now().Add(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,10 @@ import (
 // Message is what a message hook reads and changes: the envelope, meta and the message data
 // (header and body, CRLF line ends). A chain applies each plugin's effects to it in turn.
 type Message struct {
+	// Client identifies who sent the message (the peer IP, or IP:port, at reception; "" when
+	// unknown). The failure breaker counts distinct clients (IPv6 by /64), so one client cannot
+	// stop a plugin for everyone.
+	Client     string
 	Sender     string
 	Recipients []string
 	Meta       map[string]string
@@ -61,6 +65,8 @@ type callState struct {
 	lastErr     string
 	calls       int
 	headerEdits int
+	logLines    int
+	logBytes    int
 }
 
 type stateKey struct{}
@@ -102,16 +108,34 @@ func (st *callState) commit() {
 		return
 	}
 	m.index()
+	hdr, rest := m.Data[:m.hdrEnd], m.Data[m.hdrEnd:]
 	var out bytes.Buffer
 	out.Grow(len(m.Data) + 256)
 	for _, h := range st.prepend {
 		writeHeader(&out, h)
 	}
-	out.Write(m.Data[:m.hdrEnd])
+	out.Write(hdr)
+	if len(st.append) > 0 && len(hdr) > 0 {
+		// Data that ends inside its last field ("A: 1", no line break): end that line first,
+		// or the appended field would run into it.
+		switch hdr[len(hdr)-1] {
+		case '\n':
+		case '\r':
+			out.WriteByte('\n')
+		default:
+			out.WriteString("\r\n")
+		}
+	}
 	for _, h := range st.append {
 		writeHeader(&out, h)
 	}
-	out.Write(m.Data[m.hdrEnd:])
+	if len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+		// Data that starts with a folded line (no field to continue; index reads it as body):
+		// written after a new field it would fold into it, so the blank line that ends a header
+		// (RFC 5322 §2.1) goes first. Any other line that ends the header is left in place.
+		out.WriteString("\r\n")
+	}
+	out.Write(rest)
 	m.Data = out.Bytes()
 	m.indexed = false
 }
@@ -145,11 +169,17 @@ func (m *Message) index() {
 			m.hdrEnd = pos
 			return
 		}
-		if (line[0] == ' ' || line[0] == '\t') && len(m.hdr) > 0 {
+		if line[0] == ' ' || line[0] == '\t' {
+			if len(m.hdr) == 0 { // a fold with no field to continue: not a header line
+				m.hdrEnd = pos
+				return
+			}
 			f := &m.hdr[len(m.hdr)-1]
 			f.value = append(append(f.value, "\r\n"...), line...)
-		} else if i := bytes.IndexByte(line, ':'); i > 0 {
-			m.hdr = append(m.hdr, field{name: string(line[:i]), value: append([]byte(nil), bytes.TrimLeft(line[i+1:], " \t")...)})
+		} else if i := bytes.IndexByte(line, ':'); i > 0 && fieldName(bytes.TrimRight(line[:i], " \t")) {
+			// RFC 5322 §4.5.3 (obsolete syntax) allows whitespace before the colon.
+			name := bytes.TrimRight(line[:i], " \t")
+			m.hdr = append(m.hdr, field{name: string(name), value: append([]byte(nil), bytes.TrimLeft(line[i+1:], " \t")...)})
 		} else {
 			// Not a header line: the header ended without a blank line.
 			m.hdrEnd = pos
@@ -157,6 +187,18 @@ func (m *Message) index() {
 		}
 		pos = next
 	}
+}
+
+// fieldName reports whether b is an RFC 5322 §3.6.8 field name: printable ASCII except ':'. A
+// line whose name is anything else (a space, a control character) is not a header field, so
+// the header ends there, as most MTAs (Postfix among them) read it.
+func fieldName(b []byte) bool {
+	for _, c := range b {
+		if c < 33 || c > 126 {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // Header returns the idx-th field named name (case-insensitive).

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
@@ -67,7 +68,7 @@ func validate(cm wazero.CompiledModule) (usesWASI bool, err error) {
 			if !slices.Equal(f.ParamTypes(), hf.params) || !slices.Equal(f.ResultTypes(), hf.results) {
 				return false, fmt.Errorf("imports %s.%s with type %s, the host's is %s", mod, name, sig(f), sigOf(hf.params, hf.results))
 			}
-		case "wasi_snapshot_preview1":
+		case abi.WASIModule:
 			if !wasiAllowed[name] {
 				return false, fmt.Errorf("imports WASI function %s, which plugins may not use (no filesystem or network)", name)
 			}
@@ -98,6 +99,7 @@ type guestOutput struct {
 	mu     sync.Mutex
 	diag   *slog.Logger
 	plugin string
+	limit  *logLimiter // the plugin's diagnostics rate, shared with the log host call
 	buf    []byte
 }
 
@@ -105,25 +107,46 @@ func (o *guestOutput) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.buf = append(o.buf, p...)
+	rest := o.buf
 	for {
-		i := strings.IndexByte(string(o.buf), '\n')
+		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
-			if len(o.buf) > abi.MaxLogLine {
-				o.emit(o.buf)
-				o.buf = o.buf[:0]
-			}
-			return len(p), nil
+			break
 		}
-		o.emit(o.buf[:i])
-		o.buf = o.buf[i+1:]
+		if !o.emit(rest[:i]) {
+			// Over the rate: count every other complete line as dropped in one pass.
+			if n := bytes.Count(rest[i+1:], []byte{'\n'}); n > 0 {
+				o.limit.drop(n, len(rest)-i-1)
+			}
+			rest = rest[bytes.LastIndexByte(rest, '\n')+1:]
+			break
+		}
+		rest = rest[i+1:]
 	}
+	if len(rest) > abi.MaxLogLine {
+		o.emit(rest)
+		rest = nil
+	}
+	// Keep the unfinished line (at most abi.MaxLogLine bytes) at the start of buf, in a small
+	// buffer again after a big write.
+	if cap(o.buf) > 4*abi.MaxLogLine {
+		o.buf = append([]byte(nil), rest...)
+	} else {
+		o.buf = append(o.buf[:0], rest...)
+	}
+	return len(p), nil
 }
 
-func (o *guestOutput) emit(line []byte) {
+// emit writes one line within the plugin's rate; false when it was dropped.
+func (o *guestOutput) emit(line []byte) bool {
 	if len(line) > abi.MaxLogLine {
 		line = line[:abi.MaxLogLine]
 	}
+	if !o.limit.allow(len(line)) {
+		return false
+	}
 	o.diag.Warn("plugin output", "plugin", o.plugin, "line", string(line))
+	return true
 }
 
 type cryptoRand struct{}

@@ -1,0 +1,16 @@
+;; Recurses recipient_count() x 1,000 deep; with no recipient, until the stack overflows.
+(module
+  (import "wasmta" "recipient_count" (func $rcpt_count (result i32)))
+  (memory (export "memory") 1)
+  (func (export "wasmta_abi_v1"))
+  (func $down (param $n i32) (param $a i64) (param $b i64) (result i64)
+    (if (result i64) (i32.eqz (local.get $n))
+      (then (local.get $a))
+      (else (i64.add (local.get $b)
+        (call $down (i32.sub (local.get $n) (i32.const 1)) (local.get $b) (local.get $a))))))
+  (func (export "smtp_server_message_received") (result i32)
+    (local $n i32)
+    (local.set $n (i32.mul (call $rcpt_count) (i32.const 1000)))
+    (if (i32.eqz (local.get $n)) (then (local.set $n (i32.const -1))))
+    (drop (call $down (local.get $n) (i64.const 1) (i64.const 2)))
+    (i32.const 0)))
