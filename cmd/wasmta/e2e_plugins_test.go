@@ -181,3 +181,28 @@ smtp_port = 2525
 		t.Fatalf("null MX explain:\n%s", out)
 	}
 }
+
+// One client who can make the plugin trap (here: any envelope sender starting with "e") must
+// not stop reception for everyone: after 150 crafted messages from 127.0.0.1, each answered
+// 451 4.3.0, a client on 127.0.0.2 still gets 250 and its mail is delivered. Reception hands the
+// client address to the plugin host, whose breaker needs failures from several clients.
+func TestOneClientCannotStopReceptionForAll(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, pluginConfig(fixture(t, "picky")))
+	c := testutil.DialFrom(t, "127.0.0.1", e.relay.SMTP)
+	c.Hello("evil.test")
+	for i := range 150 {
+		c.Expect(250, "MAIL FROM:<evil@attacker.test>")
+		c.Expect(250, "RCPT TO:<x%d@implicit.test>", i)
+		if code, msg := c.Data("Subject: crafted\r\n\r\nx\r\n"); code != 451 || !strings.HasPrefix(msg, "4.3.0") {
+			t.Fatalf("crafted message %d: %d %s, want 451 4.3.0", i, code, msg)
+		}
+	}
+	c.Close()
+	good := testutil.DialFrom(t, "127.0.0.2", e.relay.SMTP)
+	good.Hello("friend.test")
+	if code, msg := good.Send("a@sender.test", []string{"friend@implicit.test"}, "Subject: hi\r\n\r\nhi\r\n"); code != 250 {
+		t.Fatalf("another client after one client's crafted traps: %d %s", code, msg)
+	}
+	e.sinks["127.0.0.4"].WaitCount(t, 1, 10*time.Second)
+}

@@ -423,9 +423,9 @@ func hReject(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	r := message.Reply{Code: int(code), Text: text}
 	enh, rest, _ := strings.Cut(text, " ")
-	if isEnhanced(enh) {
+	if class, _, _, ok := message.ParseEnhanced(enh); ok {
 		// RFC 3463 §2: the class of the enhanced code must match the reply's first digit.
-		if int(enh[0]-'0') != int(code)/100 {
+		if class != int(code)/100 {
 			return st.fail(abi.Invalid, "reject %d with enhanced code %s: the class must be %d", code, enh, code/100)
 		}
 		r.Enhanced, r.Text = enh, rest
@@ -437,19 +437,6 @@ func hReject(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	st.reject = &r
 	return abi.OK
-}
-
-func isEnhanced(s string) bool {
-	p := strings.Split(s, ".")
-	if len(p) != 3 || len(p[0]) != 1 { // RFC 3463 §2: class is one digit
-		return false
-	}
-	for _, x := range p {
-		if x == "" || len(x) > 3 || strings.Trim(x, "0123456789") != "" {
-			return false
-		}
-	}
-	return true
 }
 
 func hMakeQueueConfig(st *callState, mod api.Module, s []uint64) int32 {

@@ -438,7 +438,7 @@ func (ss *session) Data(r io.Reader) error {
 	var meta map[string]string
 	var handled []string
 	if p := ss.s.opt.Policy; p != nil && p.Active() {
-		pm := &plugin.Message{Sender: ss.from, Recipients: ss.rcpts, Meta: map[string]string{}, Data: body}
+		pm := &plugin.Message{Sender: ss.from, Recipients: ss.rcpts, Meta: map[string]string{}, Data: body, Client: ss.peer.String()}
 		o, err := p.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, pm)
 		if err != nil {
 			// The client keeps the message and retries; nothing is lost (SPEC §7).
