@@ -171,14 +171,19 @@ func (a *App) Start() error {
 	}
 	recovered = nil
 	a.queue.Start()
+	// The control socket comes up before SMTP answers, so whoever sees the banner (an operator's
+	// script, a test) can reach `wasmta plugin status` at once.
+	if err := a.startControl(); err != nil {
+		a.diag.Warn("control socket unavailable; wasmta plugin reload/status will not reach this server", "err", err)
+	}
 	if err := a.smtp.Listen(); err != nil {
+		if a.control != nil {
+			a.control.Close()
+		}
 		a.queue.Stop(context.Background())
 		return err
 	}
 	a.smtp.Serve()
-	if err := a.startControl(); err != nil {
-		a.diag.Warn("control socket unavailable; wasmta plugin reload/status will not reach this server", "err", err)
-	}
 	if !a.cfg.Watch {
 		// reload with SIGHUP or wasmta plugin reload
 	} else if err := a.startWatcher(); err != nil {
