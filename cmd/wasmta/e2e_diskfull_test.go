@@ -173,8 +173,20 @@ func TestDiskFullRefusesAndRecovers(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if code := e.send("still-full@example.com"); code/100 != 4 {
-		t.Fatalf("still full: reply %d, want a transient refusal", code)
+	if code := e.send("still-full@example.com"); code != 452 {
+		t.Fatalf("still full: reply %d, want 452", code)
+	}
+	// Already below the reserve: refused at MAIL, before the client sends any data.
+	c := testutil.Dial(t, e.relay.SMTP)
+	c.Hello("client.test")
+	if code, msg := c.Cmd("MAIL FROM:<a@sender.test>"); code != 452 || !strings.HasPrefix(msg, "4.3.1") {
+		t.Fatalf("MAIL below the reserve: %d %s, want 452 4.3.1", code, msg)
+	}
+	c.Close()
+	// Operators see it: `wasmta plugin status` reports the refusals.
+	out, err := runBin(e.relay.Dir, "plugin", "status", "--config", e.relay.Config)
+	if err != nil || !strings.Contains(out, "REFUSING new mail (452 4.3.1)") {
+		t.Fatalf("status while full: %v\n%s", err, out)
 	}
 
 	// Space returns: reception accepts again without a restart.
@@ -184,6 +196,9 @@ func TestDiskFullRefusesAndRecovers(t *testing.T) {
 	e.relay.WaitStderr("spool free space back above spool.min_free", 10*time.Second)
 	if code := e.send("after@example.com"); code != 250 {
 		t.Fatalf("after space returned: reply %d", code)
+	}
+	if out, err := runBin(e.relay.Dir, "plugin", "status", "--config", e.relay.Config); err != nil || !strings.Contains(out, ", accepting mail, ") {
+		t.Fatalf("status after space returned: %v\n%s", err, out)
 	}
 	accepted = append(accepted, "after@example.com")
 	e.deliveredAll(accepted)
@@ -221,6 +236,9 @@ func TestDiskFullRestartWaitsForSpace(t *testing.T) {
 	e.relay.WaitListening(30 * time.Second)
 	if code := e.send("after@example.com"); code != 250 {
 		t.Fatalf("after space returned: reply %d", code)
+	}
+	if out, err := runBin(e.relay.Dir, "plugin", "status", "--config", e.relay.Config); err != nil || !strings.Contains(out, ", accepting mail, ") {
+		t.Fatalf("status after space returned: %v\n%s", err, out)
 	}
 	accepted = append(accepted, "after@example.com")
 	e.deliveredAll(accepted)

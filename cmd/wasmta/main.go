@@ -199,6 +199,15 @@ func controlCmd(name, short string) *cobra.Command {
 				}
 			}
 			if name == "status" {
+				q, sp := resp.Queue, resp.Spool
+				fmt.Fprintf(w, "queue: %d queued, %d received, %d delivered, %d transient failures, %d bounced, %d expired\n",
+					q.Queued, q.Received, q.Delivered, q.Transient, q.Bounced, q.Expired)
+				refusing := "accepting mail"
+				if sp.BelowReserve {
+					refusing = "REFUSING new mail (452 4.3.1)"
+				}
+				fmt.Fprintf(w, "spool: %d MiB free, reserve %d MiB, %s, %d refused for space\n",
+					sp.FreeBytes>>20, sp.MinFreeBytes>>20, refusing, sp.SpaceRefusals)
 				for _, p := range resp.Plugins {
 					fmt.Fprintf(w, "%s\tgeneration %s\tloaded %s\treloads %d\tfailures %d\thooks %s\n", p.Name, p.Generation,
 						p.LoadedAt.Format(time.RFC3339), p.Reloads, p.Failures, strings.Join(p.Hooks, ","))

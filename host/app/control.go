@@ -24,6 +24,15 @@ type ControlResponse struct {
 	Results []ReloadResult  `json:"results,omitempty"`
 	Plugins []plugin.Status `json:"plugins"`
 	Queue   QueueCounts     `json:"queue"`
+	Spool   SpoolCounts     `json:"spool"`
+}
+
+// SpoolCounts are the spool's free-space figures (spool.min_free).
+type SpoolCounts struct {
+	FreeBytes     int64  `json:"free_bytes"`
+	MinFreeBytes  int64  `json:"min_free_bytes"`
+	BelowReserve  bool   `json:"below_reserve"` // new mail is refused with 452 4.3.1
+	SpaceRefusals uint64 `json:"space_refusals"`
 }
 
 // QueueCounts are the queue's counters as `wasmta plugin status` and tests read them. Queued
@@ -139,6 +148,8 @@ func (a *App) serveControl(c net.Conn) {
 	}
 	resp.Plugins = a.Status()
 	st := a.queue.Stats()
+	sp := a.spool.Stats()
+	resp.Spool = SpoolCounts{FreeBytes: sp.Free, MinFreeBytes: sp.MinFree, BelowReserve: sp.BelowReserve, SpaceRefusals: sp.SpaceRefusals}
 	resp.Queue = QueueCounts{Queued: st.Queued, Received: st.Received, Delivered: st.Delivered, Transient: st.Transient, Bounced: st.Bounced, Expired: st.Expired, DeleteFailures: st.DeleteFailures, Panics: st.Panics}
 	_ = json.NewEncoder(c).Encode(resp)
 }

@@ -174,9 +174,13 @@ func (s *space) hysteresis() int64 { return max(s.minFree/64, 1<<20) }
 func (s *space) estimate() int64 { return s.free.Load() - s.since.Load() - s.pending.Load() }
 
 // room checks that n more bytes leave the reserve intact, without reserving them.
+//
+// Once it has refused, it keeps refusing (even n = 0, a MAIL without SIZE=) until free space is
+// back a margin above the reserve: a relay sitting at the reserve then answers 452 at MAIL, as
+// Postfix does below queue_minfree, instead of taking data it would refuse after DATA.
 func (s *space) room(n int64) error {
 	s.refresh(false)
-	if est := s.estimate(); est-n < s.minFree {
+	if est := s.estimate(); s.below.Load() || est-n < s.minFree {
 		s.refusals.Add(1)
 		s.setBelow(est)
 		return ErrInsufficientStorage.Wrap(fmt.Errorf("%d bytes free, %d more would leave less than spool.min_free %d", est, n, s.minFree))
