@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
+	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/plugin"
@@ -31,6 +32,7 @@ type App struct {
 	logs  *logs.Logger
 	queue *queue.Manager
 	smtp  *smtpserver.Server
+	http  *httpapi.Server // nil: [http] listen = ""
 	host  *plugin.Host
 	chain *plugin.Chain
 
@@ -131,6 +133,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		Log:            a.logs,
 		Diag:           diag,
 	})
+	a.http = a.newHTTP()
 	return a, nil
 }
 
@@ -162,6 +165,11 @@ func (a *App) Start() error {
 		return err
 	}
 	a.smtp.Serve()
+	if err := a.startHTTP(); err != nil {
+		a.smtp.Shutdown(context.Background())
+		a.queue.Stop(context.Background())
+		return err
+	}
 	if err := a.startControl(); err != nil {
 		a.diag.Warn("control socket unavailable; wasmta plugin reload/status will not reach this server", "err", err)
 	}
@@ -174,7 +182,7 @@ func (a *App) Start() error {
 	for _, p := range a.chain.Plugins() {
 		plugins = append(plugins, p.Name()+"@"+p.Generation().ID)
 	}
-	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "plugins", plugins, "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
+	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "http", a.HTTPAddr(), "plugins", plugins, "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
 	return nil
 }
 
@@ -200,6 +208,7 @@ func (a *App) Shutdown(ctx context.Context) {
 	if a.control != nil {
 		a.control.Close()
 	}
+	a.stopHTTP(ctx)
 	a.smtp.Shutdown(ctx)
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	a.queue.Stop(qctx)
