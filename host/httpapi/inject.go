@@ -238,6 +238,9 @@ func (j *job) generate(rc *job1, id message.ID, now time.Time, hostname string, 
 			return nil, fmt.Errorf("content: %w", err)
 		}
 		out := normalizeCRLF(s)
+		if len(out) == 0 {
+			return nil, errors.New("content: the message is empty")
+		}
 		if int64(len(out)) > limit {
 			return nil, errTooLarge
 		}
