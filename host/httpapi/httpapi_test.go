@@ -40,7 +40,7 @@ func (r *spoolReceiver) Submit(msgs []*message.Message, body []byte) error {
 }
 
 type testServer struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	url    string
 	sp     *spool.Spool
@@ -48,7 +48,7 @@ type testServer struct {
 	logDir string
 }
 
-func startServer(t *testing.T, mod func(*Options)) *testServer {
+func startServer(t testing.TB, mod func(*Options)) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	sp, err := spool.Open(filepath.Join(dir, "spool"), nil)
@@ -501,6 +501,20 @@ func TestAuth(t *testing.T) {
 	}
 	if n := ts.count(); n != 2 {
 		t.Errorf("%d spooled, want the 2 authorized", n)
+	}
+
+	// inject_token alone guards injection; other routes stay open (loopback).
+	only := startServer(t, func(o *Options) { o.InjectToken = "inject-secret" })
+	only.srv.Handle("GET /api/admin/test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("admin")) }))
+	if code, _ := only.post(InjectPath, body); code != 401 {
+		t.Errorf("inject_token only, none sent: %d", code)
+	}
+	if code, _ := only.post(InjectPath, body, "Authorization", "Bearer inject-secret"); code != 200 {
+		t.Errorf("inject_token only, sent: %d", code)
+	}
+	req, _ = http.NewRequest("GET", only.url+"/api/admin/test", nil)
+	if code, _ := only.do(req); code != 200 {
+		t.Errorf("inject_token only, admin route: %d", code)
 	}
 
 	open := startServer(t, nil) // loopback without a token: open

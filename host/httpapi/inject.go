@@ -33,7 +33,7 @@ type injectResponse struct {
 // spoolWorkers is how many messages of one request are handed to the spool at once. Each
 // Submit waits for its fsync; submitting in parallel lets the spool's group commit put many of
 // them under one fsync.
-const spoolWorkers = 32
+const spoolWorkers = 64
 
 // Replies recorded in Rejection log records for recipients that failed.
 var (
