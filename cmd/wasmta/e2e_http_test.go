@@ -301,4 +301,7 @@ func TestHTTPAuthAndLimits(t *testing.T) {
 	if n := len(e.sinks["127.0.0.4"].Messages()); n != 1 || got[0].To[0] != "z@implicit.test" {
 		t.Fatalf("sink got %d messages, want only the authorized one", n)
 	}
+	if err := e.relay.Stop(); err != nil { // SIGTERM stops the HTTP server too, cleanly
+		t.Fatal(err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -561,5 +562,38 @@ func TestBodyLimit(t *testing.T) {
 	}
 	if n := len(ts.spooled()); n != 1 {
 		t.Errorf("%d spooled, want 1", n)
+	}
+}
+
+// Concurrent injections share the template engine's environment: each message still gets its
+// own values (run under -race in CI).
+func TestInjectConcurrent(t *testing.T) {
+	ts := startServer(t, nil)
+	var wg sync.WaitGroup
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				rc := fmt.Sprintf("c%d-%d@example.com", c, i)
+				body := mustJSON(t, map[string]any{"envelope_sender": "s@sender.test",
+					"recipients": []any{map[string]any{"email": rc, "substitutions": map[string]any{"items": []any{c, i}}}},
+					"content":    "Subject: {% set n = items | length %}{{ n }}\n\n{% macro li(x) %}<{{ x }}>{% endmacro %}{% for x in items %}{{ li(x) }}{% endfor %} {{ email }}"})
+				code, out := ts.post(InjectPath, body)
+				if code != 200 || !strings.Contains(out, `"success_count":1`) {
+					t.Errorf("%s: %d %s", rc, code, out)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := ts.spooled()
+	for c := 0; c < 8; c++ {
+		for i := 0; i < 5; i++ {
+			rc := fmt.Sprintf("c%d-%d@example.com", c, i)
+			if want := fmt.Sprintf("Subject: 2\r\n\r\n<%d><%d> %s\r\n", c, i, rc); string(got[rc].body) != want {
+				t.Errorf("%s: %q, want %q", rc, got[rc].body, want)
+			}
+		}
 	}
 }

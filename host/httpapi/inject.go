@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"compress/gzip"
 	"compress/zlib"
 	"context"
@@ -61,7 +62,7 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "could not read the request body")
 		return
 	}
-	j, err := decodeRequest(strings.NewReader(body))
+	j, err := decodeRequest(bytes.NewReader(body))
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
@@ -118,11 +119,11 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request) {
 
 // readBody reads the whole body within MaxRequestSize, before and after a gzip or deflate
 // Content-Encoding (KumoMTA accepts both).
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (string, error) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	max := s.opt.MaxRequestSize
 	tooLarge := &requestError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body larger than %d bytes ([http] max_request_size)", max)}
 	if r.ContentLength > max {
-		return "", tooLarge
+		return nil, tooLarge
 	}
 	var rd io.Reader = http.MaxBytesReader(w, r.Body, max)
 	readErr := "the connection failed while reading the body"
@@ -131,27 +132,27 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (string, error
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(rd)
 		if err != nil {
-			return "", badRequest("the gzip request body is corrupt")
+			return nil, badRequest("the gzip request body is corrupt")
 		}
 		rd, readErr = zr, "the gzip request body is corrupt"
 	case "deflate":
 		zr, err := zlib.NewReader(rd)
 		if err != nil {
-			return "", badRequest("the deflate request body is corrupt")
+			return nil, badRequest("the deflate request body is corrupt")
 		}
 		rd, readErr = zr, "the deflate request body is corrupt"
 	default:
-		return "", &requestError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("Content-Encoding %q is not supported (gzip, deflate)", enc)}
+		return nil, &requestError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("Content-Encoding %q is not supported (gzip, deflate)", enc)}
 	}
 	b, err := io.ReadAll(io.LimitReader(rd, max+1))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe), int64(len(b)) > max:
-		return "", tooLarge
+		return nil, tooLarge
 	case err != nil:
-		return "", badRequest("%s", readErr)
+		return nil, badRequest("%s", readErr)
 	}
-	return string(b), nil
+	return b, nil
 }
 
 // generate builds one recipient's message and runs the http_message_generated hook on it.

@@ -128,7 +128,14 @@ func jsonErr(err error, prefix string) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		return badRequest("%s%s: must be %s, not %s", prefix, te.Field, jsonType(te.Type.Kind().String()), te.Value)
+		field := prefix + te.Field
+		if te.Field == "" {
+			field = strings.TrimSuffix(prefix, ".")
+		}
+		if field == "" {
+			return badRequest("the request must be a JSON object, not %s", te.Value)
+		}
+		return badRequest("%s: must be %s, not %s", field, jsonType(te.Type.Kind().String()), te.Value)
 	case errors.As(err, &se):
 		return badRequest("invalid JSON at offset %d: %s", se.Offset, se.Error())
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
@@ -139,10 +146,6 @@ func jsonErr(err error, prefix string) error {
 			return badRequest("unknown field %s", field)
 		}
 		return badRequest("%s: unknown field %s", strings.TrimSuffix(prefix, "."), field)
-	}
-	var re *requestError
-	if errors.As(err, &re) {
-		return re
 	}
 	return badRequest("invalid JSON: %v", err)
 }
@@ -157,8 +160,6 @@ func jsonType(kind string) string {
 		return "an array"
 	case "map", "struct":
 		return "an object"
-	case "ptr":
-		return "a string"
 	}
 	return kind
 }
