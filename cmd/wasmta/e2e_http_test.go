@@ -103,6 +103,27 @@ func (e *httpEnv) inject(req any, hdr ...string) injectResult {
 	return r
 }
 
+// mimeTree is the MIME structure of e, e.g. "multipart/mixed[text/plain image/png]".
+func mimeTree(t *testing.T, e *gomessage.Entity) string {
+	t.Helper()
+	ct, _, _ := e.Header.ContentType()
+	mr := e.MultipartReader()
+	if mr == nil {
+		return ct
+	}
+	var kids []string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return ct + "[" + strings.Join(kids, " ") + "]"
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", ct, err)
+		}
+		kids = append(kids, mimeTree(t, p))
+	}
+}
+
 func httpFixture(t *testing.T, name string) string {
 	p, err := filepath.Abs(filepath.Join("..", "..", "host", "httpapi", "testdata", name+".wasm"))
 	if err != nil {
@@ -205,10 +226,13 @@ func TestHTTPInjectBuilder(t *testing.T) {
 		if !bytes.Equal(att, pdf) || attName != "rechnung.pdf" {
 			t.Errorf("%s attachment %q: %d bytes", rcpt, attName, len(att))
 		}
-		// The structure as the builder promises: mixed(alternative(plain, html), pdf).
-		ent, _ := gomessage.Read(bytes.NewReader(m.Data))
-		if ct, _, _ := ent.Header.ContentType(); ct != "multipart/mixed" {
-			t.Errorf("%s top-level %s", rcpt, ct)
+		// The structure as the builder promises.
+		ent, err := gomessage.Read(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tree := mimeTree(t, ent); tree != "multipart/mixed[multipart/alternative[text/plain text/html] application/pdf]" {
+			t.Errorf("%s structure %s", rcpt, tree)
 		}
 		rec := e.relay.WaitLog(recipientIs("Delivery", rcpt), 5*time.Second)
 		domain := strings.SplitN(rcpt, "@", 2)[1]
