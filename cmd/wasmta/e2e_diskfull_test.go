@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +35,7 @@ type diskEnv struct {
 	fs    string // the tmpfs mount point; the spool is fs/spool
 	sink  *testutil.Sink
 	relay *testutil.Relay
+	http  string // base URL of the relay's HTTP API
 	body  string
 }
 
@@ -53,13 +56,16 @@ func newDiskEnv(t *testing.T) *diskEnv {
 	if err := os.Symlink(filepath.Join(fs, "spool"), filepath.Join(dir, "spool")); err != nil {
 		t.Fatal(err)
 	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.MustListenPort(t, "127.0.0.1"))
 	cfg, addr := testutil.RelayConfig(t, dir, testutil.DeliveryConfig(dns.Addr, port)+`
 [queue]
 retry_interval = "1s"
 max_retry_interval = "1s"
+[http]
+listen = "`+httpAddr+`"
 `)
 	cfg = strings.Replace(cfg, "min_free = \"32MiB\"\n", fmt.Sprintf("min_free = %d\n", diskReserve), 1)
-	e := &diskEnv{t: t, fs: fs, sink: sinks[0], body: strings.Repeat(strings.Repeat("x", 78)+"\r\n", diskBody/80)}
+	e := &diskEnv{t: t, fs: fs, sink: sinks[0], http: "http://" + httpAddr, body: strings.Repeat(strings.Repeat("x", 78)+"\r\n", diskBody/80)}
 	e.relay = testutil.StartRelay(t, relayBin, dir, cfg, addr)
 	return e
 }
@@ -183,6 +189,17 @@ func TestDiskFullRefusesAndRecovers(t *testing.T) {
 		t.Fatalf("MAIL below the reserve: %d %s, want 452 4.3.1", code, msg)
 	}
 	c.Close()
+	// HTTP injection is refused the same way (KumoMTA's 503 "disk is too full").
+	resp, err := http.Post(e.http+"/api/inject/v1", "application/json", strings.NewReader(
+		`{"envelope_sender":"a@sender.test","recipients":[{"email":"h@example.com"}],"content":"Subject: x\r\n\r\nx\r\n"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "disk is too full") {
+		t.Fatalf("HTTP inject below the reserve: %d %s, want 503 disk is too full", resp.StatusCode, b)
+	}
 	// Operators see it: `wasmta plugin status` reports the refusals.
 	out, err := runBin(e.relay.Dir, "plugin", "status", "--config", e.relay.Config)
 	if err != nil || !strings.Contains(out, "REFUSING new mail (452 4.3.1)") {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
+	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/plugin"
@@ -33,6 +34,7 @@ type App struct {
 	logs  *logs.Logger
 	queue *queue.Manager
 	smtp  *smtpserver.Server
+	http  *httpapi.Server // nil: [http] listen = ""
 	host  *plugin.Host
 	chain *plugin.Chain
 
@@ -145,6 +147,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		Log:            a.logs,
 		Diag:           diag,
 	})
+	a.http = a.newHTTP()
 	return a, nil
 }
 
@@ -184,6 +187,14 @@ func (a *App) Start() error {
 		return err
 	}
 	a.smtp.Serve()
+	if err := a.startHTTP(); err != nil {
+		a.smtp.Shutdown(context.Background())
+		if a.control != nil {
+			a.control.Close()
+		}
+		a.queue.Stop(context.Background())
+		return err
+	}
 	if !a.cfg.Watch {
 		// reload with SIGHUP or wasmta plugin reload
 	} else if err := a.startWatcher(); err != nil {
@@ -193,7 +204,7 @@ func (a *App) Start() error {
 	for _, p := range a.chain.Plugins() {
 		plugins = append(plugins, p.Name()+"@"+p.Generation().ID)
 	}
-	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "plugins", plugins, "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
+	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "http", a.HTTPAddr(), "plugins", plugins, "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
 	return nil
 }
 
@@ -222,6 +233,7 @@ func (a *App) Shutdown(ctx context.Context) {
 	if a.control != nil {
 		a.control.Close()
 	}
+	a.stopHTTP(ctx)
 	a.smtp.Shutdown(ctx)
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	a.queue.Stop(qctx)

@@ -134,6 +134,8 @@ min_free = "32MiB"
 dir = %q
 [smtp]
 listen = ["127.0.0.1:0"]
+[http]
+listen = ""
 [dns]
 resolvers = [%q]
 [delivery]
@@ -196,7 +198,7 @@ func TestReloadAddsPluginAndRefusesBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	base := testConfig(t, dir, dns.Addr, port, "")
 	path := filepath.Join(dir, "c.toml")
-	text := fmt.Sprintf("control_socket = %q\nwasm_cache = %q\n[spool]\npath = %q\nmin_free = \"32MiB\"\n[logs]\ndir = %q\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[dns]\nresolvers = [%q]\n[delivery]\nsmtp_port = %d\nprohibited_hosts = []\n",
+	text := fmt.Sprintf("control_socket = %q\nwasm_cache = %q\n[spool]\npath = %q\nmin_free = \"32MiB\"\n[logs]\ndir = %q\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"\"\n[dns]\nresolvers = [%q]\n[delivery]\nsmtp_port = %d\nprohibited_hosts = []\n",
 		base.ControlSocket, base.WasmCache, base.Spool.Path, base.Logs.Dir, dns.Addr, port)
 	os.WriteFile(path, []byte(text), 0o600)
 	cfg, err := config.Load(path)

@@ -65,9 +65,19 @@ type SMTPConfig struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 }
 
+// HTTPConfig is the [http] table: the HTTP API (injection now, admin later).
 type HTTPConfig struct {
-	Listen string `toml:"listen"`
-	Token  string `toml:"token"`
+	Listen string `toml:"listen"` // "" disables the HTTP server
+	// Token, when set, is required as "Authorization: Bearer <token>" on every route.
+	Token string `toml:"token"`
+	// InjectToken, when set, is also accepted on the inject route (and only there), so an
+	// injector never holds the admin token.
+	InjectToken       string   `toml:"inject_token"`
+	MaxRequestSize    Size     `toml:"max_request_size"`
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	ReadTimeout       Duration `toml:"read_timeout"`
+	WriteTimeout      Duration `toml:"write_timeout"`
+	IdleTimeout       Duration `toml:"idle_timeout"`
 }
 
 type DNSConfig struct {
@@ -129,8 +139,15 @@ func Defaults() Config {
 			DataTimeout:     Duration(30 * 60e9), // 20 MiB at 12 KB/s; a slot held that long is cheap
 			ShutdownTimeout: Duration(30e9),
 		},
-		HTTP: HTTPConfig{Listen: "127.0.0.1:8025"},
-		DNS:  DNSConfig{Timeout: Duration(5e9), NegativeTTL: Duration(300e9)},
+		HTTP: HTTPConfig{
+			Listen:            "127.0.0.1:8025",
+			MaxRequestSize:    2 << 20, // KumoMTA's request_body_limit
+			ReadHeaderTimeout: Duration(10e9),
+			ReadTimeout:       Duration(60e9),
+			WriteTimeout:      Duration(120e9),
+			IdleTimeout:       Duration(120e9),
+		},
+		DNS: DNSConfig{Timeout: Duration(5e9), NegativeTTL: Duration(300e9)},
 		Delivery: DeliveryConfig{
 			SMTPPort:                   25,
 			ProhibitedHosts:            []string{"127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"},
@@ -226,14 +243,8 @@ func (c *Config) validate() error {
 	if (c.SMTP.TLSCertificate == "") != (c.SMTP.TLSPrivateKey == "") {
 		return keyErr("smtp.tls_certificate", "tls_certificate and tls_private_key go together")
 	}
-	if c.HTTP.Listen != "" && c.HTTP.Token == "" {
-		ap, err := netip.ParseAddrPort(c.HTTP.Listen)
-		if err != nil {
-			return keyErr("http.listen", "%q is not an ip:port address", c.HTTP.Listen)
-		}
-		if !ap.Addr().IsLoopback() {
-			return keyErr("http.token", "required when http.listen (%s) is not a loopback address", c.HTTP.Listen)
-		}
+	if err := c.HTTP.validate(); err != nil {
+		return err
 	}
 	positive := []struct {
 		key string
@@ -290,6 +301,44 @@ func (c *Config) validate() error {
 		// hook allowed longer would outlive it.
 		if p.Timeout.D() > abi.MaxTimeoutSeconds*time.Second {
 			return keyErr(fmt.Sprintf("plugins[%d].timeout", i), "%s: at most %ds", p.Timeout, abi.MaxTimeoutSeconds)
+		}
+	}
+	return nil
+}
+
+func (h *HTTPConfig) validate() error {
+	if h.Listen != "" {
+		ap, err := netip.ParseAddrPort(h.Listen)
+		if err != nil {
+			return keyErr("http.listen", "%q is not an ip:port address", h.Listen)
+		}
+		// The API can inject mail for anyone and, later, administer the queues: reachable
+		// from the network it must demand a token.
+		if !ap.Addr().IsLoopback() && h.Token == "" {
+			return keyErr("http.token", "required when http.listen (%s) is not a loopback address", h.Listen)
+		}
+	}
+	for _, t := range []struct{ key, v string }{{"http.token", h.Token}, {"http.inject_token", h.InjectToken}} {
+		for _, r := range t.v {
+			// A token travels in an Authorization header: visible ASCII only (RFC 6750 §2.1).
+			if r <= ' ' || r > '~' {
+				return keyErr(t.key, "must be printable ASCII without spaces")
+			}
+		}
+	}
+	positive := []struct {
+		key string
+		v   int64
+	}{
+		{"http.max_request_size", int64(h.MaxRequestSize)},
+		{"http.read_header_timeout", int64(h.ReadHeaderTimeout)},
+		{"http.read_timeout", int64(h.ReadTimeout)},
+		{"http.write_timeout", int64(h.WriteTimeout)},
+		{"http.idle_timeout", int64(h.IdleTimeout)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return keyErr(p.key, "must be greater than zero")
 		}
 	}
 	return nil

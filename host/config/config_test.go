@@ -168,3 +168,37 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+func TestHTTPConfig(t *testing.T) {
+	c, err := Parse("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Listen != "127.0.0.1:8025" || c.HTTP.MaxRequestSize != 2<<20 || c.HTTP.ReadTimeout.D() != time.Minute {
+		t.Fatalf("http defaults: %+v", c.HTTP)
+	}
+	for _, tc := range []struct{ text, key string }{
+		{"[http]\nlisten = \"0.0.0.0:8025\"\n", "http.token"},
+		{"[http]\nlisten = \"[::]:8025\"\ninject_token = \"i\"\n", "http.token"},
+		{"[http]\nlisten = \"localhost:8025\"\ntoken = \"t\"\n", "http.listen"},
+		{"[http]\ntoken = \"two words\"\n", "http.token"},
+		{"[http]\ninject_token = \"é\"\n", "http.inject_token"},
+		{"[http]\nmax_request_size = 0\n", "http.max_request_size"},
+		{"[http]\nwrite_timeout = \"0s\"\n", "http.write_timeout"},
+		{"[http]\nbogus = 1\n", "http.bogus"},
+	} {
+		if _, err := Parse(tc.text); err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v, want one naming %s", tc.text, err, tc.key)
+		}
+	}
+	for _, ok := range []string{
+		"[http]\nlisten = \"\"\n",
+		"[http]\nlisten = \"0.0.0.0:8025\"\ntoken = \"s3cret\"\n",
+		"[http]\nlisten = \"[::1]:8025\"\n",
+		"[http]\nmax_request_size = \"10MiB\"\nread_header_timeout = \"5s\"\nidle_timeout = 30\n",
+	} {
+		if _, err := Parse(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}

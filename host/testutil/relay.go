@@ -80,6 +80,11 @@ dir = %q
 [smtp]
 listen = [%q]
 `, top, filepath.Join(dir, "spool"), filepath.Join(dir, "logs"), smtpAddr) + tables
+	if !strings.Contains(extra, "[http]") {
+		// The HTTP API's default port is fixed (127.0.0.1:8025): relays started in parallel
+		// would fight over it. A test that wants HTTP brings its own [http] table.
+		cfg += "[http]\nlisten = \"\"\n"
+	}
 	return cfg, smtpAddr
 }
 
