@@ -116,6 +116,20 @@ func (e *diskEnv) fillUntilRefused(prefix string) (accepted []string, refused st
 	return nil, ""
 }
 
+// acceptsAgain checks that, with space back, a message gets 250 and `wasmta plugin status` says
+// the relay accepts mail; it returns that message's recipient.
+func (e *diskEnv) acceptsAgain() string {
+	e.t.Helper()
+	const rcpt = "after@example.com"
+	if code := e.send(rcpt); code != 250 {
+		e.t.Fatalf("after space returned: reply %d", code)
+	}
+	if out, err := runBin(e.relay.Dir, "plugin", "status", "--config", e.relay.Config); err != nil || !strings.Contains(out, ", accepting mail, ") {
+		e.t.Fatalf("status after space returned: %v\n%s", err, out)
+	}
+	return rcpt
+}
+
 // deliveredAll lets the sink accept and waits until every recipient in want arrived.
 func (e *diskEnv) deliveredAll(want []string) {
 	e.t.Helper()
@@ -211,13 +225,7 @@ func TestDiskFullRefusesAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.relay.WaitStderr("spool free space back above spool.min_free", 10*time.Second)
-	if code := e.send("after@example.com"); code != 250 {
-		t.Fatalf("after space returned: reply %d", code)
-	}
-	if out, err := runBin(e.relay.Dir, "plugin", "status", "--config", e.relay.Config); err != nil || !strings.Contains(out, ", accepting mail, ") {
-		t.Fatalf("status after space returned: %v\n%s", err, out)
-	}
-	accepted = append(accepted, "after@example.com")
+	accepted = append(accepted, e.acceptsAgain())
 	e.deliveredAll(accepted)
 }
 
@@ -251,13 +259,7 @@ func TestDiskFullRestartWaitsForSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.relay.WaitListening(30 * time.Second)
-	if code := e.send("after@example.com"); code != 250 {
-		t.Fatalf("after space returned: reply %d", code)
-	}
-	if out, err := runBin(e.relay.Dir, "plugin", "status", "--config", e.relay.Config); err != nil || !strings.Contains(out, ", accepting mail, ") {
-		t.Fatalf("status after space returned: %v\n%s", err, out)
-	}
-	accepted = append(accepted, "after@example.com")
+	accepted = append(accepted, e.acceptsAgain())
 	e.deliveredAll(accepted)
 }
 
