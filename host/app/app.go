@@ -179,7 +179,16 @@ func (a *App) Start() error {
 	if err := a.startControl(); err != nil {
 		a.diag.Warn("control socket unavailable; wasmta plugin reload/status will not reach this server", "err", err)
 	}
+	// HTTP, like the control socket, is up before SMTP answers: a banner means every door is open.
+	if err := a.startHTTP(); err != nil {
+		if a.control != nil {
+			a.control.Close()
+		}
+		a.queue.Stop(context.Background())
+		return err
+	}
 	if err := a.smtp.Listen(); err != nil {
+		a.stopHTTP(context.Background())
 		if a.control != nil {
 			a.control.Close()
 		}
@@ -187,14 +196,6 @@ func (a *App) Start() error {
 		return err
 	}
 	a.smtp.Serve()
-	if err := a.startHTTP(); err != nil {
-		a.smtp.Shutdown(context.Background())
-		if a.control != nil {
-			a.control.Close()
-		}
-		a.queue.Stop(context.Background())
-		return err
-	}
 	if !a.cfg.Watch {
 		// reload with SIGHUP or wasmta plugin reload
 	} else if err := a.startWatcher(); err != nil {
