@@ -79,7 +79,7 @@ func (q *quietClient) Close() { q.conn.Close() }
 // waitQueueEmpty waits until the relay behind control socket sock holds no queued message. Once it is empty no delivery can follow, so
 // what the sinks hold then is final: the signal that replaces "sleep and hope nothing else
 // arrives" when a test counts duplicates.
-func waitQueueEmpty(t *testing.T, sock string) {
+func waitQueueEmpty(t testing.TB, sock string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
