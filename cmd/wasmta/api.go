@@ -6,60 +6,57 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// apiClient talks to a running server's HTTP API ([http] listen) for the commands an operator
-// or an injector runs: `wasmta inject`, `wasmta queue …`.
+// The commands that talk to a running relay's HTTP API ([http] listen): `wasmta inject`,
+// `wasmta queue …`.
+
+const defaultAPI = "http://127.0.0.1:8025"
+
+// apiClient calls the HTTP API with the bearer token, if any.
 type apiClient struct {
-	base, token string
-	http        *http.Client
+	base  string
+	token string
+	hc    *http.Client
 }
 
-// apiFlags adds --api and --token to cmd; the defaults come from WASMTA_API and WASMTA_TOKEN,
-// then the embedded default listen address.
-func apiFlags(cmd *cobra.Command) *apiClient {
-	c := &apiClient{http: &http.Client{Timeout: 2 * time.Minute}}
-	def := os.Getenv("WASMTA_API")
-	if def == "" {
-		def = "http://127.0.0.1:8025"
+// do sends body (JSON, when not nil) and decodes a 2xx answer into out; any other answer
+// becomes an error carrying the server's {"error": ...} text.
+func (c *apiClient) do(method, path string, q url.Values, body, out any) error {
+	u := strings.TrimRight(c.base, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
-	cmd.Flags().StringVar(&c.base, "api", def, "the server's HTTP API (env WASMTA_API)")
-	cmd.Flags().StringVar(&c.token, "token", os.Getenv("WASMTA_TOKEN"), "bearer token, when the server has [http] token (env WASMTA_TOKEN)")
-	return c
-}
-
-// call sends in (JSON, or nothing when nil) and decodes a 2xx answer into out; any other
-// status is an error carrying the server's message.
-func (c *apiClient) call(method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, strings.TrimRight(c.base, "/")+path, body)
+	req, err := http.NewRequest(method, u, rd)
 	if err != nil {
 		return err
 	}
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s: %w (is the server running with [http] listen there?)", c.base, err)
+		return fmt.Errorf("%s: %w (is the relay running with [http] listen there? see --api)", c.base, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return err
 	}
@@ -68,19 +65,42 @@ func (c *apiClient) call(method, path string, in, out any) error {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, e.Error)
+			return fmt.Errorf("%s: %s", resp.Status, e.Error)
 		}
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		*raw = b
 		return nil
 	}
 	return json.Unmarshal(b, out)
 }
 
-// printJSON writes v indented, for --json output that scripts read.
-func printJSON(w io.Writer, v any) error {
-	e := json.NewEncoder(w)
-	e.SetIndent("", "  ")
-	return e.Encode(v)
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func newAPIClient() *apiClient { return &apiClient{hc: &http.Client{Timeout: 5 * time.Minute}} }
+
+// flags adds --api and --token; their defaults come from WASMTA_API and WASMTA_TOKEN.
+func (c *apiClient) flags(f *pflag.FlagSet) {
+	f.StringVar(&c.base, "api", envOr("WASMTA_API", defaultAPI), "the relay's HTTP API base URL (env WASMTA_API)")
+	f.StringVar(&c.token, "token", os.Getenv("WASMTA_TOKEN"), "the [http] token (env WASMTA_TOKEN)")
+}
+
+func printJSON(w io.Writer, raw []byte) error {
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		_, err = w.Write(raw)
+		return err
+	}
+	b.WriteByte('\n')
+	_, err := w.Write(b.Bytes())
+	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -28,7 +29,8 @@ func injectCmd() *cobra.Command {
       --subject "Hello {{ name }}" --text "Hi {{ name }}" --attach report.pdf`,
 		Args: cobra.MaximumNArgs(1),
 	}
-	api := apiFlags(c)
+	api := newAPIClient()
+	api.flags(c.Flags())
 	c.Flags().StringVar(&from, "from", "", "envelope sender (required)")
 	c.Flags().StringArrayVar(&to, "to", nil, "recipient; repeat for more (required)")
 	c.Flags().StringVar(&subject, "subject", "", "builder: subject (a template)")
@@ -73,12 +75,16 @@ func injectCmd() *cobra.Command {
 			FailedRecipients []string `json:"failed_recipients"`
 			Errors           []string `json:"errors"`
 		}
-		if err := api.call("POST", "/api/inject/v1", req, &resp); err != nil {
+		var raw json.RawMessage
+		if err := api.do("POST", "/api/inject/v1", nil, req, &raw); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(raw, &resp); err != nil {
 			return err
 		}
 		w := cmd.OutOrStdout()
 		if asJSON {
-			return printJSON(w, resp)
+			return printJSON(w, raw)
 		}
 		fmt.Fprintf(w, "%d accepted, %d failed\n", resp.SuccessCount, resp.FailCount)
 		for _, e := range resp.Errors {

@@ -38,7 +38,7 @@ func root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	r.AddCommand(serveCmd(), versionCmd(), configCmd(), pluginCmd(), routeCmd(), injectCmd())
+	r.AddCommand(serveCmd(), versionCmd(), configCmd(), pluginCmd(), routeCmd(), injectCmd(), queueCmd())
 	return r
 }
 

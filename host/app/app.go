@@ -9,6 +9,7 @@ import (
 	"net"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,7 @@ type App struct {
 	watched     map[string]bool // absolute paths whose change triggers a reload
 	watchedDirs map[string]bool
 	control     net.Listener
+	serving     atomic.Bool // between the end of Start and the start of Shutdown (readiness)
 }
 
 // SetConfigPath tells the app which file its config came from, so reloads re-read it.
@@ -129,6 +131,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		MaxDeliveriesPerConnection: cfg.Delivery.MaxDeliveriesPerConnection,
 		IdleTimeout:                cfg.Delivery.IdleTimeout.D(),
 		RefreshInterval:            cfg.Queue.RefreshInterval.D(),
+		Rules:                      a.spool, // admin suspensions and bounce rules survive restarts
 	})
 	a.smtp = smtpserver.New(smtpserver.Options{
 		Hostname:       cfg.Hostname,
@@ -156,6 +159,9 @@ func (a *App) Start() error {
 	// Queue recovered mail only after the whole scan: Scan counts shared-body references as it
 	// goes, and a recovered message that bounced at once must not delete a body a sibling
 	// further on still needs.
+	if _, err := a.queue.LoadRules(); err != nil { // before recovery: held mail stays held
+		return fmt.Errorf("admin rules: %w", err)
+	}
 	var recovered []*message.Message
 	bad := 0
 	err := a.spool.Scan(func(m *message.Message) error {
@@ -205,6 +211,7 @@ func (a *App) Start() error {
 	for _, p := range a.chain.Plugins() {
 		plugins = append(plugins, p.Name()+"@"+p.Generation().ID)
 	}
+	a.serving.Store(true)
 	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "http", a.HTTPAddr(), "plugins", plugins, "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
 	return nil
 }
@@ -225,6 +232,7 @@ func (a *App) SpoolStats() spool.Stats { return a.spool.Stats() }
 // Shutdown stops gracefully: no new connections, in-flight SMTP transactions finish, deliveries
 // in progress finish, then the spool is flushed and closed.
 func (a *App) Shutdown(ctx context.Context) {
+	a.serving.Store(false)
 	a.reloadMu.Lock() // waits for a reload in progress
 	a.stopping = true
 	a.reloadMu.Unlock()

@@ -48,6 +48,8 @@ type QueueCounts struct {
 	// after a restart); Panics are deliveries a recovered panic failed transiently.
 	DeleteFailures int64 `json:"delete_failures"`
 	Panics         int64 `json:"panics"`
+	// AdminBounced are messages ended by an operator's bounce rule (admin API).
+	AdminBounced int64 `json:"admin_bounced"`
 }
 
 // startControl listens on the local control socket. It is a Unix socket with mode 0600: only
@@ -132,25 +134,13 @@ func (a *App) serveControl(c net.Conn) {
 	if err == nil {
 		err = json.Unmarshal(line, &req)
 	}
-	resp := ControlResponse{OK: true}
-	switch {
-	case err != nil:
-		resp = ControlResponse{Error: "bad request: " + err.Error()}
-	case req.Cmd == "reload":
-		res, err := a.Reload("wasmta plugin reload")
-		resp.Results = res
-		if err != nil {
-			resp.OK, resp.Error = false, err.Error()
-		}
-	case req.Cmd == "status":
-	default:
-		resp = ControlResponse{Error: "unknown command " + req.Cmd + " (reload, status)"}
+	var resp ControlResponse
+	if err != nil {
+		resp = a.RunControl("status", "")
+		resp.OK, resp.Error = false, "bad request: "+err.Error()
+	} else {
+		resp = a.RunControl(req.Cmd, "wasmta plugin "+req.Cmd)
 	}
-	resp.Plugins = a.Status()
-	st := a.queue.Stats()
-	sp := a.spool.Stats()
-	resp.Spool = SpoolCounts{FreeBytes: sp.Free, MinFreeBytes: sp.MinFree, BelowReserve: sp.BelowReserve, SpaceRefusals: sp.SpaceRefusals}
-	resp.Queue = QueueCounts{Queued: st.Queued, Received: st.Received, Delivered: st.Delivered, Transient: st.Transient, Bounced: st.Bounced, Expired: st.Expired, DeleteFailures: st.DeleteFailures, Panics: st.Panics}
 	_ = json.NewEncoder(c).Encode(resp)
 }
 

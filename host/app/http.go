@@ -26,6 +26,9 @@ func (a *App) newHTTP() *httpapi.Server {
 		Receiver:          a.queue,
 		Policy:            a.chain, // like SMTP: plugins added by a reload apply at once
 		Guard:             a.spool, // 503 "disk is too full" below spool.min_free, as SMTP's 452
+		Admin:             a.queue,
+		Control:           a.httpControl(), // the control socket's code path
+		Ready:             a.Ready,
 		Log:               a.logs,
 		Diag:              a.diag,
 	})

@@ -1,11 +1,12 @@
-// Package httpapi serves wasmta's HTTP API (SPEC §8): KumoMTA's POST /api/inject/v1 now, admin
-// routes and metrics later. Each route lives in its own file and is registered on one mux in
+// Package httpapi serves wasmta's HTTP API (SPEC §8): KumoMTA's POST /api/inject/v1, the
+// queue admin routes (/api/admin/.../v1) and health probes. Each route lives in its own file and is registered on one mux in
 // New; authentication and limits wrap the mux, so a new route gets them without effort.
 //
 // Security: on a loopback listen no token is needed (the config refuses a non-loopback listen
 // without [http] token). With a token set, every request must carry
 // "Authorization: Bearer <token>" (RFC 6750 §2.1) or gets 401; [http] inject_token is accepted
-// on the inject route only. Tokens are compared in constant time.
+// on the inject route only. Tokens are compared in constant time. The liveness and readiness
+// probes answer without a token.
 package httpapi
 
 import (
@@ -60,8 +61,11 @@ type Options struct {
 	MaxMessageSize int64  // one generated message at most (the SMTP limit); more fails that recipient
 
 	Receiver Receiver
-	Policy   Policy     // nil: no plugins
-	Guard    SpaceGuard // nil: no disk-space check
+	Policy   Policy       // nil: no plugins
+	Guard    SpaceGuard   // nil: no disk-space check
+	Admin    Admin        // nil: no queue admin routes (admin.go)
+	Control  Control      // nil: no plugin reload/status routes
+	Ready    func() error // readiness: nil error when ready to take mail
 	Log      *logs.Logger
 	Diag     *slog.Logger
 	Now      func() time.Time
@@ -109,6 +113,7 @@ func New(opt Options) *Server {
 		s.injectToken = &h
 	}
 	s.mux.HandleFunc("POST "+InjectPath, s.inject)
+	s.registerAdmin()
 	s.srv = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: orDefault(opt.ReadHeaderTimeout, 10*time.Second),
@@ -183,6 +188,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) authorized(r *http.Request) bool {
+	if isHealthPath(r.URL.Path) {
+		return true
+	}
 	inject := r.URL.Path == InjectPath
 	if s.token == nil && (s.injectToken == nil || !inject) {
 		return true

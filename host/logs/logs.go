@@ -24,6 +24,7 @@ const (
 	Bounce           = "Bounce"
 	Expiration       = "Expiration"
 	AdminBounce      = "AdminBounce"
+	AdminRebind      = "AdminRebind"
 	Rejection        = "Rejection"
 )
 

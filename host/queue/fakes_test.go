@@ -388,3 +388,41 @@ func (h *harness) readyState() (items, active int) {
 }
 
 var errTemp = message.Errorf(451, "4.7.1", "try later")
+
+// fakeRules is an in-memory RuleStore.
+type fakeRules struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func newFakeRules() *fakeRules { return &fakeRules{m: map[string][]byte{}} }
+
+func (f *fakeRules) PutRule(id string, v []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m[id] = append([]byte(nil), v...)
+	return nil
+}
+
+func (f *fakeRules) DeleteRule(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.m, id)
+	return nil
+}
+
+func (f *fakeRules) Rules() (map[string][]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range f.m {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeRules) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.m)
+}

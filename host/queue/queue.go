@@ -93,6 +93,10 @@ type Options struct {
 
 	// Clock is the source of time (retry timers, idle connections, expiry); real time when nil.
 	Clock Clock
+
+	// Rules keeps the admin API's suspensions and bounce rules across restarts; nil keeps
+	// them in memory only.
+	Rules RuleStore
 }
 
 // Stats are counters since start.
@@ -103,6 +107,8 @@ type Stats struct {
 	DeleteFailures int64
 	// Panics counts panics caught in delivery and queue goroutines.
 	Panics int64
+	// AdminBounced counts messages ended by an operator's bounce rule.
+	AdminBounced int64
 }
 
 // Manager owns every queued message.
@@ -124,7 +130,10 @@ type Manager struct {
 	conns   map[Conn]struct{} // open connections, closed by a Stop that runs out of time
 
 	queued, received, delivered, transient, bounced, expired atomic.Int64
-	deleteFailures, panics                                   atomic.Int64
+	deleteFailures, panics, adminBounced                     atomic.Int64
+
+	rulesMu sync.Mutex            // serialises rule changes
+	rules   atomic.Pointer[rules] // admin rules, read lock-free on the delivery path
 }
 
 // New returns a Manager; call Start to run it.
@@ -263,7 +272,7 @@ func (m *Manager) Stats() Stats {
 	return Stats{
 		Queued: m.queued.Load(), Received: m.received.Load(), Delivered: m.delivered.Load(),
 		Transient: m.transient.Load(), Bounced: m.bounced.Load(), Expired: m.expired.Load(),
-		DeleteFailures: m.deleteFailures.Load(), Panics: m.panics.Load(),
+		DeleteFailures: m.deleteFailures.Load(), Panics: m.panics.Load(), AdminBounced: m.adminBounced.Load(),
 	}
 }
 
@@ -363,6 +372,10 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	if q.compErr != nil {
 		*settled = true
 		m.bounce(msg, errBadQueue.Wrap(q.compErr), "", nil)
+		return
+	}
+	if m.intercept(msg, "") {
+		*settled = true // bounced or held by an admin rule
 		return
 	}
 	cfg, err := m.config(q)

@@ -29,6 +29,8 @@ type readyQueue struct {
 	active   int // connection goroutines
 	idle     int // of those, waiting for a message
 	stopping bool
+	last     string    // the last delivery attempt's response, for the admin summary
+	lastAt   time.Time // when it came
 }
 
 func newReadyQueue(m *Manager, name string) *readyQueue {
@@ -108,6 +110,35 @@ func (rq *readyQueue) drainAndRelease() []*item {
 	return out
 }
 
+// extract removes the waiting messages that match (an admin operation takes them over).
+func (rq *readyQueue) extract(match func(*message.Message) bool) []*item {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	var out []*item
+	keep := rq.items[:0]
+	for _, it := range rq.items {
+		if match(it.msg) {
+			out = append(out, it)
+		} else {
+			keep = append(keep, it)
+		}
+	}
+	clear(rq.items[len(keep):])
+	rq.items = keep
+	return out
+}
+
+// note records the response of an attempt for the admin summary.
+func (rq *readyQueue) note(reply message.Reply, err error) {
+	if err != nil {
+		reply = message.AsError(err).Reply
+	}
+	now := rq.m.opt.Clock.Now()
+	rq.mu.Lock()
+	rq.last, rq.lastAt = reply.String(), now
+	rq.mu.Unlock()
+}
+
 // worker is one connection goroutine's state.
 type worker struct {
 	rq       *readyQueue
@@ -176,8 +207,14 @@ func (w *worker) hangUp() {
 // schedule it a second time. exit reports that the worker gave up its slot and must end.
 func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	rq, m := w.rq, w.rq.m
+	// An admin rule added while the message waited here applies before any connection.
+	if m.intercept(it.msg, rq.name) {
+		*settled = true
+		return false
+	}
 	if w.conn == nil {
 		if err := w.connect(); err != nil {
+			rq.note(message.Reply{}, err)
 			// Every host of the site failed: that is the fate of every message waiting
 			// for this site right now, not only this one.
 			rest := rq.drainAndRelease()
@@ -220,6 +257,7 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		peer = &h
 	}
 	*settled = true
+	rq.note(reply, err)
 	m.outcome(it, rq.name, peer, reply, err)
 	if w.conn != nil && (w.conn.Broken() || w.conn.Sent() >= m.opt.MaxDeliveriesPerConnection) {
 		w.hangUp()

@@ -41,6 +41,37 @@ func (t *timerHeap) push(m *message.Message) {
 	}
 }
 
+// extract removes the matching messages (match runs under the heap's lock).
+func (t *timerHeap) extract(match func(*message.Message) bool) []*message.Message {
+	t.mu.Lock()
+	var out []*message.Message
+	keep := t.h[:0]
+	for _, m := range t.h {
+		if match(m) {
+			out = append(out, m)
+		} else {
+			keep = append(keep, m)
+		}
+	}
+	clear(t.h[len(keep):])
+	t.h = keep
+	heap.Init(&t.h)
+	t.mu.Unlock()
+	if len(out) > 0 {
+		t.poke() // the earliest due time may have changed
+	}
+	return out
+}
+
+// each calls f for every waiting message, under the heap's lock: f must not modify it.
+func (t *timerHeap) each(f func(*message.Message)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range t.h {
+		f(m)
+	}
+}
+
 // Len is the number of waiting messages.
 func (t *timerHeap) Len() int {
 	t.mu.Lock()
