@@ -128,3 +128,42 @@ func FuzzParseQueueConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]Rate{
+		"10/s":                 {10, time.Second, 1},
+		"1,000/h":              {1000, time.Hour, 1},
+		"local:5_000/day":      {5000, 24 * time.Hour, 1},
+		"100/min,max_burst=20": {100, time.Minute, 20},
+		" 3/second ":           {3, time.Second, 1},
+		"1000000000/s":         {1e9, time.Second, 1},
+		"7/hr,max_burst=1,000": {7, time.Hour, 1000},
+	} {
+		got, err := ParseRate(in)
+		if err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+		if again, err := ParseRate(got.String()); err != nil || again != got {
+			t.Errorf("%q does not round-trip through %q: %+v, %v", in, got.String(), again, err)
+		}
+	}
+	if got, _ := ParseRate("10/s"); got.Interval() != 100*time.Millisecond {
+		t.Errorf("interval of 10/s: %v", got.Interval())
+	}
+	for _, in := range []string{"", "fast", "0/s", "-1/s", "10", "10/", "10/week", "10/s,max_burst=0",
+		"10/s,max_burst=x", "1000000001/s", "10/s,burst=2", "1.5/s", "10 / s"} {
+		if r, err := ParseRate(in); err == nil {
+			t.Errorf("ParseRate(%q) = %+v, want an error", in, r)
+		}
+	}
+}
+
+func TestEgressPoolRefused(t *testing.T) {
+	if _, err := ParseQueueConfig([]byte(`{"egress_pool": "unspecified"}`)); err != nil {
+		t.Fatalf("the default pool: %v", err)
+	}
+	_, err := ParseQueueConfig([]byte(`{"egress_pool": "pool-a"}`))
+	if err == nil || !strings.Contains(err.Error(), "egress_pool \"pool-a\"") || !strings.Contains(err.Error(), "source_address") {
+		t.Fatalf("an egress pool must be refused with a pointer to source_address: %v", err)
+	}
+}

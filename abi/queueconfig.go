@@ -19,12 +19,17 @@ type QueueConfig struct {
 	RetryInterval    *Duration `json:"retry_interval,omitempty"`
 	MaxRetryInterval *Duration `json:"max_retry_interval,omitempty"`
 	MaxAge           *Duration `json:"max_age,omitempty"`
-	// MaxMessageRate ("100/s", "5000/h") and EgressPool are accepted for compatibility with
-	// KumoMTA configs; the host validates them but does not enforce them yet.
-	MaxMessageRate string    `json:"max_message_rate,omitempty"`
-	EgressPool     string    `json:"egress_pool,omitempty"`
-	Protocol       *Protocol `json:"protocol,omitempty"`
+	// MaxMessageRate ("100/s", "5000/h", see ParseRate) throttles the queue's messages on
+	// their way to delivery: a message over the rate waits in the queue, without counting as an
+	// attempt, until its turn.
+	MaxMessageRate string `json:"max_message_rate,omitempty"`
+	// EgressPool may only name DefaultEgressPool; any other pool is refused (see ParseQueueConfig).
+	EgressPool string    `json:"egress_pool,omitempty"`
+	Protocol   *Protocol `json:"protocol,omitempty"`
 }
+
+// DefaultEgressPool is KumoMTA's built-in pool: one source, the address the system picks.
+const DefaultEgressPool = "unspecified"
 
 // Protocol selects how a queue delivers; only SMTP exists.
 type Protocol struct {
@@ -175,9 +180,14 @@ func ParseQueueConfig(b []byte) (*QueueConfig, error) {
 		return nil, errors.New("queue config: max_age must be greater than zero")
 	}
 	if c.MaxMessageRate != "" {
-		if err := checkRate(c.MaxMessageRate); err != nil {
+		if _, err := ParseRate(c.MaxMessageRate); err != nil {
 			return nil, fmt.Errorf("queue config: max_message_rate: %w", err)
 		}
+	}
+	if c.EgressPool != "" && c.EgressPool != DefaultEgressPool {
+		// Accepting a pool name and then sending from the default address would be a silent
+		// lie; source addresses are chosen per egress path instead.
+		return nil, fmt.Errorf("queue config: egress_pool %q: egress pools are not supported; only %q (the default: the system picks the source address); choose a source address per destination with source_address in the server's [egress] or [[egress.path]]", c.EgressPool, DefaultEgressPool)
 	}
 	if c.Protocol != nil && c.Protocol.SMTP != nil && c.Protocol.SMTP.MXList != nil && len(c.Protocol.SMTP.MXList) == 0 {
 		return nil, errors.New("queue config: protocol.smtp.mx_list is empty; leave it out to use MX resolution")
@@ -193,18 +203,71 @@ func (c *QueueConfig) MXList() []MXEntry {
 	return c.Protocol.SMTP.MXList
 }
 
-// checkRate accepts KumoMTA's throttle spec "[local:]N/period", period s|m|h|d (or words).
-func checkRate(s string) error {
-	s = strings.TrimPrefix(s, "local:")
-	n, p, ok := strings.Cut(s, "/")
-	n = strings.NewReplacer(",", "", "_", "").Replace(n)
-	if v, err := strconv.ParseUint(n, 10, 64); !ok || err != nil || v == 0 {
-		return fmt.Errorf("%q is not N/period", s)
+// Rate is a parsed throttle: at most N events per Per, with bursts of at most Burst.
+type Rate struct {
+	N     uint64
+	Per   time.Duration
+	Burst uint64
+}
+
+// Interval is the time one event's token takes to come back.
+func (r Rate) Interval() time.Duration {
+	if r.N == 0 {
+		return 0
 	}
-	p, _, _ = strings.Cut(p, ",")
+	return r.Per / time.Duration(r.N)
+}
+
+// String writes the rate back in the syntax ParseRate reads.
+func (r Rate) String() string {
+	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h", 24 * time.Hour: "d"}[r.Per]
+	s := strconv.FormatUint(r.N, 10) + "/" + unit
+	if r.Burst != 1 {
+		s += ",max_burst=" + strconv.FormatUint(r.Burst, 10)
+	}
+	return s
+}
+
+// maxRate bounds N and max_burst: a million events a second is far beyond any SMTP path, and
+// the bound keeps Per/N a meaningful interval (at least a microsecond for "N/s").
+const maxRate = 1_000_000_000
+
+// ParseRate reads KumoMTA's throttle syntax "[local:]N/period[,max_burst=M]": period s, m, h or
+// d (also sec, second, min, minute, hr, hour, day); N may carry "," or "_" digit separators.
+// "local:" (KumoMTA: not shared through Redis) is accepted and changes nothing here, where
+// every throttle is local. max_burst defaults to 1: events are spaced evenly, so "10/s" never
+// sends 11 in a second; a larger burst lets up to M go at once after a quiet spell.
+func ParseRate(s string) (Rate, error) {
+	in := s
+	s = strings.TrimPrefix(strings.TrimSpace(s), "local:")
+	spec, opts, _ := strings.Cut(s, ",max_burst=")
+	n, p, ok := strings.Cut(spec, "/")
+	num := func(x string) (uint64, bool) {
+		x = strings.NewReplacer(",", "", "_", "").Replace(x)
+		v, err := strconv.ParseUint(x, 10, 64)
+		return v, err == nil && v > 0 && v <= maxRate
+	}
+	r := Rate{Burst: 1}
+	var good bool
+	if r.N, good = num(n); !ok || !good {
+		return Rate{}, fmt.Errorf("%q is not N/period with N from 1 to %d", in, maxRate)
+	}
 	switch p {
-	case "s", "sec", "second", "m", "min", "minute", "h", "hr", "hour", "d", "day":
-		return nil
+	case "s", "sec", "second":
+		r.Per = time.Second
+	case "m", "min", "minute":
+		r.Per = time.Minute
+	case "h", "hr", "hour":
+		r.Per = time.Hour
+	case "d", "day":
+		r.Per = 24 * time.Hour
+	default:
+		return Rate{}, fmt.Errorf("%q: unknown period (use s, m, h or d, optionally followed by \",max_burst=M\")", in)
 	}
-	return fmt.Errorf("%q: unknown period (use s, m, h or d)", s)
+	if strings.Contains(s, ",max_burst=") {
+		if r.Burst, good = num(opts); !good {
+			return Rate{}, fmt.Errorf("%q: max_burst must be from 1 to %d", in, maxRate)
+		}
+	}
+	return r, nil
 }
