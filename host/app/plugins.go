@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/queue"
@@ -73,6 +74,10 @@ func (s pluginConfigs) QueueConfig(ctx context.Context, name string, c route.Com
 	}
 	if qc.MaxAge != nil {
 		cfg.MaxAge = time.Duration(*qc.MaxAge)
+	}
+	if qc.MaxMessageRate != "" {
+		// ParseQueueConfig checked it already.
+		cfg.MaxMessageRate, _ = abi.ParseRate(qc.MaxMessageRate)
 	}
 	for _, e := range qc.MXList() {
 		cfg.MXList = append(cfg.MXList, route.MXEntry{Name: e.Name, Addr: e.Addr})

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -20,30 +21,59 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/route"
 )
 
-// TLS modes (SPEC §6).
+// TLS modes (SPEC §12), with KumoMTA's names and meanings (its make_egress_path enable_tls):
+//
+//   - Opportunistic: STARTTLS when the server offers it, and the certificate must verify (chain
+//     and host name). A certificate that does not verify fails that host, which is not retried
+//     in plain text: a peer that offers TLS and shows a bad certificate may be an attacker
+//     stripping it. A handshake that fails for any other reason (no common cipher, a broken TLS
+//     stack) is retried in plain text on a new connection, as Postfix does (KumoMTA's
+//     opportunistic_tls_reconnect_on_failed_handshake).
+//   - OpportunisticInsecure: STARTTLS when offered, any certificate accepted; handshake
+//     failures fall back to plain text as above. RFC 7435 opportunistic security: it defeats
+//     passive listeners only.
+//   - Required: STARTTLS must be offered and the certificate must verify, else the host fails
+//     (transient).
+//   - RequiredInsecure: STARTTLS must be offered; any certificate is accepted.
+//   - Disabled: never STARTTLS.
 const (
-	TLSOpportunistic = "Opportunistic"
-	TLSRequired      = "Required"
-	TLSDisabled      = "Disabled"
+	TLSOpportunistic         = "Opportunistic"
+	TLSOpportunisticInsecure = "OpportunisticInsecure"
+	TLSRequired              = "Required"
+	TLSRequiredInsecure      = "RequiredInsecure"
+	TLSDisabled              = "Disabled"
 )
+
+// TLSModes lists the modes, for validation and messages.
+var TLSModes = []string{TLSOpportunistic, TLSOpportunisticInsecure, TLSRequired, TLSRequiredInsecure, TLSDisabled}
 
 // Options configure a Client.
 type Options struct {
 	EHLOName       string
-	TLS            string // TLSOpportunistic (default), TLSRequired or TLSDisabled
+	TLS            string // one of TLSModes; TLSOpportunistic when empty
 	ConnectTimeout time.Duration
 	CommandTimeout time.Duration
 	DataTimeout    time.Duration
-	// Dialer is the I/O seam for outgoing connections; a net.Dialer when nil.
+	// Dialer is the I/O seam for outgoing connections; a net.Dialer (bound to SourceAddr when
+	// set) when nil.
 	Dialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
-	// RootCAs verifies certificates in Required mode; the system pool when nil.
-	RootCAs func() *tls.Config
+	// SourceAddr, when valid, is the local address connections leave from.
+	SourceAddr netip.Addr
+	// RootCAs verifies server certificates in the verifying modes; the system pool when nil.
+	RootCAs *x509.CertPool
+
+	// AuthUsername, when set, makes every connection authenticate (RFC 4954) with AUTH PLAIN,
+	// or LOGIN when the server offers only that, after TLS unless AllowAuthWithoutTLS.
+	AuthUsername        string
+	AuthPassword        string // the secret's value: never logged, never in an error
+	AllowAuthWithoutTLS bool
 }
 
 // Client opens connections to sites.
@@ -67,10 +97,22 @@ func New(opt Options) *Client {
 		opt.DataTimeout = 5 * time.Minute
 	}
 	if opt.Dialer == nil {
-		opt.Dialer = &net.Dialer{Timeout: opt.ConnectTimeout}
+		d := &net.Dialer{Timeout: opt.ConnectTimeout}
+		if opt.SourceAddr.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: opt.SourceAddr.AsSlice(), Zone: opt.SourceAddr.Zone()}
+		}
+		opt.Dialer = d
 	}
 	return &Client{opt: opt}
 }
+
+// opportunistic reports whether the mode may deliver in plain text.
+func (o *Options) opportunistic() bool {
+	return o.TLS == TLSOpportunistic || o.TLS == TLSOpportunisticInsecure
+}
+
+// verify reports whether the mode verifies certificates.
+func (o *Options) verify() bool { return o.TLS == TLSOpportunistic || o.TLS == TLSRequired }
 
 var errNoHosts = message.Errorf(451, "4.4.4", "no hosts to deliver to")
 
@@ -84,9 +126,11 @@ func (c *Client) Connect(ctx context.Context, hosts []route.Host) (*Conn, error)
 	for _, h := range hosts {
 		conn, err := c.connect(ctx, h, c.opt.TLS != TLSDisabled)
 		var tlsErr *tlsFailure
-		if errors.As(err, &tlsErr) && c.opt.TLS == TLSOpportunistic {
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &tlsErr) && c.opt.opportunistic() && !errors.As(err, &certErr) {
 			// A broken TLS stack on the peer must not block mail in opportunistic mode:
-			// reconnect in plain text, as Postfix does.
+			// reconnect in plain text, as Postfix does. A certificate that fails
+			// verification is not a broken stack: see the TLS modes.
 			conn, err = c.connect(ctx, h, false)
 		}
 		if err == nil {
@@ -100,6 +144,11 @@ func (c *Client) Connect(ctx context.Context, hosts []route.Host) (*Conn, error)
 	e := message.AsError(last)
 	if e.Code/100 == 5 {
 		// A host that refuses us with 5xx at greeting/EHLO time refuses the message.
+		return nil, e
+	}
+	if strings.HasPrefix(e.Enhanced, "4.7.") {
+		// The hosts answered, but TLS or AUTH did not come about (X.7: security, RFC 3463):
+		// say that, not "no answer".
 		return nil, e
 	}
 	return nil, message.Errorf(451, "4.4.1", "no answer from any host of the site (last: %s)", hostText(last)).Wrap(last)
@@ -123,10 +172,15 @@ func hostText(err error) string {
 	return "connection failed"
 }
 
-type tlsFailure struct{ err error }
+// tlsFailure is a failed TLS handshake; it is also a *message.Error (451 4.7.5, RFC 3463's
+// "cryptographic failure") so that the site's failure names it.
+type tlsFailure struct {
+	err   error
+	reply *message.Error
+}
 
 func (t *tlsFailure) Error() string { return "TLS handshake: " + t.err.Error() }
-func (t *tlsFailure) Unwrap() error { return t.err }
+func (t *tlsFailure) Unwrap() error { return t.reply }
 
 // Conn is one SMTP connection to one host.
 type Conn struct {
@@ -137,6 +191,7 @@ type Conn struct {
 	host   route.Host
 	ext    map[string]string
 	tls    bool
+	state  tls.ConnectionState // when tls
 	broken bool
 	sent   int
 }
@@ -179,15 +234,12 @@ func (c *Conn) handshake(ctx context.Context, tryTLS bool) error {
 		if _, err := c.expect(c.opt.CommandTimeout, 2); err != nil {
 			return err
 		}
-		cfg := &tls.Config{ServerName: c.host.Name, MinVersion: tls.VersionTLS12}
-		if c.opt.TLS == TLSRequired {
-			if c.opt.RootCAs != nil {
-				cfg = c.opt.RootCAs()
-				cfg.ServerName = c.host.Name
-			}
-		} else {
-			// Opportunistic TLS (RFC 3207 §4.1 / RFC 7435): encrypt against passive listeners
-			// without requiring a certificate that MX hosts rarely have for their name.
+		// ServerName is the MX (or mx_list) name: SNI, and the name the certificate must
+		// carry in the verifying modes (RFC 3207 §4.1 leaves the policy to the client).
+		cfg := &tls.Config{ServerName: c.host.Name, MinVersion: tls.VersionTLS12, RootCAs: c.opt.RootCAs}
+		if !c.opt.verify() {
+			// RFC 7435 opportunistic security: encrypt against passive listeners without
+			// requiring a certificate that MX hosts often lack for their name.
 			cfg.InsecureSkipVerify = true
 		}
 		tc := tls.Client(c.nc, cfg)
@@ -195,16 +247,24 @@ func (c *Conn) handshake(ctx context.Context, tryTLS bool) error {
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
-			return &tlsFailure{err}
+			var certErr *tls.CertificateVerificationError
+			what := "TLS handshake with %s failed"
+			if errors.As(err, &certErr) {
+				what = "TLS certificate of %s did not verify"
+			}
+			return &tlsFailure{err: err, reply: message.Errorf(451, "4.7.5", what, c.host.Name).Wrap(err)}
 		}
 		c.setConn(tc)
-		c.tls = true
+		c.tls, c.state = true, tc.ConnectionState()
 		if err := c.ehlo(); err != nil {
 			return err
 		}
 	}
-	if c.opt.TLS == TLSRequired && !c.tls {
+	if (c.opt.TLS == TLSRequired || c.opt.TLS == TLSRequiredInsecure) && !c.tls {
 		return message.Errorf(451, "4.7.10", "TLS required but %s does not offer STARTTLS", c.host.Name)
+	}
+	if c.opt.AuthUsername != "" {
+		return c.auth()
 	}
 	return nil
 }
@@ -239,6 +299,19 @@ func (c *Conn) Host() route.Host { return c.host }
 
 // TLS reports whether the connection is encrypted.
 func (c *Conn) TLS() bool { return c.tls }
+
+// TLSInfo describes the TLS session for log records (SPEC §12); nil in plain text.
+func (c *Conn) TLSInfo() *logs.TLS {
+	if !c.tls {
+		return nil
+	}
+	return &logs.TLS{
+		// "TLS 1.3" in Go's spelling, "TLS1.3" in the log record's.
+		Version:  strings.ReplaceAll(tls.VersionName(c.state.Version), " ", ""),
+		Cipher:   tls.CipherSuiteName(c.state.CipherSuite),
+		Verified: c.opt.verify(),
+	}
+}
 
 // Broken reports whether the connection can no longer be used.
 func (c *Conn) Broken() bool { return c.broken }
@@ -406,6 +479,27 @@ func (c *Conn) expect(timeout time.Duration, class int) ([]string, error) {
 // reply over the limits (reply.go) or malformed breaks the connection: the server is not
 // speaking SMTP as we know it, so nothing more it says can be trusted.
 func (c *Conn) read(timeout time.Duration, class int) (int, []string, error) {
+	code, lines, err := c.readAny(timeout)
+	if err != nil {
+		return 0, nil, err
+	}
+	if code/100 == class {
+		return code, lines, nil
+	}
+	if code == 421 {
+		c.broken = true
+	}
+	r := parseReply(code, lines)
+	if r.Class() != 5 && r.Class() != 4 {
+		// 3xx where 2xx was expected, or the reverse: a protocol surprise, transient.
+		return 0, nil, &message.Error{Reply: message.Reply{Code: 451, Enhanced: "4.5.0", Text: fmt.Sprintf("unexpected reply %s", r)}}
+	}
+	return 0, nil, &message.Error{Reply: r}
+}
+
+// readAny reads one reply of any class; only transport trouble and replies over the limits or
+// malformed are errors, and they break the connection.
+func (c *Conn) readAny(timeout time.Duration) (int, []string, error) {
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	code, lines, err := readReply(c.r)
 	var re *replyError
@@ -420,18 +514,7 @@ func (c *Conn) read(timeout time.Duration, class int) (int, []string, error) {
 	if err != nil {
 		return 0, nil, c.lost(err)
 	}
-	if code/100 == class {
-		return code, lines, nil
-	}
-	if code == 421 {
-		c.broken = true
-	}
-	r := parseReply(code, lines)
-	if r.Class() != 5 && r.Class() != 4 {
-		// 3xx where 2xx was expected, or the reverse: a protocol surprise, transient.
-		return 0, nil, &message.Error{Reply: message.Reply{Code: 451, Enhanced: "4.5.0", Text: fmt.Sprintf("unexpected reply %s", r)}}
-	}
-	return 0, nil, &message.Error{Reply: r}
+	return code, lines, nil
 }
 
 func has8bit[T string | []byte](b T) bool {

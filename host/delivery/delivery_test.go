@@ -68,7 +68,8 @@ func startTLSServer(t *testing.T) (*capture, route.Host) {
 
 func TestOpportunisticSTARTTLSAndReuse(t *testing.T) {
 	rec, host := startTLSServer(t)
-	c := New(Options{EHLOName: "relay.test"})
+	// The server's certificate is self-signed: only the insecure mode takes it.
+	c := New(Options{EHLOName: "relay.test", TLS: TLSOpportunisticInsecure})
 	conn, err := c.Connect(context.Background(), []route.Host{host})
 	if err != nil {
 		t.Fatal(err)

@@ -48,6 +48,15 @@ type Record struct {
 	DeliveryProtocol  string            `json:"delivery_protocol,omitempty"`
 	// Policy names the plugin generations that handled the message at reception.
 	Policy []string `json:"policy,omitempty"`
+	// TLS describes the delivery connection's TLS session (Delivery records; SPEC §12).
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// TLS is a TLS session as log records show it.
+type TLS struct {
+	Version  string `json:"version"`  // "TLS1.3"
+	Cipher   string `json:"cipher"`   // IANA name, "TLS_AES_128_GCM_SHA256"
+	Verified bool   `json:"verified"` // the peer's certificate chain and name were verified
 }
 
 // Response is the SMTP reply of the event.

@@ -392,6 +392,7 @@ func (m *Manager) suspendedUntil(name string, c route.Components, now time.Time)
 // 551 5.7.1 "Administrator bounced with reason: ...".
 func (m *Manager) adminBounce(msg *message.Message, r *activeRule, site string) {
 	m.removed()
+	m.forgetSlots(msg)
 	m.adminBounced.Add(1)
 	r.count(msg.Queue)
 	m.delete(msg)
@@ -435,6 +436,7 @@ func (m *Manager) readyQueues() []*readyQueue {
 
 // requeue puts back a message an admin operation took out, without counting it again.
 func (m *Manager) requeue(msg *message.Message) {
+	m.forgetSlots(msg)
 	if !msg.Due.After(m.opt.Clock.Now()) {
 		m.goDispatch(msg)
 		return

@@ -426,3 +426,5 @@ func (f *fakeRules) len() int {
 	defer f.mu.Unlock()
 	return len(f.m)
 }
+
+func (c *fakeConn) TLSInfo() *logs.TLS { return nil }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/route"
@@ -30,6 +31,9 @@ type Config struct {
 	MaxRetryInterval time.Duration // 0: no cap
 	MaxAge           time.Duration
 	MXList           []route.MXEntry
+	// MaxMessageRate throttles the queue's messages on their way to a ready queue (KumoMTA's
+	// queue max_message_rate); zero: unlimited.
+	MaxMessageRate abi.Rate
 }
 
 // ConfigSource yields a scheduled queue's config; the plugin layer's get_queue_config
@@ -59,6 +63,8 @@ type Conn interface {
 	Close()
 	// Abort closes the connection at once; safe while another goroutine is in Send.
 	Abort()
+	// TLSInfo describes the connection's TLS session for log records; nil in plain text.
+	TLSInfo() *logs.TLS
 }
 
 // Dialer opens a connection to the first reachable host.
@@ -80,6 +86,9 @@ type Options struct {
 	Resolver Resolver
 	Dialer   Dialer
 	Configs  ConfigSource
+	// Paths gives each site its egress path; nil: every site gets ConnectionLimit,
+	// MaxDeliveriesPerConnection and Dialer, unthrottled.
+	Paths PathSource
 	// Defaults is the server-wide queue config, used when Configs fails.
 	Defaults Config
 	Log      *logs.Logger
@@ -109,6 +118,8 @@ type Stats struct {
 	Panics int64
 	// AdminBounced counts messages ended by an operator's bounce rule.
 	AdminBounced int64
+	// Throttled counts the times a message waited for a max_message_rate slot.
+	Throttled int64
 }
 
 // Manager owns every queued message.
@@ -130,7 +141,10 @@ type Manager struct {
 	conns   map[Conn]struct{} // open connections, closed by a Stop that runs out of time
 
 	queued, received, delivered, transient, bounced, expired atomic.Int64
-	deleteFailures, panics, adminBounced                     atomic.Int64
+	deleteFailures, panics, adminBounced, throttled          atomic.Int64
+
+	slotsMu sync.Mutex
+	slots   map[message.ID]uint8 // throttle slots held by messages on the timer heap (rate.go)
 
 	rulesMu sync.Mutex            // serialises rule changes
 	rules   atomic.Pointer[rules] // admin rules, read lock-free on the delivery path
@@ -160,7 +174,7 @@ func New(opt Options) *Manager {
 		opt.Diag = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}}
+	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}, slots: map[message.ID]uint8{}}
 	m.timers.init(m.goDispatch, opt.Clock)
 	return m
 }
@@ -273,6 +287,7 @@ func (m *Manager) Stats() Stats {
 		Queued: m.queued.Load(), Received: m.received.Load(), Delivered: m.delivered.Load(),
 		Transient: m.transient.Load(), Bounced: m.bounced.Load(), Expired: m.expired.Load(),
 		DeleteFailures: m.deleteFailures.Load(), Panics: m.panics.Load(), AdminBounced: m.adminBounced.Load(),
+		Throttled: m.throttled.Load(),
 	}
 }
 
@@ -317,6 +332,7 @@ type schedQueue struct {
 	cfg     Config
 	cfgErr  error
 	fetched time.Time
+	rate    *bucket // cfg.MaxMessageRate; nil: unlimited
 }
 
 func (m *Manager) schedQueue(name string) *schedQueue {
@@ -341,7 +357,16 @@ func (m *Manager) config(q *schedQueue) (Config, error) {
 	defer cancel()
 	q.cfg, q.cfgErr = m.opt.Configs.QueueConfig(ctx, q.name, q.comps)
 	q.fetched = now
+	if q.cfgErr == nil {
+		q.rate = renew(q.rate, q.cfg.MaxMessageRate)
+	}
 	return q.cfg, q.cfgErr
+}
+
+func (q *schedQueue) bucket() *bucket {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.rate
 }
 
 // InvalidateConfigs drops every cached queue config (used when policy is reloaded) so the next
@@ -354,6 +379,11 @@ func (m *Manager) InvalidateConfigs() {
 		q.mu.Unlock()
 		return true
 	})
+	for _, rq := range m.readyQueues() {
+		rq.mu.Lock()
+		rq.pathAt = time.Time{}
+		rq.mu.Unlock()
+	}
 }
 
 var (
@@ -390,6 +420,10 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		m.expire(msg, cfg, now.Sub(msg.Created))
 		return
 	}
+	if m.throttle(msg, q.bucket(), heldQueueSlot) {
+		*settled = true // back on the timer heap, due at its slot
+		return
+	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.opt.ResolveTimeout)
 	site, err := m.opt.Resolver.Resolve(ctx, q.comps.Destination(), cfg.MXList)
 	cancel()
@@ -404,6 +438,19 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		return
 	}
 	rq := m.readyQueue(site)
+	if err := m.refreshPath(rq, q.comps.Destination()); err != nil {
+		*settled = true
+		m.forgetSlots(msg)
+		m.retry(msg, cfg, message.AsError(err), site.Name, nil)
+		return
+	}
+	rq.mu.Lock()
+	rate := rq.msgRate
+	rq.mu.Unlock()
+	if m.throttle(msg, rate, heldPathSlot) {
+		*settled = true
+		return
+	}
 	*settled = true
 	rq.push(&item{msg: msg, cfg: cfg})
 }
@@ -425,11 +472,19 @@ func (m *Manager) readyQueue(site route.Site) *readyQueue {
 
 // outcome handles the result of one delivery attempt.
 func (m *Manager) outcome(it *item, site string, peer *route.Host, reply message.Reply, err error) {
+	m.outcomeTLS(it, site, peer, nil, reply, err)
+}
+
+// outcomeTLS is outcome with the TLS session of the connection, which the Delivery record
+// carries (SPEC §12).
+func (m *Manager) outcomeTLS(it *item, site string, peer *route.Host, tls *logs.TLS, reply message.Reply, err error) {
 	if err == nil {
 		m.removed()
 		m.delivered.Add(1)
 		m.delete(it.msg)
-		m.opt.Log.Log(m.record(logs.Delivery, it.msg, reply, site, peer))
+		rec := m.record(logs.Delivery, it.msg, reply, site, peer)
+		rec.TLS = tls
+		m.opt.Log.Log(rec)
 		return
 	}
 	e := message.AsError(err)

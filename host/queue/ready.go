@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/route"
 	"github.com/wasmta/wasmta/host/spool"
@@ -31,6 +32,12 @@ type readyQueue struct {
 	stopping bool
 	last     string    // the last delivery attempt's response, for the admin summary
 	lastAt   time.Time // when it came
+
+	path     Path      // the site's egress path (see refreshPath)
+	hasPath  bool      // path was set at least once
+	pathAt   time.Time // when path was fetched
+	msgRate  *bucket   // path.MaxMessageRate; nil: unlimited
+	connRate *bucket   // path.MaxConnectionRate; nil: unlimited
 }
 
 func newReadyQueue(m *Manager, name string) *readyQueue {
@@ -56,7 +63,24 @@ func (rq *readyQueue) push(it *item) {
 		rq.cond.Signal()
 		return
 	}
-	if rq.active < rq.m.opt.ConnectionLimit && rq.m.spawn(rq.work) {
+	if rq.active < rq.limit() && rq.m.spawn(rq.work) {
+		rq.active++
+	}
+}
+
+// limit is the path's connection limit. rq.mu must be held.
+func (rq *readyQueue) limit() int {
+	if rq.hasPath && rq.path.ConnectionLimit > 0 {
+		return rq.path.ConnectionLimit
+	}
+	return rq.m.opt.ConnectionLimit
+}
+
+// spawnMore starts connections for waiting messages, up to the limit.
+func (rq *readyQueue) spawnMore() {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	for n := len(rq.items); n > 0 && rq.idle == 0 && !rq.stopping && rq.active < rq.limit() && rq.m.spawn(rq.work); n-- {
 		rq.active++
 	}
 }
@@ -185,9 +209,17 @@ func (rq *readyQueue) work() {
 func (w *worker) connect() error {
 	rq, m := w.rq, w.rq.m
 	rq.mu.Lock()
-	hosts := rq.hosts
+	hosts, dialer, connRate := rq.hosts, rq.path.Dialer, rq.connRate
 	rq.mu.Unlock()
-	c, err := m.opt.Dialer.Connect(m.ctx, hosts)
+	if dialer == nil {
+		dialer = m.opt.Dialer
+	}
+	// max_connection_rate: wait for this connection's slot. The worker holds one message
+	// meanwhile; the connection limit bounds how many wait.
+	if !m.waitSlot(m.ctx, connRate) {
+		return errStopping
+	}
+	c, err := dialer.Connect(m.ctx, hosts)
 	if err == nil {
 		w.conn = c
 		m.track(c, true)
@@ -252,17 +284,27 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		}
 	}
 	var peer *route.Host
+	var tls *logs.TLS
 	if w.conn != nil {
 		h := w.conn.Host()
-		peer = &h
+		peer, tls = &h, w.conn.TLSInfo()
 	}
 	*settled = true
 	rq.note(reply, err)
-	m.outcome(it, rq.name, peer, reply, err)
-	if w.conn != nil && (w.conn.Broken() || w.conn.Sent() >= m.opt.MaxDeliveriesPerConnection) {
+	m.outcomeTLS(it, rq.name, peer, tls, reply, err)
+	rq.mu.Lock()
+	maxSent := rq.path.MaxDeliveriesPerConnection
+	rq.mu.Unlock()
+	if maxSent <= 0 {
+		maxSent = m.opt.MaxDeliveriesPerConnection
+	}
+	if w.conn != nil && (w.conn.Broken() || w.conn.Sent() >= maxSent) {
 		w.hangUp()
 	}
 	return false
 }
+
+// errStopping fails a connection attempt cut short by shutdown; the message stays spooled.
+var errStopping = message.Errorf(451, "4.3.2", "shutting down")
 
 var errBodyLost = message.Errorf(550, "5.3.0", "message body missing from the spool")

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +14,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
+
+// remoteIP is the IP of a connection's peer.
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
+}
 
 // Mode selects how a Sink treats incoming mail.
 type Mode int
@@ -93,6 +103,26 @@ type Received struct {
 	Body string
 	// SMTPUTF8 reports whether MAIL FROM carried the SMTPUTF8 parameter (RFC 6531).
 	SMTPUTF8 bool
+	// AuthUser is the user name the client authenticated as ("" without AUTH).
+	AuthUser string
+	// AuthMech is the SASL mechanism it used ("PLAIN", "LOGIN").
+	AuthMech string
+	// Remote is the client's IP address.
+	Remote string
+}
+
+// SinkOptions make a sink look like a smarthost: STARTTLS with a certificate, and AUTH.
+type SinkOptions struct {
+	// TLS, when set, makes the sink offer STARTTLS with this config (see NewTestCA).
+	TLS *tls.Config
+	// Users, when set, are the user names and passwords AUTH accepts; the sink then refuses
+	// MAIL without AUTH (530 5.7.0), as a smarthost does.
+	Users map[string]string
+	// AuthMechs are the mechanisms offered; default PLAIN and LOGIN.
+	AuthMechs []string
+	// AuthWithoutTLS offers AUTH before STARTTLS too; otherwise AUTH is offered only under
+	// TLS when TLS is set, and always when it is not.
+	AuthWithoutTLS bool
 }
 
 // Sink is a real SMTP server (github.com/emersion/go-smtp) listening on a
@@ -115,6 +145,11 @@ type Sink struct {
 	msgs     []Received
 	changed  chan struct{} // closed and replaced when a message is recorded
 	conns    int
+	open     int // connections open now
+	maxOpen  int // most connections open at once
+	authFail int // failed AUTH attempts
+
+	opts SinkOptions
 }
 
 // StartSink starts a sink listening on addr, e.g. "127.0.0.2:0" (any free
@@ -122,7 +157,13 @@ type Sink struct {
 // is closed when the test ends.
 func StartSink(t testing.TB, addr string) *Sink {
 	t.Helper()
-	s, err := newSink(addr)
+	return StartSinkWith(t, addr, SinkOptions{})
+}
+
+// StartSinkWith is StartSink with options (STARTTLS, AUTH).
+func StartSinkWith(t testing.TB, addr string, opts SinkOptions) *Sink {
+	t.Helper()
+	s, err := newSink(addr, opts)
 	if err != nil {
 		t.Fatalf("testutil: StartSink(%q): %v", addr, err)
 	}
@@ -136,20 +177,26 @@ func StartSink(t testing.TB, addr string) *Sink {
 // IP, all sinks are closed and it tries again (up to 20 times).
 func StartSinks(t testing.TB, ips ...string) (port int, sinks []*Sink) {
 	t.Helper()
+	return StartSinksWith(t, SinkOptions{}, ips...)
+}
+
+// StartSinksWith is StartSinks with options (STARTTLS, AUTH) for every sink.
+func StartSinksWith(t testing.TB, opts SinkOptions, ips ...string) (port int, sinks []*Sink) {
+	t.Helper()
 	if len(ips) == 0 {
 		t.Fatalf("testutil: StartSinks: no IP addresses given")
 	}
 	const attempts = 20
 	var lastErr error
 	for range attempts {
-		first, err := newSink(net.JoinHostPort(ips[0], "0"))
+		first, err := newSink(net.JoinHostPort(ips[0], "0"), opts)
 		if err != nil {
 			t.Fatalf("testutil: StartSinks: %v", err)
 		}
 		port = first.ln.Addr().(*net.TCPAddr).Port
 		sinks = []*Sink{first}
 		for _, ip := range ips[1:] {
-			s, err := newSink(net.JoinHostPort(ip, strconv.Itoa(port)))
+			s, err := newSink(net.JoinHostPort(ip, strconv.Itoa(port)), opts)
 			if err != nil {
 				lastErr = err
 				break
@@ -170,7 +217,7 @@ func StartSinks(t testing.TB, ips ...string) (port int, sinks []*Sink) {
 	return 0, nil
 }
 
-func newSink(addr string) (*Sink, error) {
+func newSink(addr string, opts SinkOptions) (*Sink, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -180,12 +227,17 @@ func newSink(addr string) (*Sink, error) {
 		closed:    make(chan struct{}),
 		serveDone: make(chan struct{}),
 		changed:   make(chan struct{}),
+		opts:      opts,
+	}
+	if len(s.opts.AuthMechs) == 0 {
+		s.opts.AuthMechs = []string{sasl.Plain, sasl.Login}
 	}
 	s.ln = &sinkListener{Listener: l, s: s}
 
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = "sink.test"
-	srv.AllowInsecureAuth = true
+	srv.AllowInsecureAuth = opts.TLS == nil || opts.AuthWithoutTLS
+	srv.TLSConfig = opts.TLS
 	srv.MaxMessageBytes = 50 << 20
 	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = log.New(io.Discard, "", 0)
@@ -261,6 +313,21 @@ func (s *Sink) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.msgs)
+}
+
+// MaxOpen returns the most connections that were open at once (served ones:
+// hung and flooded connections are not counted).
+func (s *Sink) MaxOpen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxOpen
+}
+
+// AuthFailures returns the number of AUTH attempts the sink refused.
+func (s *Sink) AuthFailures() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.authFail
 }
 
 // Connections returns the number of TCP connections accepted so far,
@@ -409,7 +476,11 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 			if len(without) > 0 {
 				c = &hidingConn{Conn: c, hide: without}
 			}
-			return c, nil
+			l.s.mu.Lock()
+			l.s.open++
+			l.s.maxOpen = max(l.s.maxOpen, l.s.open)
+			l.s.mu.Unlock()
+			return &countedConn{Conn: c, s: l.s}, nil
 		case Hang:
 			l.s.held.Add(1)
 			go func() {
@@ -434,6 +505,22 @@ func (l *sinkListener) Accept() (net.Conn, error) {
 			}()
 		}
 	}
+}
+
+// countedConn counts itself out of the open connections when closed.
+type countedConn struct {
+	net.Conn
+	s    *Sink
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		c.s.open--
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // flood writes an endless reply with code until the peer hangs up (a write
@@ -486,6 +573,68 @@ type session struct {
 	to   []string
 	body string
 	utf8 bool
+	user string // authenticated user
+	mech string
+}
+
+// AuthMechanisms implements smtp.AuthSession: AUTH is offered only when the sink has users.
+func (ss *session) AuthMechanisms() []string {
+	if ss.sink.opts.Users == nil {
+		return nil
+	}
+	return ss.sink.opts.AuthMechs
+}
+
+// Auth implements smtp.AuthSession.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	check := func(user, pass string) error {
+		if want, ok := ss.sink.opts.Users[user]; !ok || want != pass {
+			ss.sink.mu.Lock()
+			ss.sink.authFail++
+			ss.sink.mu.Unlock()
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "authentication credentials invalid"}
+		}
+		ss.user, ss.mech = user, mech
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error {
+			if identity != "" && identity != user {
+				return errors.New("identity differs from user name")
+			}
+			return check(user, pass)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: check}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// loginServer is the server side of the LOGIN mechanism (draft-murchison-sasl-login): it
+// asks for the user name, then the password, with base64 prompts go-smtp encodes.
+type loginServer struct {
+	check func(user, pass string) error
+	user  string
+	step  int
+}
+
+func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
+	switch l.step++; l.step {
+	case 1:
+		if len(resp) > 0 { // an initial response carries the user name
+			l.user = string(resp)
+			l.step++
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 2:
+		l.user = string(resp)
+		return []byte("Password:"), false, nil
+	case 3:
+		return nil, true, l.check(l.user, string(resp))
+	}
+	return nil, false, errors.New("unexpected LOGIN step")
 }
 
 func (ss *session) Reset() {
@@ -495,6 +644,9 @@ func (ss *session) Reset() {
 func (ss *session) Logout() error { return nil }
 
 func (ss *session) Mail(from string, opt *smtp.MailOptions) error {
+	if ss.sink.opts.Users != nil && ss.user == "" {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
+	}
 	if err := ss.fail("MAIL"); err != nil {
 		return err
 	}
@@ -532,6 +684,9 @@ func (ss *session) Data(r io.Reader) error {
 		At:       time.Now(),
 		Body:     ss.body,
 		SMTPUTF8: ss.utf8,
+		AuthUser: ss.user,
+		AuthMech: ss.mech,
+		Remote:   remoteIP(ss.conn.Conn()),
 	})
 	return nil
 }
