@@ -179,4 +179,3 @@ func TestSourceAddress(t *testing.T) {
 		t.Fatalf("connection came from %s, want %s", got.Remote, src)
 	}
 }
-
