@@ -109,26 +109,24 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		MaxRetryInterval: cfg.Queue.MaxRetryInterval.D(),
 		MaxAge:           cfg.Queue.MaxAge.D(),
 	}
-	ehlo := cfg.Delivery.EHLODomain
-	if ehlo == "" {
-		ehlo = cfg.Hostname
+	paths, err := newEgressPaths(cfg)
+	if err != nil {
+		a.spool.Close()
+		a.logs.Close()
+		a.closePlugins()
+		return nil, err
 	}
 	a.queue = queue.New(queue.Options{
-		Store:    a.spool,
-		Resolver: res,
-		Dialer: dialer{delivery.New(delivery.Options{
-			EHLOName:       ehlo,
-			TLS:            cfg.Delivery.EnableTLS,
-			ConnectTimeout: cfg.Delivery.ConnectTimeout.D(),
-			CommandTimeout: cfg.Delivery.CommandTimeout.D(),
-			DataTimeout:    cfg.Delivery.DataTimeout.D(),
-		})},
+		Store:                      a.spool,
+		Resolver:                   res,
+		Dialer:                     dialer{paths.client(paths.defaults)},
+		Paths:                      paths,
 		Configs:                    pluginConfigs{chain: a.chain, defaults: defaults},
 		Defaults:                   defaults,
 		Log:                        a.logs,
 		Diag:                       diag,
-		ConnectionLimit:            cfg.Delivery.ConnectionLimit,
-		MaxDeliveriesPerConnection: cfg.Delivery.MaxDeliveriesPerConnection,
+		ConnectionLimit:            paths.defaults.ConnectionLimit,
+		MaxDeliveriesPerConnection: paths.defaults.MaxDeliveriesPerConnection,
 		IdleTimeout:                cfg.Delivery.IdleTimeout.D(),
 		RefreshInterval:            cfg.Queue.RefreshInterval.D(),
 		Rules:                      a.spool, // admin suspensions and bounce rules survive restarts

@@ -30,9 +30,12 @@ type Config struct {
 	HTTP     HTTPConfig     `toml:"http"`
 	DNS      DNSConfig      `toml:"dns"`
 	Delivery DeliveryConfig `toml:"delivery"`
-	Queue    QueueConfig    `toml:"queue"`
-	Logs     LogsConfig     `toml:"logs"`
-	Plugins  []PluginConfig `toml:"plugins"`
+	Egress   EgressConfig   `toml:"egress"`
+	// Secrets are named secrets (passwords) that other keys refer to by name.
+	Secrets map[string]Secret `toml:"secrets"`
+	Queue   QueueConfig       `toml:"queue"`
+	Logs    LogsConfig        `toml:"logs"`
+	Plugins []PluginConfig    `toml:"plugins"`
 	// WasmCache holds compiled plugin code so restarts and reloads skip compilation.
 	WasmCache string `toml:"wasm_cache"`
 	// Watch reloads plugins when their files or the config file change on disk.
@@ -95,8 +98,8 @@ type DeliveryConfig struct {
 	CommandTimeout             Duration `toml:"command_timeout"`
 	DataTimeout                Duration `toml:"data_timeout"`
 	IdleTimeout                Duration `toml:"idle_timeout"`
-	EnableTLS                  string   `toml:"enable_tls"` // Opportunistic | Required | Disabled
-	EHLODomain                 string   `toml:"ehlo_domain"`
+	EnableTLS                  string   `toml:"enable_tls"`  // abi.TLSModes; or [egress] enable_tls
+	EHLODomain                 string   `toml:"ehlo_domain"` // or [egress] ehlo_domain
 }
 
 type QueueConfig struct {
@@ -208,6 +211,9 @@ func Parse(text string) (*Config, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	if err := c.validateEgress(md); err != nil {
+		return nil, err
+	}
 	return &c, nil
 }
 
@@ -279,8 +285,8 @@ func (c *Config) validate() error {
 	if c.Delivery.SMTPPort <= 0 || c.Delivery.SMTPPort > 65535 {
 		return keyErr("delivery.smtp_port", "%d is not a TCP port", c.Delivery.SMTPPort)
 	}
-	if !slices.Contains([]string{"Opportunistic", "Required", "Disabled"}, c.Delivery.EnableTLS) {
-		return keyErr("delivery.enable_tls", "%q is not one of Opportunistic, Required, Disabled", c.Delivery.EnableTLS)
+	if !slices.Contains(abi.TLSModes, c.Delivery.EnableTLS) {
+		return keyErr("delivery.enable_tls", "%q is not one of %s", c.Delivery.EnableTLS, strings.Join(abi.TLSModes, ", "))
 	}
 	for i, p := range c.Plugins {
 		if p.Path == "" {

@@ -123,6 +123,9 @@ type SinkOptions struct {
 	// AuthWithoutTLS offers AUTH before STARTTLS too; otherwise AUTH is offered only under
 	// TLS when TLS is set, and always when it is not.
 	AuthWithoutTLS bool
+	// DataDelay holds every reply to the end of DATA this long, as a slow server does, so
+	// that a client's concurrent connections overlap.
+	DataDelay time.Duration
 }
 
 // Sink is a real SMTP server (github.com/emersion/go-smtp) listening on a
@@ -673,6 +676,12 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	if err := ss.fail("DATA"); err != nil {
 		return err
+	}
+	if d := ss.sink.opts.DataDelay; d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ss.sink.closed:
+		}
 	}
 	_, tls := ss.conn.TLSConnectionState()
 	ss.sink.record(Received{

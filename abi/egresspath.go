@@ -1,0 +1,132 @@
+package abi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+)
+
+// TLS modes of an egress path (enable_tls), KumoMTA's names; their meaning is documented with
+// the delivery client and in the configuration guide.
+var TLSModes = []string{"Opportunistic", "OpportunisticInsecure", "Required", "RequiredInsecure", "Disabled"}
+
+// EgressPathConfig is one egress path's settings (SPEC §12): the server's [egress] table, each
+// [[egress.path]] entry, and the JSON a get_egress_path_config hook returns share these names.
+// A nil field is not set: the layer below applies ([egress], then the built-in defaults).
+type EgressPathConfig struct {
+	ConnectionLimit            *int    `json:"connection_limit,omitempty" toml:"connection_limit"`
+	MaxDeliveriesPerConnection *int    `json:"max_deliveries_per_connection,omitempty" toml:"max_deliveries_per_connection"`
+	MaxMessageRate             *string `json:"max_message_rate,omitempty" toml:"max_message_rate"`
+	MaxConnectionRate          *string `json:"max_connection_rate,omitempty" toml:"max_connection_rate"`
+	EnableTLS                  *string `json:"enable_tls,omitempty" toml:"enable_tls"`
+	SMTPAuthPlainUsername      *string `json:"smtp_auth_plain_username,omitempty" toml:"smtp_auth_plain_username"`
+	// SMTPAuthPlainPassword is the NAME of a server secret ([secrets]), never the password.
+	SMTPAuthPlainPassword        *string `json:"smtp_auth_plain_password,omitempty" toml:"smtp_auth_plain_password"`
+	AllowSMTPAuthPlainWithoutTLS *bool   `json:"allow_smtp_auth_plain_without_tls,omitempty" toml:"allow_smtp_auth_plain_without_tls"`
+	EHLODomain                   *string `json:"ehlo_domain,omitempty" toml:"ehlo_domain"`
+	// SourceAddress is the local IP connections leave from (KumoMTA's egress source
+	// source_address); unset: the system picks.
+	SourceAddress *string `json:"source_address,omitempty" toml:"source_address"`
+}
+
+// MaxEgressPathConfig bounds the JSON of an egress path config.
+const MaxEgressPathConfig = 16 << 10
+
+// ParseEgressPathConfig decodes and checks an egress path config document, strictly like
+// ParseQueueConfig: an unknown field is an error naming it.
+func ParseEgressPathConfig(b []byte) (*EgressPathConfig, error) {
+	if len(b) > MaxEgressPathConfig {
+		return nil, fmt.Errorf("egress path config is %d bytes, more than the %d allowed", len(b), MaxEgressPathConfig)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	var c EgressPathConfig
+	if err := d.Decode(&c); err != nil {
+		return nil, fmt.Errorf("egress path config: %w", err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("egress path config: trailing data after the JSON object")
+	}
+	if err := c.Check(); err != nil {
+		return nil, fmt.Errorf("egress path config: %w", err)
+	}
+	return &c, nil
+}
+
+// FieldError is a bad value, with the field's name.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Check validates the fields that are set. Secret names are checked by the host, which knows
+// its secrets.
+func (c *EgressPathConfig) Check() error {
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	if c.ConnectionLimit != nil && *c.ConnectionLimit <= 0 {
+		return bad("connection_limit", "must be greater than zero")
+	}
+	if c.MaxDeliveriesPerConnection != nil && *c.MaxDeliveriesPerConnection <= 0 {
+		return bad("max_deliveries_per_connection", "must be greater than zero")
+	}
+	for _, r := range []struct {
+		field string
+		v     *string
+	}{{"max_message_rate", c.MaxMessageRate}, {"max_connection_rate", c.MaxConnectionRate}} {
+		if r.v != nil {
+			if _, err := ParseRate(*r.v); err != nil {
+				return &FieldError{Field: r.field, Err: err}
+			}
+		}
+	}
+	if c.EnableTLS != nil && !slices.Contains(TLSModes, *c.EnableTLS) {
+		return bad("enable_tls", "%q is not one of %v", *c.EnableTLS, TLSModes)
+	}
+	if c.EHLODomain != nil && *c.EHLODomain == "" {
+		return bad("ehlo_domain", "must not be empty")
+	}
+	if c.SourceAddress != nil {
+		if _, err := netip.ParseAddr(*c.SourceAddress); err != nil {
+			return bad("source_address", "%q is not an IP address", *c.SourceAddress)
+		}
+	}
+	return nil
+}
+
+// Over returns c with every field that o sets replaced by o's.
+func (c EgressPathConfig) Over(o *EgressPathConfig) EgressPathConfig {
+	if o == nil {
+		return c
+	}
+	set := func(dst **string, src *string) {
+		if src != nil {
+			*dst = src
+		}
+	}
+	if o.ConnectionLimit != nil {
+		c.ConnectionLimit = o.ConnectionLimit
+	}
+	if o.MaxDeliveriesPerConnection != nil {
+		c.MaxDeliveriesPerConnection = o.MaxDeliveriesPerConnection
+	}
+	if o.AllowSMTPAuthPlainWithoutTLS != nil {
+		c.AllowSMTPAuthPlainWithoutTLS = o.AllowSMTPAuthPlainWithoutTLS
+	}
+	set(&c.MaxMessageRate, o.MaxMessageRate)
+	set(&c.MaxConnectionRate, o.MaxConnectionRate)
+	set(&c.EnableTLS, o.EnableTLS)
+	set(&c.SMTPAuthPlainUsername, o.SMTPAuthPlainUsername)
+	set(&c.SMTPAuthPlainPassword, o.SMTPAuthPlainPassword)
+	set(&c.EHLODomain, o.EHLODomain)
+	set(&c.SourceAddress, o.SourceAddress)
+	return c
+}
