@@ -147,8 +147,8 @@ func (u *Users) Verify(user, password string) bool {
 	return h.verify([]byte(password))
 }
 
-// dummyHash is made on first need, not at parse time: making a bcrypt hash costs as much as
-// checking one.
+// dummyHash is made once per file, not at parse time (config check and the fuzz test parse
+// without verifying): making a bcrypt hash costs as much as checking one.
 func (u *Users) dummyHash() hash {
 	u.dummyOnce.Do(func() {
 		if u.first == nil {
@@ -174,7 +174,7 @@ func Open(path string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: path}
-	s.users.Store(u)
+	s.store(u)
 	return s, nil
 }
 
@@ -190,8 +190,15 @@ func (s *Store) Reload() (*Users, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.users.Store(u)
+	s.store(u)
 	return u, nil
+}
+
+// store puts u in use and makes its dummy hash in the background, so that not even the first
+// unknown user pays for making it (the first check waits for it if it is not ready).
+func (s *Store) store(u *Users) {
+	go u.dummyHash()
+	s.users.Store(u)
 }
 
 // Authenticate implements the SMTP server's authenticator: identity (the SASL authorization
