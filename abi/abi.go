@@ -95,6 +95,10 @@ const (
 	MetaRoutingDomain = "routing_domain"
 )
 
+// MetaAuthnID is set by reception, before the message hooks run, to the user an SMTP client
+// authenticated as (AUTH, SPEC §12); absent when it did not authenticate.
+const MetaAuthnID = "authn_id"
+
 // Read-only inputs of get_queue_config, read with FnGetMeta.
 const (
 	QueueInputName          = "queue"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/wasmta/wasmta/host/auth"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
 	"github.com/wasmta/wasmta/host/httpapi"
@@ -38,6 +39,7 @@ type App struct {
 	http  *httpapi.Server // nil: [http] listen = ""
 	host  *plugin.Host
 	chain *plugin.Chain
+	users *auth.Store // nil: no smtp.auth_users_file
 
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
@@ -71,11 +73,22 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tlsConfig == nil {
+		// STARTTLS and listen_tls always encrypt, as KumoMTA does (SPEC §12).
+		if tlsConfig, err = smtpserver.SelfSignedTLS(cfg.Hostname, time.Now()); err != nil {
+			return nil, fmt.Errorf("self-signed certificate: %w", err)
+		}
+		diag.Warn("no smtp.tls_certificate: STARTTLS and listen_tls use a self-signed certificate generated at start", "hostname", cfg.Hostname)
+	}
+	users, err := openUsers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	for _, w := range relayWarnings(cfg) {
 		diag.Warn(w)
 	}
 
-	a := &App{cfg: cfg, diag: diag, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}}
+	a := &App{cfg: cfg, diag: diag, users: users, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}}
 	if len(cfg.Plugins) > 0 {
 		if a.host, err = plugin.NewHost(cfg.WasmCache, diag); err != nil {
 			return nil, err
@@ -144,6 +157,8 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		IdleTimeout:    cfg.SMTP.IdleTimeout.D(),
 		DataTimeout:    cfg.SMTP.DataTimeout.D(),
 		TLS:            tlsConfig,
+		ListenTLS:      cfg.SMTP.ListenTLS,
+		Auth:           authenticator(users),
 		Space:          a.spool,
 		Receiver:       a.queue,
 		Policy:         a.chain, // plugins added by a reload apply at once; an empty chain costs one atomic load
@@ -152,6 +167,41 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	})
 	a.http = a.newHTTP()
 	return a, nil
+}
+
+// openUsers loads smtp.auth_users_file; nil when none is configured.
+func openUsers(cfg *config.Config) (*auth.Store, error) {
+	if cfg.SMTP.AuthUsersFile == "" {
+		return nil, nil
+	}
+	s, err := auth.Open(cfg.SMTP.AuthUsersFile)
+	if err != nil {
+		return nil, fmt.Errorf("configuration key smtp.auth_users_file: %w", err)
+	}
+	return s, nil
+}
+
+// authenticator keeps a nil store a nil interface (no AUTH).
+func authenticator(s *auth.Store) smtpserver.Authenticator {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+// reloadUsers re-reads the users file on a reload (SIGHUP, wasmta plugin reload); a bad file
+// leaves the users in use. Naming another file in the config needs a restart.
+func (a *App) reloadUsers(reason string) error {
+	if a.users == nil {
+		return nil
+	}
+	u, err := a.users.Reload()
+	if err != nil {
+		a.diag.Error("reload: users file refused; the previous users stay", "reason", reason, "err", err)
+		return fmt.Errorf("configuration key smtp.auth_users_file: %w", err)
+	}
+	a.diag.Info("users file reloaded", "file", a.users.Path(), "users", u.Len(), "reason", reason)
+	return nil
 }
 
 // Start recovers the spool, starts delivery and opens the SMTP listeners.

@@ -61,6 +61,12 @@ type SMTPConfig struct {
 	DataTimeout    Duration `toml:"data_timeout"`
 	TLSCertificate string   `toml:"tls_certificate"`
 	TLSPrivateKey  string   `toml:"tls_private_key"`
+	// ListenTLS are implicit-TLS listeners (RFC 8314 §3.3, port 465 style): the TLS handshake
+	// comes first, then SMTP with the limits of Listen; AUTH is offered at once.
+	ListenTLS []string `toml:"listen_tls"`
+	// AuthUsersFile holds "user:hash" lines (bcrypt or argon2id) for AUTH PLAIN and LOGIN,
+	// offered only over TLS; "" offers no AUTH.
+	AuthUsersFile string `toml:"auth_users_file"`
 	// ShutdownTimeout bounds how long a graceful stop waits for in-flight transactions.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 }
@@ -227,6 +233,11 @@ func (c *Config) validate() error {
 	for _, a := range c.SMTP.Listen {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			return keyErr("smtp.listen", "%q is not an ip:port address", a)
+		}
+	}
+	for _, a := range c.SMTP.ListenTLS {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			return keyErr("smtp.listen_tls", "%q is not an ip:port address", a)
 		}
 	}
 	if _, err := ParsePrefixes(c.SMTP.RelayHosts); err != nil {

@@ -68,11 +68,24 @@ nested = { a = 1 }
 	}
 }
 
+func TestSMTPAuthKeys(t *testing.T) {
+	// SPEC §12's example keys.
+	c, err := Parse("[smtp]\nlisten_tls = [\"127.0.0.1:4650\"]\nauth_users_file = \"users.htpasswd\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.SMTP.ListenTLS) != 1 || c.SMTP.ListenTLS[0] != "127.0.0.1:4650" || c.SMTP.AuthUsersFile != "users.htpasswd" {
+		t.Fatalf("%+v", c.SMTP)
+	}
+}
+
 func TestErrorsNameTheKey(t *testing.T) {
 	for _, tc := range []struct{ text, key string }{
 		{"bogus = 1", "bogus"},
 		{"[smtp]\nlisten_addr = []", "smtp.listen_addr"},
 		{"[smtp]\nlisten = [\"localhost\"]", "smtp.listen"},
+		{"[smtp]\nlisten_tls = [\"localhost:465\"]", "smtp.listen_tls"},
+		{"[smtp]\nauth_users_file = 3", "smtp.auth_users_file"},
 		{"[smtp]\nrelay_hosts = [\"nonsense\"]", "smtp.relay_hosts"},
 		{"[smtp]\nrelay_hosts = [\"192.168.1.1/24\"]", "smtp.relay_hosts"},
 		{"[smtp]\nmax_message_size = \"20 parsecs\"", "smtp.max_message_size"},

@@ -48,6 +48,18 @@ type Record struct {
 	DeliveryProtocol  string            `json:"delivery_protocol,omitempty"`
 	// Policy names the plugin generations that handled the message at reception.
 	Policy []string `json:"policy,omitempty"`
+	// AuthnID is the SMTP AUTH identity of the client (Reception).
+	AuthnID string `json:"authn_id,omitempty"`
+	// TLS is the session's TLS (Reception: the client's inbound session).
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// TLS is the TLS of the connection an event happened on (SPEC §12).
+type TLS struct {
+	Version string `json:"version"` // "TLS1.2", "TLS1.3"
+	Cipher  string `json:"cipher"`  // IANA name, e.g. TLS_AES_128_GCM_SHA256
+	// Verified: the peer's certificate was checked (delivery); absent on reception.
+	Verified *bool `json:"verified,omitempty"`
 }
 
 // Response is the SMTP reply of the event.
@@ -97,6 +109,13 @@ func For(typ string, m *message.Message, r message.Reply) Record {
 	}
 	if rec.Meta == nil {
 		rec.Meta = map[string]string{}
+	}
+	if typ == Reception {
+		// How the message came in; other records describe their own connection.
+		rec.AuthnID = m.AuthnID
+		if m.TLS != nil {
+			rec.TLS = &TLS{Version: m.TLS.Version, Cipher: m.TLS.Cipher}
+		}
 	}
 	return rec
 }
