@@ -16,6 +16,7 @@ import (
 
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
+	"github.com/wasmta/wasmta/host/dkim"
 	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
@@ -37,6 +38,7 @@ type App struct {
 	http  *httpapi.Server // nil: [http] listen = ""
 	host  *plugin.Host
 	chain *plugin.Chain
+	dkim  *dkim.Signer // [[dkim]] keys; reception signs with it after the plugins ran
 
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
@@ -73,11 +75,16 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		diag.Warn(w)
 	}
 
-	a := &App{cfg: cfg, diag: diag, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}}
+	keys, err := loadDKIM(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, diag: diag, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}, dkim: dkim.NewSigner(keys)}
 	if len(cfg.Plugins) > 0 {
 		if a.host, err = plugin.NewHost(cfg.WasmCache, diag); err != nil {
 			return nil, err
 		}
+		a.host.SetDKIMKeys(a.dkim)
 		if a.chain, err = loadPlugins(context.Background(), a.host, cfg.Plugins); err != nil {
 			a.host.Close()
 			return nil, err
@@ -142,6 +149,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		DataTimeout:    cfg.SMTP.DataTimeout.D(),
 		TLS:            tlsConfig,
 		Space:          a.spool,
+		Signer:         a.dkim,
 		Receiver:       a.queue,
 		Policy:         a.chain, // plugins added by a reload apply at once; an empty chain costs one atomic load
 		Log:            a.logs,

@@ -62,6 +62,7 @@ type Options struct {
 	Receiver Receiver
 	Policy   Policy     // nil: no plugins
 	Guard    SpaceGuard // nil: no disk-space check
+	Signer   Signer     // nil: no DKIM signing
 	Log      *logs.Logger
 	Diag     *slog.Logger
 	Now      func() time.Time
