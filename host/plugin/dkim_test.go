@@ -116,7 +116,13 @@ func TestDKIMSignDiscardedWhenTheHookFails(t *testing.T) {
 }
 
 func TestDKIMSignOnlyInMessageHooks(t *testing.T) {
-	_, _, err := NewChain(loadDKIM(t, mainParams, false)).QueueConfig(context.Background(), QueueInput{Name: "example.com", Domain: "example.com"})
+	p := mustLoad(t, "dkimqueue")
+	ks, err := dkim.Load([]dkim.Entry{{Name: "main", KeyFile: "../dkim/testdata/ed25519.pem"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.host.SetDKIMKeys(dkim.NewSigner(ks))
+	_, _, err = NewChain(p).QueueConfig(context.Background(), QueueInput{Name: "example.com", Domain: "example.com"})
 	if err == nil || !strings.Contains(err.Error(), "dkim_sign is available in message hooks only") {
 		t.Fatalf("%v", err)
 	}

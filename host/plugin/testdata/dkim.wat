@@ -2,7 +2,7 @@
 ;; selector, … become the JSON handed to dkim_sign. Both message hooks. Message meta steers it:
 ;; "dkim_times" = "N" (one digit) calls dkim_sign N times; "dkim_fail" present makes the hook
 ;; fail after signing (nothing staged may apply). On a negative status the hook fails with the
-;; host's last_error as its reason. get_queue_config calls dkim_sign too, which is refused there.
+;; host's last_error as its reason.
 (module
   (import "wasmta" "get_config" (func $get_config (param i32 i32) (result i32)))
   (import "wasmta" "get_meta" (func $get_meta (param i32 i32 i32 i32) (result i32)))
@@ -37,8 +37,4 @@
         (return (i32.const 1))))
     (i32.const 0))
   (func (export "smtp_server_message_received") (result i32) (call $sign))
-  (func (export "http_message_generated") (result i32) (call $sign))
-  (func (export "get_queue_config") (result i32)
-    (if (i32.lt_s (call $dkim_sign (i32.const 1024) (call $get_config (i32.const 1024) (i32.const 4096))) (i32.const 0))
-      (then (return (call $fail))))
-    (i32.const 0)))
+  (func (export "http_message_generated") (result i32) (call $sign)))
