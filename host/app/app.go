@@ -18,6 +18,7 @@ import (
 	"github.com/wasmta/wasmta/host/auth"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
+	"github.com/wasmta/wasmta/host/dkim"
 	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
@@ -39,7 +40,8 @@ type App struct {
 	http  *httpapi.Server // nil: [http] listen = ""
 	host  *plugin.Host
 	chain *plugin.Chain
-	users *auth.Store // nil: no smtp.auth_users_file
+	users *auth.Store  // nil: no smtp.auth_users_file
+	dkim  *dkim.Signer // [[dkim]] keys; reception signs with it after the plugins ran
 
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
@@ -88,11 +90,16 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		diag.Warn(w)
 	}
 
-	a := &App{cfg: cfg, diag: diag, users: users, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}}
+	keys, err := loadDKIM(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, diag: diag, users: users, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}, dkim: dkim.NewSigner(keys)}
 	if len(cfg.Plugins) > 0 {
 		if a.host, err = plugin.NewHost(cfg.WasmCache, diag); err != nil {
 			return nil, err
 		}
+		a.host.SetDKIMKeys(a.dkim)
 		if a.chain, err = loadPlugins(context.Background(), a.host, cfg.Plugins); err != nil {
 			a.host.Close()
 			return nil, err
@@ -160,6 +167,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		ListenTLS:      cfg.SMTP.ListenTLS,
 		Auth:           authenticator(users),
 		Space:          a.spool,
+		Signer:         a.dkim,
 		Receiver:       a.queue,
 		Policy:         a.chain, // plugins added by a reload apply at once; an empty chain costs one atomic load
 		Log:            a.logs,

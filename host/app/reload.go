@@ -42,6 +42,9 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 	cfgs := a.pluginCfgs
 	if a.configPath != "" {
 		c, err := config.Load(a.configPath)
+		if err == nil {
+			err = a.reloadDKIM(c) // a bad key refuses the whole new config
+		}
 		if err != nil {
 			a.diag.Error("reload: configuration refused; plugins unchanged", "reason", reason, "err", err)
 			a.logs.LogPluginReload(logs.PluginReload{Path: a.configPath, Error: err.Error(), Reason: reason})
@@ -54,6 +57,7 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		h.SetDKIMKeys(a.dkim)
 		a.host = h
 	}
 	ctx := context.Background()

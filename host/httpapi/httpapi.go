@@ -66,6 +66,7 @@ type Options struct {
 	Admin    Admin        // nil: no queue admin routes (admin.go)
 	Control  Control      // nil: no plugin reload/status routes
 	Ready    func() error // readiness: nil error when ready to take mail
+	Signer   Signer       // nil: no DKIM signing
 	Log      *logs.Logger
 	Diag     *slog.Logger
 	Now      func() time.Time

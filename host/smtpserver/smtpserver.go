@@ -47,6 +47,12 @@ type Policy interface {
 	Active() bool // any plugin configured (reception skips the hook machinery otherwise)
 }
 
+// Signer adds the DKIM signatures plugins asked for (and config-only ones) to the final message,
+// once, before it is spooled (a *dkim.Signer); an error is a *message.Error.
+type Signer interface {
+	Sign(sender string, reqs []abi.DKIMSign, data []byte) ([]byte, error)
+}
+
 // Space says whether the spool has room for n more octets; a non-nil error is a *message.Error
 // (452 4.3.1 insufficient system storage) whose Reply is what the client gets.
 type Space interface {
@@ -70,6 +76,7 @@ type Options struct {
 	Receiver       Receiver
 	Policy         Policy // nil: no plugins
 	Space          Space  // nil: no disk space check
+	Signer         Signer // nil: no DKIM signing
 	Log            *logs.Logger
 	Diag           *slog.Logger
 	Now            func() time.Time
@@ -488,6 +495,7 @@ func (ss *session) Data(r io.Reader) error {
 		meta = map[string]string{abi.MetaAuthnID: ss.authnID} // SPEC §12
 	}
 	var handled []string
+	var sigs []abi.DKIMSign
 	if p := ss.s.opt.Policy; p != nil && p.Active() {
 		pm := &plugin.Message{Sender: ss.from, Recipients: ss.rcpts, Meta: map[string]string{}, Data: body, Client: ss.peer.String()}
 		maps.Copy(pm.Meta, meta)
@@ -500,7 +508,13 @@ func (ss *session) Data(r io.Reader) error {
 		if r := o.Reject; r != nil {
 			return ss.reject(&smtp.SMTPError{Code: r.Code, EnhancedCode: enhancedCode(r.Enhanced), Message: r.Text}, ss.from, strings.Join(ss.rcpts, ","))
 		}
-		meta, handled, body = pm.Meta, o.Handled, pm.Data
+		meta, handled, body, sigs = pm.Meta, o.Handled, pm.Data, pm.DKIM
+	}
+	if sg := ss.s.opt.Signer; sg != nil {
+		if body, err = sg.Sign(ss.from, sigs, body); err != nil {
+			ss.s.opt.Diag.Error("dkim signing failed", "err", err)
+			return ss.reject(spaceError(err, errPolicy), ss.from, strings.Join(ss.rcpts, ","))
+		}
 	}
 	var tlsInfo *message.TLS
 	if cs, ok := ss.tlsState(); ok {
