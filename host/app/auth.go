@@ -42,4 +42,3 @@ func (a *App) reloadUsers(reason string) error {
 	a.diag.Info("users file reloaded", "file", a.users.Path(), "users", u.Len(), "reason", reason)
 	return nil
 }
-
