@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -98,7 +98,9 @@ func series(fams map[string]*dto.MetricFamily, name string) int {
 
 func TestEventsFromLogRecords(t *testing.T) {
 	m := New(Sources{}, nil)
-	rec := func(typ, proto, queue, site string) { m.Record(&logs.Record{Type: typ, ReceptionProtocol: proto, Queue: queue, Site: site}) }
+	rec := func(typ, proto, queue, site string) {
+		m.Record(&logs.Record{Type: typ, ReceptionProtocol: proto, Queue: queue, Site: site})
+	}
 	for range 3 {
 		rec(logs.Reception, "ESMTP", "example.com", "")
 	}
