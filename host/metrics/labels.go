@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -22,40 +23,77 @@ const Other = "other"
 // would otherwise make every series of it that long.
 const maxLabelLen = 200
 
+// cowMap is a read-mostly map: a lookup is an atomic load and a map read, with no lock and no
+// write to shared memory, so observers on many goroutines do not contend; an addition copies the
+// map, which happens at most a cap's number of times.
+type cowMap[K comparable, V any] struct {
+	mu sync.Mutex // serializes additions
+	p  atomic.Pointer[map[K]V]
+}
+
+func (c *cowMap[K, V]) get(k K) (V, bool) {
+	if m := c.p.Load(); m != nil {
+		v, ok := (*m)[k]
+		return v, ok
+	}
+	var zero V
+	return zero, false
+}
+
+func (c *cowMap[K, V]) len() int {
+	if m := c.p.Load(); m != nil {
+		return len(*m)
+	}
+	return 0
+}
+
+// add maps k to mk() unless k is already there (then it returns what k maps to) or the map
+// already has max entries (then ok is false).
+func (c *cowMap[K, V]) add(k K, max int, mk func() V) (v V, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := map[K]V{}
+	if m := c.p.Load(); m != nil {
+		old = *m
+	}
+	if v, ok := old[k]; ok {
+		return v, true
+	}
+	if len(old) >= max {
+		return v, false
+	}
+	next := make(map[K]V, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	v = mk()
+	next[k] = v
+	c.p.Store(&next)
+	return v, true
+}
+
 // labelCap admits the first max distinct values of a counter's label and folds the later ones
 // into Other. Admitted values stay for the process's life: a counter series must not vanish
 // (its rate would break), so first come first served is the only fair rule for counters.
 type labelCap struct {
-	max  int
-	mu   sync.RWMutex
-	seen map[string]string // raw value -> label value
+	max int
+	m   cowMap[string, string] // raw value -> label value
 }
 
-func newLabelCap(max int) *labelCap { return &labelCap{max: max, seen: map[string]string{}} }
+func newLabelCap(max int) *labelCap { return &labelCap{max: max} }
 
 // label is the label value to count v under.
 func (c *labelCap) label(v string) string {
-	c.mu.RLock()
-	l, ok := c.seen[v]
-	full := len(c.seen) >= c.max
-	c.mu.RUnlock()
-	if ok {
+	if l, ok := c.m.get(v); ok {
 		return l
 	}
-	if full {
+	if c.m.len() >= c.max { // full for good: the map never shrinks
 		return Other
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if l, ok := c.seen[v]; ok {
+	if l, ok := c.m.add(v, c.max, func() string { return clean(v) }); ok {
 		return l
 	}
-	if len(c.seen) >= c.max {
-		return Other
-	}
-	l = clean(v)
-	c.seen[v] = l
-	return l
+	return Other
 }
 
 // clean makes v a valid label value: Prometheus refuses invalid UTF-8 (client_golang panics),

@@ -55,50 +55,55 @@ const maxScrapes = 2
 type Metrics struct {
 	reg *prometheus.Registry
 
-	received, rejected  *prometheus.CounterVec
-	queueEvents         *prometheus.CounterVec
-	siteEvents          *prometheus.CounterVec
-	queues, sites       *labelCap
-	commitSeconds       prometheus.Histogram
-	commitWrites        prometheus.Histogram
-	hookSeconds         *prometheus.HistogramVec
-	hookFailures        *prometheus.CounterVec
-	httpRequests        *prometheus.CounterVec
-	pluginNames, routes *labelCap
-	diag                *slog.Logger
+	received, rejected [len(protocols) + 1]prometheus.Counter // by protocols' index, then Other
+	queues, sites      *eventCounters
+	commitSeconds      prometheus.Histogram
+	commitWrites       prometheus.Histogram
+	hookSeconds        *prometheus.HistogramVec
+	hookFailures       *prometheus.CounterVec
+	hooks              cowMap[hookKey, *hookSeries]
+	httpRequests       *prometheus.CounterVec
+	routes             *labelCap
+	diag               *slog.Logger
+}
+
+type hookKey struct{ plugin, hook string }
+
+type hookSeries struct {
+	seconds  prometheus.Observer
+	failures prometheus.Counter
 }
 
 // Protocols a message can be received by (log records' reception_protocol).
-var protocols = []string{"ESMTP", "HTTP"}
+var protocols = [...]string{"ESMTP", "HTTP"}
 
 // New builds the registry: the relay's metrics, the Go runtime's and the process's.
 func New(src Sources, diag *slog.Logger) *Metrics {
 	if diag == nil {
 		diag = slog.Default()
 	}
+	received := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "received_messages_total",
+		Help: "Messages accepted and spooled (one per recipient), by reception protocol.",
+	}, []string{"protocol"})
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "rejected_messages_total",
+		Help: "Rejection log records (a refused command, recipient or message), by reception protocol.",
+	}, []string{"protocol"})
+	queueEvents := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "queue_events_total",
+		Help: "Delivery attempt outcomes by scheduled queue: delivered, transient_failure, bounced, expired, admin_bounced.",
+	}, []string{"queue", "event"})
+	siteEvents := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "site_events_total",
+		Help: "Delivery attempt outcomes by site (ready queue), for outcomes where a site was known.",
+	}, []string{"site", "event"})
 	m := &Metrics{
-		reg:  prometheus.NewRegistry(),
-		diag: diag,
-		received: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "received_messages_total",
-			Help: "Messages accepted and spooled (one per recipient), by reception protocol.",
-		}, []string{"protocol"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "rejected_messages_total",
-			Help: "Rejection log records (a refused command, recipient or message), by reception protocol.",
-		}, []string{"protocol"}),
-		queueEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "queue_events_total",
-			Help: "Delivery attempt outcomes by scheduled queue: delivered, transient_failure, bounced, expired.",
-		}, []string{"queue", "event"}),
-		siteEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "site_events_total",
-			Help: "Delivery attempt outcomes by site (ready queue), for outcomes where a site was known.",
-		}, []string{"site", "event"}),
-		queues:      newLabelCap(MaxLabelValues),
-		sites:       newLabelCap(MaxLabelValues),
-		pluginNames: newLabelCap(MaxLabelValues),
-		routes:      newLabelCap(MaxLabelValues),
+		reg:    prometheus.NewRegistry(),
+		diag:   diag,
+		queues: newEventCounters(queueEvents, MaxLabelValues),
+		sites:  newEventCounters(siteEvents, MaxLabelValues),
+		routes: newLabelCap(MaxLabelValues),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "spool_commit_duration_seconds",
 			Help:    "Time of one spool group commit: transactions plus fsync.",
@@ -123,12 +128,12 @@ func New(src Sources, diag *slog.Logger) *Metrics {
 			Help: "HTTP API requests answered, by route and status code.",
 		}, []string{"route", "code"}),
 	}
-	for _, p := range protocols {
-		m.received.WithLabelValues(p)
-		m.rejected.WithLabelValues(p)
+	for i, p := range append(protocols[:], Other) {
+		m.received[i] = received.WithLabelValues(p)
+		m.rejected[i] = rejected.WithLabelValues(p)
 	}
 	m.reg.MustRegister(
-		m.received, m.rejected, m.queueEvents, m.siteEvents,
+		received, rejected, queueEvents, siteEvents,
 		m.commitSeconds, m.commitWrites, m.hookSeconds, m.hookFailures, m.httpRequests,
 		newScrapeCollector(src),
 		collectors.NewGoCollector(),
@@ -154,42 +159,34 @@ type errorLog struct{ l *slog.Logger }
 
 func (e errorLog) Println(v ...any) { e.l.Error("metrics", "err", v) }
 
-// Log record types counted as queue and site events, and the event label they get.
-var events = map[string]string{
-	logs.Delivery:         "delivered",
-	logs.TransientFailure: "transient_failure",
-	logs.Bounce:           "bounced",
-	logs.Expiration:       "expired",
-	logs.AdminBounce:      "admin_bounced",
-}
-
 // Record counts one log record (logs.Logger.Observe).
 func (m *Metrics) Record(r *logs.Record) {
 	switch r.Type {
 	case logs.Reception:
-		m.received.WithLabelValues(protocol(r.ReceptionProtocol)).Inc()
+		m.received[protocol(r.ReceptionProtocol)].Inc()
 		return
 	case logs.Rejection:
-		m.rejected.WithLabelValues(protocol(r.ReceptionProtocol)).Inc()
+		m.rejected[protocol(r.ReceptionProtocol)].Inc()
 		return
 	}
-	ev, ok := events[r.Type]
+	ev, ok := eventOf(r.Type)
 	if !ok {
 		return
 	}
-	m.queueEvents.WithLabelValues(m.queues.label(r.Queue), ev).Inc()
+	m.queues.inc(r.Queue, ev)
 	if r.Site != "" {
-		m.siteEvents.WithLabelValues(m.sites.label(r.Site), ev).Inc()
+		m.sites.inc(r.Site, ev)
 	}
 }
 
-func protocol(p string) string {
-	for _, k := range protocols {
+// protocol is p's index in protocols, or the index of Other.
+func protocol(p string) int {
+	for i, k := range protocols {
 		if p == k {
-			return k
+			return i
 		}
 	}
-	return Other
+	return len(protocols)
 }
 
 // Commit observes one spool group commit (spool.CommitObserver).
@@ -200,11 +197,31 @@ func (m *Metrics) Commit(d time.Duration, writes int) {
 
 // HookCall observes one plugin hook call (plugin.CallObserver).
 func (m *Metrics) HookCall(plugin, hook string, d time.Duration, failed bool) {
-	p := m.pluginNames.label(plugin)
-	m.hookSeconds.WithLabelValues(p, hook).Observe(d.Seconds())
-	if failed {
-		m.hookFailures.WithLabelValues(p, hook).Inc()
+	k := hookKey{plugin, hook}
+	s, ok := m.hooks.get(k)
+	if !ok {
+		s = m.hookSeriesFor(k)
 	}
+	s.seconds.Observe(d.Seconds())
+	if failed {
+		s.failures.Inc()
+	}
+}
+
+// maxHookSeries bounds the plugin/hook pairs: plugins come from the config, hooks from the ABI,
+// so this is only reached by a relay reloading plugins under ever new file names.
+const maxHookSeries = 4 * MaxLabelValues
+
+func (m *Metrics) hookSeriesFor(k hookKey) *hookSeries {
+	mk := func(plugin string) func() *hookSeries {
+		return func() *hookSeries {
+			return &hookSeries{seconds: m.hookSeconds.WithLabelValues(plugin, k.hook), failures: m.hookFailures.WithLabelValues(plugin, k.hook)}
+		}
+	}
+	if s, ok := m.hooks.add(k, maxHookSeries, mk(clean(k.plugin))); ok {
+		return s
+	}
+	return mk(Other)()
 }
 
 // HTTPRequest counts one answered HTTP API request (httpapi.RequestObserver). route is the

@@ -88,6 +88,17 @@ next:
 	return 0, false
 }
 
+// sum adds up every series of the counter name.
+func sum(fams map[string]*dto.MetricFamily, name string) float64 {
+	total := 0.0
+	if f := fams[name]; f != nil {
+		for _, m := range f.Metric {
+			total += m.Counter.GetValue()
+		}
+	}
+	return total
+}
+
 // series counts the series of name.
 func series(fams map[string]*dto.MetricFamily, name string) int {
 	if f := fams[name]; f != nil {
@@ -137,9 +148,16 @@ func TestEventsFromLogRecords(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	// Events without a site are not counted by site, and none is counted twice.
-	if n := series(f, "wasmta_site_events_total"); n != 3 {
-		t.Errorf("%d site series, want 3", n)
+	// Events without a site are not counted by site, and none is counted twice. A site (or
+	// queue) seen once has all its events, at 0 when none happened, and so has "other".
+	if n := series(f, "wasmta_site_events_total"); n != 3*int(numEvents) {
+		t.Errorf("%d site series, want 2 sites + other, %d events each", n, numEvents)
+	}
+	if got := sum(f, "wasmta_site_events_total"); got != 4 {
+		t.Errorf("site events sum to %v, want 4", got)
+	}
+	if got := value(t, f, "wasmta_site_events_total", "site", "mx.example.net", "event", "expired"); got != 0 {
+		t.Errorf("expired at mx.example.net: %v", got)
 	}
 }
 
@@ -158,20 +176,16 @@ func TestQueueAndSiteLabelsCapped(t *testing.T) {
 		{"wasmta_queue_events_total", "queue", "d0.test"},
 		{"wasmta_site_events_total", "site", "mx.d0.test"},
 	} {
-		if s := series(f, c.metric); s != MaxLabelValues+1 {
-			t.Errorf("%s: %d series, want %d (cap + other)", c.metric, s, MaxLabelValues+1)
+		if s := series(f, c.metric); s != (MaxLabelValues+1)*int(numEvents) {
+			t.Errorf("%s: %d series, want %d (cap + other, %d events each)", c.metric, s, (MaxLabelValues+1)*int(numEvents), numEvents)
 		}
-		if got := value(t, f, c.metric, c.label, Other); got != 50 {
+		if got := value(t, f, c.metric, c.label, Other, "event", "delivered"); got != 50 {
 			t.Errorf("%s{%s=other} = %v, want 50", c.metric, c.label, got)
 		}
-		if got := value(t, f, c.metric, c.label, c.first); got != 2 {
+		if got := value(t, f, c.metric, c.label, c.first, "event", "delivered"); got != 2 {
 			t.Errorf("%s{%s=%s} = %v, want 2", c.metric, c.label, c.first, got)
 		}
-		total := 0.0
-		for _, s := range f[c.metric].Metric {
-			total += s.Counter.GetValue()
-		}
-		if total != n+1 {
+		if total := sum(f, c.metric); total != n+1 {
 			t.Errorf("%s sums to %v, want %d", c.metric, total, n+1)
 		}
 	}
@@ -186,7 +200,7 @@ func TestBadLabelValues(t *testing.T) {
 	m.Record(&logs.Record{Type: logs.Bounce, Queue: "bad\xffqueue", Site: strings.Repeat("mx.", 500)})
 	m.HookCall("plug\xff.wasm", "get_queue_config", time.Millisecond, false)
 	f := scrape(t, m)
-	if got := value(t, f, "wasmta_queue_events_total", "queue", "bad\uFFFDqueue"); got != 1 {
+	if got := value(t, f, "wasmta_queue_events_total", "queue", "bad\uFFFDqueue", "event", "bounced"); got != 1 {
 		t.Errorf("bounce under the cleaned queue name: %v", got)
 	}
 	for _, s := range f["wasmta_site_events_total"].Metric {
