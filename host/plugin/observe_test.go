@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wasmta/wasmta/abi"
 )
 
@@ -57,6 +59,29 @@ func TestChainObserver(t *testing.T) {
 	for i := range want {
 		if r.calls[i] != want[i] {
 			t.Errorf("call %d: %v, want %v", i, r.calls[i], want[i])
+		}
+	}
+}
+
+// histObserver does what the relay's metrics do per call: one histogram observation.
+type histObserver struct{ h prometheus.Histogram }
+
+func (o histObserver) HookCall(plugin, hook string, d time.Duration, failed bool) {
+	o.h.Observe(d.Seconds())
+}
+
+// BenchmarkMessageHookObserved is BenchmarkMessageHook/wat with an observer on the chain: the
+// difference is what metrics cost a hook call.
+func BenchmarkMessageHookObserved(b *testing.B) {
+	c := NewChain(mustLoad(b, "meta"))
+	c.Observe(histObserver{prometheus.NewHistogram(prometheus.HistogramOpts{Name: "h", Buckets: prometheus.DefBuckets})})
+	m := testMessage()
+	data := m.Data
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Data, m.Meta, m.indexed = data, map[string]string{"tenant": "t1"}, false
+		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
