@@ -111,7 +111,7 @@ func New(src Sources, diag *slog.Logger) *Metrics {
 		}),
 		commitWrites: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "spool_commit_batch_writes",
-			Help:    "Writes (spooled messages, updates, deletes) gathered into one spool group commit.",
+			Help:    "Writes (a spooled transaction, an update, a delete) gathered into one spool group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9), // 1 .. 256, the committer's batch cap
 		}),
 		hookSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
