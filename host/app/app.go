@@ -22,6 +22,7 @@ import (
 	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/metrics"
 	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/queue"
 	"github.com/wasmta/wasmta/host/route"
@@ -42,6 +43,8 @@ type App struct {
 	chain *plugin.Chain
 	users *auth.Store  // nil: no smtp.auth_users_file
 	dkim  *dkim.Signer // [[dkim]] keys; reception signs with it after the plugins ran
+	// metrics are served at GET /metrics on the HTTP API (metrics.go)
+	metrics *metrics.Metrics
 
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
@@ -109,14 +112,16 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		a.closePlugins()
 		return nil, fmt.Errorf("logs: %w", err)
 	}
+	a.metrics = a.newMetrics()
 	// Opening waits while the spool's disk is too full to open safely; SIGINT/SIGTERM end the
 	// wait (main installs its own handlers only after New).
 	openCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	a.spool, err = spool.OpenContext(openCtx, spool.Options{
-		Path:    cfg.Spool.Path,
-		MinFree: int64(cfg.Spool.MinFree),
-		MaxBody: int64(cfg.SMTP.MaxMessageSize),
-		Log:     diag,
+		Path:     cfg.Spool.Path,
+		MinFree:  int64(cfg.Spool.MinFree),
+		MaxBody:  int64(cfg.SMTP.MaxMessageSize),
+		Log:      diag,
+		Observer: a.metrics,
 	})
 	stop()
 	if err != nil {
@@ -174,6 +179,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		Diag:           diag,
 	})
 	a.http = a.newHTTP()
+	a.serveMetrics()
 	return a, nil
 }
 

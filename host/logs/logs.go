@@ -127,6 +127,9 @@ type Logger struct {
 	path string
 	buf  []byte
 	now  func() time.Time
+	// observe sees every record Log writes (metrics count them, so they agree with the log);
+	// nil costs one comparison.
+	observe func(*Record)
 }
 
 // Open creates dir if needed and opens a new log file in it named after the start time.
@@ -143,6 +146,10 @@ func Open(dir string) (*Logger, error) {
 	return &Logger{f: f, path: path, now: time.Now}, nil
 }
 
+// Observe makes f see every record Log writes, after its timestamps are set. f runs on the
+// caller's goroutine and must be quick. Call it before the logger is shared.
+func (l *Logger) Observe(f func(*Record)) { l.observe = f }
+
 // Path is the file being written.
 func (l *Logger) Path() string { return l.path }
 
@@ -155,6 +162,9 @@ func (l *Logger) Log(r Record) {
 	r.Timestamp = now.Unix()
 	r.EventTime = now.UTC().Format(time.RFC3339Nano)
 	l.write(r)
+	if l.observe != nil {
+		l.observe(&r)
+	}
 }
 
 // PluginReload records a plugin reload attempt: the generation now serving, the one before,

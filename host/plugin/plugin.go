@@ -568,6 +568,9 @@ func (g *Generation) drainIdle() {
 	}
 }
 
+// BreakerOpen reports whether g's failure breaker is open now (calls fail without running).
+func (g *Generation) BreakerOpen() bool { return !g.breaker.allow(time.Now()) }
+
 // Retired reports whether g was replaced or closed.
 func (g *Generation) Retired() bool { return g.closed.Load() }
 

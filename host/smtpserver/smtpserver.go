@@ -169,6 +169,13 @@ func (s *Server) Addrs() []net.Addr {
 	return out
 }
 
+// Sessions is the number of SMTP connections being served now.
+func (s *Server) Sessions() int {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	return len(s.conns)
+}
+
 // Serve accepts connections on every listener in the background.
 func (s *Server) Serve() {
 	for _, l := range s.listeners {
