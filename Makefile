@@ -27,7 +27,7 @@ plugins: router examples wasm
 # Non-Go plugins whose small .wasm outputs are committed next to their sources (test fixtures,
 # the conformance plugins of every language): rebuilt here with Debian's clang-14/lld-14, rustc
 # (+ libstd-rust-dev-wasm32), wabt and npm's assemblyscript, installed when missing.
-WAT_SOURCES := $(wildcard host/plugin/testdata/*.wat host/httpapi/testdata/*.wat)
+WAT_SOURCES := $(wildcard host/plugin/testdata/*.wat host/httpapi/testdata/*.wat host/smtpserver/testdata/*.wat)
 
 wasm: toolchains
 	@for f in $(WAT_SOURCES); do wat2wasm $$f -o $${f%.wat}.wasm || exit 1; done

@@ -1,4 +1,4 @@
-// Package abi is the contract between wasmta and its WebAssembly plugins (ABI v1, described in
+// Package abi is the contract between wasmta and its WebAssembly plugins (ABI v1.1, described in
 // ABI.md): every export and import name, status code, log level, limit and version lives here
 // and nowhere else. It uses only the standard library, so it builds for the host and for
 // GOOS=wasip1 guests alike; the host and the Go SDK both import it.
@@ -9,7 +9,7 @@ package abi
 // a major one (and a new marker export).
 const (
 	Major   = 1
-	Minor   = 0
+	Minor   = 1 // 1.1: dkim_sign
 	Version = Major<<16 | Minor
 )
 
@@ -61,6 +61,7 @@ const (
 	FnGetBody         = "get_body"          // (buf, limit i32) -> i32
 	FnReject          = "reject"            // (code, text, text_len i32) -> i32
 	FnMakeQueueConfig = "make_queue_config" // (json, json_len i32) -> i32
+	FnDKIMSign        = "dkim_sign"         // (json, json_len i32) -> i32; since ABI 1.1
 )
 
 // Status codes returned by host functions. Non-negative results are lengths or counts.
@@ -95,6 +96,10 @@ const (
 	MetaRoutingDomain = "routing_domain"
 )
 
+// MetaAuthnID is set by reception, before the message hooks run, to the user an SMTP client
+// authenticated as (AUTH, SPEC §12); absent when it did not authenticate.
+const MetaAuthnID = "authn_id"
+
 // Read-only inputs of get_queue_config, read with FnGetMeta.
 const (
 	QueueInputName          = "queue"
@@ -125,13 +130,16 @@ const (
 	GoMinMemory        = 128 << 20 // bytes: what a Go guest gets at least
 	MaxPoolSize        = 1024      // instances per plugin at most (pool_size)
 	MaxTimeoutSeconds  = 600       // per hook call at most (timeout): RFC 5321 §4.5.3.2.6's DATA wait
+	MaxDKIMParams      = 4 << 10   // bytes of dkim_sign JSON
+	MaxDKIMSignatures  = 8         // dkim_sign requests per message, all plugins of the chain together
+	MaxDKIMHeaders     = 64        // header names in one dkim_sign request
 )
 
-// HostFunctions lists every host function name of ABI v1.
+// HostFunctions lists every host function name of ABI v1 (up to this minor version).
 var HostFunctions = []string{
 	FnABIVersion, FnFeatures, FnLog, FnGetConfig, FnSetError, FnLastError, FnGetMeta, FnSetMeta,
 	FnGetSender, FnRecipientCount, FnGetRecipient, FnGetHeader, FnPrependHeader, FnAppendHeader,
-	FnGetBody, FnReject, FnMakeQueueConfig,
+	FnGetBody, FnReject, FnMakeQueueConfig, FnDKIMSign,
 }
 
 // Exports lists every guest export name of ABI v1 (hooks included).

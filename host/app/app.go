@@ -15,11 +15,14 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/wasmta/wasmta/host/auth"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
+	"github.com/wasmta/wasmta/host/dkim"
 	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/metrics"
 	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/queue"
 	"github.com/wasmta/wasmta/host/route"
@@ -38,6 +41,10 @@ type App struct {
 	http  *httpapi.Server // nil: [http] listen = ""
 	host  *plugin.Host
 	chain *plugin.Chain
+	users *auth.Store  // nil: no smtp.auth_users_file
+	dkim  *dkim.Signer // [[dkim]] keys; reception signs with it after the plugins ran
+	// metrics are served at GET /metrics on the HTTP API (metrics.go)
+	metrics *metrics.Metrics
 
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
@@ -71,15 +78,31 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tlsConfig == nil {
+		// STARTTLS and listen_tls always encrypt, as KumoMTA does (SPEC §12).
+		if tlsConfig, err = smtpserver.SelfSignedTLS(cfg.Hostname, time.Now()); err != nil {
+			return nil, fmt.Errorf("self-signed certificate: %w", err)
+		}
+		diag.Warn("no smtp.tls_certificate: STARTTLS and listen_tls use a self-signed certificate generated at start", "hostname", cfg.Hostname)
+	}
+	users, err := openUsers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	for _, w := range relayWarnings(cfg) {
 		diag.Warn(w)
 	}
 
-	a := &App{cfg: cfg, diag: diag, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}}
+	keys, err := loadDKIM(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, diag: diag, users: users, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}, dkim: dkim.NewSigner(keys)}
 	if len(cfg.Plugins) > 0 {
 		if a.host, err = plugin.NewHost(cfg.WasmCache, diag); err != nil {
 			return nil, err
 		}
+		a.host.SetDKIMKeys(a.dkim)
 		if a.chain, err = loadPlugins(context.Background(), a.host, cfg.Plugins); err != nil {
 			a.host.Close()
 			return nil, err
@@ -89,14 +112,16 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		a.closePlugins()
 		return nil, fmt.Errorf("logs: %w", err)
 	}
+	a.metrics = a.newMetrics()
 	// Opening waits while the spool's disk is too full to open safely; SIGINT/SIGTERM end the
 	// wait (main installs its own handlers only after New).
 	openCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	a.spool, err = spool.OpenContext(openCtx, spool.Options{
-		Path:    cfg.Spool.Path,
-		MinFree: int64(cfg.Spool.MinFree),
-		MaxBody: int64(cfg.SMTP.MaxMessageSize),
-		Log:     diag,
+		Path:     cfg.Spool.Path,
+		MinFree:  int64(cfg.Spool.MinFree),
+		MaxBody:  int64(cfg.SMTP.MaxMessageSize),
+		Log:      diag,
+		Observer: a.metrics,
 	})
 	stop()
 	if err != nil {
@@ -142,13 +167,17 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		IdleTimeout:    cfg.SMTP.IdleTimeout.D(),
 		DataTimeout:    cfg.SMTP.DataTimeout.D(),
 		TLS:            tlsConfig,
+		ListenTLS:      cfg.SMTP.ListenTLS,
+		Auth:           authenticator(users),
 		Space:          a.spool,
+		Signer:         a.dkim,
 		Receiver:       a.queue,
 		Policy:         a.chain, // plugins added by a reload apply at once; an empty chain costs one atomic load
 		Log:            a.logs,
 		Diag:           diag,
 	})
 	a.http = a.newHTTP()
+	a.serveMetrics()
 	return a, nil
 }
 

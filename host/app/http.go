@@ -25,6 +25,7 @@ func (a *App) newHTTP() *httpapi.Server {
 		MaxMessageSize:    int64(a.cfg.SMTP.MaxMessageSize),
 		Receiver:          a.queue,
 		Policy:            a.chain, // like SMTP: plugins added by a reload apply at once
+		Signer:            a.dkim,
 		Guard:             a.spool, // 503 "disk is too full" below spool.min_free, as SMTP's 452
 		Admin:             a.queue,
 		Control:           a.httpControl(), // the control socket's code path

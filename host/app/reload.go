@@ -38,13 +38,17 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 	if a.stopping {
 		return nil, errors.New("shutting down")
 	}
+	usersErr := a.reloadUsers(reason)
 	cfgs := a.pluginCfgs
 	if a.configPath != "" {
 		c, err := config.Load(a.configPath)
+		if err == nil {
+			err = a.reloadDKIM(c) // a bad key refuses the whole new config
+		}
 		if err != nil {
 			a.diag.Error("reload: configuration refused; plugins unchanged", "reason", reason, "err", err)
 			a.logs.LogPluginReload(logs.PluginReload{Path: a.configPath, Error: err.Error(), Reason: reason})
-			return nil, err
+			return nil, errors.Join(err, usersErr)
 		}
 		cfgs = c.Plugins
 	}
@@ -53,6 +57,7 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		h.SetDKIMKeys(a.dkim)
 		a.host = h
 	}
 	ctx := context.Background()
@@ -137,7 +142,7 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 		}
 	}
 	a.watchPaths()
-	return results, errors.Join(errs...)
+	return results, errors.Join(append(errs, usersErr)...)
 }
 
 func samePath(a, b string) bool {

@@ -36,6 +36,7 @@ type Config struct {
 	Queue   QueueConfig       `toml:"queue"`
 	Logs    LogsConfig        `toml:"logs"`
 	Plugins []PluginConfig    `toml:"plugins"`
+	DKIM    []DKIMConfig      `toml:"dkim"`
 	// WasmCache holds compiled plugin code so restarts and reloads skip compilation.
 	WasmCache string `toml:"wasm_cache"`
 	// Watch reloads plugins when their files or the config file change on disk.
@@ -64,6 +65,12 @@ type SMTPConfig struct {
 	DataTimeout    Duration `toml:"data_timeout"`
 	TLSCertificate string   `toml:"tls_certificate"`
 	TLSPrivateKey  string   `toml:"tls_private_key"`
+	// ListenTLS are implicit-TLS listeners (RFC 8314 §3.3, port 465 style): the TLS handshake
+	// comes first, then SMTP with the limits of Listen; AUTH is offered at once.
+	ListenTLS []string `toml:"listen_tls"`
+	// AuthUsersFile holds "user:hash" lines (bcrypt or argon2id) for AUTH PLAIN and LOGIN,
+	// offered only over TLS; "" offers no AUTH.
+	AuthUsersFile string `toml:"auth_users_file"`
 	// ShutdownTimeout bounds how long a graceful stop waits for in-flight transactions.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 }
@@ -120,6 +127,17 @@ type PluginConfig struct {
 	MaxMemory Size           `toml:"max_memory"` // per instance; default 64MiB
 	Timeout   Duration       `toml:"timeout"`    // per hook call; default 100ms
 	PoolSize  int            `toml:"pool_size"`  // instances at most; default 2 × CPUs
+}
+
+// DKIMConfig is one [[dkim]] entry (SPEC §12): a signing key that plugins name in dkim_sign,
+// and optionally signing without a plugin for the listed envelope sender domains.
+type DKIMConfig struct {
+	Name              string   `toml:"name"`
+	KeyFile           string   `toml:"key_file"`
+	SignSenderDomains []string `toml:"sign_sender_domains"`
+	Domain            string   `toml:"domain"`   // d=, for sign_sender_domains
+	Selector          string   `toml:"selector"` // s=, for sign_sender_domains
+	Headers           []string `toml:"headers"`  // h=, for sign_sender_domains; default abi.DefaultDKIMHeaders
 }
 
 // Defaults returns the configuration every key falls back to.
@@ -235,6 +253,11 @@ func (c *Config) validate() error {
 			return keyErr("smtp.listen", "%q is not an ip:port address", a)
 		}
 	}
+	for _, a := range c.SMTP.ListenTLS {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			return keyErr("smtp.listen_tls", "%q is not an ip:port address", a)
+		}
+	}
 	if _, err := ParsePrefixes(c.SMTP.RelayHosts); err != nil {
 		return keyErr("smtp.relay_hosts", "%v", err)
 	}
@@ -309,7 +332,62 @@ func (c *Config) validate() error {
 			return keyErr(fmt.Sprintf("plugins[%d].timeout", i), "%s: at most %ds", p.Timeout, abi.MaxTimeoutSeconds)
 		}
 	}
+	return c.validateDKIM()
+}
+
+// validateDKIM checks the [[dkim]] entries; the key files themselves are read by host/dkim at
+// start-up, reload and `config check`.
+func (c *Config) validateDKIM() error {
+	names := map[string]bool{}
+	for i, d := range c.DKIM {
+		key := func(k string) string { return fmt.Sprintf("dkim[%d].%s", i, k) }
+		if !validName(d.Name) {
+			return keyErr(key("name"), "%q: use 1-64 of A-Z a-z 0-9 _ - .", d.Name)
+		}
+		if names[d.Name] {
+			return keyErr(key("name"), "%q is used by an earlier [[dkim]] entry", d.Name)
+		}
+		names[d.Name] = true
+		if d.KeyFile == "" {
+			return keyErr(key("key_file"), "must not be empty")
+		}
+		if len(d.SignSenderDomains) == 0 {
+			// d=, s= and h= here serve only signing by sender domain; accepted alone they
+			// would do nothing (plugins give their own in dkim_sign).
+			if d.Domain != "" || d.Selector != "" || d.Headers != nil {
+				return keyErr(key("sign_sender_domains"), "domain, selector and headers are used only for signing by sender domain; list the domains or remove them")
+			}
+			continue
+		}
+		for _, sd := range d.SignSenderDomains {
+			if err := abi.CheckDKIMName("domain", sd); err != nil {
+				return keyErr(key("sign_sender_domains"), "%v", err)
+			}
+		}
+		if err := abi.CheckDKIMName("domain", d.Domain); err != nil {
+			return keyErr(key("domain"), "%v (needed with sign_sender_domains)", err)
+		}
+		if err := abi.CheckDKIMName("selector", d.Selector); err != nil {
+			return keyErr(key("selector"), "%v (needed with sign_sender_domains)", err)
+		}
+		if err := abi.CheckDKIMHeaders(d.Headers); err != nil {
+			return keyErr(key("headers"), "%v", err)
+		}
+	}
 	return nil
+}
+
+// validName: a [[dkim]] name, as plugins write it in dkim_sign.
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *HTTPConfig) validate() error {

@@ -68,11 +68,24 @@ nested = { a = 1 }
 	}
 }
 
+func TestSMTPAuthKeys(t *testing.T) {
+	// SPEC §12's example keys.
+	c, err := Parse("[smtp]\nlisten_tls = [\"127.0.0.1:4650\"]\nauth_users_file = \"users.htpasswd\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.SMTP.ListenTLS) != 1 || c.SMTP.ListenTLS[0] != "127.0.0.1:4650" || c.SMTP.AuthUsersFile != "users.htpasswd" {
+		t.Fatalf("%+v", c.SMTP)
+	}
+}
+
 func TestErrorsNameTheKey(t *testing.T) {
 	for _, tc := range []struct{ text, key string }{
 		{"bogus = 1", "bogus"},
 		{"[smtp]\nlisten_addr = []", "smtp.listen_addr"},
 		{"[smtp]\nlisten = [\"localhost\"]", "smtp.listen"},
+		{"[smtp]\nlisten_tls = [\"localhost:465\"]", "smtp.listen_tls"},
+		{"[smtp]\nauth_users_file = 3", "smtp.auth_users_file"},
 		{"[smtp]\nrelay_hosts = [\"nonsense\"]", "smtp.relay_hosts"},
 		{"[smtp]\nrelay_hosts = [\"192.168.1.1/24\"]", "smtp.relay_hosts"},
 		{"[smtp]\nmax_message_size = \"20 parsecs\"", "smtp.max_message_size"},
@@ -199,6 +212,45 @@ func TestHTTPConfig(t *testing.T) {
 	} {
 		if _, err := Parse(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}
+
+func TestDKIMConfig(t *testing.T) {
+	c, err := Parse(`
+[[dkim]]
+name = "main"
+key_file = "keys/main.pem"
+sign_sender_domains = ["example.com"]
+domain = "example.com"
+selector = "s2026"
+headers = ["From", "To", "Subject", "Date", "Message-ID"]
+
+[[dkim]]
+name = "plugin-only"
+key_file = "keys/other.pem"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.DKIM) != 2 || c.DKIM[0].Selector != "s2026" || len(c.DKIM[0].Headers) != 5 || c.DKIM[1].KeyFile != "keys/other.pem" {
+		t.Fatalf("%+v", c.DKIM)
+	}
+	entry := "[[dkim]]\nname = \"main\"\nkey_file = \"k.pem\"\n"
+	for text, want := range map[string]string{
+		"[[dkim]]\nkey_file = \"k.pem\"\n":                                            "dkim[0].name",
+		"[[dkim]]\nname = \"a b\"\nkey_file = \"k.pem\"\n":                            "dkim[0].name",
+		"[[dkim]]\nname = \"main\"\n":                                                 "dkim[0].key_file: must not be empty",
+		entry + entry:                                                                 `dkim[1].name: "main" is used by an earlier`,
+		entry + "selector = \"s\"\n":                                                  "dkim[0].sign_sender_domains: domain, selector and headers are used only",
+		entry + "sign_sender_domains = [\"example.com\"]\n":                           "dkim[0].domain: domain is required",
+		entry + "sign_sender_domains = [\"exa mple.com\"]\n":                          "dkim[0].sign_sender_domains",
+		entry + "sign_sender_domains = [\"example.com\"]\ndomain = \"example.com\"\n": "dkim[0].selector",
+		entry + "sign_sender_domains = [\"example.com\"]\ndomain = \"example.com\"\nselector = \"s\"\nheaders = [\"To\"]\n": `dkim[0].headers: headers: "From" must be signed`,
+		entry + "keyfile = \"x\"\n": "unknown configuration key dkim.keyfile",
+	} {
+		if _, err := Parse(text); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", text, err, want)
 		}
 	}
 }

@@ -305,11 +305,12 @@ func (c *Conn) TLSInfo() *logs.TLS {
 	if !c.tls {
 		return nil
 	}
+	verified := c.opt.verify()
 	return &logs.TLS{
 		// "TLS 1.3" in Go's spelling, "TLS1.3" in the log record's.
 		Version:  strings.ReplaceAll(tls.VersionName(c.state.Version), " ", ""),
 		Cipher:   tls.CipherSuiteName(c.state.CipherSuite),
-		Verified: c.opt.verify(),
+		Verified: &verified,
 	}
 }
 

@@ -73,7 +73,7 @@ func TestTLSModes(t *testing.T) {
 			if got.TLS != tc.tls || (info != nil) != tc.tls {
 				t.Fatalf("sink saw TLS %v, connection reports %+v; want TLS %v", got.TLS, info, tc.tls)
 			}
-			if info != nil && (info.Verified != tc.verified || !strings.HasPrefix(info.Version, "TLS1.") || info.Cipher == "") {
+			if info != nil && (info.Verified == nil || *info.Verified != tc.verified || !strings.HasPrefix(info.Version, "TLS1.") || info.Cipher == "") {
 				t.Fatalf("TLS info %+v, want verified %v", info, tc.verified)
 			}
 		})

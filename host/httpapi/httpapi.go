@@ -66,6 +66,7 @@ type Options struct {
 	Admin    Admin        // nil: no queue admin routes (admin.go)
 	Control  Control      // nil: no plugin reload/status routes
 	Ready    func() error // readiness: nil error when ready to take mail
+	Signer   Signer       // nil: no DKIM signing
 	Log      *logs.Logger
 	Diag     *slog.Logger
 	Now      func() time.Time
@@ -81,6 +82,7 @@ type Server struct {
 	// Hashes of the tokens: comparing fixed-size digests keeps the comparison constant-time
 	// even in the token's length.
 	token, injectToken *[sha256.Size]byte
+	requests           RequestObserver // nil: requests are not counted (ObserveRequests)
 }
 
 // InjectPath is KumoMTA's injection route.
@@ -179,6 +181,14 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 // ServeHTTP authenticates, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.requests != nil {
+		s.observed(w, r)
+		return
+	}
+	s.serve(w, r)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wasmta"`)
 		writeError(w, http.StatusUnauthorized, "a valid bearer token is required")

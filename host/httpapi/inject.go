@@ -155,6 +155,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	return b, nil
 }
 
+// Signer adds the DKIM signatures plugins asked for (and config-only ones) to the final message,
+// once, before it is spooled (a *dkim.Signer); an error is a *message.Error.
+type Signer interface {
+	Sign(sender string, reqs []abi.DKIMSign, data []byte) ([]byte, error)
+}
+
 // generate builds one recipient's message and runs the http_message_generated hook on it.
 func (s *Server) generate(ctx context.Context, j *job, rc *job1, peer string, now time.Time) outcome {
 	id := message.NewID(now)
@@ -168,6 +174,7 @@ func (s *Server) generate(ctx context.Context, j *job, rc *job1, peer string, no
 		meta["extra"] = rc.extra
 	}
 	var handled []string
+	var sigs []abi.DKIMSign
 	if p := s.opt.Policy; p != nil && p.Active() {
 		pm := &plugin.Message{Sender: j.sender, Recipients: []string{rc.email}, Meta: meta, Data: body}
 		o, err := p.MessageHook(ctx, abi.HookHTTPMessageGenerated, pm)
@@ -179,7 +186,14 @@ func (s *Server) generate(ctx context.Context, j *job, rc *job1, peer string, no
 		if rj := o.Reject; rj != nil {
 			return outcome{fail: rj, error: rj.String()}
 		}
-		meta, handled, body = pm.Meta, o.Handled, pm.Data
+		meta, handled, body, sigs = pm.Meta, o.Handled, pm.Data, pm.DKIM
+	}
+	if sg := s.opt.Signer; sg != nil {
+		if body, err = sg.Sign(j.sender, sigs, body); err != nil {
+			s.opt.Diag.Error("dkim signing failed", "recipient", rc.email, "err", err)
+			rep := message.AsError(err).Reply
+			return outcome{fail: &rep, error: rep.String()}
+		}
 	}
 	return outcome{
 		body: body,

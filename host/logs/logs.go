@@ -48,15 +48,18 @@ type Record struct {
 	DeliveryProtocol  string            `json:"delivery_protocol,omitempty"`
 	// Policy names the plugin generations that handled the message at reception.
 	Policy []string `json:"policy,omitempty"`
-	// TLS describes the delivery connection's TLS session (Delivery records; SPEC §12).
+	// AuthnID is the SMTP AUTH identity of the client (Reception).
+	AuthnID string `json:"authn_id,omitempty"`
+	// TLS is the session's TLS (Reception: the client's inbound session).
 	TLS *TLS `json:"tls,omitempty"`
 }
 
-// TLS is a TLS session as log records show it.
+// TLS is the TLS of the connection an event happened on (SPEC §12).
 type TLS struct {
-	Version  string `json:"version"`  // "TLS1.3"
-	Cipher   string `json:"cipher"`   // IANA name, "TLS_AES_128_GCM_SHA256"
-	Verified bool   `json:"verified"` // the peer's certificate chain and name were verified
+	Version string `json:"version"` // "TLS1.2", "TLS1.3"
+	Cipher  string `json:"cipher"`  // IANA name, e.g. TLS_AES_128_GCM_SHA256
+	// Verified: the peer's certificate was checked (delivery); absent on reception.
+	Verified *bool `json:"verified,omitempty"`
 }
 
 // Response is the SMTP reply of the event.
@@ -107,6 +110,13 @@ func For(typ string, m *message.Message, r message.Reply) Record {
 	if rec.Meta == nil {
 		rec.Meta = map[string]string{}
 	}
+	if typ == Reception {
+		// How the message came in; other records describe their own connection.
+		rec.AuthnID = m.AuthnID
+		if m.TLS != nil {
+			rec.TLS = &TLS{Version: m.TLS.Version, Cipher: m.TLS.Cipher}
+		}
+	}
 	return rec
 }
 
@@ -117,6 +127,9 @@ type Logger struct {
 	path string
 	buf  []byte
 	now  func() time.Time
+	// observe sees every record Log writes (metrics count them, so they agree with the log);
+	// nil costs one comparison.
+	observe func(*Record)
 }
 
 // Open creates dir if needed and opens a new log file in it named after the start time.
@@ -133,6 +146,10 @@ func Open(dir string) (*Logger, error) {
 	return &Logger{f: f, path: path, now: time.Now}, nil
 }
 
+// Observe makes f see every record Log writes, after its timestamps are set. f runs on the
+// caller's goroutine and must be quick. Call it before the logger is shared.
+func (l *Logger) Observe(f func(*Record)) { l.observe = f }
+
 // Path is the file being written.
 func (l *Logger) Path() string { return l.path }
 
@@ -145,6 +162,9 @@ func (l *Logger) Log(r Record) {
 	r.Timestamp = now.Unix()
 	r.EventTime = now.UTC().Format(time.RFC3339Nano)
 	l.write(r)
+	if l.observe != nil {
+		l.observe(&r)
+	}
 }
 
 // PluginReload records a plugin reload attempt: the generation now serving, the one before,

@@ -40,7 +40,17 @@ type Message struct {
 	Protocol string `json:"protocol"` // reception protocol: ESMTP or HTTP
 	PeerName string `json:"peer_name,omitempty"`
 	PeerAddr string `json:"peer_addr,omitempty"`
+	// AuthnID is the user the client authenticated as (SMTP AUTH); "" when it did not.
+	AuthnID string `json:"authn_id,omitempty"`
+	// TLS is the session the message arrived over; nil for plain text.
+	TLS *TLS `json:"tls,omitempty"`
 	// Policy names the plugin generations ("router.wasm@3f2a…") whose message hook handled
 	// this message at reception, in order.
 	Policy []string `json:"policy,omitempty"`
+}
+
+// TLS names a TLS session's protocol version ("TLS1.3") and cipher suite (IANA name).
+type TLS struct {
+	Version string `json:"version"`
+	Cipher  string `json:"cipher"`
 }

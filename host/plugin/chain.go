@@ -124,6 +124,32 @@ const refreshAfter = time.Millisecond
 // Chain runs plugins in configured order. The list can be replaced while calls run (Set).
 type Chain struct {
 	list atomic.Pointer[[]*Plugin]
+	obs  CallObserver
+}
+
+// CallObserver is told about every hook call a chain makes: the plugin, the hook, how long the
+// call took (waiting for an instance included) and whether it failed (a Failure: trap,
+// deadline, non-zero result, breaker open). A plugin's reject is not a failure. It runs on the
+// caller's goroutine and must be quick.
+type CallObserver interface {
+	HookCall(plugin, hook string, d time.Duration, failed bool)
+}
+
+// Observe makes o see every hook call of the chain; nil (the default) costs one comparison per
+// call. Call it before the chain serves.
+func (c *Chain) Observe(o CallObserver) { c.obs = o }
+
+// call runs one hook on p and tells the observer.
+func (c *Chain) call(ctx context.Context, p *Plugin, st *callState) (*Generation, error) {
+	if c.obs == nil {
+		return p.call(ctx, st)
+	}
+	start := time.Now()
+	g, err := p.call(ctx, st)
+	if !errors.Is(err, errNoHook) {
+		c.obs.HookCall(p.name, st.hook, time.Since(start), err != nil)
+	}
+	return g, err
 }
 
 // NewChain returns a chain of ps, in order.
@@ -166,7 +192,7 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 			continue
 		}
 		st := &callState{hook: hook, msg: m}
-		g, err := p.call(ctx, st)
+		g, err := c.call(ctx, p, st)
 		if errors.Is(err, errNoHook) {
 			continue
 		}
@@ -191,7 +217,7 @@ func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfi
 			continue
 		}
 		st := &callState{hook: abi.HookGetQueueConfig, queue: &in}
-		g, err := p.call(ctx, st)
+		g, err := c.call(ctx, p, st)
 		if errors.Is(err, errNoHook) {
 			continue
 		}

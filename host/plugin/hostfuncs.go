@@ -53,6 +53,7 @@ var hostTable = map[string]hostFunc{
 	abi.FnGetBody:         {params: ps(2), results: ps(1), fn: hGetBody},
 	abi.FnReject:          {params: ps(3), results: ps(1), fn: hReject},
 	abi.FnMakeQueueConfig: {params: ps(2), results: ps(1), fn: hMakeQueueConfig},
+	abi.FnDKIMSign:        {params: ps(2), results: ps(1), fn: hDKIMSign},
 }
 
 // budgetFree host functions keep working after abi.MaxHostCalls, so a guest that hit the
@@ -456,5 +457,29 @@ func hMakeQueueConfig(st *callState, mod api.Module, s []uint64) int32 {
 		}
 	}
 	st.queueConfig = c
+	return abi.OK
+}
+
+// hDKIMSign stages a DKIM signature request (ABI 1.1). The host signs once, after the whole
+// chain ran, so the signature covers every later plugin's header edits; the plugin only names a
+// [[dkim]] key and never sees it.
+func hDKIMSign(st *callState, mod api.Module, s []uint64) int32 {
+	if !st.messageHook() {
+		return st.fail(abi.NotAllowed, "dkim_sign is available in message hooks only")
+	}
+	if u32(s[1]) > abi.MaxDKIMParams {
+		return st.fail(abi.Limit, "dkim_sign params longer than %d bytes", abi.MaxDKIMParams)
+	}
+	p, err := abi.ParseDKIMSign(read(mod, u32(s[0]), u32(s[1])))
+	if err != nil {
+		return st.fail(abi.Invalid, "%s", err)
+	}
+	if !st.gen.plugin.host.hasDKIMKey(p.Key) {
+		return st.fail(abi.Invalid, "dkim_sign: no [[dkim]] key named %q in the server config", p.Key)
+	}
+	if len(st.msg.DKIM)+len(st.dkim) >= abi.MaxDKIMSignatures {
+		return st.fail(abi.Limit, "more than %d dkim_sign requests for one message", abi.MaxDKIMSignatures)
+	}
+	st.dkim = append(st.dkim, *p)
 	return abi.OK
 }

@@ -88,6 +88,8 @@ type Host struct {
 	// bounds the memory deep recursion can take.
 	running chan struct{}
 
+	dkimKeys atomic.Value // of DKIMKeys: the names dkim_sign accepts (SetDKIMKeys)
+
 	mu        sync.Mutex
 	instances map[*instance]struct{} // every live instance, for the watchdog
 	stop      chan struct{}
@@ -142,6 +144,19 @@ func NewHost(cacheDir string, diag *slog.Logger) (*Host, error) {
 		running: make(chan struct{}, maxRunning())}
 	go h.watchdog()
 	return h, nil
+}
+
+// DKIMKeys tells which [[dkim]] key names exist (a *dkim.Signer).
+type DKIMKeys interface {
+	HasKey(name string) bool
+}
+
+// SetDKIMKeys gives dkim_sign the server's keys; without it every key name is unknown.
+func (h *Host) SetDKIMKeys(k DKIMKeys) { h.dkimKeys.Store(&k) }
+
+func (h *Host) hasDKIMKey(name string) bool {
+	k, _ := h.dkimKeys.Load().(*DKIMKeys)
+	return k != nil && *k != nil && (*k).HasKey(name)
 }
 
 // Close stops the watchdog and releases the compilation cache.
@@ -552,6 +567,9 @@ func (g *Generation) drainIdle() {
 		}
 	}
 }
+
+// BreakerOpen reports whether g's failure breaker is open now (calls fail without running).
+func (g *Generation) BreakerOpen() bool { return !g.breaker.allow(time.Now()) }
 
 // Retired reports whether g was replaced or closed.
 func (g *Generation) Retired() bool { return g.closed.Load() }

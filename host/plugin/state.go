@@ -19,9 +19,12 @@ type Message struct {
 	Recipients []string
 	Meta       map[string]string
 	Data       []byte
-	hdr        []field // lazily built index of Data's header fields
-	hdrEnd     int     // offset of the blank line ending the header (or len(Data))
-	indexed    bool
+	// DKIM lists the signatures plugins asked for (dkim_sign), in order; reception signs once
+	// the whole chain ran.
+	DKIM    []abi.DKIMSign
+	hdr     []field // lazily built index of Data's header fields
+	hdrEnd  int     // offset of the blank line ending the header (or len(Data))
+	indexed bool
 }
 
 type field struct {
@@ -61,6 +64,7 @@ type callState struct {
 	append      []header
 	reject      *message.Reply
 	queueConfig *abi.QueueConfig
+	dkim        []abi.DKIMSign
 	errText     string
 	lastErr     string
 	calls       int
@@ -104,6 +108,7 @@ func (st *callState) commit() {
 			m.Meta[p.k] = p.v
 		}
 	}
+	m.DKIM = append(m.DKIM, st.dkim...)
 	if len(st.prepend) == 0 && len(st.append) == 0 {
 		return
 	}

@@ -2,6 +2,7 @@ package smtpserver
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +20,8 @@ type limitListener struct {
 	hostname string
 	idle     time.Duration
 	n        atomic.Int64
+	// implicitTLS: a listen_tls listener; its connections start with the TLS handshake.
+	implicitTLS bool
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -115,8 +118,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	}
 	if !c.greeted {
 		c.greeted = true
-		if bytes.HasPrefix(p, []byte("220 ")) && bytes.HasSuffix(p, goSMTPBanner) {
-			q := append(append([]byte{}, p[:len(p)-len(goSMTPBanner)]...), ourBanner...)
+		if q, ok := rewriteBanner(p); ok {
 			if _, err := c.Conn.Write(q); err != nil {
 				return 0, err
 			}
@@ -124,6 +126,36 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 	}
 	return c.Conn.Write(p)
+}
+
+// rewriteBanner turns go-smtp's greeting into wasmta's; ok is false for any other write.
+func rewriteBanner(p []byte) (q []byte, ok bool) {
+	if bytes.HasPrefix(p, []byte("220 ")) && bytes.HasSuffix(p, goSMTPBanner) {
+		return append(append([]byte{}, p[:len(p)-len(goSMTPBanner)]...), ourBanner...), true
+	}
+	return nil, false
+}
+
+// implicitTLS is go-smtp's view of a listen_tls connection: the TLS session (handshake done,
+// Server.startTLS) over the *conn. It is not a *tls.Conn, so go-smtp neither offers STARTTLS
+// nor knows of TLS (the session asks tlsState), and it can rewrite go-smtp's greeting, which
+// conn under it only sees encrypted.
+type implicitTLS struct {
+	*tls.Conn // NetConn() is the *conn
+	greeted   bool
+}
+
+func (t *implicitTLS) Write(p []byte) (int, error) {
+	if !t.greeted {
+		t.greeted = true
+		if q, ok := rewriteBanner(p); ok {
+			if _, err := t.Conn.Write(q); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
+	return t.Conn.Write(p)
 }
 
 // SetReadDeadline is what go-smtp calls before reading each command: a new command phase
@@ -220,6 +252,7 @@ func (c *conn) Close() error {
 // closed: each connection gets its own go-smtp Server (see Server.serveConn).
 type oneConn struct {
 	c    *conn
+	nc   net.Conn // what go-smtp gets: c, or a *tls.Conn over it (listen_tls)
 	used bool
 }
 
@@ -228,7 +261,7 @@ var errOneConnDone = errors.New("connection done")
 func (o *oneConn) Accept() (net.Conn, error) {
 	if !o.used {
 		o.used = true
-		return o.c, nil
+		return o.nc, nil
 	}
 	<-o.c.closed
 	return nil, errOneConnDone

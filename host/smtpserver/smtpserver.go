@@ -6,6 +6,9 @@
 // connection it reads (listener.go: inactivity timeout, dead sessions), the message bytes it
 // hands on (body.go: bare CR and LF, the true end of data), and a go-smtp Server per connection
 // (serveConn: message size limit exactly at the configured size).
+//
+// AUTH PLAIN and LOGIN (auth.go) run only over TLS, after STARTTLS or on a listen_tls listener
+// (implicit TLS, RFC 8314 §3.3); an authenticated client may relay from any address.
 package smtpserver
 
 import (
@@ -15,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -25,6 +29,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/auth"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/plugin"
@@ -40,6 +45,12 @@ type Receiver interface {
 type Policy interface {
 	MessageHook(ctx context.Context, hook string, m *plugin.Message) (plugin.Outcome, error)
 	Active() bool // any plugin configured (reception skips the hook machinery otherwise)
+}
+
+// Signer adds the DKIM signatures plugins asked for (and config-only ones) to the final message,
+// once, before it is spooled (a *dkim.Signer); an error is a *message.Error.
+type Signer interface {
+	Sign(sender string, reqs []abi.DKIMSign, data []byte) ([]byte, error)
 }
 
 // Space says whether the spool has room for n more octets; a non-nil error is a *message.Error
@@ -59,10 +70,13 @@ type Options struct {
 	MaxConnections int
 	IdleTimeout    time.Duration // inactivity: extended by every read that makes progress
 	DataTimeout    time.Duration // whole DATA phase, however steady the progress; 0 = none
-	TLS            *tls.Config   // nil: no STARTTLS
+	TLS            *tls.Config   // nil: no STARTTLS, no listen_tls
+	ListenTLS      []string      // implicit-TLS listeners (need TLS)
+	Auth           Authenticator // nil: no AUTH
 	Receiver       Receiver
 	Policy         Policy // nil: no plugins
 	Space          Space  // nil: no disk space check
+	Signer         Signer // nil: no DKIM signing
 	Log            *logs.Logger
 	Diag           *slog.Logger
 	Now            func() time.Time
@@ -78,6 +92,10 @@ type Server struct {
 	conns   map[*smtp.Server]struct{} // one go-smtp Server per live connection
 	closed  bool
 
+	throttle *auth.Throttle // AUTH failure delays per client network
+	done     chan struct{}  // closed by Shutdown: ends AUTH failure delays
+	doneOnce sync.Once
+
 	drainMu  sync.Mutex
 	draining bool           // Shutdown began: no new DATA is taken in
 	active   sync.WaitGroup // transactions inside DATA processing (Add only under drainMu)
@@ -91,7 +109,7 @@ func New(opt Options) *Server {
 	if opt.Diag == nil {
 		opt.Diag = slog.Default()
 	}
-	return &Server{opt: opt, conns: map[*smtp.Server]struct{}{}}
+	return &Server{opt: opt, conns: map[*smtp.Server]struct{}{}, throttle: auth.NewThrottle(), done: make(chan struct{})}
 }
 
 // goSMTP configures the go-smtp Server of one connection.
@@ -112,19 +130,26 @@ func (s *Server) goSMTP() *smtp.Server {
 	srv.WriteTimeout = s.opt.IdleTimeout
 	srv.EnableSMTPUTF8 = true
 	srv.TLSConfig = s.opt.TLS
+	// The session answers AUTH in plain text itself (538, see session.Auth), and offers it
+	// only over TLS (session.AuthMechanisms).
+	srv.AllowInsecureAuth = true
 	srv.ErrorLog = slogAdapter{s.opt.Diag}
 	return srv
 }
 
 // Listen binds every configured address, so a bad address fails start-up, not later.
 func (s *Server) Listen() error {
-	for _, a := range s.opt.Listen {
+	if len(s.opt.ListenTLS) > 0 && s.opt.TLS == nil {
+		return errors.New("smtp listen_tls needs a TLS certificate")
+	}
+	for i, a := range append(slices.Clone(s.opt.Listen), s.opt.ListenTLS...) {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("smtp listen %s: %w", a, err)
 		}
-		s.listeners = append(s.listeners, &limitListener{Listener: l, max: s.opt.MaxConnections, hostname: s.opt.Hostname, idle: s.opt.IdleTimeout})
+		s.listeners = append(s.listeners, &limitListener{Listener: l, max: s.opt.MaxConnections, hostname: s.opt.Hostname, idle: s.opt.IdleTimeout,
+			implicitTLS: i >= len(s.opt.Listen)})
 	}
 	return nil
 }
@@ -142,6 +167,13 @@ func (s *Server) Addrs() []net.Addr {
 		out[i] = l.Addr()
 	}
 	return out
+}
+
+// Sessions is the number of SMTP connections being served now.
+func (s *Server) Sessions() int {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	return len(s.conns)
 }
 
 // Serve accepts connections on every listener in the background.
@@ -175,10 +207,37 @@ func (s *Server) serveConn(c *conn) {
 	}
 	s.conns[srv] = struct{}{}
 	s.connsMu.Unlock()
-	_ = srv.Serve(&oneConn{c: c}) // returns once the connection is closed
+	var nc net.Conn = c
+	if c.l.implicitTLS {
+		srv.TLSConfig = nil // no STARTTLS inside TLS
+		if nc = s.startTLS(c); nc == nil {
+			c.Close()
+			s.connsMu.Lock()
+			delete(s.conns, srv)
+			s.connsMu.Unlock()
+			return
+		}
+	}
+	_ = srv.Serve(&oneConn{c: c, nc: nc}) // returns once the connection is closed
 	s.connsMu.Lock()
 	delete(s.conns, srv)
 	s.connsMu.Unlock()
+}
+
+// startTLS runs the TLS handshake of a listen_tls connection (RFC 8314 §3.3: TLS first, then
+// SMTP); nil when it failed. The handshake is bounded by idle_timeout like any read.
+func (s *Server) startTLS(c *conn) net.Conn {
+	c.greeted = true
+	if s.opt.IdleTimeout > 0 {
+		// Reads get their deadline in conn.Read; the handshake's writes need one too.
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(s.opt.IdleTimeout))
+	}
+	tc := tls.Server(c, s.opt.TLS)
+	if err := tc.Handshake(); err != nil {
+		s.opt.Diag.Debug("smtp tls handshake failed", "peer", c.RemoteAddr().String(), "err", err)
+		return nil
+	}
+	return &implicitTLS{Conn: tc}
 }
 
 // Shutdown stops accepting, lets transactions in DATA finish (until ctx ends), then closes
@@ -187,6 +246,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.drainMu.Lock()
 	s.draining = true
 	s.drainMu.Unlock()
+	s.doneOnce.Do(func() { close(s.done) })
 	s.closeListeners()
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
@@ -224,6 +284,8 @@ type session struct {
 	helo  string
 	peer  netip.Addr
 	relay bool
+	// authnID is the user the client authenticated as (AUTH); such a client may relay.
+	authnID string
 
 	utf8    bool // MAIL carried SMTPUTF8
 	from    string
@@ -353,7 +415,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return ss.reject(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
 			Message: "invalid recipient address syntax: " + reason(err)}, ss.from, to)
 	}
-	if !ss.relay {
+	if !ss.relay && ss.authnID == "" {
 		return ss.reject(errRelayDenied, ss.from, to)
 	}
 	ss.rcpts = append(ss.rcpts, to)
@@ -436,9 +498,14 @@ func (ss *session) Data(r io.Reader) error {
 		return ss.reject(errRead, ss.from, rcpts)
 	}
 	var meta map[string]string
+	if ss.authnID != "" {
+		meta = map[string]string{abi.MetaAuthnID: ss.authnID} // SPEC §12
+	}
 	var handled []string
+	var sigs []abi.DKIMSign
 	if p := ss.s.opt.Policy; p != nil && p.Active() {
 		pm := &plugin.Message{Sender: ss.from, Recipients: ss.rcpts, Meta: map[string]string{}, Data: body, Client: ss.peer.String()}
+		maps.Copy(pm.Meta, meta)
 		o, err := p.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, pm)
 		if err != nil {
 			// The client keeps the message and retries; nothing is lost (SPEC §7).
@@ -448,7 +515,17 @@ func (ss *session) Data(r io.Reader) error {
 		if r := o.Reject; r != nil {
 			return ss.reject(&smtp.SMTPError{Code: r.Code, EnhancedCode: enhancedCode(r.Enhanced), Message: r.Text}, ss.from, strings.Join(ss.rcpts, ","))
 		}
-		meta, handled, body = pm.Meta, o.Handled, pm.Data
+		meta, handled, body, sigs = pm.Meta, o.Handled, pm.Data, pm.DKIM
+	}
+	if sg := ss.s.opt.Signer; sg != nil {
+		if body, err = sg.Sign(ss.from, sigs, body); err != nil {
+			ss.s.opt.Diag.Error("dkim signing failed", "err", err)
+			return ss.reject(spaceError(err, errPolicy), ss.from, strings.Join(ss.rcpts, ","))
+		}
+	}
+	var tlsInfo *message.TLS
+	if cs, ok := ss.tlsState(); ok {
+		tlsInfo = tlsOf(cs)
 	}
 	msgs := make([]*message.Message, len(ss.rcpts))
 	for i, rcpt := range ss.rcpts {
@@ -465,6 +542,8 @@ func (ss *session) Data(r io.Reader) error {
 			Protocol:  "ESMTP",
 			PeerName:  ss.helo,
 			PeerAddr:  ss.peer.String(),
+			AuthnID:   ss.authnID,
+			TLS:       tlsInfo,
 		}
 	}
 	if sp := ss.s.opt.Space; sp != nil {
@@ -495,9 +574,13 @@ const maxTraceHelo = 255
 // HELO name is capped, the recipient is at most 256 octets (route.ParseMailbox), the hostname a
 // domain name.
 func (ss *session) received(id message.ID, now time.Time) string {
+	// RFC 3848: S for TLS, A for an authenticated client.
 	proto := "ESMTP"
-	if _, isTLS := ss.conn.TLSConnectionState(); isTLS {
-		proto = "ESMTPS"
+	if _, isTLS := ss.tlsState(); isTLS {
+		proto += "S"
+	}
+	if ss.authnID != "" {
+		proto += "A"
 	}
 	helo := ss.helo
 	if helo == "" {

@@ -59,6 +59,7 @@ type Spool struct {
 	done   chan struct{}
 	gcStop chan struct{}
 	space  *space
+	obs    CommitObserver
 }
 
 type op struct {
@@ -79,6 +80,14 @@ type Options struct {
 	// value-log files. 0 means 64 MiB.
 	MaxBody int64
 	Log     *slog.Logger
+	// Observer is told about every group commit; nil: not measured.
+	Observer CommitObserver
+}
+
+// CommitObserver is told about each group commit: how long it took (transactions and syncs)
+// and how many writes it gathered. It runs on the committer goroutine and must be quick.
+type CommitObserver interface {
+	Commit(d time.Duration, writes int)
 }
 
 // Open opens (creating if needed) the spool at path with the default reserve.
@@ -124,7 +133,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		return nil, fmt.Errorf("open spool %s: %w", o.Path, err)
 	}
 	s := &Spool{db: db, log: log, refs: map[message.ID]int{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
-		space: newSpace(o.Path, o.MinFree, log)}
+		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer}
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
@@ -315,7 +324,13 @@ func (s *Spool) commitLoop() {
 				break gather
 			}
 		}
+		if s.obs == nil {
+			s.commit(batch)
+			continue
+		}
+		start := time.Now()
 		s.commit(batch)
+		s.obs.Commit(time.Since(start), len(batch))
 	}
 }
 

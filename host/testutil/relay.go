@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -155,6 +156,21 @@ func (r *Relay) Exited() string {
 	default:
 		return ""
 	}
+}
+
+// CPUTime is the CPU time (user + system) the relay process has used so far, from
+// /proc/<pid>/stat: benchmarks divide it by the messages they sent.
+func (r *Relay) CPUTime() time.Duration {
+	r.t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start after the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 // Kill sends SIGKILL (no chance to flush anything) and waits for the process to end.

@@ -24,7 +24,7 @@
 // ABI constants (abi/abi.go)
 
 /** ABI version this SDK speaks: (major << 16) | minor. */
-export const ABI_VERSION: i32 = 0x00010000;
+export const ABI_VERSION: i32 = 0x00010001; // 1.1: dkim_sign
 
 /** Status codes returned by host calls. Non-negative results are lengths or counts. */
 export enum Status {
@@ -124,6 +124,9 @@ export namespace host {
   // @ts-ignore: decorator
   @external("wasmta", "make_queue_config")
   export declare function make_queue_config(json: usize, jsonLen: i32): i32;
+  // @ts-ignore: decorator
+  @external("wasmta", "dkim_sign")
+  export declare function dkim_sign(json: usize, jsonLen: i32): i32;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,6 +460,17 @@ export class Message {
   reject(code: i32, text: string): i32 {
     args1(text);
     return done(host.reject(code, arg0, len0));
+  }
+
+  /**
+   * Asks the host (ABI 1.1) to DKIM-sign the message with a [[dkim]] key of the server config,
+   * by name: `m.dkimSignJSON('{"key":"main","domain":"example.com","selector":"s2026"}')` (ABI.md,
+   * dkim_sign). Staged; the host signs after the whole plugin chain ran. Returns the status:
+   * Status.Invalid with lastError() naming an unknown key or field.
+   */
+  dkimSignJSON(json: string): i32 {
+    args1(json);
+    return done(host.dkim_sign(arg0, len0));
   }
 }
 

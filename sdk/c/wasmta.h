@@ -48,8 +48,8 @@ extern "C" {
 /* ---------------------------------------------------------------- 1. constants */
 
 #define WASMTA_ABI_MAJOR 1
-#define WASMTA_ABI_MINOR 0
-#define WASMTA_ABI_VERSION ((WASMTA_ABI_MAJOR << 16) | WASMTA_ABI_MINOR) /* 0x00010000 */
+#define WASMTA_ABI_MINOR 1 /* 1.1: dkim_sign */
+#define WASMTA_ABI_VERSION ((WASMTA_ABI_MAJOR << 16) | WASMTA_ABI_MINOR) /* 0x00010001 */
 
 /* Status codes: host results < 0. Non-negative results are lengths or counts. */
 #define WASMTA_OK 0
@@ -77,6 +77,9 @@ extern "C" {
 #define WASMTA_MAX_HEADER_VALUE 998
 #define WASMTA_MAX_HEADER_EDITS 32
 #define WASMTA_MAX_QUEUE_CONFIG (64 * 1024)
+#define WASMTA_MAX_DKIM_PARAMS (4 * 1024)   /* bytes of dkim_sign JSON */
+#define WASMTA_MAX_DKIM_SIGNATURES 8        /* dkim_sign requests per message, all plugins */
+#define WASMTA_MAX_DKIM_HEADERS 64          /* header names per request */
 #define WASMTA_MAX_LOG_LINE (4 * 1024)
 #define WASMTA_MAX_REJECT_TEXT 512
 #define WASMTA_MAX_ERROR_TEXT 1024
@@ -117,6 +120,11 @@ int32_t wasmta_append_header(const char *name, uint32_t name_len, const char *va
                              uint32_t val_len);
 WASMTA_IMPORT("get_body") int32_t wasmta_get_body(char *buf, uint32_t limit);
 WASMTA_IMPORT("reject") int32_t wasmta_reject(int32_t code, const char *text, uint32_t text_len);
+/* ABI 1.1, message hooks: stage a DKIM signature with a [[dkim]] key named in the JSON params
+ * {"key", "domain", "selector", "headers", "header_canonicalization", "body_canonicalization",
+ * "expiration"} (ABI.md, dkim_sign). The host signs after the whole plugin chain ran. Importing
+ * it makes the plugin need an ABI 1.1 host; an unused declaration imports nothing. */
+WASMTA_IMPORT("dkim_sign") int32_t wasmta_dkim_sign(const char *json, uint32_t json_len);
 /* get_queue_config */
 WASMTA_IMPORT("make_queue_config") int32_t wasmta_make_queue_config(const char *json, uint32_t json_len);
 
@@ -267,6 +275,7 @@ static inline wasmta_str wasmta_str_after_last(wasmta_str a, char c) {
 #define wasmta_append_header_s(name, val) wasmta_append_header(WASMTA_S(name), WASMTA_S(val))
 #define wasmta_reject_s(code, text) wasmta_reject((code), WASMTA_S(text))
 #define wasmta_make_queue_config_s(json) wasmta_make_queue_config(WASMTA_S(json))
+#define wasmta_dkim_sign_s(json) wasmta_dkim_sign(WASMTA_S(json))
 
 /* wasmta_str forms. */
 static inline void wasmta_log_str(int32_t level, wasmta_str s) { wasmta_log(level, s.ptr, s.len); }
@@ -632,6 +641,13 @@ static inline int32_t wasmta_json_status(const wasmta_json *j) { return j->out.s
 static inline int32_t wasmta_json_make_queue_config(const wasmta_json *j) {
     if (j->out.status != WASMTA_OK) return j->out.status;
     return wasmta_make_queue_config(j->out.buf, j->out.len);
+}
+
+/* Hands the document to dkim_sign (message hooks, ABI 1.1): its status, or WASMTA_LIMIT without
+ * calling the host when the buffer overflowed. */
+static inline int32_t wasmta_json_dkim_sign(const wasmta_json *j) {
+    if (j->out.status != WASMTA_OK) return j->out.status;
+    return wasmta_dkim_sign(j->out.buf, j->out.len);
 }
 
 #ifdef __cplusplus

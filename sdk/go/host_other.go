@@ -32,3 +32,4 @@ func hostAppendHeader(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 { re
 func hostGetBody(unsafe.Pointer, uint32) int32                              { return abi.Unimplemented }
 func hostReject(int32, unsafe.Pointer, uint32) int32                        { return abi.Unimplemented }
 func hostMakeQueueConfig(unsafe.Pointer, uint32) int32                      { return abi.Unimplemented }
+func hostDKIMSign(unsafe.Pointer, uint32) int32                             { return abi.Unimplemented }

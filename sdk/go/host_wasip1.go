@@ -57,6 +57,9 @@ func hostReject(code int32, text unsafe.Pointer, n uint32) int32
 //go:wasmimport wasmta make_queue_config
 func hostMakeQueueConfig(js unsafe.Pointer, n uint32) int32
 
+//go:wasmimport wasmta dkim_sign
+func hostDKIMSign(js unsafe.Pointer, n uint32) int32
+
 // Exports.
 
 //go:wasmexport wasmta_abi_v1

@@ -263,6 +263,49 @@ func (*Message) Reject(code int, text string) error {
 	return check("reject", hostReject(int32(code), tp, tn))
 }
 
+// DKIMSign asks the host to DKIM-sign the message with a [[dkim]] key of the server config
+// (ABI 1.1): Key, Domain (d=) and Selector (s=) are required; zero fields take the host's
+// defaults (its default header list, relaxed/relaxed, no expiration). The host signs once the
+// whole plugin chain ran, so later plugins' header edits are covered. Staged: it applies only if
+// the handler returns nil. An unknown key name is an *Error with Status abi.Invalid whose Reason
+// names it.
+type DKIMSign struct {
+	Key, Domain, Selector  string
+	Headers                []string // h=; must include "From"
+	HeaderCanonicalization string   // "relaxed" or "simple"
+	BodyCanonicalization   string   // "relaxed" or "simple"
+	Expiration             time.Duration
+}
+
+// JSON is the params document handed to dkim_sign.
+func (d DKIMSign) JSON() ([]byte, error) {
+	doc := struct {
+		Key                    string        `json:"key"`
+		Domain                 string        `json:"domain"`
+		Selector               string        `json:"selector"`
+		Headers                []string      `json:"headers,omitempty"`
+		HeaderCanonicalization string        `json:"header_canonicalization,omitempty"`
+		BodyCanonicalization   string        `json:"body_canonicalization,omitempty"`
+		Expiration             *abi.Duration `json:"expiration,omitempty"`
+	}{Key: d.Key, Domain: d.Domain, Selector: d.Selector, Headers: d.Headers,
+		HeaderCanonicalization: d.HeaderCanonicalization, BodyCanonicalization: d.BodyCanonicalization}
+	if d.Expiration != 0 {
+		v := abi.Duration(d.Expiration)
+		doc.Expiration = &v
+	}
+	return json.Marshal(&doc)
+}
+
+// DKIMSign stages a DKIM signature request (see the DKIMSign type).
+func (*Message) DKIMSign(d DKIMSign) error {
+	js, err := d.JSON()
+	if err != nil {
+		return err
+	}
+	p, n := ptr(string(js))
+	return check("dkim_sign", hostDKIMSign(p, n))
+}
+
 // Queue is the scheduled queue get_queue_config is asked about, from its parsed name.
 type Queue struct {
 	Name, Domain, Tenant, Campaign, RoutingDomain string

@@ -73,3 +73,22 @@ func TestQueueConfigJSONIsAcceptedByTheHostSchema(t *testing.T) {
 		t.Fatalf("%+v", back)
 	}
 }
+
+func TestDKIMSignJSONIsAcceptedByTheHostSchema(t *testing.T) {
+	js, err := DKIMSign{Key: "main", Domain: "example.com", Selector: "s2026", Headers: []string{"From", "To"},
+		BodyCanonicalization: "simple", Expiration: 7 * 24 * time.Hour}.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"key":"main","domain":"example.com","selector":"s2026","headers":["From","To"],"body_canonicalization":"simple","expiration":"168h0m0s"}`
+	if string(js) != want {
+		t.Fatalf("%s\nwant %s", js, want)
+	}
+	p, err := abi.ParseDKIMSign(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Key != "main" || time.Duration(*p.Expiration) != 7*24*time.Hour || p.HeaderCanonicalization != "" {
+		t.Fatalf("%+v", p)
+	}
+}

@@ -119,6 +119,8 @@ pub mod sys {
         fn get_body(buf: *mut u8, limit: usize) -> i32;
         fn reject(code: i32, text: *const u8, text_len: usize) -> i32;
         fn make_queue_config(json: *const u8, json_len: usize) -> i32;
+        /// ABI 1.1. Importing it makes the plugin need an ABI 1.1 host.
+        fn dkim_sign(json: *const u8, json_len: usize) -> i32;
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -697,7 +699,7 @@ fn arena_copy<'a>(b: &[u8]) -> Option<&'a mut [u8]> {
 // ---------------------------------------------------------------------------------------------
 // Functions usable anywhere
 
-/// The host's ABI version, `(major << 16) | minor` (0x0001_0000 for 1.0).
+/// The host's ABI version, `(major << 16) | minor` (0x0001_0001 for 1.1).
 pub fn abi_version() -> u32 {
     unsafe { sys::abi_version() as u32 }
 }
@@ -917,6 +919,17 @@ impl Message {
     /// Return `Ok` from the handler to make it take effect; later plugins are not run.
     pub fn reject(&self, code: u16, text: &str) -> Result<()> {
         check("reject", unsafe { sys::reject(code as i32, text.as_ptr(), text.len()) })?;
+        Ok(())
+    }
+
+    /// Asks the host (ABI 1.1) to DKIM-sign the message with a `[[dkim]]` key of the server
+    /// config, by name: `json` is the params object, e.g.
+    /// `{"key":"main","domain":"example.com","selector":"s2026"}` (ABI.md, `dkim_sign`: also
+    /// `headers`, `header_canonicalization`, `body_canonicalization`, `expiration`). Staged; the
+    /// host signs after the whole plugin chain ran. An unknown key name is `Invalid`, with the
+    /// host's reason in the error.
+    pub fn dkim_sign_json(&self, json: &str) -> Result<()> {
+        check("dkim_sign", unsafe { sys::dkim_sign(json.as_ptr(), json.len()) })?;
         Ok(())
     }
 }
