@@ -167,3 +167,26 @@ func TestEgressPoolRefused(t *testing.T) {
 		t.Fatalf("an egress pool must be refused with a pointer to source_address: %v", err)
 	}
 }
+
+// The egress path config a get_egress_path_config hook will hand over is decoded strictly,
+// with the same field names as the server's [egress].
+func TestParseEgressPathConfig(t *testing.T) {
+	c, err := ParseEgressPathConfig([]byte(`{"connection_limit": 2, "max_message_rate": "10/s", "enable_tls": "RequiredInsecure",
+		"smtp_auth_plain_username": "u", "smtp_auth_plain_password": "smarthost", "source_address": "127.0.0.9"}`))
+	if err != nil || *c.ConnectionLimit != 2 || *c.EnableTLS != "RequiredInsecure" || c.MaxConnectionRate != nil {
+		t.Fatalf("%+v %v", c, err)
+	}
+	for in, want := range map[string]string{
+		`{"conection_limit": 2}`:          `unknown field "conection_limit"`,
+		`{"connection_limit": 0}`:         "connection_limit: must be greater than zero",
+		`{"max_message_rate": "1/week"}`:  "max_message_rate",
+		`{"enable_tls": "Maybe"}`:         "enable_tls",
+		`{"source_address": "host.test"}`: "source_address",
+		`{"ehlo_domain": ""}`:             "ehlo_domain",
+		`{} {}`:                           "trailing data",
+	} {
+		if _, err := ParseEgressPathConfig([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+}
