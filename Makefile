@@ -75,7 +75,7 @@ test:
 race:
 	$(GO) test -race -count=1 -timeout 25m ./...
 
-# vet + gofmt + go mod tidy + clean tree (what CI asks of every commit).
+# vet + gofmt + go mod tidy + clean tree + no tracked file over 1 MiB (what CI asks of every commit).
 check:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -83,6 +83,8 @@ check:
 	  $(GO) mod tidy; \
 	  if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changed go.mod/go.sum"; git diff -- go.mod go.sum; exit 1; fi
 	@if [ -n "$$(git status --porcelain)" ]; then echo "tree not clean:"; git status --porcelain; exit 1; fi
+	@big=$$(git ls-files -z | xargs -0 stat -c '%s %n' | awk '$$1 > 1048576 {print $$2}'); \
+	  if [ -n "$$big" ]; then echo "tracked files over 1 MiB (binaries and build outputs stay out of git):"; echo "$$big"; exit 1; fi
 
 # Fuzz every parser of untrusted input: every Fuzz* target of every package (found in the
 # committed test files, so a new target is never forgotten) for FUZZTIME each; new crashers land in
