@@ -18,7 +18,8 @@ import (
 // BenchmarkDoors measures the two doors of one relay (the real binary, spooling with its group
 // commit, delivering to a sink on loopback) in the same run: SMTP messages/s over 10 sessions
 // that each send one 1 KB message per transaction, and HTTP recipients/s over 10 keep-alive
-// clients posting the KumoMTA builder with 1 KB of content, one recipient per request and ten.
+// clients posting the KumoMTA builder with 1 KB of content, one recipient per request and ten;
+// and SMTP again with config-only DKIM signing of every message (Ed25519, then RSA-2048).
 // The queue is drained after each sub-benchmark, so each starts from the same state and the
 // relay's CPU per message (read from /proc) covers reception, spooling and delivery.
 //
@@ -28,15 +29,20 @@ func BenchmarkDoors(b *testing.B) {
 	dns := testutil.StartDNS(b, zone)
 	dir := b.TempDir()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.MustListenPort(b, "127.0.0.1"))
+	// Config-only DKIM signing for two sender domains (RSA-2048 for rsa.test, Ed25519 for
+	// ed.test): mail from sender.test is not signed.
+	keys, _ := dkimKeys(b, dir, func(name string) string {
+		return fmt.Sprintf("sign_sender_domains = [\"%s.test\"]\ndomain = \"%s.test\"\nselector = \"s\"\n", name, name)
+	})
 	cfg, smtpAddr := testutil.RelayConfig(b, dir, testutil.DeliveryConfig(dns.Addr, port)+
-		fmt.Sprintf("[http]\nlisten = %q\n", httpAddr))
+		fmt.Sprintf("[http]\nlisten = %q\n", httpAddr)+keys)
 	relay := testutil.StartRelay(b, relayBin, dir, cfg, smtpAddr)
 	sock := defaultSock(relay)
 	text := strings.Repeat(strings.Repeat("x", 76)+"\r\n", 1024/78)
 	const clients = 10
 
-	b.Run("smtp", func(b *testing.B) {
-		body := "From: a@sender.test\r\nTo: r@implicit.test\r\nSubject: bench\r\n\r\n" + text
+	smtp := func(b *testing.B, from string) {
+		body := "From: " + from + "\r\nTo: r@implicit.test\r\nSubject: bench\r\n\r\n" + text
 		conns := make([]*testutil.Client, clients)
 		for i := range conns {
 			conns[i] = testutil.Dial(b, smtpAddr)
@@ -45,7 +51,7 @@ func BenchmarkDoors(b *testing.B) {
 		b.ResetTimer()
 		start, cpu := time.Now(), relay.CPUTime()
 		run(b.N, clients, func(i, _ int) {
-			if code, msg := conns[i].Send("a@sender.test", []string{"r@implicit.test"}, body); code != 250 {
+			if code, msg := conns[i].Send(from, []string{"r@implicit.test"}, body); code != 250 {
 				b.Errorf("%d %s", code, msg)
 			}
 		})
@@ -56,7 +62,10 @@ func BenchmarkDoors(b *testing.B) {
 		for _, c := range conns {
 			c.Close()
 		}
-	})
+	}
+	b.Run("smtp", func(b *testing.B) { smtp(b, "a@sender.test") })
+	b.Run("smtp-dkim-ed25519", func(b *testing.B) { smtp(b, "a@ed.test") })
+	b.Run("smtp-dkim-rsa2048", func(b *testing.B) { smtp(b, "a@rsa.test") })
 	for _, perRequest := range []int{1, 10} {
 		b.Run(fmt.Sprintf("http-%drcpt", perRequest), func(b *testing.B) {
 			var rcpts []map[string]string

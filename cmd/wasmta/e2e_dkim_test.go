@@ -30,7 +30,7 @@ import (
 // dkimKeys writes an RSA-2048 (PKCS#1) and an Ed25519 (PKCS#8) key into dir and returns their
 // [[dkim]] config (names "rsa" and "ed", plus extra(name) keys in each entry) and the zone lines
 // publishing them as rsa._domainkey.example.com and ed._domainkey.example.com.
-func dkimKeys(t *testing.T, dir string, extra func(name string) string) (config, zoneLines string) {
+func dkimKeys(t testing.TB, dir string, extra func(name string) string) (config, zoneLines string) {
 	t.Helper()
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
