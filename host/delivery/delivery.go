@@ -3,7 +3,7 @@
 // DATA when the server offers PIPELINING (RFC 2920), which saves two round trips per message.
 //
 // Every outcome is a *message.Error (or nil): 2xx delivered, 4xx / 3xx-where-2xx-expected /
-// transport trouble transient, other 5xx permanent (SPEC §6). Reply text from the remote server
+// transport trouble transient, other 5xx permanent (design.md §6). Reply text from the remote server
 // is kept for logs; our own texts never carry internal detail.
 package delivery
 
@@ -24,7 +24,7 @@ import (
 	"github.com/wasmta/wasmta/host/route"
 )
 
-// TLS modes (SPEC §6).
+// TLS modes (design.md §6).
 const (
 	TLSOpportunistic = "Opportunistic"
 	TLSRequired      = "Required"
