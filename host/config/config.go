@@ -22,6 +22,12 @@ import (
 //go:embed default.toml
 var Default string
 
+// Reference is every key with its default value and a comment: what `wasmta config default`
+// prints. Parsed, it gives exactly Defaults() (reference_test.go keeps it complete and true).
+//
+//go:embed reference.toml
+var Reference string
+
 // Config is the whole server configuration.
 type Config struct {
 	Hostname string         `toml:"hostname"`
