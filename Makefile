@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 CONFIG   ?=
 FUZZTIME ?= 30s
 
-.PHONY: race all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
+.PHONY: install man completions bench-peers race all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
 
 WASM_GO := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared
 
@@ -98,6 +98,59 @@ fuzz:
 
 bench:
 	$(GO) test -run=^$$ -bench=. -benchmem ./host/...
+
+# Install layout (GNU names; PREFIX and DESTDIR as usual):
+#   make install                       # under /usr/local, config in /etc/wasmta
+#   make install PREFIX=/usr DESTDIR=/tmp/pkgroot
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+DOCDIR     ?= $(DATADIR)/doc/wasmta
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(LIBDIR)/systemd/system
+DESTDIR    ?=
+
+# The binary, the router plugin, man pages, bash/zsh/fish completions, the systemd unit (with
+# this install's paths), the service's example config (never over an existing one), the full
+# reference config, and the licence.
+install: build man completions
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/wasmta/plugins $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions \
+	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/wasmta
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/wasmta
+	install -m 0644 bin/plugins/router.wasm $(DESTDIR)$(LIBDIR)/wasmta/plugins/router.wasm
+	install -m 0644 bin/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 bin/completions/wasmta.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/wasmta
+	install -m 0644 bin/completions/_wasmta $(DESTDIR)$(DATADIR)/zsh/site-functions/_wasmta
+	install -m 0644 bin/completions/wasmta.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/wasmta.fish
+	sed -e 's|/usr/local/bin/wasmta|$(BINDIR)/wasmta|g' -e 's|/etc/wasmta/|$(SYSCONFDIR)/wasmta/|g' \
+	  docs/dist/wasmta.service >$(DESTDIR)$(UNITDIR)/wasmta.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/wasmta.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/wasmta/wasmta.toml ]; then echo "kept existing $(DESTDIR)$(SYSCONFDIR)/wasmta/wasmta.toml"; \
+	else sed -e 's|/usr/local/lib/wasmta/|$(LIBDIR)/wasmta/|g' docs/dist/wasmta.toml >$(DESTDIR)$(SYSCONFDIR)/wasmta/wasmta.toml; \
+	  chmod 0644 $(DESTDIR)$(SYSCONFDIR)/wasmta/wasmta.toml; fi
+	./$(BIN) config default >$(DESTDIR)$(DOCDIR)/wasmta.reference.toml
+	install -m 0644 docs/LICENSE $(DESTDIR)$(DOCDIR)/LICENSE
+
+# Man pages from the command tree (cobra/doc), so they always match --help.
+man: build
+	@rm -rf bin/man
+	./$(BIN) man bin/man
+
+# Shell completions from cobra.
+completions: build
+	@mkdir -p bin/completions
+	./$(BIN) completion bash >bin/completions/wasmta.bash
+	./$(BIN) completion zsh >bin/completions/_wasmta
+	./$(BIN) completion fish >bin/completions/wasmta.fish
+
+# The whole relay under load beside Postfix, on loopback (root: installs Debian's postfix when
+# missing): N=5000 SESSIONS=20 RUNS=3 SYSTEMS="ceiling postfix wasmta"; see docs/performance.md.
+bench-peers: build
+	docs/bench/peers.sh
 
 clean:
 	rm -rf bin

@@ -88,7 +88,7 @@ const (
 	FeatureBodyRead    uint64 = 1 << 1 // get_body allowed
 )
 
-// Meta keys with routing meaning (SPEC §2), writable in message hooks.
+// Meta keys with routing meaning (design.md §2), writable in message hooks.
 const (
 	MetaQueue         = "queue"
 	MetaTenant        = "tenant"
@@ -97,7 +97,7 @@ const (
 )
 
 // MetaAuthnID is set by reception, before the message hooks run, to the user an SMTP client
-// authenticated as (AUTH, SPEC §12); absent when it did not authenticate.
+// authenticated as (AUTH, design.md §12); absent when it did not authenticate.
 const MetaAuthnID = "authn_id"
 
 // Read-only inputs of get_queue_config, read with FnGetMeta.

@@ -14,7 +14,7 @@ import (
 // the delivery client and in the configuration guide.
 var TLSModes = []string{"Opportunistic", "OpportunisticInsecure", "Required", "RequiredInsecure", "Disabled"}
 
-// EgressPathConfig is one egress path's settings (SPEC §12): the server's [egress] table, each
+// EgressPathConfig is one egress path's settings (design.md §6): the server's [egress] table, each
 // [[egress.path]] entry, and the JSON a get_egress_path_config hook returns share these names.
 // A nil field is not set: the layer below applies ([egress], then the built-in defaults).
 type EgressPathConfig struct {

@@ -13,7 +13,7 @@ import (
 )
 
 // QueueConfig is the JSON document a plugin hands to make_queue_config in get_queue_config
-// (SPEC §5). Decoding is strict: an unknown field is an error naming it, so a typo such as
+// (design.md §5). Decoding is strict: an unknown field is an error naming it, so a typo such as
 // "mx_lsit" is reported when the plugin runs instead of silently using defaults.
 type QueueConfig struct {
 	RetryInterval    *Duration `json:"retry_interval,omitempty"`

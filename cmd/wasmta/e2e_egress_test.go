@@ -13,7 +13,7 @@ import (
 )
 
 // Egress end-to-end tests: the real binary delivering to sinks that play smarthosts (STARTTLS
-// with a certificate from a CA made here, AUTH), with the [egress] settings of SPEC §12.
+// with a certificate from a CA made here, AUTH), with the [egress] settings of design.md §6 and §12.
 
 const smarthostPassword = "Sm4rt-h0st-pa55"
 

@@ -37,8 +37,11 @@ func root() *cobra.Command {
 		Short:         "wasmta: a mail transfer agent whose policy is WebAssembly",
 		SilenceUsage:  true,
 		SilenceErrors: false,
+		// --version prints what `wasmta version` prints.
+		Version: version,
 	}
-	r.AddCommand(serveCmd(), versionCmd(), configCmd(), pluginCmd(), routeCmd(), injectCmd(), queueCmd())
+	r.SetVersionTemplate("wasmta {{.Version}}\n")
+	r.AddCommand(serveCmd(), versionCmd(), configCmd(), pluginCmd(), routeCmd(), injectCmd(), queueCmd(), manCmd())
 	return r
 }
 
@@ -54,8 +57,10 @@ func configCmd() *cobra.Command {
 	c := &cobra.Command{Use: "config", Short: "Configuration helpers"}
 	c.AddCommand(&cobra.Command{
 		Use:   "default",
-		Short: "Print the embedded default configuration",
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprint(cmd.OutOrStdout(), config.Default) },
+		Short: "Print every configuration key with its default value and a comment (a reference config)",
+		Long: "Print every configuration key with its default value and a comment. The output is a valid\n" +
+			"config that `wasmta config check` accepts and that serves exactly like no --config at all.",
+		Run: func(cmd *cobra.Command, _ []string) { fmt.Fprint(cmd.OutOrStdout(), config.Reference) },
 	}, &cobra.Command{
 		Use:   "check FILE",
 		Short: "Validate a configuration file as serve would (TLS files, plugins initialised with their config)",
@@ -116,13 +121,24 @@ func serveCmd() *cobra.Command {
 			}
 			sig := make(chan os.Signal, 1)
 			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			notify := func(state ...string) {
+				if err := sdNotify(state...); err != nil {
+					diag.Warn("service manager notification failed", "err", err)
+				}
+			}
+			// Start returned: the spool is scanned and the control socket, HTTP and SMTP listen;
+			// the signal handlers are in place for a SIGHUP or SIGTERM sent as soon as it is heard.
+			notify("READY=1", "STATUS=accepting mail")
 			var s os.Signal
 			for s = range sig {
 				if s != syscall.SIGHUP {
 					break
 				}
+				notify("RELOADING=1", "MONOTONIC_USEC="+monotonicUsec())
 				_, _ = a.Reload("SIGHUP") // results and errors are logged by Reload
+				notify("READY=1", "STATUS=accepting mail")
 			}
+			notify("STOPPING=1", "STATUS=stopping: finishing transactions and deliveries in progress")
 			diag.Info("shutting down", "signal", s.String())
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.SMTP.ShutdownTimeout.D())
 			defer cancel()

@@ -79,7 +79,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	if tlsConfig == nil {
-		// STARTTLS and listen_tls always encrypt, as KumoMTA does (SPEC §12).
+		// STARTTLS and listen_tls always encrypt, as KumoMTA does (design.md §12).
 		if tlsConfig, err = smtpserver.SelfSignedTLS(cfg.Hostname, time.Now()); err != nil {
 			return nil, fmt.Errorf("self-signed certificate: %w", err)
 		}

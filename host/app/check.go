@@ -64,7 +64,7 @@ func serverTLS(cfg *config.Config) (*tls.Config, error) {
 }
 
 // relayWarnings names relay_hosts entries that let every address of a family relay: legal
-// (SPEC §7 wants an open relay to be explicit, not impossible) but worth a loud word.
+// (design.md §7 wants an open relay to be explicit, not impossible) but worth a loud word.
 func relayWarnings(cfg *config.Config) []string {
 	prefixes, _ := config.ParsePrefixes(cfg.SMTP.RelayHosts)
 	var out []string

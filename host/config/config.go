@@ -1,4 +1,4 @@
-// Package config reads the server's TOML configuration (SPEC §11). Every key is optional; the
+// Package config reads the server's TOML configuration (design.md §11). Every key is optional; the
 // defaults make a loopback relay that cannot relay for anyone else. Unknown keys and bad values
 // are errors that name the key, so a typo never silently changes behaviour.
 package config
@@ -21,6 +21,12 @@ import (
 //
 //go:embed default.toml
 var Default string
+
+// Reference is every key with its default value and a comment: what `wasmta config default`
+// prints. Parsed, it gives exactly Defaults() (reference_test.go keeps it complete and true).
+//
+//go:embed reference.toml
+var Reference string
 
 // Config is the whole server configuration.
 type Config struct {
@@ -129,7 +135,7 @@ type PluginConfig struct {
 	PoolSize  int            `toml:"pool_size"`  // instances at most; default 2 × CPUs
 }
 
-// DKIMConfig is one [[dkim]] entry (SPEC §12): a signing key that plugins name in dkim_sign,
+// DKIMConfig is one [[dkim]] entry (design.md §12): a signing key that plugins name in dkim_sign,
 // and optionally signing without a plugin for the listed envelope sender domains.
 type DKIMConfig struct {
 	Name              string   `toml:"name"`

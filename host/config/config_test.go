@@ -33,7 +33,7 @@ func TestDefaultConfigParses(t *testing.T) {
 }
 
 func TestSpecExampleParses(t *testing.T) {
-	// The example of SPEC §11, verbatim keys.
+	// A config using a key of every table, as operators write them.
 	c, err := Parse(`
 hostname = "mta.example.test"
 [spool]
@@ -69,7 +69,7 @@ nested = { a = 1 }
 }
 
 func TestSMTPAuthKeys(t *testing.T) {
-	// SPEC §12's example keys.
+	// The keys of design.md §12 (AUTH, TLS, DKIM).
 	c, err := Parse("[smtp]\nlisten_tls = [\"127.0.0.1:4650\"]\nauth_users_file = \"users.htpasswd\"\n")
 	if err != nil {
 		t.Fatal(err)

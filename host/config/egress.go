@@ -11,7 +11,7 @@ import (
 	"github.com/wasmta/wasmta/abi"
 )
 
-// EgressConfig is the [egress] table (SPEC §12): the settings of every egress path, and
+// EgressConfig is the [egress] table (design.md §6): the settings of every egress path, and
 // [[egress.path]] overrides per destination. connection_limit, max_deliveries_per_connection,
 // enable_tls and ehlo_domain may be set here or, as before, in [delivery], not in both.
 type EgressConfig struct {

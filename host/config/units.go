@@ -12,7 +12,7 @@ import (
 )
 
 // Duration accepts Go duration strings plus a "d" unit of 24 hours ("90s", "20m", "7d", "1d12h"),
-// or an integer number of seconds, as SPEC §5 says for queue configs.
+// or an integer number of seconds, as design.md §5 says for queue configs.
 type Duration time.Duration
 
 func (d Duration) D() time.Duration { return time.Duration(d) }

@@ -3,7 +3,7 @@
 // DATA when the server offers PIPELINING (RFC 2920), which saves two round trips per message.
 //
 // Every outcome is a *message.Error (or nil): 2xx delivered, 4xx / 3xx-where-2xx-expected /
-// transport trouble transient, other 5xx permanent (SPEC §6). Reply text from the remote server
+// transport trouble transient, other 5xx permanent (design.md §6). Reply text from the remote server
 // is kept for logs; our own texts never carry internal detail.
 package delivery
 
@@ -26,7 +26,7 @@ import (
 	"github.com/wasmta/wasmta/host/route"
 )
 
-// TLS modes (SPEC §12), with KumoMTA's names and meanings (its make_egress_path enable_tls):
+// TLS modes (design.md §6), with KumoMTA's names and meanings (its make_egress_path enable_tls):
 //
 //   - Opportunistic: STARTTLS when the server offers it, and the certificate must verify (chain
 //     and host name). A certificate that does not verify fails that host, which is not retried
@@ -300,7 +300,7 @@ func (c *Conn) Host() route.Host { return c.host }
 // TLS reports whether the connection is encrypted.
 func (c *Conn) TLS() bool { return c.tls }
 
-// TLSInfo describes the TLS session for log records (SPEC §12); nil in plain text.
+// TLSInfo describes the TLS session for log records (design.md §6 and §12); nil in plain text.
 func (c *Conn) TLSInfo() *logs.TLS {
 	if !c.tls {
 		return nil

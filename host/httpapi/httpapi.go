@@ -1,4 +1,4 @@
-// Package httpapi serves wasmta's HTTP API (SPEC §8): KumoMTA's POST /api/inject/v1, the
+// Package httpapi serves wasmta's HTTP API (design.md §8): KumoMTA's POST /api/inject/v1, the
 // queue admin routes (/api/admin/.../v1) and health probes. Each route lives in its own file and is registered on one mux in
 // New; authentication and limits wrap the mux, so a new route gets them without effort.
 //

@@ -2,7 +2,7 @@ package httpapi
 
 import "net/http"
 
-// MetricsPath is where the Prometheus metrics are served (SPEC §8).
+// MetricsPath is where the Prometheus metrics are served (design.md §8).
 const MetricsPath = "/metrics"
 
 // ServeMetrics serves h at GET /metrics behind the server's authentication: with [http] token

@@ -1,4 +1,4 @@
-// Package logs writes the relay's JSON-lines log records (SPEC §9): one record per event in a
+// Package logs writes the relay's JSON-lines log records (design.md §9): one record per event in a
 // file under [logs] dir. Field names follow KumoMTA's log records so existing consumers work.
 //
 // Each record is written with one write(2) under a mutex and no user-space buffer, so a record
@@ -54,7 +54,7 @@ type Record struct {
 	TLS *TLS `json:"tls,omitempty"`
 }
 
-// TLS is the TLS of the connection an event happened on (SPEC §12).
+// TLS is the TLS of the connection an event happened on (design.md §12).
 type TLS struct {
 	Version string `json:"version"` // "TLS1.2", "TLS1.3"
 	Cipher  string `json:"cipher"`  // IANA name, e.g. TLS_AES_128_GCM_SHA256

@@ -23,7 +23,7 @@ func NewID(now time.Time) ID {
 }
 
 // Message is one spooled message: one envelope sender, one recipient (the relay spools one
-// message per recipient, SPEC §1), meta, and the scheduling state that survives a restart.
+// message per recipient, design.md §1), meta, and the scheduling state that survives a restart.
 // The body is kept separately in the spool and loaded only for delivery.
 type Message struct {
 	ID        ID                `json:"id"`

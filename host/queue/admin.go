@@ -38,7 +38,7 @@ const (
 	KindBounce  = "bounce"
 )
 
-// Selector picks scheduled queues by the parts of their names (SPEC §2). A nil field matches
+// Selector picks scheduled queues by the parts of their names (design.md §2). A nil field matches
 // anything; a set field matches only queues that have that part, equal (domains compare
 // case-insensitively). QueueNames, when not empty, takes precedence over the parts and lists
 // exact queue names. An empty selector matches every queue, as in KumoMTA.

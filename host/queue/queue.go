@@ -3,7 +3,7 @@
 // deliver. A message is owned by exactly one place at a time — the timer heap, a dispatching
 // goroutine, a ready queue or a connection — so its scheduling state needs no lock.
 //
-// Outcomes follow SPEC §1 and §5: 2xx Delivery (removed), 5xx Bounce (removed), 4xx or
+// Outcomes follow design.md §1 and §5: 2xx Delivery (removed), 5xx Bounce (removed), 4xx or
 // transport trouble TransientFailure (rescheduled with exponential backoff and jitter), and
 // Expiration (551 5.4.7) when the next attempt would fall after max_age.
 package queue
@@ -25,7 +25,7 @@ import (
 	"github.com/wasmta/wasmta/host/route"
 )
 
-// Config is a scheduled queue's configuration (SPEC §5).
+// Config is a scheduled queue's configuration (design.md §5).
 type Config struct {
 	RetryInterval    time.Duration
 	MaxRetryInterval time.Duration // 0: no cap
@@ -476,7 +476,7 @@ func (m *Manager) outcome(it *item, site string, peer *route.Host, reply message
 }
 
 // outcomeTLS is outcome with the TLS session of the connection, which the Delivery record
-// carries (SPEC §12).
+// carries (design.md §6 and §12).
 func (m *Manager) outcomeTLS(it *item, site string, peer *route.Host, tls *logs.TLS, reply message.Reply, err error) {
 	if err == nil {
 		m.removed()
@@ -526,7 +526,7 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, site string, pe
 }
 
 // Delay returns the wait before retry number attempts (1-based: the wait after the first failed
-// attempt is retry_interval), doubling each time and capped by max_retry_interval (SPEC §5).
+// attempt is retry_interval), doubling each time and capped by max_retry_interval (design.md §5).
 func Delay(cfg Config, attempts int) time.Duration {
 	d := cfg.RetryInterval
 	for i := 1; i < attempts; i++ {

@@ -112,7 +112,7 @@ func TestParseMailboxErrors(t *testing.T) {
 	}
 }
 
-// TestLiteralsDiffer pins SPEC §3: routing config accepts "[::1]", envelopes do not.
+// TestLiteralsDiffer pins design.md §3: routing config accepts "[::1]", envelopes do not.
 func TestLiteralsDiffer(t *testing.T) {
 	if _, err := ParseTarget("[::1]"); err != nil {
 		t.Errorf("ParseTarget([::1]): %v", err)

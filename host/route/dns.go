@@ -12,7 +12,7 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Defaults of Resolver's fields, from KumoMTA's (reference §3.4).
+// Defaults of Resolver's fields, the same as KumoMTA's resolver defaults.
 const (
 	DefaultTimeout     = 5 * time.Second
 	DefaultNegativeTTL = 5 * time.Minute
@@ -26,7 +26,7 @@ const (
 	ednsSize = 1232
 )
 
-// ResolversFromFile reads the "nameserver" lines of a resolv.conf file (SPEC §4: the default
+// ResolversFromFile reads the "nameserver" lines of a resolv.conf file (design.md §4: the default
 // resolvers come from /etc/resolv.conf) and returns them as "host:port" addresses.
 func ResolversFromFile(path string) ([]string, error) {
 	cfg, err := dns.ClientConfigFromFile(path)

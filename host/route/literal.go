@@ -11,7 +11,7 @@ import (
 )
 
 // Target is a destination as written in a routing domain, a queue domain or an mx_list entry
-// (SPEC §3): a DNS name or an IP literal, with an optional port.
+// (design.md §3): a DNS name or an IP literal, with an optional port.
 type Target struct {
 	Name string     // DNS name, lower-cased, no port, no trailing dot, A-labels only; "" for a literal
 	IP   netip.Addr // valid for a literal
@@ -41,20 +41,20 @@ func (t Target) String() string {
 }
 
 // targetErr is the permanent error for a destination that cannot be understood: a
-// configuration error at plugin time, a bounce at delivery time (SPEC §3). 5.1.2 is "bad
+// configuration error at plugin time, a bounce at delivery time (design.md §3). 5.1.2 is "bad
 // destination system address" (RFC 3463).
 func targetErr(format string, args ...any) *message.Error {
 	return message.Errorf(550, "5.1.2", format, args...)
 }
 
-// ParseTarget reads a destination (SPEC §3):
+// ParseTarget reads a destination (design.md §3):
 //
 //   - "name" or "name:port": a DNS name, lower-cased; a trailing dot is dropped; a non-ASCII
 //     label (an SMTPUTF8 recipient domain, RFC 6531) is converted to its A-label (RFC 3492).
 //   - "[10.0.0.1]" or "[10.0.0.1]:2525": an IPv4 literal (RFC 5321 §4.1.3). KumoMTA's
 //     "[10.0.0.1:2525]" is accepted too.
 //   - "[IPv6:::1]" (tag case-insensitive, RFC 5321 §4.1.3), and the non-conforming "[::1]" that
-//     operators write in routing config. An IPv6 literal cannot carry a port: SPEC §3 keeps
+//     operators write in routing config. An IPv6 literal cannot carry a port: design.md §3 keeps
 //     KumoMTA's rule so that configs mean the same on both.
 //   - a bare IP ("10.0.0.1", "10.0.0.1:2525", "::1"): not RFC 5321 syntax, but KumoMTA takes it
 //     in mx_list, and DNS could never resolve it since no top-level domain is numeric.

@@ -27,7 +27,7 @@ type Host struct {
 // Site is where a destination resolved to: the key of a ready queue and the hosts to try.
 type Site struct {
 	// Name is the ready-queue key; scheduled queues whose destinations resolve to the same Name
-	// share its connections (SPEC §4):
+	// share its connections (design.md §4):
 	//   - a literal: the bare IP ("10.0.0.1", "::1");
 	//   - an MX set: the MX host names sorted by preference then name, joined with "," (an
 	//     implicit MX: the domain itself);
@@ -41,7 +41,7 @@ type Site struct {
 	Hosts []Host
 }
 
-// MXEntry is one element of a queue config's mx_list (SPEC §4, §5): Name only ("smart.host.local",
+// MXEntry is one element of a queue config's mx_list (design.md §4, §5): Name only ("smart.host.local",
 // "[10.0.0.1]", "host:2525"), or Name with Addr, an IP ("10.0.0.1", "[10.0.0.1]",
 // "10.0.0.1:2525", "[::1]:2525", "[IPv6:::1]") to connect to while Name serves TLS SNI and logs.
 type MXEntry struct{ Name, Addr string }
@@ -56,7 +56,7 @@ func (e MXEntry) Label() string {
 }
 
 // Validate reports whether the entry can be used, so that a plugin's queue config is refused at
-// plugin time rather than bouncing mail at delivery time (SPEC §3).
+// plugin time rather than bouncing mail at delivery time (design.md §3).
 func (e MXEntry) Validate() error {
 	_, _, _, err := e.parse()
 	return err
@@ -86,14 +86,14 @@ func (e MXEntry) parse() (name Target, addr netip.Addr, port uint16, err error) 
 	return Target{}, netip.Addr{}, 0, targetErr("invalid mx_list entry {name %s, addr %s}: addr is not an IP address", show(e.Name), show(e.Addr))
 }
 
-// Resolver resolves destinations into sites (SPEC §4). The zero value is ready to use (servers
+// Resolver resolves destinations into sites (design.md §4). The zero value is ready to use (servers
 // from /etc/resolv.conf, the defaults below); set the fields before first use and do not change
 // them afterwards. It is safe for concurrent use.
 type Resolver struct {
 	Servers     []string         // "host:port" DNS servers, tried in order; /etc/resolv.conf's when empty
 	Timeout     time.Duration    // per query, DefaultTimeout when 0
 	NegativeTTL time.Duration    // how long NXDOMAIN/NODATA are cached, DefaultNegativeTTL when 0
-	Prohibited  []netip.Prefix   // never deliver to these; the caller supplies the default (SPEC §11)
+	Prohibited  []netip.Prefix   // never deliver to these; the caller supplies the default (design.md §11)
 	DefaultPort uint16           // DefaultSMTPPort when 0
 	Now         func() time.Time // clock seam for the cache; time.Now when nil
 
@@ -117,13 +117,13 @@ func (r *Resolver) defaultPort() uint16 {
 }
 
 // dnsFailure is the transient error for a destination DNS could not resolve now; it is retried
-// until the message's max_age (SPEC §4). 4.4.4 is "unable to route" (RFC 3463).
+// until the message's max_age (design.md §4). 4.4.4 is "unable to route" (RFC 3463).
 func dnsFailure(format string, args ...any) *message.Error {
 	return message.Errorf(451, "4.4.4", format, args...)
 }
 
-// Resolve turns a destination (a queue's routing domain or domain, SPEC §2) or, when mxList is
-// non-empty, the mx_list override into the site to deliver to (SPEC §4).
+// Resolve turns a destination (a queue's routing domain or domain, design.md §2) or, when mxList is
+// non-empty, the mx_list override into the site to deliver to (design.md §4).
 //
 // Errors are *message.Error values: 451 4.4.4 (transient) for NXDOMAIN, DNS failures and MX sets
 // without any address; 556 5.1.10 for a null MX (RFC 7505); 550 5.1.2 for a destination or
@@ -219,7 +219,7 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 	}
 	if mx.nxdomain {
 		// Transient rather than a bounce: a domain being set up, or a resolver's bad moment,
-		// must not destroy mail; max_age bounds the retries (SPEC §4).
+		// must not destroy mail; max_age bounds the retries (design.md §4).
 		return Site{}, dnsFailure("failed to resolve %s: NXDOMAIN", t.Name)
 	}
 	records := mx.mx
@@ -288,7 +288,7 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 	return Site{Name: withPort(strings.Join(names, ","), t.Port), Hosts: hosts}, nil
 }
 
-// resolveList resolves an mx_list: entries in order, names by A/AAAA only (SPEC §4: never MX,
+// resolveList resolves an mx_list: entries in order, names by A/AAAA only (design.md §4: never MX,
 // the operator already chose the hosts), literals and {name, addr} entries without DNS.
 func (r *Resolver) resolveList(ctx context.Context, destination string, list []MXEntry) (Site, error) {
 	type parsed struct {

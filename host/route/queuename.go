@@ -6,7 +6,7 @@ import (
 	"github.com/wasmta/wasmta/host/message"
 )
 
-// Meta keys that name a message's scheduled queue (SPEC §2).
+// Meta keys that name a message's scheduled queue (design.md §2).
 const (
 	MetaQueue         = "queue"
 	MetaCampaign      = "campaign"
@@ -15,7 +15,7 @@ const (
 )
 
 // Components are the parts of a scheduled queue name "[campaign:][tenant@]domain[!routing_domain]"
-// (SPEC §2). They are what get_queue_config is called with.
+// (design.md §2). They are what get_queue_config is called with.
 type Components struct {
 	Campaign      string // "" when absent
 	Tenant        string // "" when absent or empty
@@ -105,7 +105,7 @@ func ParseQueueName(name string) (Components, error) {
 	return c, nil
 }
 
-// Destination is what delivery resolves: the routing domain when set (SPEC §2: the scheduled
+// Destination is what delivery resolves: the routing domain when set (design.md §2: the scheduled
 // queue keeps the recipient domain, delivery goes to the routing domain), else the domain.
 func (c Components) Destination() string {
 	if c.RoutingDomain != "" {

@@ -6,7 +6,7 @@ import (
 	"github.com/wasmta/wasmta/host/message"
 )
 
-// TestQueueNameSpecTable covers every row of SPEC §2 (and KumoMTA's full table, reference §1.1):
+// TestQueueNameSpecTable covers every row of design.md §2 (and of the table in KumoMTA's queue docs):
 // formatting, parsing and the round trip between them.
 func TestQueueNameSpecTable(t *testing.T) {
 	tests := []struct {

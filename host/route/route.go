@@ -1,6 +1,6 @@
 // Package route turns a message's envelope and meta into a place to deliver it: the scheduled
-// queue name (SPEC §2), the destination written in that name or in an mx_list (SPEC §3), and the
-// site the destination resolves to through DNS (SPEC §4).
+// queue name (design.md §2), the destination written in that name or in an mx_list (design.md §3), and the
+// site the destination resolves to through DNS (design.md §4).
 //
 // Names and formats follow KumoMTA so that its users, scripts and log consumers feel at home:
 // "[campaign:][tenant@]domain[!routing_domain]" queue names, "[10.0.0.1]" / "[IPv6:::1]" domain

@@ -123,7 +123,7 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 	return nil, false, errors.New("unexpected response")
 }
 
-// tlsOf describes a TLS session for the Reception record (SPEC §12): "TLS1.3" and the IANA
+// tlsOf describes a TLS session for the Reception record (design.md §12): "TLS1.3" and the IANA
 // cipher suite name.
 func tlsOf(cs tls.ConnectionState) *message.TLS {
 	return &message.TLS{

@@ -1,6 +1,6 @@
 package smtpserver
 
-// The checks of message content as it arrives (SPEC §7, RFC 5321 §2.3.8, §4.1.1.4, §4.5.2).
+// The checks of message content as it arrives (design.md §7, RFC 5321 §2.3.8, §4.1.1.4, §4.5.2).
 //
 // go-smtp's DATA reader ends the data at CRLF "." CRLF and removes stuffed dots, but its state
 // machine forgets a CR when a second CR follows it: after "\r\r" it is "in the middle of a

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// limitListener caps concurrent connections (421 beyond the cap, SPEC §7), turns on TCP_NODELAY
+// limitListener caps concurrent connections (421 beyond the cap, design.md §7), turns on TCP_NODELAY
 // (Go's default, kept explicit: without it small replies wait for delayed ACKs), and hands out
 // *conn, which go-smtp reads and writes through (under STARTTLS, through tls.Conn).
 type limitListener struct {

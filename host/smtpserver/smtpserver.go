@@ -1,5 +1,5 @@
 // Package smtpserver receives mail over SMTP (go-smtp): relay control, limits, the replies of
-// SPEC §7, the trace header, and the hand-off to the spool. A 250 is sent only after the message
+// design.md §7, the trace header, and the hand-off to the spool. A 250 is sent only after the message
 // is synced to disk; any failure before that answers 451 and the client keeps the message.
 //
 // go-smtp stays in charge of the protocol; what it gets wrong is corrected around it: the
@@ -293,7 +293,7 @@ type session struct {
 	domains []string // of rcpts, parsed once at RCPT time
 }
 
-// Replies (SPEC §7). Texts are fixed: nothing internal reaches a client.
+// Replies (design.md §7). Texts are fixed: nothing internal reaches a client.
 var (
 	errRelayDenied  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "relaying denied"}
 	errSpool        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure storing the message, try again later"}
@@ -499,7 +499,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	var meta map[string]string
 	if ss.authnID != "" {
-		meta = map[string]string{abi.MetaAuthnID: ss.authnID} // SPEC §12
+		meta = map[string]string{abi.MetaAuthnID: ss.authnID} // design.md §12
 	}
 	var handled []string
 	var sigs []abi.DKIMSign
@@ -508,7 +508,7 @@ func (ss *session) Data(r io.Reader) error {
 		maps.Copy(pm.Meta, meta)
 		o, err := p.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, pm)
 		if err != nil {
-			// The client keeps the message and retries; nothing is lost (SPEC §7).
+			// The client keeps the message and retries; nothing is lost (design.md §7).
 			ss.s.opt.Diag.Error("message hook failed", "err", err)
 			return ss.reject(errPolicy, ss.from, strings.Join(ss.rcpts, ","))
 		}
@@ -563,7 +563,7 @@ func (ss *session) Data(r io.Reader) error {
 		ok.WriteString(string(id))
 	}
 	// go-smtp sends whatever code a Data error carries; a 250 "error" is how a backend chooses
-	// its own success text, which must carry the spool ids (SPEC §7).
+	// its own success text, which must carry the spool ids (design.md §7).
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: ok.String()}
 }
 

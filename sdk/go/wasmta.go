@@ -311,7 +311,7 @@ type Queue struct {
 	Name, Domain, Tenant, Campaign, RoutingDomain string
 }
 
-// QueueConfig is a queue's delivery config (SPEC §5). Zero fields keep the server defaults.
+// QueueConfig is a queue's delivery config (design.md §5). Zero fields keep the server defaults.
 type QueueConfig struct {
 	RetryInterval    time.Duration
 	MaxRetryInterval time.Duration
