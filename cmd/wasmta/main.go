@@ -115,13 +115,18 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 			var s os.Signal
+		loop:
 			for s = range sig {
-				if s != syscall.SIGHUP {
-					break
+				switch s {
+				case syscall.SIGHUP:
+					_, _ = a.Reload("SIGHUP") // results and errors are logged by Reload
+				case syscall.SIGUSR1:
+					a.ReopenLogs() // logrotate moved the log file: write to a new one
+				default:
+					break loop
 				}
-				_, _ = a.Reload("SIGHUP") // results and errors are logged by Reload
 			}
 			diag.Info("shutting down", "signal", s.String())
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.SMTP.ShutdownTimeout.D())
