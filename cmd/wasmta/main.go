@@ -120,7 +120,7 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 			notify := func(state ...string) {
 				if err := sdNotify(state...); err != nil {
 					diag.Warn("service manager notification failed", "err", err)
@@ -130,13 +130,18 @@ func serveCmd() *cobra.Command {
 			// the signal handlers are in place for a SIGHUP or SIGTERM sent as soon as it is heard.
 			notify("READY=1", "STATUS=accepting mail")
 			var s os.Signal
+		loop:
 			for s = range sig {
-				if s != syscall.SIGHUP {
-					break
+				switch s {
+				case syscall.SIGHUP:
+					notify("RELOADING=1", "MONOTONIC_USEC="+monotonicUsec())
+					_, _ = a.Reload("SIGHUP") // results and errors are logged by Reload
+					notify("READY=1", "STATUS=accepting mail")
+				case syscall.SIGUSR1:
+					a.ReopenLogs() // logrotate moved the log file: write to a new one
+				default:
+					break loop
 				}
-				notify("RELOADING=1", "MONOTONIC_USEC="+monotonicUsec())
-				_, _ = a.Reload("SIGHUP") // results and errors are logged by Reload
-				notify("READY=1", "STATUS=accepting mail")
 			}
 			notify("STOPPING=1", "STATUS=stopping: finishing transactions and deliveries in progress")
 			diag.Info("shutting down", "signal", s.String())

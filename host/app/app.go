@@ -21,6 +21,7 @@ import (
 	"github.com/wasmta/wasmta/host/dkim"
 	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/logs"
+	"github.com/wasmta/wasmta/host/logs/webhook"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/metrics"
 	"github.com/wasmta/wasmta/host/plugin"
@@ -45,6 +46,8 @@ type App struct {
 	dkim  *dkim.Signer // [[dkim]] keys; reception signs with it after the plugins ran
 	// metrics are served at GET /metrics on the HTTP API (metrics.go)
 	metrics *metrics.Metrics
+	// logHook sends records to [logs.webhook] (logs.go); nil without one
+	logHook *webhook.Hook
 
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
@@ -108,9 +111,9 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 			return nil, err
 		}
 	}
-	if a.logs, err = logs.Open(cfg.Logs.Dir); err != nil {
+	if err = a.openLogs(cfg); err != nil {
 		a.closePlugins()
-		return nil, fmt.Errorf("logs: %w", err)
+		return nil, err
 	}
 	a.metrics = a.newMetrics()
 	// Opening waits while the spool's disk is too full to open safely; SIGINT/SIGTERM end the
@@ -125,7 +128,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	})
 	stop()
 	if err != nil {
-		a.logs.Close()
+		a.closeLogs()
 		a.closePlugins()
 		return nil, err
 	}
@@ -238,6 +241,9 @@ func (a *App) Start() error {
 	for _, p := range a.chain.Plugins() {
 		plugins = append(plugins, p.Name()+"@"+p.Generation().ID)
 	}
+	if a.logHook != nil {
+		a.logHook.Start()
+	}
 	a.serving.Store(true)
 	a.diag.Info("wasmta started", "smtp", a.SMTPAddrs(), "http", a.HTTPAddr(), "plugins", plugins, "spool", a.cfg.Spool.Path, "recovered", n, "unreadable", bad, "logs", a.logs.Path())
 	return nil
@@ -277,7 +283,7 @@ func (a *App) Shutdown(ctx context.Context) {
 	if err := a.spool.Close(); err != nil {
 		a.diag.Error("spool close", "err", err)
 	}
-	a.logs.Close()
+	a.closeLogs()
 	a.closePlugins()
 	a.diag.Info("wasmta stopped")
 }

@@ -122,8 +122,37 @@ type QueueConfig struct {
 	RefreshInterval  Duration `toml:"refresh_interval"`
 }
 
+// LogsConfig is the [logs] table: where log records go (docs/logs.md).
 type LogsConfig struct {
-	Dir string `toml:"dir"`
+	Dir string `toml:"dir"` // wasmta.jsonl, its rotated files, and the webhook's queue
+	// Stdout writes records to standard output instead of files (containers, journald).
+	Stdout bool `toml:"stdout"`
+	// MaxSize rotates wasmta.jsonl before a record would take it past this size; 0: never.
+	MaxSize Size `toml:"max_size"`
+	// RotateDaily rotates at the first record after midnight UTC.
+	RotateDaily bool `toml:"rotate_daily"`
+	// Compress gzips rotated files.
+	Compress bool `toml:"compress"`
+	// MaxBackups keeps this many rotated files, deleting the oldest; 0 keeps all.
+	MaxBackups int `toml:"max_backups"`
+	// BounceRules is a bounce classification rules file; "" uses the shipped rules.
+	BounceRules string        `toml:"bounce_rules"`
+	Webhook     WebhookConfig `toml:"webhook"`
+}
+
+// WebhookConfig is [logs.webhook]: records POSTed in batches (JSON arrays) to URL.
+type WebhookConfig struct {
+	URL         string            `toml:"url"` // "" turns the webhook off
+	BatchSize   int               `toml:"batch_size"`
+	Timeout     Duration          `toml:"timeout"`
+	BearerToken string            `toml:"bearer_token"`
+	Headers     map[string]string `toml:"headers"`
+	// RetryInterval is the first wait after a failed POST; it doubles up to MaxRetryInterval.
+	RetryInterval    Duration `toml:"retry_interval"`
+	MaxRetryInterval Duration `toml:"max_retry_interval"`
+	// MaxBacklog caps the unsent records kept on disk; beyond it new records skip the webhook.
+	MaxBacklog Size   `toml:"max_backlog"`
+	Dir        string `toml:"dir"` // the queue; "" is <logs.dir>/webhook
 }
 
 // PluginConfig is one [[plugins]] entry. Plugins run in the order they are listed.
@@ -191,7 +220,10 @@ func Defaults() Config {
 			MaxAge:          Duration(7 * 24 * 3600e9),
 			RefreshInterval: Duration(60e9),
 		},
-		Logs:          LogsConfig{Dir: "data/logs"},
+		Logs: LogsConfig{Dir: "data/logs", MaxSize: 100 << 20, Compress: true, Webhook: WebhookConfig{
+			BatchSize: 100, Timeout: Duration(30e9), RetryInterval: Duration(1e9),
+			MaxRetryInterval: Duration(300e9), MaxBacklog: 1 << 30,
+		}},
 		WasmCache:     "data/wasm-cache",
 		ControlSocket: "data/wasmta.sock",
 		Watch:         true,
@@ -250,6 +282,9 @@ func (c *Config) validate() error {
 	}
 	if c.Logs.Dir == "" {
 		return keyErr("logs.dir", "must not be empty")
+	}
+	if err := c.Logs.validate(); err != nil {
+		return err
 	}
 	if len(c.SMTP.Listen) == 0 {
 		return keyErr("smtp.listen", "needs at least one address")

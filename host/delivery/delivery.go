@@ -369,6 +369,7 @@ func (c *Conn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
 			}
 		}
 	}
+	mailErr, rcptErr, dataErr = answered(mailErr, mail), answered(rcptErr, rcptCmd), answered(dataErr, "DATA")
 	if c.broken {
 		return message.Reply{}, firstErr(mailErr, rcptErr, dataErr)
 	}
@@ -402,10 +403,22 @@ func (c *Conn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
 	code, lines, err := c.read(c.opt.DataTimeout, 2)
 	if err != nil {
 		c.reset()
-		return message.Reply{}, err
+		return message.Reply{}, answered(err, ".")
 	}
 	c.sent++
-	return parseReply(code, lines), nil
+	r := parseReply(code, lines)
+	r.Command = "." // the end of data, as KumoMTA names it in log records
+	return r, nil
+}
+
+// answered records in a failure which command its reply answered (log records show it as
+// response.command).
+func answered(err error, command string) error {
+	var e *message.Error
+	if errors.As(err, &e) && e.Reply.Command == "" {
+		e.Reply.Command = command
+	}
+	return err
 }
 
 func firstErr(errs ...error) error {

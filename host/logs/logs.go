@@ -1,5 +1,7 @@
-// Package logs writes the relay's JSON-lines log records (design.md §9): one record per event in a
-// file under [logs] dir. Field names follow KumoMTA's log records so existing consumers work.
+// Package logs writes the relay's JSON-lines log records (design.md §9): one record per event, to
+// wasmta.jsonl under [logs] dir (rotated by size or day, reopened on SIGUSR1; rotate.go) or to
+// standard output, and to the webhook's queue when one is configured. Field names follow
+// KumoMTA's log records so existing consumers work.
 //
 // Each record is written with one write(2) under a mutex and no user-space buffer, so a record
 // that was written survives the process being killed (kill -9); it is not fsynced.
@@ -7,12 +9,13 @@ package logs
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
+	"io"
+	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/wasmta/wasmta/host/classify"
 	"github.com/wasmta/wasmta/host/message"
 )
 
@@ -52,6 +55,9 @@ type Record struct {
 	AuthnID string `json:"authn_id,omitempty"`
 	// TLS is the session's TLS (Reception: the client's inbound session).
 	TLS *TLS `json:"tls,omitempty"`
+	// BounceClassification is the class of the reply (classify package) on Bounce and
+	// TransientFailure records, set by Log; KumoMTA's field name.
+	BounceClassification string `json:"bounce_classification,omitempty"`
 }
 
 // TLS is the TLS of the connection an event happened on (design.md §12).
@@ -67,6 +73,10 @@ type Response struct {
 	Code         int           `json:"code"`
 	EnhancedCode *EnhancedCode `json:"enhanced_code"`
 	Content      string        `json:"content"`
+	// Command is the command the reply answered, as sent ("MAIL FROM:<a@b>", "RCPT TO:<c@d>",
+	// "DATA", or "." for the end of the message data, as KumoMTA writes it); omitted when
+	// the reply answered no command of ours (the relay's own replies, reception).
+	Command string `json:"command,omitempty"`
 }
 
 // EnhancedCode is RFC 3463's class.subject.detail.
@@ -84,7 +94,7 @@ type PeerAddress struct {
 
 // ResponseOf converts a reply into a log response.
 func ResponseOf(r message.Reply) Response {
-	out := Response{Code: r.Code, Content: r.Text}
+	out := Response{Code: r.Code, Content: r.Text, Command: r.Command}
 	if c, s, d, ok := r.EnhancedParts(); ok {
 		out.EnhancedCode = &EnhancedCode{Class: c, Subject: s, Detail: d}
 	}
@@ -120,38 +130,79 @@ func For(typ string, m *message.Message, r message.Reply) Record {
 	return rec
 }
 
-// Logger appends records to a JSON-lines file.
+// Logger writes records: to the log file or standard output, and to the tee (the webhook's
+// queue) when there is one.
 type Logger struct {
 	mu   sync.Mutex
-	f    *os.File
-	path string
+	out  io.Writer
+	file *File // nil when writing to standard output
+	tee  Tee
 	buf  []byte
 	now  func() time.Time
 	// observe sees every record Log writes (metrics count them, so they agree with the log);
 	// nil costs one comparison.
-	observe func(*Record)
+	observe  func(*Record)
+	classify *classify.Classifier
+	diag     *slog.Logger
+	failing  bool // the last write failed: report the first failure of a run only
 }
 
-// Open creates dir if needed and opens a new log file in it named after the start time.
+// Tee receives every record line as written, under the logger's lock (so in log order).
+type Tee interface{ Append(line []byte) }
+
+// Options configure a Logger.
+type Options struct {
+	File FileOptions // where records go, unless Stdout is set
+	// Stdout, when not nil, receives the records instead of a file (containers, journald).
+	Stdout io.Writer
+	Tee    Tee
+	// Classifier sorts Bounce and TransientFailure replies; nil uses the shipped rules.
+	Classifier *classify.Classifier
+}
+
+// New opens the logger's output.
+func New(opt Options) (*Logger, error) {
+	l := &Logger{now: time.Now, tee: opt.Tee, classify: opt.Classifier, out: opt.Stdout}
+	if l.classify == nil {
+		l.classify = classify.Default()
+	}
+	if l.out == nil {
+		f, err := OpenFile(opt.File)
+		if err != nil {
+			return nil, err
+		}
+		l.file, l.out = f, f
+	}
+	return l, nil
+}
+
+// Open logs to dir/wasmta.jsonl with no rotation.
 func Open(dir string) (*Logger, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, err
-	}
-	name := fmt.Sprintf("wasmta-%s-%d.jsonl", time.Now().UTC().Format("20060102T150405"), os.Getpid())
-	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	return &Logger{f: f, path: path, now: time.Now}, nil
+	return New(Options{File: FileOptions{Dir: dir}})
 }
 
 // Observe makes f see every record Log writes, after its timestamps are set. f runs on the
 // caller's goroutine and must be quick. Call it before the logger is shared.
 func (l *Logger) Observe(f func(*Record)) { l.observe = f }
 
-// Path is the file being written.
-func (l *Logger) Path() string { return l.path }
+// Path is the file being written, or "stdout".
+func (l *Logger) Path() string {
+	if l.file == nil {
+		return "stdout"
+	}
+	return l.file.Path()
+}
+
+// Reopen reopens the log file (after logrotate moved it); a no-op on standard output.
+func (l *Logger) Reopen() error {
+	if l == nil || l.file == nil {
+		return nil
+	}
+	return l.file.Reopen()
+}
+
+// SetDiag sets where write failures are reported.
+func (l *Logger) SetDiag(d *slog.Logger) { l.diag = d }
 
 // Log writes one record, filling its timestamps.
 func (l *Logger) Log(r Record) {
@@ -161,6 +212,14 @@ func (l *Logger) Log(r Record) {
 	now := l.now()
 	r.Timestamp = now.Unix()
 	r.EventTime = now.UTC().Format(time.RFC3339Nano)
+	if r.Type == Bounce || r.Type == TransientFailure {
+		e := ""
+		if r.Response.EnhancedCode != nil {
+			c := r.Response.EnhancedCode
+			e = strconv.Itoa(c.Class) + "." + strconv.Itoa(c.Subject) + "." + strconv.Itoa(c.Detail)
+		}
+		r.BounceClassification = l.classify.Classify(r.Response.Code, e, r.Response.Content)
+	}
 	l.write(r)
 	if l.observe != nil {
 		l.observe(&r)
@@ -199,13 +258,20 @@ func (l *Logger) write(v any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf = append(append(l.buf[:0], b...), '\n')
-	_, _ = l.f.Write(l.buf)
+	_, err = l.out.Write(l.buf)
+	if err != nil && !l.failing && l.diag != nil {
+		l.diag.Error("logs: writing a record failed", "err", err)
+	}
+	l.failing = err != nil
+	if l.tee != nil {
+		l.tee.Append(l.buf)
+	}
 }
 
-// Close syncs and closes the file.
+// Close syncs and closes the file (waiting for compressions in progress).
 func (l *Logger) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_ = l.f.Sync()
-	return l.f.Close()
+	if l.file == nil {
+		return nil
+	}
+	return l.file.Close()
 }

@@ -13,6 +13,10 @@ type Reply struct {
 	Code     int
 	Enhanced string
 	Text     string
+	// Command is the command this reply answered, as the delivery client sent it ("RCPT
+	// TO:<a@b>", "DATA", "." for the end of data); empty for the relay's own replies. Log
+	// records carry it as response.command; it is never part of a reply sent to a peer.
+	Command string
 }
 
 func (r Reply) String() string {
