@@ -158,6 +158,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		IdleTimeout:                cfg.Delivery.IdleTimeout.D(),
 		RefreshInterval:            cfg.Queue.RefreshInterval.D(),
 		Rules:                      a.spool, // admin suspensions and bounce rules survive restarts
+		OnFailure:                  a.bounceHook(),
 	})
 	a.smtp = smtpserver.New(smtpserver.Options{
 		Hostname:       cfg.Hostname,
@@ -174,6 +175,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		Auth:           authenticator(users),
 		Space:          a.spool,
 		Signer:         a.dkim,
+		DSN:            cfg.Bounce.Enabled,
 		Receiver:       a.queue,
 		Policy:         a.chain, // plugins added by a reload apply at once; an empty chain costs one atomic load
 		Log:            a.logs,

@@ -41,6 +41,7 @@ type Config struct {
 	Secrets map[string]Secret `toml:"secrets"`
 	Queue   QueueConfig       `toml:"queue"`
 	Logs    LogsConfig        `toml:"logs"`
+	Bounce  BounceConfig      `toml:"bounce"`
 	Plugins []PluginConfig    `toml:"plugins"`
 	DKIM    []DKIMConfig      `toml:"dkim"`
 	// WasmCache holds compiled plugin code so restarts and reloads skip compilation.
@@ -120,6 +121,19 @@ type QueueConfig struct {
 	MaxRetryInterval Duration `toml:"max_retry_interval"` // 0: no cap
 	MaxAge           Duration `toml:"max_age"`
 	RefreshInterval  Duration `toml:"refresh_interval"`
+}
+
+// BounceConfig is the [bounce] table: the delivery status notifications (RFC 3464) sent to
+// the sender of a message that bounces or expires (docs/bounces.md).
+type BounceConfig struct {
+	// Enabled sends DSNs and advertises DSN (RFC 3461) in EHLO; false does neither.
+	Enabled bool `toml:"enabled"`
+	// MaxReturnedSize is the largest message returned whole on RET=FULL; a larger one comes
+	// back as its headers. 0: always the headers.
+	MaxReturnedSize Size `toml:"max_returned_size"`
+	// Tenant, when set, is the DSNs' meta tenant: they are queued as "tenant@domain", so
+	// get_queue_config can give them their own settings.
+	Tenant string `toml:"tenant"`
 }
 
 // LogsConfig is the [logs] table: where log records go (docs/logs.md).
@@ -224,6 +238,7 @@ func Defaults() Config {
 			BatchSize: 100, Timeout: Duration(30e9), RetryInterval: Duration(1e9),
 			MaxRetryInterval: Duration(300e9), MaxBacklog: 1 << 30,
 		}},
+		Bounce:        BounceConfig{Enabled: true, MaxReturnedSize: 100 << 10}, // = bounce.DefaultMaxReturnedSize
 		WasmCache:     "data/wasm-cache",
 		ControlSocket: "data/wasmta.sock",
 		Watch:         true,
@@ -348,6 +363,13 @@ func (c *Config) validate() error {
 	}
 	if c.Delivery.SMTPPort <= 0 || c.Delivery.SMTPPort > 65535 {
 		return keyErr("delivery.smtp_port", "%d is not a TCP port", c.Delivery.SMTPPort)
+	}
+	if c.Bounce.MaxReturnedSize < 0 {
+		return keyErr("bounce.max_returned_size", "must not be negative")
+	}
+	if c.Bounce.Tenant != "" && !validName(c.Bounce.Tenant) {
+		// It becomes part of a queue name ("tenant@domain"): no '@', nothing odd in logs.
+		return keyErr("bounce.tenant", "%q: use 1-64 of A-Z a-z 0-9 _ - .", c.Bounce.Tenant)
 	}
 	if !slices.Contains(abi.TLSModes, c.Delivery.EnableTLS) {
 		return keyErr("delivery.enable_tls", "%q is not one of %s", c.Delivery.EnableTLS, strings.Join(abi.TLSModes, ", "))

@@ -99,6 +99,11 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[dns]\nresolvers = [\"8.8.8.8\"]", "dns.resolvers"},
 		{"[http]\nlisten = \"0.0.0.0:8025\"", "http.token"},
 		{"[[plugins]]\npath = \"\"", "plugins[0].path"},
+		{"[bounce]\nenabled = \"no\"", "bounce.enabled"},
+		{"[bounce]\nmax_returned_size = -1", "bounce.max_returned_size"},
+		{"[bounce]\nmax_returned_size = \"lots\"", "bounce.max_returned_size"},
+		{"[bounce]\ntenant = \"a@b\"", "bounce.tenant"},
+		{"[bounce]\nnotify = true", "bounce.notify"},
 		{"[[plugins]]\npath = \"x.wasm\"\nlimit = 3", "plugins.limit"},
 	} {
 		_, err := Parse(tc.text)
@@ -252,5 +257,22 @@ key_file = "keys/other.pem"
 		if _, err := Parse(text); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", text, err, want)
 		}
+	}
+}
+
+func TestBounceConfig(t *testing.T) {
+	c, err := Parse("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Bounce.Enabled || c.Bounce.MaxReturnedSize != 100<<10 || c.Bounce.Tenant != "" {
+		t.Fatalf("defaults %+v", c.Bounce)
+	}
+	c, err = Parse("[bounce]\nenabled = false\nmax_returned_size = 0\ntenant = \"dsn\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Bounce.Enabled || c.Bounce.MaxReturnedSize != 0 || c.Bounce.Tenant != "dsn" {
+		t.Fatalf("parsed %+v", c.Bounce)
 	}
 }

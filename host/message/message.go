@@ -47,6 +47,53 @@ type Message struct {
 	// Policy names the plugin generations ("router.wasm@3f2a…") whose message hook handled
 	// this message at reception, in order.
 	Policy []string `json:"policy,omitempty"`
+	// DSN holds the client's delivery status notification parameters (RFC 3461); nil when it
+	// gave none, which records from before the field existed also decode to.
+	DSN *DSN `json:"dsn,omitempty"`
+}
+
+// DSN is what a client asked of delivery status notifications (RFC 3461): the transaction's
+// RET and ENVID from MAIL, and this recipient's NOTIFY and ORCPT from RCPT. Values are stored
+// decoded (xtext removed), as go-smtp hands them over.
+type DSN struct {
+	// Ret is "FULL" or "HDRS" (RFC 3461 §4.3); "" when absent.
+	Ret string `json:"ret,omitempty"`
+	// EnvID is the envelope identifier (RFC 3461 §4.4), printable ASCII; "" when absent.
+	EnvID string `json:"envid,omitempty"`
+	// Notify is "NEVER" alone or some of "SUCCESS", "FAILURE", "DELAY" (RFC 3461 §4.1); nil
+	// when absent, which means FAILURE and DELAY.
+	Notify []string `json:"notify,omitempty"`
+	// ORcptType and ORcpt are the ORCPT parameter (RFC 3461 §4.2): address type ("RFC822" or
+	// "UTF-8", RFC 6533) and original recipient; "" when absent.
+	ORcptType string `json:"orcpt_type,omitempty"`
+	ORcpt     string `json:"orcpt,omitempty"`
+}
+
+// Notify values (RFC 3461 §4.1).
+const (
+	NotifyNever   = "NEVER"
+	NotifySuccess = "SUCCESS"
+	NotifyFailure = "FAILURE"
+	NotifyDelay   = "DELAY"
+)
+
+// WantsFailureDSN reports whether a failure of m should be reported to its sender: never for
+// the null sender (RFC 5321 §4.5.5: no notification about a notification), and otherwise
+// unless the client's NOTIFY left FAILURE out (NEVER included). Without NOTIFY the default
+// is FAILURE and DELAY (RFC 3461 §4.1).
+func (m *Message) WantsFailureDSN() bool {
+	if m.Sender == "" {
+		return false
+	}
+	if m.DSN == nil || len(m.DSN.Notify) == 0 {
+		return true
+	}
+	for _, n := range m.DSN.Notify {
+		if n == NotifyFailure {
+			return true
+		}
+	}
+	return false
 }
 
 // TLS names a TLS session's protocol version ("TLS1.3") and cipher suite (IANA name).

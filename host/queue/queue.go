@@ -106,6 +106,22 @@ type Options struct {
 	// Rules keeps the admin API's suspensions and bounce rules across restarts; nil keeps
 	// them in memory only.
 	Rules RuleStore
+
+	// OnFailure, when set, is called as a message bounces or expires, before its spool entry
+	// is removed (so its body can still be read), on the goroutine that ended it; delivery
+	// status notifications hang here. Admin bounces do not call it.
+	OnFailure func(msg *message.Message, f Failure)
+}
+
+// Failure is how a message ended without delivery, for Options.OnFailure.
+type Failure struct {
+	Type  string        // logs.Bounce or logs.Expiration
+	Reply message.Reply // the Bounce or Expiration record's reply
+	// Last is the reply of the attempt after which the message expired; zero when it expired
+	// before an attempt (at dispatch) or for a bounce.
+	Last message.Reply
+	Site string
+	Peer *route.Host // the host that gave Reply (bounce) or Last (expiry); nil when none
 }
 
 // Stats are counters since start.
@@ -417,7 +433,7 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	}
 	if now := m.opt.Clock.Now(); now.Sub(msg.Created) >= cfg.MaxAge {
 		*settled = true
-		m.expire(msg, cfg, now.Sub(msg.Created))
+		m.expire(msg, cfg, now.Sub(msg.Created), Failure{})
 		return
 	}
 	if m.throttle(msg, q.bucket(), heldQueueSlot) {
@@ -521,6 +537,9 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, site string, pe
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
 	}
+	if m.opt.OnFailure != nil {
+		m.opt.OnFailure(msg, Failure{Type: logs.Bounce, Reply: e.Reply, Site: site, Peer: peer})
+	}
 	m.delete(msg)
 	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, site, peer))
 }
@@ -562,7 +581,7 @@ func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, site
 	if next.Sub(msg.Created) > cfg.MaxAge {
 		// Log the failure that ended it, then the expiry.
 		m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, site, peer))
-		m.expire(msg, cfg, next.Sub(msg.Created))
+		m.expire(msg, cfg, next.Sub(msg.Created), Failure{Last: e.Reply, Site: site, Peer: peer})
 		return
 	}
 	m.transient.Add(1)
@@ -580,11 +599,15 @@ func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, site
 	m.timers.push(msg)
 }
 
-func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration) {
+func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f Failure) {
 	m.removed()
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
+	if m.opt.OnFailure != nil {
+		f.Type, f.Reply = logs.Expiration, r
+		m.opt.OnFailure(msg, f)
+	}
 	m.delete(msg)
 	m.opt.Log.Log(m.record(logs.Expiration, msg, r, "", nil))
 }

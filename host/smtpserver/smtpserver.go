@@ -77,6 +77,7 @@ type Options struct {
 	Policy         Policy // nil: no plugins
 	Space          Space  // nil: no disk space check
 	Signer         Signer // nil: no DKIM signing
+	DSN            bool   // offer DSN (RFC 3461), keep RET, ENVID, NOTIFY, ORCPT (message.DSN); off: 504
 	Log            *logs.Logger
 	Diag           *slog.Logger
 	Now            func() time.Time
@@ -129,6 +130,7 @@ func (s *Server) goSMTP() *smtp.Server {
 	srv.ReadTimeout = s.opt.IdleTimeout
 	srv.WriteTimeout = s.opt.IdleTimeout
 	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = s.opt.DSN
 	srv.TLSConfig = s.opt.TLS
 	// The session answers AUTH in plain text itself (538, see session.Auth), and offers it
 	// only over TLS (session.AuthMechanisms).
@@ -291,6 +293,10 @@ type session struct {
 	from    string
 	rcpts   []string
 	domains []string // of rcpts, parsed once at RCPT time
+	// DSN parameters (RFC 3461): RET and ENVID of MAIL, NOTIFY and ORCPT of each RCPT
+	// (parallel to rcpts; nil where the RCPT had none).
+	ret, envID string
+	rcptDSN    []*message.DSN
 }
 
 // Replies (design.md §7). Texts are fixed: nothing internal reaches a client.
@@ -326,6 +332,7 @@ func (ss *session) errTimeout() *smtp.SMTPError {
 func (ss *session) Reset() {
 	ss.from, ss.utf8 = "", false
 	ss.rcpts, ss.domains = ss.rcpts[:0], ss.domains[:0]
+	ss.ret, ss.envID, ss.rcptDSN = "", "", ss.rcptDSN[:0]
 	// Back to the advertised limit once no transaction is open (see Server.goSMTP).
 	ss.conn.Server().MaxMessageBytes = ss.s.opt.MaxMessageSize
 }
@@ -400,10 +407,11 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	}
 	ss.from, ss.utf8 = from, opts.UTF8
+	ss.ret, ss.envID = string(opts.Return), opts.EnvelopeID
 	return nil
 }
 
-func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if ss.dead() {
 		return ss.abort(ss.errTimeout())
 	}
@@ -420,6 +428,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	ss.rcpts = append(ss.rcpts, to)
 	ss.domains = append(ss.domains, domain)
+	ss.rcptDSN = append(ss.rcptDSN, rcptDSN(opts))
 	if m := ss.s.opt.MaxMessageSize; m > 0 {
 		ss.conn.Server().MaxMessageBytes = m + 1 // see Server.goSMTP
 	}
@@ -544,6 +553,7 @@ func (ss *session) Data(r io.Reader) error {
 			PeerAddr:  ss.peer.String(),
 			AuthnID:   ss.authnID,
 			TLS:       tlsInfo,
+			DSN:       ss.dsn(i),
 		}
 	}
 	if sp := ss.s.opt.Space; sp != nil {
@@ -565,6 +575,32 @@ func (ss *session) Data(r io.Reader) error {
 	// go-smtp sends whatever code a Data error carries; a 250 "error" is how a backend chooses
 	// its own success text, which must carry the spool ids (design.md §7).
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: ok.String()}
+}
+
+// rcptDSN keeps a RCPT's NOTIFY and ORCPT; nil when it had neither.
+func rcptDSN(opts *smtp.RcptOptions) *message.DSN {
+	if opts == nil || (len(opts.Notify) == 0 && opts.OriginalRecipient == "") {
+		return nil
+	}
+	d := &message.DSN{ORcptType: string(opts.OriginalRecipientType), ORcpt: opts.OriginalRecipient}
+	for _, n := range opts.Notify {
+		d.Notify = append(d.Notify, string(n))
+	}
+	return d
+}
+
+// dsn is recipient i's DSN parameters: the transaction's RET and ENVID with the RCPT's NOTIFY
+// and ORCPT; nil when the client gave none, so such records keep their old shape.
+func (ss *session) dsn(i int) *message.DSN {
+	var d message.DSN
+	if r := ss.rcptDSN[i]; r != nil {
+		d = *r
+	}
+	d.Ret, d.EnvID = ss.ret, ss.envID
+	if d.Ret == "" && d.EnvID == "" && d.Notify == nil && d.ORcpt == "" {
+		return nil
+	}
+	return &d
 }
 
 // maxTraceHelo is the most of the HELO name the trace header keeps.
