@@ -184,9 +184,22 @@ func TestParseEgressPathConfig(t *testing.T) {
 		`{"source_address": "host.test"}`: "source_address",
 		`{"ehlo_domain": ""}`:             "ehlo_domain",
 		`{} {}`:                           "trailing data",
+		// The EHLO name goes into a command line: CR or LF would let a plugin inject commands
+		// into the smarthost session (RFC 5321 §4.1.1.1: a Domain or an address literal).
+		`{"ehlo_domain": "out.test\r\nRSET"}`: `ehlo_domain: "out.test\r\nRSET" is not a domain`,
+		`{"ehlo_domain": "out test"}`:         "ehlo_domain",
+		`{"ehlo_domain": "out..test"}`:        "ehlo_domain",
+		`{"ehlo_domain": "-out.test"}`:        "ehlo_domain",
+		`{"ehlo_domain": "[10.0.0.1"}`:        "ehlo_domain",
+		`{"ehlo_domain": "[10.0.0.1]x"}`:      "ehlo_domain",
 	} {
 		if _, err := ParseEgressPathConfig([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+	for _, ok := range []string{"out.test", "mail-1.example.com", "relay", "[10.0.0.1]", "[IPv6:::1]", "xn--bcher-kva.test", "Out.Test"} {
+		if _, err := ParseEgressPathConfig([]byte(`{"ehlo_domain": "` + ok + `"}`)); err != nil {
+			t.Errorf("ehlo_domain %q refused: %v", ok, err)
 		}
 	}
 }
