@@ -1,4 +1,4 @@
-// Package abi is the contract between wasmta and its WebAssembly plugins (ABI v1.1, described in
+// Package abi is the contract between wasmta and its WebAssembly plugins (ABI v1.2, described in
 // ABI.md): every export and import name, status code, log level, limit and version lives here
 // and nowhere else. It uses only the standard library, so it builds for the host and for
 // GOOS=wasip1 guests alike; the host and the Go SDK both import it.
@@ -9,7 +9,7 @@ package abi
 // a major one (and a new marker export).
 const (
 	Major   = 1
-	Minor   = 1 // 1.1: dkim_sign
+	Minor   = 2 // 1.1: dkim_sign; 1.2: get_egress_path_config, make_egress_path_config
 	Version = Major<<16 | Minor
 )
 
@@ -37,10 +37,13 @@ const (
 	HookSMTPServerMessageReceived = "smtp_server_message_received"
 	HookHTTPMessageGenerated      = "http_message_generated"
 	HookGetQueueConfig            = "get_queue_config"
+	// HookGetEgressPathConfig (since ABI 1.2) is asked for the egress path of a site: the
+	// limits and transport settings of the connections to it.
+	HookGetEgressPathConfig = "get_egress_path_config"
 )
 
 // Hooks lists every hook name.
-var Hooks = []string{HookSMTPServerMessageReceived, HookHTTPMessageGenerated, HookGetQueueConfig}
+var Hooks = []string{HookSMTPServerMessageReceived, HookHTTPMessageGenerated, HookGetQueueConfig, HookGetEgressPathConfig}
 
 // Host functions (module HostModule). Signatures are in ABI.md and in the host's table.
 const (
@@ -62,6 +65,8 @@ const (
 	FnReject          = "reject"            // (code, text, text_len i32) -> i32
 	FnMakeQueueConfig = "make_queue_config" // (json, json_len i32) -> i32
 	FnDKIMSign        = "dkim_sign"         // (json, json_len i32) -> i32; since ABI 1.1
+	// FnMakeEgressPathConfig hands over an egress path config in get_egress_path_config.
+	FnMakeEgressPathConfig = "make_egress_path_config" // (json, json_len i32) -> i32; since ABI 1.2
 )
 
 // Status codes returned by host functions. Non-negative results are lengths or counts.
@@ -109,6 +114,15 @@ const (
 	QueueInputRoutingDomain = "routing_domain"
 )
 
+// Read-only inputs of get_egress_path_config, read with FnGetMeta; both are always present.
+const (
+	// EgressInputRoutingDomain is the destination of the message that first reached the site:
+	// its routing_domain, else its domain.
+	EgressInputRoutingDomain = "routing_domain"
+	// EgressInputSite is the site name: the MX host names, the mx_list or the literal.
+	EgressInputSite = "site"
+)
+
 // Limits enforced by the host.
 const (
 	MaxMetaKey         = 64        // bytes
@@ -139,7 +153,7 @@ const (
 var HostFunctions = []string{
 	FnABIVersion, FnFeatures, FnLog, FnGetConfig, FnSetError, FnLastError, FnGetMeta, FnSetMeta,
 	FnGetSender, FnRecipientCount, FnGetRecipient, FnGetHeader, FnPrependHeader, FnAppendHeader,
-	FnGetBody, FnReject, FnMakeQueueConfig, FnDKIMSign,
+	FnGetBody, FnReject, FnMakeQueueConfig, FnDKIMSign, FnMakeEgressPathConfig,
 }
 
 // Exports lists every guest export name of ABI v1 (hooks included).

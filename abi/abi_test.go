@@ -129,6 +129,39 @@ func FuzzParseQueueConfig(f *testing.F) {
 	})
 }
 
+// FuzzParseEgressPathConfig: any bytes give a config or an error, never a panic; an accepted
+// ehlo_domain can go on a command line (no CR, LF, space or other control), limits are positive,
+// and a config survives a JSON round trip unchanged.
+func FuzzParseEgressPathConfig(f *testing.F) {
+	for _, s := range []string{
+		`{"connection_limit": 2, "max_message_rate": "10/s", "enable_tls": "RequiredInsecure", "smtp_auth_plain_username": "u", "smtp_auth_plain_password": "smarthost", "source_address": "127.0.0.9"}`,
+		`{"ehlo_domain": "out.test"}`, `{"ehlo_domain": "[IPv6:::1]"}`, `{"ehlo_domain": "a\r\nRSET"}`, `{"conection_limit": 1}`,
+		`{"allow_smtp_auth_plain_without_tls": true, "max_connection_rate": "1/m,max_burst=3"}`, `{} {}`, `[]`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseEgressPathConfig(b)
+		if err != nil {
+			return
+		}
+		if c.EHLODomain != nil && strings.ContainsFunc(*c.EHLODomain, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+			t.Fatalf("%s: ehlo_domain %q accepted", b, *c.EHLODomain)
+		}
+		if c.ConnectionLimit != nil && *c.ConnectionLimit <= 0 || c.MaxDeliveriesPerConnection != nil && *c.MaxDeliveriesPerConnection <= 0 {
+			t.Fatalf("%s: non-positive limit %+v", b, c)
+		}
+		js, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("%s: marshal: %v", b, err)
+		}
+		c2, err := ParseEgressPathConfig(js)
+		if err != nil || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("%s -> %s -> %+v %v", b, js, c2, err)
+		}
+	})
+}
+
 func TestParseRate(t *testing.T) {
 	for in, want := range map[string]Rate{
 		"10/s":                 {10, time.Second, 1},
@@ -184,9 +217,22 @@ func TestParseEgressPathConfig(t *testing.T) {
 		`{"source_address": "host.test"}`: "source_address",
 		`{"ehlo_domain": ""}`:             "ehlo_domain",
 		`{} {}`:                           "trailing data",
+		// The EHLO name goes into a command line: CR or LF would let a plugin inject commands
+		// into the smarthost session (RFC 5321 §4.1.1.1: a Domain or an address literal).
+		`{"ehlo_domain": "out.test\r\nRSET"}`: `ehlo_domain: "out.test\r\nRSET" is not a domain`,
+		`{"ehlo_domain": "out test"}`:         "ehlo_domain",
+		`{"ehlo_domain": "out..test"}`:        "ehlo_domain",
+		`{"ehlo_domain": "-out.test"}`:        "ehlo_domain",
+		`{"ehlo_domain": "[10.0.0.1"}`:        "ehlo_domain",
+		`{"ehlo_domain": "[10.0.0.1]x"}`:      "ehlo_domain",
 	} {
 		if _, err := ParseEgressPathConfig([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+	for _, ok := range []string{"out.test", "mail-1.example.com", "relay", "[10.0.0.1]", "[IPv6:::1]", "xn--bcher-kva.test", "Out.Test"} {
+		if _, err := ParseEgressPathConfig([]byte(`{"ehlo_domain": "` + ok + `"}`)); err != nil {
+			t.Errorf("ehlo_domain %q refused: %v", ok, err)
 		}
 	}
 }

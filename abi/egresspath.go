@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // TLS modes of an egress path (enable_tls), KumoMTA's names; their meaning is documented with
@@ -91,8 +92,13 @@ func (c *EgressPathConfig) Check() error {
 	if c.EnableTLS != nil && !slices.Contains(TLSModes, *c.EnableTLS) {
 		return bad("enable_tls", "%q is not one of %v", *c.EnableTLS, TLSModes)
 	}
-	if c.EHLODomain != nil && *c.EHLODomain == "" {
-		return bad("ehlo_domain", "must not be empty")
+	if c.EHLODomain != nil {
+		if *c.EHLODomain == "" {
+			return bad("ehlo_domain", "must not be empty")
+		}
+		if !ehloName(*c.EHLODomain) {
+			return bad("ehlo_domain", "%q is not a domain (letters, digits and '-' in dot-separated labels) or an address literal ([192.0.2.1], [IPv6:2001:db8::1])", *c.EHLODomain)
+		}
 	}
 	if c.SourceAddress != nil {
 		if _, err := netip.ParseAddr(*c.SourceAddress); err != nil {
@@ -100,6 +106,39 @@ func (c *EgressPathConfig) Check() error {
 		}
 	}
 	return nil
+}
+
+// ehloName reports whether s may follow EHLO: an RFC 5321 §4.1.2 Domain (an internationalized
+// name in its xn-- form) or an IPv4 or IPv6 address literal. The name is written into a command
+// line, so anything else, CR and LF above all, could inject commands into the session.
+func ehloName(s string) bool {
+	if len(s) > 255 {
+		return false
+	}
+	if lit, ok := strings.CutPrefix(s, "["); ok {
+		lit, ok = strings.CutSuffix(lit, "]")
+		if !ok {
+			return false
+		}
+		if v6, ok := strings.CutPrefix(lit, "IPv6:"); ok {
+			a, err := netip.ParseAddr(v6)
+			return err == nil && a.Is6() && a.Zone() == ""
+		}
+		a, err := netip.ParseAddr(lit)
+		return err == nil && a.Is4()
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Over returns c with every field that o sets replaced by o's.

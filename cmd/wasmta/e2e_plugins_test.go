@@ -89,7 +89,7 @@ func TestBrokenPluginStopsStartup(t *testing.T) {
 		}
 	}
 	out, err := runBin(dir, "plugin", "check", fixture(t, "meta"))
-	if err != nil || !strings.Contains(out, "hooks: smtp_server_message_received") || !strings.Contains(out, "abi: 1.1") {
+	if err != nil || !strings.Contains(out, "hooks: smtp_server_message_received") || !strings.Contains(out, "abi: 1.2") {
 		t.Fatalf("check ok plugin: %v %s", err, out)
 	}
 }

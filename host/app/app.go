@@ -144,6 +144,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		a.closePlugins()
 		return nil, err
 	}
+	paths.plugins = a.chain // get_egress_path_config; plugins added by a reload apply too
 	a.queue = queue.New(queue.Options{
 		Store:                      a.spool,
 		Resolver:                   res,

@@ -7,20 +7,25 @@ import (
 	"os"
 	"sync"
 
+	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
+	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/queue"
 )
 
 // egressPaths is the queue's PathSource: the [egress] defaults (with the [delivery] spelling
-// of some keys), then the first [[egress.path]] that matches. Each distinct transport setting
-// (TLS mode, credentials, EHLO name, source address) gets one delivery client, shared by the
-// sites that use it.
+// of some keys), then the first [[egress.path]] that matches, then what the plugins'
+// get_egress_path_config sets. Each distinct transport setting (TLS mode, credentials, EHLO
+// name, source address) gets one delivery client, shared by the sites that use it. The queue
+// caches a site's path (refresh_interval) and drops it when plugins are reloaded
+// (queue.Manager.InvalidateConfigs), so the hook runs about once per site and interval.
 type egressPaths struct {
 	defaults config.EgressPath
 	rules    []config.EgressPathRule
 	secrets  map[string]config.Secret
 	base     delivery.Options // timeouts and trust roots
+	plugins  *plugin.Chain    // nil or empty: no get_egress_path_config
 
 	mu      sync.Mutex
 	clients map[transport]*delivery.Client
@@ -70,9 +75,27 @@ func (e *egressPaths) resolve(routingDomain, site string) config.EgressPath {
 	return p
 }
 
-func (e *egressPaths) EgressPath(_ context.Context, routingDomain, site string) (queue.Path, error) {
+func (e *egressPaths) EgressPath(ctx context.Context, routingDomain, site string) (queue.Path, error) {
 	p := e.resolve(routingDomain, site)
-	if err := p.CheckSecrets(e.secrets); err != nil {
+	if e.plugins != nil && e.plugins.Active() {
+		// The plugin's answer is checked while it runs (make_egress_path_config returns
+		// Invalid, with the reason in last_error), over the path the config gives this site.
+		check := func(c *abi.EgressPathConfig) error {
+			q, err := p.With(c)
+			if err != nil {
+				return err
+			}
+			return e.checkSecrets(q, routingDomain, site)
+		}
+		c, _, err := e.plugins.EgressPathConfig(ctx, plugin.EgressPathInput{RoutingDomain: routingDomain, Site: site, Check: check})
+		if err != nil {
+			return queue.Path{}, err
+		}
+		if c != nil {
+			p, _ = p.With(c) // checked above
+		}
+	}
+	if err := e.checkSecrets(p, routingDomain, site); err != nil {
 		return queue.Path{}, err
 	}
 	return queue.Path{
@@ -82,6 +105,21 @@ func (e *egressPaths) EgressPath(_ context.Context, routingDomain, site string) 
 		MaxConnectionRate:          p.MaxConnectionRate,
 		Dialer:                     dialer{e.client(p)},
 	}, nil
+}
+
+// checkSecrets refuses a path whose credentials name no secret, or a secret that its
+// allowed_sites / allowed_routing_domains keep from this destination: a plugin chooses a path's
+// settings, and a password sent to a site is a password that site learns.
+func (e *egressPaths) checkSecrets(p config.EgressPath, routingDomain, site string) error {
+	if err := p.CheckSecrets(e.secrets); err != nil {
+		return err
+	}
+	if p.AuthSecret != "" {
+		if err := e.secrets[p.AuthSecret].Allows(routingDomain, site); err != nil {
+			return &abi.FieldError{Field: "smtp_auth_plain_password", Err: fmt.Errorf("secret %q: %w", p.AuthSecret, err)}
+		}
+	}
+	return nil
 }
 
 func (e *egressPaths) client(p config.EgressPath) *delivery.Client {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -156,6 +157,13 @@ func (c *Config) validateEgress(md toml.MetaData) error {
 		if err := p.CheckSecrets(c.Secrets); err != nil {
 			return fieldErr(key, err)
 		}
+		if p.AuthSecret != "" {
+			// What the entry says of its destinations must not contradict the secret's lists
+			// (the rest is enforced per destination, when a path is resolved).
+			if err := c.Secrets[p.AuthSecret].Allows(r.RoutingDomain, r.Site); err != nil {
+				return keyErr(key+".smtp_auth_plain_password", "secret %q: %v", p.AuthSecret, err)
+			}
+		}
 	}
 	if c.Egress.TLSCAFile != "" {
 		if _, err := os.Stat(c.Egress.TLSCAFile); err != nil {
@@ -172,10 +180,15 @@ func fieldErr(table string, err error) error {
 	return keyErr(table, "%v", err)
 }
 
-// Secret is a named secret from [secrets]: a literal string, or {file = "path"} read at load
-// (one trailing line end dropped). Its value never appears in logs, errors or output: every
-// way of printing a Secret prints "[secret]", and plugins cannot read secrets.
-type Secret struct{ value string }
+// Secret is a named secret from [secrets]: a literal string, or a table with the value
+// (`value = "…"` or `file = "path"`, read at load, one trailing line end dropped) and,
+// optionally, the destinations it may be sent to (allowed_sites, allowed_routing_domains). Its
+// value never appears in logs, errors or output: every way of printing a Secret prints
+// "[secret]", and plugins cannot read secrets.
+type Secret struct {
+	value                 string
+	sites, routingDomains []string // empty: any
+}
 
 // NewSecret makes a Secret holding v (for tests and programmatic configs).
 func NewSecret(v string) Secret { return Secret{value: v} }
@@ -183,10 +196,27 @@ func NewSecret(v string) Secret { return Secret{value: v} }
 // Value is the secret itself.
 func (s Secret) Value() string { return s.value }
 
+// Allows reports (nil) whether the secret may be used on the path to a site for a routing
+// domain: names compare without regard to case; a list that is not given allows all, and so
+// does an empty argument (a criterion not known yet, at load time).
+func (s Secret) Allows(routingDomain, site string) error {
+	in := func(list []string, v string) bool {
+		return len(list) == 0 || v == "" || slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, v) })
+	}
+	if !in(s.sites, site) {
+		return fmt.Errorf("not allowed for site %q (allowed_sites)", site)
+	}
+	if !in(s.routingDomains, routingDomain) {
+		return fmt.Errorf("not allowed for routing domain %q (allowed_routing_domains)", routingDomain)
+	}
+	return nil
+}
+
 func (Secret) String() string               { return "[secret]" }
 func (Secret) GoString() string             { return "[secret]" }
 func (Secret) MarshalText() ([]byte, error) { return []byte("[secret]"), nil }
 func (s *Secret) UnmarshalTOML(v any) error {
+	const form = `a secret is a string or { value = "…" } or { file = "path" }, optionally with allowed_sites = […] and allowed_routing_domains = […]`
 	switch x := v.(type) {
 	case string:
 		if x == "" {
@@ -195,20 +225,50 @@ func (s *Secret) UnmarshalTOML(v any) error {
 		s.value = x
 		return nil
 	case map[string]any:
-		f, ok := x["file"].(string)
-		if !ok || len(x) != 1 || f == "" {
-			return fmt.Errorf(`a secret is a string or { file = "path" }`)
+		val, hasVal := x["value"].(string)
+		f, hasFile := x["file"].(string)
+		for k := range x {
+			switch k {
+			case "value", "file", "allowed_sites", "allowed_routing_domains":
+			default:
+				return fmt.Errorf("unknown key %q: %s", k, form)
+			}
 		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("secret file: %v", err)
+		if hasVal == hasFile || hasFile && f == "" {
+			return fmt.Errorf("%s", form)
 		}
-		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		if v == "" {
-			return fmt.Errorf("secret file %s is empty", f)
+		if hasFile {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("secret file: %v", err)
+			}
+			val = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+			if val == "" {
+				return fmt.Errorf("secret file %s is empty", f)
+			}
 		}
-		s.value = v
+		if val == "" {
+			return fmt.Errorf("secret is empty")
+		}
+		s.value = val
+		for key, dst := range map[string]*[]string{"allowed_sites": &s.sites, "allowed_routing_domains": &s.routingDomains} {
+			raw, ok := x[key]
+			if !ok {
+				continue
+			}
+			list, ok := raw.([]any)
+			if !ok || len(list) == 0 {
+				return fmt.Errorf("%s must be a non-empty list of names", key)
+			}
+			for _, it := range list {
+				name, ok := it.(string)
+				if !ok || name == "" {
+					return fmt.Errorf("%s must be a non-empty list of names", key)
+				}
+				*dst = append(*dst, name)
+			}
+		}
 		return nil
 	}
-	return fmt.Errorf(`a secret is a string or { file = "path" }, not %T`, v)
+	return fmt.Errorf("%s, not %T", form, v)
 }

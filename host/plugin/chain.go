@@ -222,19 +222,45 @@ func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfi
 			continue
 		}
 		if err != nil {
-			if st.lastErr != "" {
-				var f *Failure
-				if errors.As(err, &f) {
-					f.Reason += " (last host error: " + st.lastErr + ")"
-				}
-			}
-			return nil, "", err
+			return nil, "", withLastError(err, st)
 		}
 		if st.queueConfig != nil {
 			return st.queueConfig, g.Label, nil
 		}
 	}
 	return nil, "", nil
+}
+
+// EgressPathConfig runs get_egress_path_config on each plugin exporting it until one makes a
+// config, like QueueConfig: the first answer wins. nil, nil means no plugin had an opinion.
+func (c *Chain) EgressPathConfig(ctx context.Context, in EgressPathInput) (*abi.EgressPathConfig, string, error) {
+	for _, p := range c.Plugins() {
+		if !p.gen.Load().Has(abi.HookGetEgressPathConfig) {
+			continue
+		}
+		st := &callState{hook: abi.HookGetEgressPathConfig, egress: &in}
+		g, err := c.call(ctx, p, st)
+		if errors.Is(err, errNoHook) {
+			continue
+		}
+		if err != nil {
+			return nil, "", withLastError(err, st)
+		}
+		if st.egressPath != nil {
+			return st.egressPath, g.Label, nil
+		}
+	}
+	return nil, "", nil
+}
+
+// withLastError adds the host's last explanation to a Failure: a hook that returns the status
+// of a refused call (`return make_queue_config(...)`) is then reported with the reason.
+func withLastError(err error, st *callState) error {
+	var f *Failure
+	if st.lastErr != "" && errors.As(err, &f) {
+		f.Reason += " (last host error: " + st.lastErr + ")"
+	}
+	return err
 }
 
 // Close closes every plugin.

@@ -36,24 +36,25 @@ func ps(n int) []api.ValueType {
 
 // hostTable is the ABI v1 host module: every name comes from package abi.
 var hostTable = map[string]hostFunc{
-	abi.FnABIVersion:      {params: nil, results: ps(1), fn: hABIVersion},
-	abi.FnFeatures:        {params: []api.ValueType{i64}, results: []api.ValueType{i64}}, // special-cased: i64 result
-	abi.FnLog:             {params: ps(3), fn: hLog, noResult: true},
-	abi.FnGetConfig:       {params: ps(2), results: ps(1), fn: hGetConfig},
-	abi.FnSetError:        {params: ps(2), fn: hSetError, noResult: true},
-	abi.FnLastError:       {params: ps(2), results: ps(1), fn: hLastError},
-	abi.FnGetMeta:         {params: ps(4), results: ps(1), fn: hGetMeta},
-	abi.FnSetMeta:         {params: ps(4), results: ps(1), fn: hSetMeta},
-	abi.FnGetSender:       {params: ps(2), results: ps(1), fn: hGetSender},
-	abi.FnRecipientCount:  {params: nil, results: ps(1), fn: hRecipientCount},
-	abi.FnGetRecipient:    {params: ps(3), results: ps(1), fn: hGetRecipient},
-	abi.FnGetHeader:       {params: ps(5), results: ps(1), fn: hGetHeader},
-	abi.FnPrependHeader:   {params: ps(4), results: ps(1), fn: hPrependHeader},
-	abi.FnAppendHeader:    {params: ps(4), results: ps(1), fn: hAppendHeader},
-	abi.FnGetBody:         {params: ps(2), results: ps(1), fn: hGetBody},
-	abi.FnReject:          {params: ps(3), results: ps(1), fn: hReject},
-	abi.FnMakeQueueConfig: {params: ps(2), results: ps(1), fn: hMakeQueueConfig},
-	abi.FnDKIMSign:        {params: ps(2), results: ps(1), fn: hDKIMSign},
+	abi.FnABIVersion:           {params: nil, results: ps(1), fn: hABIVersion},
+	abi.FnFeatures:             {params: []api.ValueType{i64}, results: []api.ValueType{i64}}, // special-cased: i64 result
+	abi.FnLog:                  {params: ps(3), fn: hLog, noResult: true},
+	abi.FnGetConfig:            {params: ps(2), results: ps(1), fn: hGetConfig},
+	abi.FnSetError:             {params: ps(2), fn: hSetError, noResult: true},
+	abi.FnLastError:            {params: ps(2), results: ps(1), fn: hLastError},
+	abi.FnGetMeta:              {params: ps(4), results: ps(1), fn: hGetMeta},
+	abi.FnSetMeta:              {params: ps(4), results: ps(1), fn: hSetMeta},
+	abi.FnGetSender:            {params: ps(2), results: ps(1), fn: hGetSender},
+	abi.FnRecipientCount:       {params: nil, results: ps(1), fn: hRecipientCount},
+	abi.FnGetRecipient:         {params: ps(3), results: ps(1), fn: hGetRecipient},
+	abi.FnGetHeader:            {params: ps(5), results: ps(1), fn: hGetHeader},
+	abi.FnPrependHeader:        {params: ps(4), results: ps(1), fn: hPrependHeader},
+	abi.FnAppendHeader:         {params: ps(4), results: ps(1), fn: hAppendHeader},
+	abi.FnGetBody:              {params: ps(2), results: ps(1), fn: hGetBody},
+	abi.FnReject:               {params: ps(3), results: ps(1), fn: hReject},
+	abi.FnMakeQueueConfig:      {params: ps(2), results: ps(1), fn: hMakeQueueConfig},
+	abi.FnDKIMSign:             {params: ps(2), results: ps(1), fn: hDKIMSign},
+	abi.FnMakeEgressPathConfig: {params: ps(2), results: ps(1), fn: hMakeEgressPathConfig},
 }
 
 // budgetFree host functions keep working after abi.MaxHostCalls, so a guest that hit the
@@ -227,6 +228,14 @@ func hGetMeta(st *callState, mod api.Module, s []uint64) int32 {
 			return abi.NotFound
 		}
 		return out(mod, u32(s[2]), u32(s[3]), []byte(v))
+	case st.egress != nil:
+		switch key {
+		case abi.EgressInputRoutingDomain:
+			return out(mod, u32(s[2]), u32(s[3]), []byte(st.egress.RoutingDomain))
+		case abi.EgressInputSite:
+			return out(mod, u32(s[2]), u32(s[3]), []byte(st.egress.Site))
+		}
+		return abi.NotFound
 	}
 	return st.fail(abi.NotAllowed, "get_meta is available in hooks only")
 }
@@ -481,5 +490,28 @@ func hDKIMSign(st *callState, mod api.Module, s []uint64) int32 {
 		return st.fail(abi.Limit, "more than %d dkim_sign requests for one message", abi.MaxDKIMSignatures)
 	}
 	st.dkim = append(st.dkim, *p)
+	return abi.OK
+}
+
+// hMakeEgressPathConfig stages the egress path config of get_egress_path_config (ABI 1.2):
+// decoded strictly (an unknown field is Invalid, naming it), then checked by the server
+// (EgressPathInput.Check: secrets are named, never read).
+func hMakeEgressPathConfig(st *callState, mod api.Module, s []uint64) int32 {
+	if st.egress == nil {
+		return st.fail(abi.NotAllowed, "make_egress_path_config is available in get_egress_path_config only")
+	}
+	if u32(s[1]) > abi.MaxEgressPathConfig {
+		return st.fail(abi.Limit, "egress path config longer than %d bytes", abi.MaxEgressPathConfig)
+	}
+	c, err := abi.ParseEgressPathConfig(read(mod, u32(s[0]), u32(s[1])))
+	if err != nil {
+		return st.fail(abi.Invalid, "%s", err)
+	}
+	if st.egress.Check != nil {
+		if err := st.egress.Check(c); err != nil {
+			return st.fail(abi.Invalid, "egress path config: %s", err)
+		}
+	}
+	st.egressPath = c
 	return abi.OK
 }

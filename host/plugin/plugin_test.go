@@ -168,7 +168,7 @@ func TestMisbehavingPlugins(t *testing.T) {
 func TestLoadTimeChecks(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
 		{"nomarker", `missing export "wasmta_abi_v1"`},
-		{"unknownimport", "imports wasmta.frobnicate, which this host (ABI 1.1) does not provide"},
+		{"unknownimport", "imports wasmta.frobnicate, which this host (ABI 1.2) does not provide"},
 		{"badsig", `export "smtp_server_message_received" must have type () -> i32, has (i32) -> (i32)`},
 		{"wasi", "imports WASI function path_open"},
 		{"initfail", "wasmta_init returned 3: config missing"},

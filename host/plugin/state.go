@@ -37,6 +37,16 @@ type QueueInput struct {
 	Name, Domain, Tenant, Campaign, RoutingDomain string
 }
 
+// EgressPathInput is what get_egress_path_config sees, and how the host checks an answer.
+type EgressPathInput struct {
+	RoutingDomain, Site string
+	// Check, when set, vets a config that parsed (abi.ParseEgressPathConfig) against what only
+	// the server knows, for this routing domain and site: that a named secret exists and may be
+	// used here. Its error text reaches the plugin through last_error, so it must not reveal a
+	// secret's value.
+	Check func(*abi.EgressPathConfig) error
+}
+
 type header struct{ name, value string }
 
 type kv struct{ k, v string }
@@ -54,16 +64,18 @@ func (st *callState) setMeta(k, v string) {
 // callState is one hook call's view of the world and its staged effects. Host functions find
 // it through the call's context; nothing here outlives the call except what commit applies.
 type callState struct {
-	gen   *Generation
-	hook  string
-	msg   *Message
-	queue *QueueInput
+	gen    *Generation
+	hook   string
+	msg    *Message
+	queue  *QueueInput
+	egress *EgressPathInput
 
 	meta        []kv // staged sets, in call order; later sets of a key win
 	prepend     []header
 	append      []header
 	reject      *message.Reply
 	queueConfig *abi.QueueConfig
+	egressPath  *abi.EgressPathConfig
 	dkim        []abi.DKIMSign
 	errText     string
 	lastErr     string

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"reflect"
 	"sync"
 	"time"
 
@@ -167,7 +168,29 @@ func (rq *readyQueue) note(reply message.Reply, err error) {
 type worker struct {
 	rq       *readyQueue
 	conn     Conn
-	released bool // the connection slot was given back (drainAndRelease)
+	dialer   Dialer // the one conn was made with
+	released bool   // the connection slot was given back (drainAndRelease)
+}
+
+// dialer is the dialer of rq's path now.
+func (rq *readyQueue) dialer() Dialer {
+	rq.mu.Lock()
+	d := rq.path.Dialer
+	rq.mu.Unlock()
+	if d == nil {
+		d = rq.m.opt.Dialer
+	}
+	return d
+}
+
+// sameDialer compares dialers without panicking on a type that cannot be compared (such a
+// dialer is never "the same": its connections are replaced at each path refresh).
+func sameDialer(a, b Dialer) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	t := reflect.TypeOf(a)
+	return t == reflect.TypeOf(b) && t.Comparable() && a == b
 }
 
 // work is one connection's life: take messages, deliver them, reconnect when needed. Each
@@ -221,7 +244,7 @@ func (w *worker) connect() error {
 	}
 	c, err := dialer.Connect(m.ctx, hosts)
 	if err == nil {
-		w.conn = c
+		w.conn, w.dialer = c, dialer
 		m.track(c, true)
 	}
 	return err
@@ -243,6 +266,11 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	if m.intercept(it.msg, rq.name) {
 		*settled = true
 		return false
+	}
+	if w.conn != nil && !sameDialer(w.dialer, rq.dialer()) {
+		// The path's transport changed (a reload, a refresh): TLS mode, credentials, EHLO name
+		// or source address of this connection are no longer the path's.
+		w.hangUp()
 	}
 	if w.conn == nil {
 		if err := w.connect(); err != nil {

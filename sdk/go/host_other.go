@@ -33,3 +33,4 @@ func hostGetBody(unsafe.Pointer, uint32) int32                              { re
 func hostReject(int32, unsafe.Pointer, uint32) int32                        { return abi.Unimplemented }
 func hostMakeQueueConfig(unsafe.Pointer, uint32) int32                      { return abi.Unimplemented }
 func hostDKIMSign(unsafe.Pointer, uint32) int32                             { return abi.Unimplemented }
+func hostMakeEgressPathConfig(unsafe.Pointer, uint32) int32                 { return abi.Unimplemented }

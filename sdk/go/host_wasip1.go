@@ -60,6 +60,9 @@ func hostMakeQueueConfig(js unsafe.Pointer, n uint32) int32
 //go:wasmimport wasmta dkim_sign
 func hostDKIMSign(js unsafe.Pointer, n uint32) int32
 
+//go:wasmimport wasmta make_egress_path_config
+func hostMakeEgressPathConfig(js unsafe.Pointer, n uint32) int32
+
 // Exports.
 
 //go:wasmexport wasmta_abi_v1
@@ -76,3 +79,6 @@ func exportHTTPMessageGenerated() int32 { return runMessage(onMessageGenerated) 
 
 //go:wasmexport get_queue_config
 func exportGetQueueConfig() int32 { return runQueueConfig() }
+
+//go:wasmexport get_egress_path_config
+func exportGetEgressPathConfig() int32 { return runEgressPathConfig() }

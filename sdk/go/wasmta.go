@@ -31,6 +31,10 @@ var (
 	onMessageReceived  func(*Message) error
 	onMessageGenerated func(*Message) error
 	onQueueConfig      func(Queue) (*QueueConfig, error)
+	onEgressPathConfig func(EgressSite) (*EgressPathConfig, error)
+	// makeEgressPathConfig is set by OnGetEgressPathConfig, so that only plugins that register
+	// the hook import make_egress_path_config (ABI 1.2): the others keep loading on 1.1 hosts.
+	makeEgressPathConfig func(js unsafe.Pointer, n uint32) int32
 )
 
 // OnInit registers a function run once per instance before any hook (wasmta_init). An error
@@ -47,6 +51,14 @@ func OnHTTPMessageGenerated(f func(*Message) error) { onMessageGenerated = f }
 // OnGetQueueConfig registers the get_queue_config handler. Return nil, nil to leave the queue
 // to the next plugin or the server defaults.
 func OnGetQueueConfig(f func(Queue) (*QueueConfig, error)) { onQueueConfig = f }
+
+// OnGetEgressPathConfig registers the get_egress_path_config handler (ABI 1.2): asked for the
+// egress path of a site (limits, TLS, AUTH credentials by secret name, EHLO name, source
+// address). Return nil, nil to leave it to the next plugin and the server's [egress]. A plugin
+// that registers it needs an ABI 1.2 host.
+func OnGetEgressPathConfig(f func(EgressSite) (*EgressPathConfig, error)) {
+	onEgressPathConfig, makeEgressPathConfig = f, hostMakeEgressPathConfig
+}
 
 // Error is a failed host call: the ABI status and the host's explanation.
 type Error struct {
@@ -365,6 +377,75 @@ func queueInput(key string) string {
 	return v
 }
 
+// EgressSite is what get_egress_path_config is asked about.
+type EgressSite struct {
+	// RoutingDomain is the destination of the message that first reached the site: its
+	// routing_domain meta, else its domain.
+	RoutingDomain string
+	// Site is the site name: the MX host names, "mx_list:…", or the literal.
+	Site string
+}
+
+// EgressPathConfig is an egress path's settings, with the names of the server's [egress]
+// (abi.EgressPathConfig). Zero fields are not set: the server's [[egress.path]] and [egress]
+// apply.
+type EgressPathConfig struct {
+	ConnectionLimit            int
+	MaxDeliveriesPerConnection int
+	MaxMessageRate             string // "N/period[,max_burst=M]", e.g. "100/s"
+	MaxConnectionRate          string
+	EnableTLS                  string // "Opportunistic", "OpportunisticInsecure", "Required", "RequiredInsecure", "Disabled"
+	SMTPAuthPlainUsername      string
+	// SMTPAuthPlainPassword is the NAME of a [secrets] entry of the server: a plugin never
+	// sees a password. The host refuses a name it does not have, or a secret whose
+	// allowed_sites / allowed_routing_domains exclude this site.
+	SMTPAuthPlainPassword        string
+	AllowSMTPAuthPlainWithoutTLS *bool
+	EHLODomain                   string
+	SourceAddress                string // a local IP address
+
+	raw []byte // set by RawEgressPathConfig
+}
+
+// RawEgressPathConfig wraps a ready-made egress path config document (abi.EgressPathConfig
+// JSON, the [egress] key names), for plugins that take it from their own config.
+func RawEgressPathConfig(doc []byte) *EgressPathConfig { return &EgressPathConfig{raw: doc} }
+
+// JSON is the document handed to make_egress_path_config.
+func (c *EgressPathConfig) JSON() ([]byte, error) {
+	if c.raw != nil {
+		return c.raw, nil
+	}
+	var doc abi.EgressPathConfig
+	num := func(n int) *int {
+		if n == 0 {
+			return nil
+		}
+		return &n
+	}
+	str := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	doc.ConnectionLimit, doc.MaxDeliveriesPerConnection = num(c.ConnectionLimit), num(c.MaxDeliveriesPerConnection)
+	doc.MaxMessageRate, doc.MaxConnectionRate = str(c.MaxMessageRate), str(c.MaxConnectionRate)
+	doc.EnableTLS, doc.EHLODomain, doc.SourceAddress = str(c.EnableTLS), str(c.EHLODomain), str(c.SourceAddress)
+	doc.SMTPAuthPlainUsername, doc.SMTPAuthPlainPassword = str(c.SMTPAuthPlainUsername), str(c.SMTPAuthPlainPassword)
+	doc.AllowSMTPAuthPlainWithoutTLS = c.AllowSMTPAuthPlainWithoutTLS
+	return json.Marshal(&doc)
+}
+
+// MakeEgressPathConfigJSON hands a raw egress path config document to the host immediately
+// (ABI 1.2; most plugins return an *EgressPathConfig from OnGetEgressPathConfig instead). The
+// error carries the host's reason, e.g. `egress path config: json: unknown field
+// "conection_limit"`.
+func MakeEgressPathConfigJSON(doc []byte) error {
+	p, n := ptr(string(doc))
+	return check("make_egress_path_config", hostMakeEgressPathConfig(p, n))
+}
+
 // Hook bodies, called by the exports in exports_wasip1.go.
 
 func runInit() int32 {
@@ -400,6 +481,24 @@ func runQueueConfig() int32 {
 	}
 	p := unsafe.Pointer(unsafe.SliceData(js))
 	return fail(check("make_queue_config", hostMakeQueueConfig(p, uint32(len(js)))))
+}
+
+func runEgressPathConfig() int32 {
+	if onEgressPathConfig == nil {
+		return 0
+	}
+	c, err := onEgressPathConfig(EgressSite{
+		RoutingDomain: queueInput(abi.EgressInputRoutingDomain), Site: queueInput(abi.EgressInputSite),
+	})
+	if err != nil || c == nil {
+		return fail(err)
+	}
+	js, err := c.JSON()
+	if err != nil {
+		return fail(err)
+	}
+	p := unsafe.Pointer(unsafe.SliceData(js))
+	return fail(check("make_egress_path_config", makeEgressPathConfig(p, uint32(len(js)))))
 }
 
 func fail(err error) int32 {

@@ -92,3 +92,24 @@ func TestDKIMSignJSONIsAcceptedByTheHostSchema(t *testing.T) {
 		t.Fatalf("%+v", p)
 	}
 }
+
+func TestEgressPathConfigJSONIsAcceptedByTheHostSchema(t *testing.T) {
+	no := false
+	c := &EgressPathConfig{ConnectionLimit: 1, MaxMessageRate: "10/s", EnableTLS: "Required", SMTPAuthPlainUsername: "u",
+		SMTPAuthPlainPassword: "smarthost", AllowSMTPAuthPlainWithoutTLS: &no, EHLODomain: "out.test", SourceAddress: "127.0.0.9"}
+	js, err := c.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"connection_limit":1,"max_message_rate":"10/s","enable_tls":"Required","smtp_auth_plain_username":"u","smtp_auth_plain_password":"smarthost","allow_smtp_auth_plain_without_tls":false,"ehlo_domain":"out.test","source_address":"127.0.0.9"}`
+	if string(js) != want {
+		t.Fatalf("%s\nwant %s", js, want)
+	}
+	back, err := abi.ParseEgressPathConfig(js)
+	if err != nil || *back.ConnectionLimit != 1 || *back.AllowSMTPAuthPlainWithoutTLS || back.MaxDeliveriesPerConnection != nil {
+		t.Fatalf("%+v %v", back, err)
+	}
+	if js, _ := (&EgressPathConfig{}).JSON(); string(js) != `{}` {
+		t.Fatalf("zero config %s, want {} (nothing set)", js)
+	}
+}
