@@ -2,6 +2,7 @@ package abi
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
 	"reflect"
 	"strings"
@@ -233,6 +234,24 @@ func TestParseEgressPathConfig(t *testing.T) {
 	for _, ok := range []string{"out.test", "mail-1.example.com", "relay", "[10.0.0.1]", "[IPv6:::1]", "xn--bcher-kva.test", "Out.Test"} {
 		if _, err := ParseEgressPathConfig([]byte(`{"ehlo_domain": "` + ok + `"}`)); err != nil {
 			t.Errorf("ehlo_domain %q refused: %v", ok, err)
+		}
+	}
+}
+
+// Scaffolded Go plugin projects get the package's source from Source: a file missing there
+// breaks every `wasmta plugin new --lang go` project that uses it.
+func TestSourceHasEveryFile(t *testing.T) {
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") || n == "source.go" {
+			continue
+		}
+		if _, err := fs.Stat(Source, n); err != nil {
+			t.Errorf("%s is not embedded in abi.Source (source.go)", n)
 		}
 	}
 }

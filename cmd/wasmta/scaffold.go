@@ -91,7 +91,11 @@ func pluginNewCmd() *cobra.Command {
 				if err := write(filepath.Join(dir, "wasmta-sdk/go.mod"), []byte("module github.com/wasmta/wasmta\n\ngo 1.26\n")); err != nil {
 					return err
 				}
-				for _, f := range []string{"abi.go", "queueconfig.go"} {
+				files, err := fs.Glob(abi.Source, "*.go")
+				if err != nil {
+					return err
+				}
+				for _, f := range files {
 					b, err := fs.ReadFile(abi.Source, f)
 					if err != nil {
 						return err
