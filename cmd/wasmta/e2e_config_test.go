@@ -21,6 +21,7 @@ func TestConfigCheckFailsWhereServeFails(t *testing.T) {
 		{"missing plugin", base + "[[plugins]]\npath = \"no/such/plugin.wasm\"\n", "no/such/plugin.wasm"},
 		{"init refuses config", base + "[[plugins]]\npath = \"" + fixture(t, "initfail") + "\"\n", "config missing"},
 		{"missing TLS file", withTLS, "smtp.tls_certificate"},
+		{"bad bounce rules", strings.Replace(base, "[logs]\n", "[logs]\nbounce_rules = \"no-such-rules.toml\"\n", 1), "logs.bounce_rules"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

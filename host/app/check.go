@@ -13,10 +13,10 @@ import (
 
 // Check validates cfg the way New and Start would, without opening the spool or the logs and
 // without listening: relay and prohibited networks, DNS resolvers, the TLS certificate and key,
-// the users file, every [[dkim]] key file, and every plugin compiled and initialised with its
-// [plugins.config]. `wasmta config check` runs it, so a config it accepts does not fail at
-// `wasmta serve` for any of these reasons.
-// Warnings are legal but risky settings (an open relay).
+// the users file, every [[dkim]] key file, the bounce classification rules, and every plugin
+// compiled and initialised with its [plugins.config]. `wasmta config check` runs it, so a config
+// it accepts does not fail at `wasmta serve` for any of these reasons. Warnings are legal but
+// risky settings (an open relay).
 func Check(ctx context.Context, cfg *config.Config, diag *slog.Logger) (warnings []string, err error) {
 	if diag == nil {
 		diag = slog.Default()
@@ -34,6 +34,9 @@ func Check(ctx context.Context, cfg *config.Config, diag *slog.Logger) (warnings
 		return nil, err
 	}
 	if _, err := loadDKIM(cfg); err != nil {
+		return nil, err
+	}
+	if _, err := bounceRules(cfg); err != nil {
 		return nil, err
 	}
 	if len(cfg.Plugins) > 0 {

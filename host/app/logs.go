@@ -11,13 +11,22 @@ import (
 	"github.com/wasmta/wasmta/host/logs/webhook"
 )
 
+// bounceRules loads logs.bounce_rules (the shipped rules when unset); Check runs it too.
+func bounceRules(cfg *config.Config) (*classify.Classifier, error) {
+	rules, err := classify.Load(cfg.Logs.BounceRules)
+	if err != nil {
+		return nil, fmt.Errorf("configuration key logs.bounce_rules: %w", err)
+	}
+	return rules, nil
+}
+
 // openLogs builds the log writer of [logs] and, with [logs.webhook] url, the webhook's queue
 // (started by Start, so nothing is sent before the relay serves).
 func (a *App) openLogs(cfg *config.Config) error {
 	lc := cfg.Logs
-	rules, err := classify.Load(lc.BounceRules)
+	rules, err := bounceRules(cfg)
 	if err != nil {
-		return fmt.Errorf("configuration key logs.bounce_rules: %w", err)
+		return err
 	}
 	opt := logs.Options{
 		File: logs.FileOptions{
