@@ -20,6 +20,8 @@
 # Usage (as root, from anywhere; `make bench-peers` runs it):
 #   docs/bench/peers.sh                     # N=5000 messages of 4 KiB, 20 sessions, 3 runs each
 #   N=20000 RUNS=1 SYSTEMS="wasmta" docs/bench/peers.sh
+#   SYSTEMS="ceiling postfix wasmta wasmta:bench-dkim-ed25519.toml wasmta:bench-dkim-rsa.toml" docs/bench/peers.sh
+#                                           # wasmta:CONFIG runs wasmta on docs/bench/CONFIG (several in one run)
 # Environment: N, SIZE (bytes), SESSIONS, RUNS, WARMUP, SYSTEMS ("ceiling postfix wasmta"),
 #   SINK_PORT (2526), POSTFIX_PORT (2527), WASMTA_PORT (2530; must match the config's
 #   smtp.listen), DNS_PORT (5399; must match the config's dns.resolvers), BENCH_CONFIG
@@ -215,17 +217,30 @@ postfix_up() {
 }
 
 # ---- wasmta and its DNS server, on loopback (sets root to the wasmta PID) -------------------
+# wasmta_up CONFIG: a fresh spool each time; the DKIM configs sign with keys made here.
 wasmta_up() {
+	local config=$1
 	(cd "$repo" && make -s build >/dev/null && go build -o bin/zonedns ./host/testutil/zonedns) >&2
 	rm -rf /tmp/wasmta-bench
+	if grep -q /tmp/wasmta-bench-keys "$repo/docs/bench/$config"; then
+		mkdir -p /tmp/wasmta-bench-keys
+		[[ -f /tmp/wasmta-bench-keys/ed25519.pem ]] || openssl genpkey -algorithm ed25519 -out /tmp/wasmta-bench-keys/ed25519.pem 2>/dev/null
+		[[ -f /tmp/wasmta-bench-keys/rsa2048.pem ]] || openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:2048 -out /tmp/wasmta-bench-keys/rsa2048.pem 2>/dev/null
+	fi
 	"$repo/bin/zonedns" -listen "$LOOP:$DNS_PORT" -zone "$repo/docs/bench/bench.zone" >"$OUT/zonedns.log" 2>&1 &
-	pids+=("$!")
+	dns_pid=$!
+	pids+=("$dns_pid")
 	# wasmta reads paths relative to its working directory (the router plugin: bin/plugins/…).
 	# shellcheck disable=SC2086
-	(cd "$repo" && exec bin/wasmta serve --config "docs/bench/$BENCH_CONFIG" --log-level warn $WASMTA_FLAGS) >"$OUT/wasmta.log" 2>&1 &
+	(cd "$repo" && exec bin/wasmta serve --config "docs/bench/$config" --log-level warn $WASMTA_FLAGS) >"$OUT/wasmta-$config.log" 2>&1 &
 	root=$!
 	pids+=("$root")
 	wait_listen "$WASMTA_PORT" wasmta "$root"
+}
+# wasmta_down: stop the relay and its DNS server before the next configuration.
+wasmta_down() {
+	kill "$root" "$dns_pid" 2>/dev/null
+	wait "$root" "$dns_pid" 2>/dev/null || true
 }
 
 {
@@ -241,11 +256,14 @@ for sys in $SYSTEMS; do
 		bench postfix "$POSTFIX_PORT" "$root" "Postfix $(postconf -c "$pf_dir/etc" -h mail_version)"
 		postfix -c "$pf_dir/etc" stop >/dev/null 2>&1
 		;;
-	wasmta)
-		wasmta_up
-		bench wasmta "$WASMTA_PORT" "$root" "wasmta $(git -C "$repo" describe --always --dirty 2>/dev/null || echo dev) ($BENCH_CONFIG)"
+	wasmta | wasmta:*)
+		config=$BENCH_CONFIG
+		[[ $sys == wasmta:* ]] && config=${sys#wasmta:}
+		wasmta_up "$config"
+		bench wasmta "$WASMTA_PORT" "$root" "wasmta $(git -C "$repo" describe --always --dirty 2>/dev/null || echo dev) ($config)"
+		wasmta_down
 		;;
-	*) fail "unknown system $sys (ceiling, postfix, wasmta)" ;;
+	*) fail "unknown system $sys (ceiling, postfix, wasmta, wasmta:CONFIG)" ;;
 	esac
 done
 cat "$OUT/table.md"
