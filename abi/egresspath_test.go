@@ -1,6 +1,8 @@
 package abi
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,14 @@ func TestEgressPathPortAndTimeouts(t *testing.T) {
 	if *c.SMTPPort != 2525 || time.Duration(*c.ConnectTimeout) != 5*time.Second || time.Duration(*c.CommandTimeout) != 30*time.Second ||
 		time.Duration(*c.DataTimeout) != 2*time.Minute || time.Duration(*c.IdleTimeout) != time.Second {
 		t.Fatalf("%+v", c)
+	}
+	// What a plugin SDK marshals comes back the same (durations as Go duration strings).
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2, err := ParseEgressPathConfig(js); err != nil || !reflect.DeepEqual(c, c2) {
+		t.Fatalf("%s -> %+v %v", js, c2, err)
 	}
 	var fromTOML EgressPathConfig
 	if _, err := toml.Decode("smtp_port = 587\ndata_timeout = \"90s\"\nidle_timeout = 7\n", &fromTOML); err != nil {
