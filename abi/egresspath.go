@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // TLS modes of an egress path (enable_tls), KumoMTA's names; their meaning is documented with
@@ -32,6 +33,58 @@ type EgressPathConfig struct {
 	// SourceAddress is the local IP connections leave from (KumoMTA's egress source
 	// source_address); unset: the system picks.
 	SourceAddress *string `json:"source_address,omitempty" toml:"source_address"`
+	// SMTPPort is the port used when the destination names none (KumoMTA's smtp_port); a
+	// literal ("[192.0.2.1]:2525"), routing domain or mx_list entry with a port keeps its own.
+	SMTPPort *int `json:"smtp_port,omitempty" toml:"smtp_port"`
+	// The delivery client's timeouts, each with exactly what the client enforces:
+	// ConnectTimeout the TCP connect; CommandTimeout every other reply (banner, EHLO,
+	// STARTTLS and its handshake, AUTH, MAIL, RCPT, DATA's 354, RSET) and every command
+	// write; DataTimeout the message body's write and the reply to its final dot; IdleTimeout
+	// how long an unused connection is kept open for the next message.
+	ConnectTimeout *Duration `json:"connect_timeout,omitempty" toml:"connect_timeout"`
+	CommandTimeout *Duration `json:"command_timeout,omitempty" toml:"command_timeout"`
+	DataTimeout    *Duration `json:"data_timeout,omitempty" toml:"data_timeout"`
+	IdleTimeout    *Duration `json:"idle_timeout,omitempty" toml:"idle_timeout"`
+}
+
+// UnmarshalTOML lets the server config spell durations as in JSON: a string ("90s", "20m",
+// "7d") or integer seconds (BurntSushi/toml's Unmarshaler, without importing it here).
+func (d *Duration) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		p, err := ParseDuration(x)
+		if err != nil {
+			return err
+		}
+		*d = Duration(p)
+		return nil
+	case int64:
+		if x < 0 || x > maxSeconds {
+			return fmt.Errorf("duration %d seconds: must be from 0 to %d", x, int64(maxSeconds))
+		}
+		*d = Duration(time.Duration(x) * time.Second)
+		return nil
+	}
+	return fmt.Errorf("duration must be a string like \"20m\" or integer seconds, not %T", v)
+}
+
+// UnsupportedTimeouts are KumoMTA egress path timeouts the delivery client has no separate
+// timer for, with the setting that covers what they time. They are refused, never accepted
+// and ignored: a timeout that is not enforced is worse than an error at load.
+var UnsupportedTimeouts = map[string]string{
+	"banner_timeout":    "command_timeout",
+	"ehlo_timeout":      "command_timeout",
+	"starttls_timeout":  "command_timeout",
+	"auth_timeout":      "command_timeout",
+	"mail_from_timeout": "command_timeout",
+	"rcpt_to_timeout":   "command_timeout",
+	"rset_timeout":      "command_timeout",
+	"data_dot_timeout":  "data_timeout",
+}
+
+// UnsupportedTimeoutError is the error for one of UnsupportedTimeouts.
+func UnsupportedTimeoutError(field string) error {
+	return &FieldError{Field: field, Err: fmt.Errorf("not supported: wasmta's delivery client has no separate timer for it; %s covers it (see connect_timeout, command_timeout, data_timeout, idle_timeout)", UnsupportedTimeouts[field])}
 }
 
 // MaxEgressPathConfig bounds the JSON of an egress path config.
@@ -42,6 +95,14 @@ const MaxEgressPathConfig = 16 << 10
 func ParseEgressPathConfig(b []byte) (*EgressPathConfig, error) {
 	if len(b) > MaxEgressPathConfig {
 		return nil, fmt.Errorf("egress path config is %d bytes, more than the %d allowed", len(b), MaxEgressPathConfig)
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(b, &fields) == nil {
+		for k := range fields {
+			if _, ok := UnsupportedTimeouts[k]; ok {
+				return nil, fmt.Errorf("egress path config: %w", UnsupportedTimeoutError(k))
+			}
+		}
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
@@ -103,6 +164,17 @@ func (c *EgressPathConfig) Check() error {
 	if c.SourceAddress != nil {
 		if _, err := netip.ParseAddr(*c.SourceAddress); err != nil {
 			return bad("source_address", "%q is not an IP address", *c.SourceAddress)
+		}
+	}
+	if c.SMTPPort != nil && (*c.SMTPPort <= 0 || *c.SMTPPort > 65535) {
+		return bad("smtp_port", "%d is not a TCP port", *c.SMTPPort)
+	}
+	for _, t := range []struct {
+		field string
+		v     *Duration
+	}{{"connect_timeout", c.ConnectTimeout}, {"command_timeout", c.CommandTimeout}, {"data_timeout", c.DataTimeout}, {"idle_timeout", c.IdleTimeout}} {
+		if t.v != nil && *t.v <= 0 {
+			return bad(t.field, "must be greater than zero")
 		}
 	}
 	return nil
@@ -167,5 +239,16 @@ func (c EgressPathConfig) Over(o *EgressPathConfig) EgressPathConfig {
 	set(&c.SMTPAuthPlainPassword, o.SMTPAuthPlainPassword)
 	set(&c.EHLODomain, o.EHLODomain)
 	set(&c.SourceAddress, o.SourceAddress)
+	if o.SMTPPort != nil {
+		c.SMTPPort = o.SMTPPort
+	}
+	for _, d := range []struct{ dst, src **Duration }{
+		{&c.ConnectTimeout, &o.ConnectTimeout}, {&c.CommandTimeout, &o.CommandTimeout},
+		{&c.DataTimeout, &o.DataTimeout}, {&c.IdleTimeout, &o.IdleTimeout},
+	} {
+		if *d.src != nil {
+			*d.dst = *d.src
+		}
+	}
 	return c
 }

@@ -148,7 +148,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	a.queue = queue.New(queue.Options{
 		Store:                      a.spool,
 		Resolver:                   res,
-		Dialer:                     dialer{paths.client(paths.defaults)},
+		Dialer:                     paths.dialer(paths.defaults),
 		Paths:                      paths,
 		Configs:                    pluginConfigs{chain: a.chain, defaults: defaults},
 		Defaults:                   defaults,
@@ -156,7 +156,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		Diag:                       diag,
 		ConnectionLimit:            paths.defaults.ConnectionLimit,
 		MaxDeliveriesPerConnection: paths.defaults.MaxDeliveriesPerConnection,
-		IdleTimeout:                cfg.Delivery.IdleTimeout.D(),
+		IdleTimeout:                paths.defaults.IdleTimeout,
 		RefreshInterval:            cfg.Queue.RefreshInterval.D(),
 		Rules:                      a.spool, // admin suspensions and bounce rules survive restarts
 		OnFailure:                  a.bounceHook(),

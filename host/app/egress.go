@@ -5,26 +5,30 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
 	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/queue"
+	"github.com/wasmta/wasmta/host/route"
 )
 
 // egressPaths is the queue's PathSource: the [egress] defaults (with the [delivery] spelling
 // of some keys), then the first [[egress.path]] that matches, then what the plugins'
 // get_egress_path_config sets. Each distinct transport setting (TLS mode, credentials, EHLO
-// name, source address) gets one delivery client, shared by the sites that use it. The queue
+// name, source address, timeouts) gets one delivery client, shared by the sites that use it;
+// the path's smtp_port goes with the dialer (it replaces the default port of the site's hosts). The queue
 // caches a site's path (refresh_interval) and drops it when plugins are reloaded
 // (queue.Manager.InvalidateConfigs), so the hook runs about once per site and interval.
 type egressPaths struct {
 	defaults config.EgressPath
 	rules    []config.EgressPathRule
 	secrets  map[string]config.Secret
-	base     delivery.Options // timeouts and trust roots
+	base     delivery.Options // trust roots
 	plugins  *plugin.Chain    // nil or empty: no get_egress_path_config
 
 	mu      sync.Mutex
@@ -35,6 +39,7 @@ type egressPaths struct {
 type transport struct {
 	tls, user, secret, ehlo, source string
 	allowPlain                      bool
+	connect, command, data          time.Duration
 }
 
 func newEgressPaths(cfg *config.Config) (*egressPaths, error) {
@@ -42,12 +47,7 @@ func newEgressPaths(cfg *config.Config) (*egressPaths, error) {
 		defaults: cfg.EgressDefaults(),
 		rules:    cfg.Egress.Paths,
 		secrets:  cfg.Secrets,
-		base: delivery.Options{
-			ConnectTimeout: cfg.Delivery.ConnectTimeout.D(),
-			CommandTimeout: cfg.Delivery.CommandTimeout.D(),
-			DataTimeout:    cfg.Delivery.DataTimeout.D(),
-		},
-		clients: map[transport]*delivery.Client{},
+		clients:  map[transport]*delivery.Client{},
 	}
 	if f := cfg.Egress.TLSCAFile; f != "" {
 		pem, err := os.ReadFile(f)
@@ -103,7 +103,8 @@ func (e *egressPaths) EgressPath(ctx context.Context, routingDomain, site string
 		MaxDeliveriesPerConnection: p.MaxDeliveriesPerConnection,
 		MaxMessageRate:             p.MaxMessageRate,
 		MaxConnectionRate:          p.MaxConnectionRate,
-		Dialer:                     dialer{e.client(p)},
+		IdleTimeout:                p.IdleTimeout,
+		Dialer:                     e.dialer(p),
 	}, nil
 }
 
@@ -122,8 +123,34 @@ func (e *egressPaths) checkSecrets(p config.EgressPath, routingDomain, site stri
 	return nil
 }
 
+// dialer connects with the path's client and port; it is comparable, so the queue keeps the
+// connections of a path whose transport did not change (queue.sameDialer).
+func (e *egressPaths) dialer(p config.EgressPath) queue.Dialer {
+	return pathDialer{c: e.client(p), port: p.SMTPPort}
+}
+
+// pathDialer replaces the port of the hosts that got the resolver's default (the destination
+// named none) with the path's smtp_port; a port the destination names is kept, as in KumoMTA.
+type pathDialer struct {
+	c    *delivery.Client
+	port uint16
+}
+
+func (d pathDialer) Connect(ctx context.Context, hosts []route.Host) (queue.Conn, error) {
+	if d.port != 0 && slices.ContainsFunc(hosts, func(h route.Host) bool { return h.DefaultPort && h.Port != d.port }) {
+		hosts = slices.Clone(hosts) // the ready queue's slice, shared by its connections
+		for i := range hosts {
+			if hosts[i].DefaultPort {
+				hosts[i].Port = d.port
+			}
+		}
+	}
+	return dialer{d.c}.Connect(ctx, hosts)
+}
+
 func (e *egressPaths) client(p config.EgressPath) *delivery.Client {
-	k := transport{tls: p.EnableTLS, user: p.AuthUsername, secret: p.AuthSecret, ehlo: p.EHLODomain, allowPlain: p.AllowAuthWithoutTLS}
+	k := transport{tls: p.EnableTLS, user: p.AuthUsername, secret: p.AuthSecret, ehlo: p.EHLODomain, allowPlain: p.AllowAuthWithoutTLS,
+		connect: p.ConnectTimeout, command: p.CommandTimeout, data: p.DataTimeout}
 	if p.SourceAddress.IsValid() {
 		k.source = p.SourceAddress.String()
 	}
@@ -134,6 +161,7 @@ func (e *egressPaths) client(p config.EgressPath) *delivery.Client {
 	}
 	opt := e.base
 	opt.TLS, opt.EHLOName, opt.SourceAddr = p.EnableTLS, p.EHLODomain, p.SourceAddress
+	opt.ConnectTimeout, opt.CommandTimeout, opt.DataTimeout = p.ConnectTimeout, p.CommandTimeout, p.DataTimeout
 	if p.AuthUsername != "" {
 		opt.AuthUsername, opt.AuthPassword = p.AuthUsername, e.secrets[p.AuthSecret].Value()
 		opt.AllowAuthWithoutTLS = p.AllowAuthWithoutTLS

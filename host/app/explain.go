@@ -101,7 +101,7 @@ func resolver(cfg *config.Config) (*route.Resolver, error) {
 		Timeout:     cfg.DNS.Timeout.D(),
 		NegativeTTL: cfg.DNS.NegativeTTL.D(),
 		Prohibited:  prohibited,
-		DefaultPort: uint16(cfg.Delivery.SMTPPort),
+		DefaultPort: cfg.EgressDefaults().SMTPPort, // [egress] smtp_port, or [delivery]'s
 	}, nil
 }
 

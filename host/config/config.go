@@ -274,6 +274,9 @@ func Parse(text string) (*Config, error) {
 		if len(k) >= 2 && k[0] == "plugins" && k[1] == "config" {
 			continue
 		}
+		if err := unsupportedEgressKey(k); err != nil {
+			return nil, err
+		}
 		unknown = append(unknown, k.String())
 	}
 	if len(unknown) > 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -14,7 +15,8 @@ import (
 
 // EgressConfig is the [egress] table (design.md §6): the settings of every egress path, and
 // [[egress.path]] overrides per destination. connection_limit, max_deliveries_per_connection,
-// enable_tls and ehlo_domain may be set here or, as before, in [delivery], not in both.
+// enable_tls, ehlo_domain, smtp_port and the four timeouts may be set here or, as before, in
+// [delivery], not in both.
 type EgressConfig struct {
 	abi.EgressPathConfig
 	// TLSCAFile, when set, is a PEM file of the authorities the verifying TLS modes trust
@@ -51,6 +53,29 @@ type EgressPath struct {
 	AllowAuthWithoutTLS        bool
 	EHLODomain                 string
 	SourceAddress              netip.Addr // invalid: the system picks
+	SMTPPort                   uint16     // when the destination names no port
+	ConnectTimeout             time.Duration
+	CommandTimeout             time.Duration
+	DataTimeout                time.Duration
+	IdleTimeout                time.Duration
+}
+
+// sharedKeys are the keys [delivery] and [egress] both have: [delivery] is the older spelling
+// of the egress defaults.
+var sharedKeys = []string{"connection_limit", "max_deliveries_per_connection", "enable_tls", "ehlo_domain",
+	"smtp_port", "connect_timeout", "command_timeout", "data_timeout", "idle_timeout"}
+
+// unsupportedEgressKey explains an unknown [egress] / [[egress.path]] key that is one of
+// KumoMTA's timeouts the delivery client does not have, instead of just calling it unknown.
+func unsupportedEgressKey(k toml.Key) error {
+	if len(k) < 2 || k[0] != "egress" {
+		return nil
+	}
+	field := k[len(k)-1]
+	if _, ok := abi.UnsupportedTimeouts[field]; !ok {
+		return nil
+	}
+	return keyErr(k.String(), "%v", abi.UnsupportedTimeoutError(field).(*abi.FieldError).Err)
 }
 
 // EgressDefaults is the path every destination gets before [[egress.path]] and plugins:
@@ -65,6 +90,11 @@ func (c *Config) EgressDefaults() EgressPath {
 		MaxDeliveriesPerConnection: c.Delivery.MaxDeliveriesPerConnection,
 		EnableTLS:                  c.Delivery.EnableTLS,
 		EHLODomain:                 ehlo,
+		SMTPPort:                   uint16(c.Delivery.SMTPPort), // checked by validate
+		ConnectTimeout:             c.Delivery.ConnectTimeout.D(),
+		CommandTimeout:             c.Delivery.CommandTimeout.D(),
+		DataTimeout:                c.Delivery.DataTimeout.D(),
+		IdleTimeout:                c.Delivery.IdleTimeout.D(),
 	}
 	p, _ := base.With(&c.Egress.EgressPathConfig) // checked by validate
 	return p
@@ -105,6 +135,17 @@ func (p EgressPath) With(o *abi.EgressPathConfig) (EgressPath, error) {
 	if o.SourceAddress != nil {
 		p.SourceAddress, _ = netip.ParseAddr(*o.SourceAddress)
 	}
+	if o.SMTPPort != nil {
+		p.SMTPPort = uint16(*o.SMTPPort)
+	}
+	for _, d := range []struct {
+		dst *time.Duration
+		src *abi.Duration
+	}{{&p.ConnectTimeout, o.ConnectTimeout}, {&p.CommandTimeout, o.CommandTimeout}, {&p.DataTimeout, o.DataTimeout}, {&p.IdleTimeout, o.IdleTimeout}} {
+		if d.src != nil {
+			*d.dst = time.Duration(*d.src)
+		}
+	}
 	return p, nil
 }
 
@@ -125,17 +166,9 @@ func (p EgressPath) CheckSecrets(secrets map[string]Secret) error {
 // validateEgress checks [egress] and [[egress.path]], and that no setting is given both in
 // [delivery] and in [egress]: which one should win would be a guess.
 func (c *Config) validateEgress(md toml.MetaData) error {
-	for _, k := range []struct {
-		key string
-		set bool
-	}{
-		{"connection_limit", c.Egress.ConnectionLimit != nil},
-		{"max_deliveries_per_connection", c.Egress.MaxDeliveriesPerConnection != nil},
-		{"enable_tls", c.Egress.EnableTLS != nil},
-		{"ehlo_domain", c.Egress.EHLODomain != nil},
-	} {
-		if k.set && md.IsDefined("delivery", k.key) {
-			return fmt.Errorf("configuration keys delivery.%s and egress.%s are both set: set it in one place ([egress] is preferred; [delivery] is the older spelling)", k.key, k.key)
+	for _, k := range sharedKeys {
+		if md.IsDefined("egress", k) && md.IsDefined("delivery", k) {
+			return fmt.Errorf("configuration keys delivery.%s and egress.%s are both set: set it in one place ([egress] is preferred; [delivery] is the older spelling)", k, k)
 		}
 	}
 	def := c.EgressDefaults()

@@ -120,3 +120,40 @@ func TestEgressConfigErrors(t *testing.T) {
 		t.Errorf("bad secret type: %v", err)
 	}
 }
+
+// smtp_port and the delivery timeouts: [delivery] gives the defaults, [egress] may set them
+// instead (not both: the error names both keys), [[egress.path]] overrides per destination,
+// and KumoMTA's timeouts the client has no timer for are refused with the one to use.
+func TestEgressPortAndTimeouts(t *testing.T) {
+	c, err := Parse("[delivery]\nsmtp_port = 2525\ndata_timeout = \"3m\"\n[egress]\nconnect_timeout = \"7s\"\nidle_timeout = 9\n" +
+		"[[egress.path]]\nsite = \"slow.test\"\nsmtp_port = 587\ndata_timeout = \"1s\"\ncommand_timeout = \"20s\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.EgressDefaults()
+	if d.SMTPPort != 2525 || d.DataTimeout != 3*time.Minute || d.ConnectTimeout != 7*time.Second || d.IdleTimeout != 9*time.Second || d.CommandTimeout != 5*time.Minute {
+		t.Fatalf("defaults %+v", d)
+	}
+	p, err := d.With(&c.Egress.Paths[0].EgressPathConfig)
+	if err != nil || p.SMTPPort != 587 || p.DataTimeout != time.Second || p.CommandTimeout != 20*time.Second || p.ConnectTimeout != 7*time.Second {
+		t.Fatalf("path %+v %v", p, err)
+	}
+	for _, k := range []string{"smtp_port = 26", `connect_timeout = "1s"`, `command_timeout = "1s"`, `data_timeout = "1s"`, `idle_timeout = "1s"`} {
+		name, _, _ := strings.Cut(k, " ")
+		_, err := Parse("[delivery]\n" + k + "\n[egress]\n" + k + "\n")
+		if err == nil || !strings.Contains(err.Error(), "delivery."+name) || !strings.Contains(err.Error(), "egress."+name) {
+			t.Errorf("%s in both tables: %v", name, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"[egress]\nsmtp_port = 70000":                              "egress.smtp_port: 70000 is not a TCP port",
+		"[egress]\ndata_timeout = \"0s\"":                          "egress.data_timeout: must be greater than zero",
+		"[[egress.path]]\nsite = \"a\"\nconnect_timeout = \"x\"":   "connect_timeout",
+		"[egress]\nehlo_timeout = \"10s\"":                         "egress.ehlo_timeout: not supported",
+		"[[egress.path]]\nsite = \"a\"\ndata_dot_timeout = \"1m\"": "egress.path.data_dot_timeout: not supported: wasmta's delivery client has no separate timer for it; data_timeout covers it",
+	} {
+		if _, err := Parse(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", in, err, want)
+		}
+	}
+}

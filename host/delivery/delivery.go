@@ -479,6 +479,12 @@ func (c *Conn) flush() error {
 
 func (c *Conn) lost(err error) error {
 	c.broken = true
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// A read or write deadline (command_timeout, data_timeout): say so, since "lost"
+		// would send the operator looking for a network fault rather than a slow server.
+		return message.Errorf(451, "4.4.2", "connection to %s timed out", c.host.Name).Wrap(err)
+	}
 	return message.Errorf(451, "4.4.2", "connection to %s lost", c.host.Name).Wrap(err)
 }
 

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"time"
 
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/message"
@@ -16,6 +17,17 @@ type Path struct {
 	MaxMessageRate             abi.Rate // messages handed to connections; zero: unlimited
 	MaxConnectionRate          abi.Rate // connections opened; zero: unlimited
 	Dialer                     Dialer   // nil: Options.Dialer
+	// IdleTimeout is how long a connection with nothing to send waits for the next message
+	// before it is closed; <= 0: Options.IdleTimeout.
+	IdleTimeout time.Duration
+}
+
+// idleTimeout is how long rq's idle connections wait; rq.mu is held.
+func (rq *readyQueue) idleTimeout() time.Duration {
+	if rq.hasPath && rq.path.IdleTimeout > 0 {
+		return rq.path.IdleTimeout
+	}
+	return rq.m.opt.IdleTimeout
 }
 
 // PathSource yields the egress path of a site: [egress] defaults, [[egress.path]] overrides

@@ -95,10 +95,11 @@ func (rq *readyQueue) stop() {
 
 // take returns the next message, waiting up to idle for one. On nil the caller's connection
 // slot has been released (in the same critical section, so push never counts a leaving worker).
-func (rq *readyQueue) take(idle time.Duration) *item {
+func (rq *readyQueue) take() *item {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
 	if len(rq.items) == 0 && !rq.stopping {
+		idle := rq.idleTimeout()
 		clock := rq.m.opt.Clock
 		deadline := clock.Now().Add(idle)
 		t := clock.AfterFunc(idle, func() {
@@ -206,7 +207,7 @@ func (rq *readyQueue) work() {
 		}
 	}()
 	for {
-		it := rq.take(m.opt.IdleTimeout)
+		it := rq.take()
 		if it == nil {
 			return
 		}

@@ -22,6 +22,9 @@ type Host struct {
 	Name string     // MX host name (or mx_list name, or the literal text) for logs and TLS SNI
 	Addr netip.Addr // the address to connect to
 	Port uint16     // resolved port (entry port, else default port)
+	// DefaultPort: the destination named no port, so Port is the resolver's default, which
+	// an egress path's smtp_port replaces (a port the destination names is kept).
+	DefaultPort bool
 }
 
 // Site is where a destination resolved to: the key of a ready queue and the hosts to try.
@@ -209,7 +212,7 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 		// RFC 5321 §4.1.3: a literal is the host itself; no DNS is involved.
 		return Site{
 			Name:  withPort(t.IP.String(), t.Port),
-			Hosts: []Host{{Name: Target{IP: t.IP}.String(), Addr: t.IP, Port: port}},
+			Hosts: []Host{{Name: Target{IP: t.IP}.String(), Addr: t.IP, Port: port, DefaultPort: t.Port == 0}},
 		}, nil
 	}
 
@@ -270,7 +273,7 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 		start := len(hosts)
 		for ; j < len(records) && records[j].pref == records[i].pref; j++ {
 			for _, a := range addrs[j] {
-				hosts = append(hosts, Host{Name: records[j].host, Addr: a, Port: port})
+				hosts = append(hosts, Host{Name: records[j].host, Addr: a, Port: port, DefaultPort: t.Port == 0})
 			}
 		}
 		// Spread load over equal-preference hosts (RFC 5321 §5.1).
@@ -323,12 +326,13 @@ func (r *Resolver) resolveList(ctx context.Context, destination string, list []M
 		}
 		switch {
 		case e.addr.IsValid():
-			hosts = append(hosts, Host{Name: hostName, Addr: e.addr, Port: r.portOr(cmp.Or(e.port, e.name.Port))})
+			p := cmp.Or(e.port, e.name.Port)
+			hosts = append(hosts, Host{Name: hostName, Addr: e.addr, Port: r.portOr(p), DefaultPort: p == 0})
 		case e.name.IsLiteral():
-			hosts = append(hosts, Host{Name: hostName, Addr: e.name.IP, Port: r.portOr(e.name.Port)})
+			hosts = append(hosts, Host{Name: hostName, Addr: e.name.IP, Port: r.portOr(e.name.Port), DefaultPort: e.name.Port == 0})
 		default:
 			for _, a := range addrs[lookupIndex[i]] {
-				hosts = append(hosts, Host{Name: hostName, Addr: a, Port: r.portOr(e.name.Port)})
+				hosts = append(hosts, Host{Name: hostName, Addr: a, Port: r.portOr(e.name.Port), DefaultPort: e.name.Port == 0})
 			}
 		}
 	}

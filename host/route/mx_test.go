@@ -366,14 +366,14 @@ func TestResolveMXList(t *testing.T) {
 	}
 	ip := netip.MustParseAddr
 	want := []Host{
-		{"smart.relay.test", ip("192.0.2.40"), 25},
-		{"smart.relay.test", ip("192.0.2.41"), 25},
-		{"smart.relay.test", ip("2001:db8::40"), 25},
-		{"[192.0.2.99]", ip("192.0.2.99"), 2525},
-		{"mx.example.test", ip("192.0.2.77"), 587},
-		{"second.relay.test", ip("192.0.2.42"), 2526},
-		{"tls.example.test", ip("2001:db8::77"), 25},
-		{"v6.example.test", ip("2001:db8::78"), 2465},
+		{"smart.relay.test", ip("192.0.2.40"), 25, true},
+		{"smart.relay.test", ip("192.0.2.41"), 25, true},
+		{"smart.relay.test", ip("2001:db8::40"), 25, true},
+		{"[192.0.2.99]", ip("192.0.2.99"), 2525, false},
+		{"mx.example.test", ip("192.0.2.77"), 587, false},
+		{"second.relay.test", ip("192.0.2.42"), 2526, false},
+		{"tls.example.test", ip("2001:db8::77"), 25, true},
+		{"v6.example.test", ip("2001:db8::78"), 2465, false},
 	}
 	if !slices.Equal(site.Hosts, want) {
 		t.Errorf("hosts\n got %v\nwant %v", site.Hosts, want)
@@ -428,11 +428,11 @@ func TestResolveLiteralsSkipDNS(t *testing.T) {
 		dest string
 		site Site
 	}{
-		{"[192.0.2.5]", Site{"192.0.2.5", []Host{{"[192.0.2.5]", ip("192.0.2.5"), 25}}}},
-		{"[192.0.2.5]:2525", Site{"192.0.2.5:2525", []Host{{"[192.0.2.5]", ip("192.0.2.5"), 2525}}}},
-		{"[IPv6:2001:db8::5]", Site{"2001:db8::5", []Host{{"[IPv6:2001:db8::5]", ip("2001:db8::5"), 25}}}},
-		{"[ipv6:::1]", Site{"::1", []Host{{"[IPv6:::1]", ip("::1"), 25}}}},
-		{"[::1]", Site{"::1", []Host{{"[IPv6:::1]", ip("::1"), 25}}}},
+		{"[192.0.2.5]", Site{"192.0.2.5", []Host{{"[192.0.2.5]", ip("192.0.2.5"), 25, true}}}},
+		{"[192.0.2.5]:2525", Site{"192.0.2.5:2525", []Host{{"[192.0.2.5]", ip("192.0.2.5"), 2525, false}}}},
+		{"[IPv6:2001:db8::5]", Site{"2001:db8::5", []Host{{"[IPv6:2001:db8::5]", ip("2001:db8::5"), 25, true}}}},
+		{"[ipv6:::1]", Site{"::1", []Host{{"[IPv6:::1]", ip("::1"), 25, true}}}},
+		{"[::1]", Site{"::1", []Host{{"[IPv6:::1]", ip("::1"), 25, true}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dest, func(t *testing.T) {
