@@ -23,7 +23,9 @@ type QueueConfig struct {
 	// their way to delivery: a message over the rate waits in the queue, without counting as an
 	// attempt, until its turn.
 	MaxMessageRate string `json:"max_message_rate,omitempty"`
-	// EgressPool may only name DefaultEgressPool; any other pool is refused (see ParseQueueConfig).
+	// EgressPool names one of the server's [egress_pool.NAME] tables, or DefaultEgressPool.
+	// The host checks the name at each delivery attempt: an unknown pool keeps the message
+	// queued, with a 451 4.4.4 TransientFailure that names it (as KumoMTA does).
 	EgressPool string    `json:"egress_pool,omitempty"`
 	Protocol   *Protocol `json:"protocol,omitempty"`
 }
@@ -183,11 +185,6 @@ func ParseQueueConfig(b []byte) (*QueueConfig, error) {
 		if _, err := ParseRate(c.MaxMessageRate); err != nil {
 			return nil, fmt.Errorf("queue config: max_message_rate: %w", err)
 		}
-	}
-	if c.EgressPool != "" && c.EgressPool != DefaultEgressPool {
-		// Accepting a pool name and then sending from the default address would be a silent
-		// lie; source addresses are chosen per egress path instead.
-		return nil, fmt.Errorf("queue config: egress_pool %q: egress pools are not supported; only %q (the default: the system picks the source address); choose a source address per destination with source_address in the server's [egress] or [[egress.path]]", c.EgressPool, DefaultEgressPool)
 	}
 	if c.Protocol != nil && c.Protocol.SMTP != nil && c.Protocol.SMTP.MXList != nil && len(c.Protocol.SMTP.MXList) == 0 {
 		return nil, errors.New("queue config: protocol.smtp.mx_list is empty; leave it out to use MX resolution")

@@ -136,6 +136,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		RetryInterval:    cfg.Queue.RetryInterval.D(),
 		MaxRetryInterval: cfg.Queue.MaxRetryInterval.D(),
 		MaxAge:           cfg.Queue.MaxAge.D(),
+		EgressPool:       cfg.Queue.EgressPool,
 	}
 	paths, err := newEgressPaths(cfg)
 	if err != nil {
@@ -158,6 +159,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		MaxDeliveriesPerConnection: paths.defaults.MaxDeliveriesPerConnection,
 		IdleTimeout:                paths.defaults.IdleTimeout,
 		RefreshInterval:            cfg.Queue.RefreshInterval.D(),
+		Pools:                      egressPools(cfg),
 		Rules:                      a.spool, // admin suspensions and bounce rules survive restarts
 		OnFailure:                  a.bounceHook(),
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -26,6 +27,7 @@ import (
 // (queue.Manager.InvalidateConfigs), so the hook runs about once per site and interval.
 type egressPaths struct {
 	defaults config.EgressPath
+	sources  map[string]config.EgressSource // [egress_source.NAME]
 	rules    []config.EgressPathRule
 	secrets  map[string]config.Secret
 	base     delivery.Options // trust roots
@@ -45,6 +47,7 @@ type transport struct {
 func newEgressPaths(cfg *config.Config) (*egressPaths, error) {
 	e := &egressPaths{
 		defaults: cfg.EgressDefaults(),
+		sources:  cfg.EgressSources,
 		rules:    cfg.Egress.Paths,
 		secrets:  cfg.Secrets,
 		clients:  map[transport]*delivery.Client{},
@@ -63,9 +66,19 @@ func newEgressPaths(cfg *config.Config) (*egressPaths, error) {
 	return e, nil
 }
 
-// resolve is the path of a destination and site, before any plugin.
-func (e *egressPaths) resolve(routingDomain, site string) config.EgressPath {
+// resolve is the path of a destination, egress source ("" for none) and site, before any
+// plugin: [egress], then the source's source_address and ehlo_domain, then the first
+// [[egress.path]] that matches the bare site.
+func (e *egressPaths) resolve(routingDomain, source, site string) config.EgressPath {
 	p := e.defaults
+	if src, ok := e.sources[source]; ok {
+		if src.SourceAddress != "" {
+			p.SourceAddress, _ = netip.ParseAddr(src.SourceAddress) // checked at load
+		}
+		if src.EHLODomain != "" {
+			p.EHLODomain = src.EHLODomain
+		}
+	}
 	for i := range e.rules {
 		if e.rules[i].Matches(routingDomain, site) {
 			p, _ = p.With(&e.rules[i].EgressPathConfig) // checked at load
@@ -75,8 +88,8 @@ func (e *egressPaths) resolve(routingDomain, site string) config.EgressPath {
 	return p
 }
 
-func (e *egressPaths) EgressPath(ctx context.Context, routingDomain, site string) (queue.Path, error) {
-	p := e.resolve(routingDomain, site)
+func (e *egressPaths) EgressPath(ctx context.Context, routingDomain, source, site string) (queue.Path, error) {
+	p := e.resolve(routingDomain, source, site)
 	if e.plugins != nil && e.plugins.Active() {
 		// The plugin's answer is checked while it runs (make_egress_path_config returns
 		// Invalid, with the reason in last_error), over the path the config gives this site.

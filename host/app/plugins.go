@@ -79,8 +79,26 @@ func (s pluginConfigs) QueueConfig(ctx context.Context, name string, c route.Com
 		// ParseQueueConfig checked it already.
 		cfg.MaxMessageRate, _ = abi.ParseRate(qc.MaxMessageRate)
 	}
+	if qc.EgressPool != "" {
+		// The queue checks the name on each attempt: an unknown pool keeps the message
+		// queued with a transient failure that names it.
+		cfg.EgressPool = qc.EgressPool
+	}
 	for _, e := range qc.MXList() {
 		cfg.MXList = append(cfg.MXList, route.MXEntry{Name: e.Name, Addr: e.Addr})
 	}
 	return cfg, nil
+}
+
+// egressPools is the queue's view of [egress_pool.NAME]: each entry's source and weight.
+func egressPools(cfg *config.Config) map[string]queue.Pool {
+	out := make(map[string]queue.Pool, len(cfg.EgressPools))
+	for name, p := range cfg.EgressPools {
+		var q queue.Pool
+		for _, e := range p.Entries {
+			q = append(q, queue.PoolEntry{Source: e.Name, Weight: e.WeightOrDefault()})
+		}
+		out[name] = q
+	}
+	return out
 }

@@ -37,6 +37,10 @@ type Config struct {
 	DNS      DNSConfig      `toml:"dns"`
 	Delivery DeliveryConfig `toml:"delivery"`
 	Egress   EgressConfig   `toml:"egress"`
+	// EgressSources are the named [egress_source.NAME] tables, EgressPools the
+	// [egress_pool.NAME] tables that group them; a queue config's egress_pool names a pool.
+	EgressSources map[string]EgressSource `toml:"egress_source"`
+	EgressPools   map[string]EgressPool   `toml:"egress_pool"`
 	// Secrets are named secrets (passwords) that other keys refer to by name.
 	Secrets map[string]Secret `toml:"secrets"`
 	Queue   QueueConfig       `toml:"queue"`
@@ -121,6 +125,8 @@ type QueueConfig struct {
 	MaxRetryInterval Duration `toml:"max_retry_interval"` // 0: no cap
 	MaxAge           Duration `toml:"max_age"`
 	RefreshInterval  Duration `toml:"refresh_interval"`
+	// EgressPool is the pool of queues whose get_queue_config sets none; "": "unspecified".
+	EgressPool string `toml:"egress_pool"`
 }
 
 // BounceConfig is the [bounce] table: the delivery status notifications (RFC 3464) sent to
@@ -286,6 +292,9 @@ func Parse(text string) (*Config, error) {
 		return nil, err
 	}
 	if err := c.validateEgress(md); err != nil {
+		return nil, err
+	}
+	if err := c.validatePools(); err != nil {
 		return nil, err
 	}
 	return &c, nil

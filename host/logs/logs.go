@@ -58,6 +58,10 @@ type Record struct {
 	// BounceClassification is the class of the reply (classify package) on Bounce and
 	// TransientFailure records, set by Log; KumoMTA's field name.
 	BounceClassification string `json:"bounce_classification,omitempty"`
+	// EgressPool and EgressSource are the pool and source of a Delivery, TransientFailure or
+	// Bounce (KumoMTA's field names); absent for the built-in pool "unspecified".
+	EgressPool   string `json:"egress_pool,omitempty"`
+	EgressSource string `json:"egress_source,omitempty"`
 }
 
 // TLS is the TLS of the connection an event happened on (design.md §12).

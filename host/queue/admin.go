@@ -398,7 +398,7 @@ func (m *Manager) adminBounce(msg *message.Message, r *activeRule, site string) 
 	m.delete(msg)
 	if !r.SuppressLogging {
 		reply := message.Reply{Code: 551, Enhanced: "5.7.1", Text: "Administrator bounced with reason: " + r.Reason}
-		m.opt.Log.Log(m.record(logs.AdminBounce, msg, reply, site, nil))
+		m.opt.Log.Log(m.record(logs.AdminBounce, msg, reply, place{site: site}, nil))
 	}
 }
 
@@ -503,7 +503,7 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 		}
 		if (moved || req.AlwaysFlush) && !req.SuppressLogging {
 			reply := message.Reply{Code: 250, Text: fmt.Sprintf("Rebound from %s to %s: %s", old, msg.Queue, req.Reason)}
-			m.opt.Log.Log(m.record(logs.AdminRebind, msg, reply, "", nil))
+			m.opt.Log.Log(m.record(logs.AdminRebind, msg, reply, place{}, nil))
 		}
 		m.requeue(msg)
 	}

@@ -30,13 +30,14 @@ func (rq *readyQueue) idleTimeout() time.Duration {
 	return rq.m.opt.IdleTimeout
 }
 
-// PathSource yields the egress path of a site: [egress] defaults, [[egress.path]] overrides
-// and the get_egress_path_config hook, wired by the app. routingDomain is the destination of
-// the message that first reached the site (its routing_domain, else its domain): like
-// KumoMTA, a site's path is one for every scheduled queue that feeds it. An error leaves the
-// message queued and retried.
+// PathSource yields the egress path of a source and site: [egress] defaults, the egress
+// source's settings, [[egress.path]] overrides and the get_egress_path_config hook, wired by the
+// app. routingDomain is the destination of the message that first reached the ready queue (its
+// routing_domain, else its domain): like KumoMTA, a ready queue's path is one for every
+// scheduled queue that feeds it. source is "" for the built-in pool; site is the bare site
+// name. An error leaves the message queued and retried.
 type PathSource interface {
-	EgressPath(ctx context.Context, routingDomain, site string) (Path, error)
+	EgressPath(ctx context.Context, routingDomain, source, site string) (Path, error)
 }
 
 var errPath = message.Errorf(451, "4.3.0", "egress path configuration unavailable")
@@ -75,7 +76,7 @@ func (m *Manager) refreshPath(rq *readyQueue, destination string) error {
 	if m.opt.Paths != nil {
 		ctx, cancel := context.WithTimeout(m.ctx, m.opt.ResolveTimeout)
 		var err error
-		p, err = m.opt.Paths.EgressPath(ctx, destination, rq.name)
+		p, err = m.opt.Paths.EgressPath(ctx, destination, rq.source, rq.site)
 		cancel()
 		if err != nil {
 			m.opt.Diag.Warn("egress path config failed", "site", rq.name, "routing_domain", destination, "err", err)

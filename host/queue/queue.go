@@ -34,6 +34,9 @@ type Config struct {
 	// MaxMessageRate throttles the queue's messages on their way to a ready queue (KumoMTA's
 	// queue max_message_rate); zero: unlimited.
 	MaxMessageRate abi.Rate
+	// EgressPool names the pool (Options.Pools) whose sources the messages leave from;
+	// "" or "unspecified": the built-in pool, no source.
+	EgressPool string
 }
 
 // ConfigSource yields a scheduled queue's config; the plugin layer's get_queue_config
@@ -103,6 +106,10 @@ type Options struct {
 	// Clock is the source of time (retry timers, idle connections, expiry); real time when nil.
 	Clock Clock
 
+	// Pools are the egress pools a queue config may name, besides the built-in
+	// "unspecified"; each source is picked by smooth weighted round robin, per attempt.
+	Pools map[string]Pool
+
 	// Rules keeps the admin API's suspensions and bounce rules across restarts; nil keeps
 	// them in memory only.
 	Rules RuleStore
@@ -164,6 +171,8 @@ type Manager struct {
 
 	rulesMu sync.Mutex            // serialises rule changes
 	rules   atomic.Pointer[rules] // admin rules, read lock-free on the delivery path
+
+	pickers map[string]*picker // per pool in Options.Pools; read-only after New
 }
 
 // New returns a Manager; call Start to run it.
@@ -191,6 +200,10 @@ func New(opt Options) *Manager {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}, slots: map[message.ID]uint8{}}
+	m.pickers = make(map[string]*picker, len(opt.Pools))
+	for name, p := range opt.Pools {
+		m.pickers[name] = newPicker(p)
+	}
 	m.timers.init(m.goDispatch, opt.Clock)
 	return m
 }
@@ -227,8 +240,8 @@ var errInternal = message.Errorf(451, "4.3.0", "internal error during delivery")
 
 // failSafely records a transient failure for a message whose attempt ended in a panic, so that
 // it is retried; if even that panics, the message is left to the spool and the next start.
-func (m *Manager) failSafely(msg *message.Message, cfg Config, site string) {
-	m.guard("recording a failed attempt", msg, func() { m.retry(msg, cfg, errInternal, site, nil) })
+func (m *Manager) failSafely(msg *message.Message, cfg Config, at place) {
+	m.guard("recording a failed attempt", msg, func() { m.retry(msg, cfg, errInternal, at, nil) })
 }
 
 // Stop stops dispatching and lets each connection finish the message it is sending. When ctx
@@ -282,7 +295,7 @@ func (m *Manager) goDispatch(msg *message.Message) {
 	m.spawn(func() {
 		settled := false
 		if m.guard("dispatch", msg, func() { m.dispatch(msg, &settled) }) && !settled {
-			m.failSafely(msg, m.opt.Defaults, "")
+			m.failSafely(msg, m.opt.Defaults, place{})
 		}
 	})
 }
@@ -417,7 +430,7 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	q := m.schedQueue(msg.Queue)
 	if q.compErr != nil {
 		*settled = true
-		m.bounce(msg, errBadQueue.Wrap(q.compErr), "", nil)
+		m.bounce(msg, errBadQueue.Wrap(q.compErr), place{}, nil)
 		return
 	}
 	if m.intercept(msg, "") {
@@ -428,7 +441,7 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	if err != nil {
 		m.opt.Diag.Warn("queue config failed", "queue", q.name, "err", err)
 		*settled = true
-		m.retry(msg, m.opt.Defaults, errConfig.Wrap(err), "", nil)
+		m.retry(msg, m.opt.Defaults, errConfig.Wrap(err), place{}, nil)
 		return
 	}
 	if now := m.opt.Clock.Now(); now.Sub(msg.Created) >= cfg.MaxAge {
@@ -436,9 +449,28 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		m.expire(msg, cfg, now.Sub(msg.Created), Failure{})
 		return
 	}
+	if _, known := m.pickers[cfg.EgressPool]; !known && cfg.EgressPool != "" && cfg.EgressPool != abi.DefaultEgressPool {
+		*settled = true
+		_, e := m.source(cfg.EgressPool)
+		m.retry(msg, cfg, e, place{pool: cfg.EgressPool}, nil)
+		return
+	}
 	if m.throttle(msg, q.bucket(), heldQueueSlot) {
 		*settled = true // back on the timer heap, due at its slot
 		return
+	}
+	// The source is picked per attempt (KumoMTA's pools do the same), after the queue's
+	// throttle so that a message held for a slot does not use up a pick.
+	source, perr := m.source(cfg.EgressPool)
+	if perr != nil {
+		*settled = true
+		m.forgetSlots(msg)
+		m.retry(msg, cfg, perr, place{pool: cfg.EgressPool}, nil)
+		return
+	}
+	pool := cfg.EgressPool
+	if source == "" {
+		pool = ""
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.opt.ResolveTimeout)
 	site, err := m.opt.Resolver.Resolve(ctx, q.comps.Destination(), cfg.MXList)
@@ -447,17 +479,17 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		*settled = true
 		e := message.AsError(err)
 		if e.Temporary() {
-			m.retry(msg, cfg, e, "", nil)
+			m.retry(msg, cfg, e, place{}, nil)
 		} else {
-			m.bounce(msg, e, "", nil)
+			m.bounce(msg, e, place{}, nil)
 		}
 		return
 	}
-	rq := m.readyQueue(site)
+	rq := m.readyQueue(site, source)
 	if err := m.refreshPath(rq, q.comps.Destination()); err != nil {
 		*settled = true
 		m.forgetSlots(msg)
-		m.retry(msg, cfg, message.AsError(err), site.Name, nil)
+		m.retry(msg, cfg, message.AsError(err), place{rq.name, pool, source}, nil)
 		return
 	}
 	rq.mu.Lock()
@@ -468,46 +500,48 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		return
 	}
 	*settled = true
-	rq.push(&item{msg: msg, cfg: cfg})
+	rq.push(&item{msg: msg, cfg: cfg, pool: pool})
 }
 
-func (m *Manager) readyQueue(site route.Site) *readyQueue {
+// readyQueue is the ready queue of a source (KumoMTA's egress source; "" for none) and a site.
+func (m *Manager) readyQueue(site route.Site, source string) *readyQueue {
+	name := readyQueueName(source, site.Name)
 	m.readyMu.Lock()
 	defer m.readyMu.Unlock()
-	rq := m.ready[site.Name]
+	rq := m.ready[name]
 	if rq == nil {
-		rq = newReadyQueue(m, site.Name)
+		rq = newReadyQueue(m, site.Name, source)
 		if m.ctx.Err() != nil {
 			rq.stopping = true // created after Stop's sweep: never starts a worker
 		}
-		m.ready[site.Name] = rq
+		m.ready[name] = rq
 	}
 	rq.setHosts(site.Hosts)
 	return rq
 }
 
 // outcome handles the result of one delivery attempt.
-func (m *Manager) outcome(it *item, site string, peer *route.Host, reply message.Reply, err error) {
-	m.outcomeTLS(it, site, peer, nil, reply, err)
+func (m *Manager) outcome(it *item, at place, peer *route.Host, reply message.Reply, err error) {
+	m.outcomeTLS(it, at, peer, nil, reply, err)
 }
 
 // outcomeTLS is outcome with the TLS session of the connection, which the Delivery record
 // carries (design.md §6 and §12).
-func (m *Manager) outcomeTLS(it *item, site string, peer *route.Host, tls *logs.TLS, reply message.Reply, err error) {
+func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS, reply message.Reply, err error) {
 	if err == nil {
 		m.removed()
 		m.delivered.Add(1)
 		m.delete(it.msg)
-		rec := m.record(logs.Delivery, it.msg, reply, site, peer)
+		rec := m.record(logs.Delivery, it.msg, reply, at, peer)
 		rec.TLS = tls
 		m.opt.Log.Log(rec)
 		return
 	}
 	e := message.AsError(err)
 	if e.Temporary() {
-		m.retry(it.msg, it.cfg, e, site, peer)
+		m.retry(it.msg, it.cfg, e, at, peer)
 	} else {
-		m.bounce(it.msg, e, site, peer)
+		m.bounce(it.msg, e, at, peer)
 	}
 }
 
@@ -521,9 +555,9 @@ func (m *Manager) delete(msg *message.Message) {
 	}
 }
 
-func (m *Manager) record(typ string, msg *message.Message, r message.Reply, site string, peer *route.Host) logs.Record {
+func (m *Manager) record(typ string, msg *message.Message, r message.Reply, at place, peer *route.Host) logs.Record {
 	rec := logs.For(typ, msg, r)
-	rec.Site = site
+	rec.Site, rec.EgressPool, rec.EgressSource = at.site, at.pool, at.source
 	if peer != nil {
 		rec.PeerAddress = &logs.PeerAddress{Name: peer.Name, Addr: peer.Addr.String()}
 		rec.DeliveryProtocol = "ESMTP"
@@ -531,17 +565,17 @@ func (m *Manager) record(typ string, msg *message.Message, r message.Reply, site
 	return rec
 }
 
-func (m *Manager) bounce(msg *message.Message, e *message.Error, site string, peer *route.Host) {
+func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer *route.Host) {
 	m.removed()
 	m.bounced.Add(1)
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
 	}
 	if m.opt.OnFailure != nil {
-		m.opt.OnFailure(msg, Failure{Type: logs.Bounce, Reply: e.Reply, Site: site, Peer: peer})
+		m.opt.OnFailure(msg, Failure{Type: logs.Bounce, Reply: e.Reply, Site: at.site, Peer: peer})
 	}
 	m.delete(msg)
-	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, site, peer))
+	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, at, peer))
 }
 
 // Delay returns the wait before retry number attempts (1-based: the wait after the first failed
@@ -573,15 +607,15 @@ func jitter(cfg Config) time.Duration {
 	return time.Duration(rand.Int64N(int64(j))) - j/2
 }
 
-func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, site string, peer *route.Host) {
+func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, at place, peer *route.Host) {
 	msg.Attempts++
 	delay := Delay(cfg, msg.Attempts) + jitter(cfg)
 	now := m.opt.Clock.Now()
 	next := now.Add(delay)
 	if next.Sub(msg.Created) > cfg.MaxAge {
 		// Log the failure that ended it, then the expiry.
-		m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, site, peer))
-		m.expire(msg, cfg, next.Sub(msg.Created), Failure{Last: e.Reply, Site: site, Peer: peer})
+		m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, at, peer))
+		m.expire(msg, cfg, next.Sub(msg.Created), Failure{Last: e.Reply, Site: at.site, Peer: peer})
 		return
 	}
 	m.transient.Add(1)
@@ -589,7 +623,7 @@ func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, site
 		m.opt.Diag.Debug("transient failure", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
 	}
 	msg.Due = next
-	m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, site, peer))
+	m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, at, peer))
 	if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
 		m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
 	}
@@ -609,5 +643,5 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f 
 		m.opt.OnFailure(msg, f)
 	}
 	m.delete(msg)
-	m.opt.Log.Log(m.record(logs.Expiration, msg, r, "", nil))
+	m.opt.Log.Log(m.record(logs.Expiration, msg, r, place{}, nil))
 }

@@ -115,7 +115,7 @@ type staticPaths struct {
 	asked []string
 }
 
-func (s *staticPaths) EgressPath(_ context.Context, routingDomain, site string) (Path, error) {
+func (s *staticPaths) EgressPath(_ context.Context, routingDomain, _, site string) (Path, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.asked = append(s.asked, routingDomain+" "+site)

@@ -14,15 +14,18 @@ import (
 
 // item is a message on its way through a ready queue, with the config of its scheduled queue.
 type item struct {
-	msg *message.Message
-	cfg Config
+	msg  *message.Message
+	cfg  Config
+	pool string // the egress pool the ready queue's source was picked from; "" for none
 }
 
-// readyQueue is the FIFO of one site. It opens connections on demand, up to the connection
-// limit: a new one whenever a message arrives and no connection is idle.
+// readyQueue is the FIFO of one egress source and site. It opens connections on demand, up to
+// the connection limit: a new one whenever a message arrives and no connection is idle.
 type readyQueue struct {
-	m    *Manager
-	name string
+	m      *Manager
+	name   string // readyQueueName(source, site)
+	site   string // the bare site, which [[egress.path]] and get_egress_path_config see
+	source string // the egress source; "" for none
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -41,11 +44,14 @@ type readyQueue struct {
 	connRate *bucket   // path.MaxConnectionRate; nil: unlimited
 }
 
-func newReadyQueue(m *Manager, name string) *readyQueue {
-	rq := &readyQueue{m: m, name: name}
+func newReadyQueue(m *Manager, site, source string) *readyQueue {
+	rq := &readyQueue{m: m, name: readyQueueName(source, site), site: site, source: source}
 	rq.cond = sync.NewCond(&rq.mu)
 	return rq
 }
+
+// at is where an attempt of it through rq happens, for its log record.
+func (rq *readyQueue) at(it *item) place { return place{rq.name, it.pool, rq.source} }
 
 func (rq *readyQueue) setHosts(h []route.Host) {
 	rq.mu.Lock()
@@ -220,7 +226,7 @@ func (rq *readyQueue) work() {
 				m.guard("aborting a connection", nil, c.Abort)
 			}
 			if !settled {
-				m.failSafely(it.msg, it.cfg, rq.name)
+				m.failSafely(it.msg, it.cfg, rq.at(it))
 			}
 			exit = w.released
 		}
@@ -283,7 +289,7 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 			*settled = true
 			for _, o := range append([]*item{it}, rest...) {
 				m.guard("recording a failed connection", o.msg, func() {
-					m.outcome(o, rq.name, nil, message.Reply{}, err)
+					m.outcome(o, rq.at(o), nil, message.Reply{}, err)
 				})
 			}
 			return true
@@ -296,10 +302,10 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		if errors.Is(err, spool.ErrNotFound) {
 			// Retrying cannot bring it back: end it with a record instead of retrying
 			// until max_age.
-			m.bounce(it.msg, errBodyLost.Wrap(err), rq.name, nil)
+			m.bounce(it.msg, errBodyLost.Wrap(err), rq.at(it), nil)
 			return false
 		}
-		m.outcome(it, rq.name, nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
+		m.outcome(it, rq.at(it), nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
 		return false
 	}
 	reused := w.conn.Sent() > 0
@@ -320,7 +326,7 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	}
 	*settled = true
 	rq.note(reply, err)
-	m.outcomeTLS(it, rq.name, peer, tls, reply, err)
+	m.outcomeTLS(it, rq.at(it), peer, tls, reply, err)
 	rq.mu.Lock()
 	maxSent := rq.path.MaxDeliveriesPerConnection
 	rq.mu.Unlock()
