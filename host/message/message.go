@@ -101,3 +101,10 @@ type TLS struct {
 	Version string `json:"version"`
 	Cipher  string `json:"cipher"`
 }
+
+// Batch is messages that share one body: the recipients of one SMTP transaction that went
+// through the message hook together (one recipient domain, design.md §7).
+type Batch struct {
+	Msgs []*Message
+	Body []byte
+}

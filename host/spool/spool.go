@@ -18,6 +18,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,21 +153,53 @@ func (s *Spool) Stats() Stats { return s.space.stats() }
 // Put stores messages sharing one body atomically (all or none) and returns once they are
 // synced to disk. It is what stands behind every 250. It sets each message's BodyID.
 func (s *Spool) Put(msgs []*message.Message, body []byte) error {
-	if len(msgs) == 0 {
-		return nil
+	return s.PutBatches([]message.Batch{{Msgs: msgs, Body: body}})
+}
+
+// PutBatches stores several batches, each a body and the messages that share it, as one write:
+// all or none, synced before it returns. Reception uses it for a transaction split by
+// recipient domain, so a failure of any batch leaves nothing of the transaction spooled.
+// Batches whose bodies are equal (no hook changed them differently) store the body once.
+// It sets each message's BodyID.
+func (s *Spool) PutBatches(batches []message.Batch) error {
+	type body struct {
+		id   message.ID
+		data []byte
+		refs int
 	}
-	bodyID := msgs[0].ID
-	r := &request{ops: make([]op, 0, 1+len(msgs)), done: make(chan error, 1)}
-	r.ops = append(r.ops, op{bodyKey(bodyID), body})
-	size := int64(len(body) + recordOverhead)
-	for _, m := range msgs {
-		m.BodyID = bodyID
-		v, err := json.Marshal(m)
-		if err != nil {
-			return err
+	var bodies []body
+	var size int64
+	r := &request{done: make(chan error, 1)}
+	for _, b := range batches {
+		if len(b.Msgs) == 0 {
+			continue
 		}
-		r.ops = append(r.ops, op{metaKey(m.ID), v})
-		size += int64(len(v) + recordOverhead)
+		bi := -1
+		for i := range bodies {
+			if sameBytes(bodies[i].data, b.Body) {
+				bi = i
+				break
+			}
+		}
+		if bi < 0 {
+			bodies = append(bodies, body{id: b.Msgs[0].ID, data: b.Body})
+			bi = len(bodies) - 1
+			r.ops = append(r.ops, op{bodyKey(b.Msgs[0].ID), b.Body})
+			size += int64(len(b.Body) + recordOverhead)
+		}
+		bodies[bi].refs += len(b.Msgs)
+		for _, m := range b.Msgs {
+			m.BodyID = bodies[bi].id
+			v, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			r.ops = append(r.ops, op{metaKey(m.ID), v})
+			size += int64(len(v) + recordOverhead)
+		}
+	}
+	if len(bodies) == 0 {
+		return nil
 	}
 	// Refuse rather than hand Badger a write the disk may not hold: that would be a SIGBUS.
 	if err := s.space.reserve(size); err != nil {
@@ -174,17 +207,33 @@ func (s *Spool) Put(msgs []*message.Message, body []byte) error {
 	}
 	defer s.space.done(size)
 	s.refsMu.Lock()
-	s.refs[bodyID] += len(msgs)
-	s.refsMu.Unlock()
-	if err := s.send(r); err != nil {
-		s.unref(bodyID, len(msgs))
-		return err
+	for _, b := range bodies {
+		s.refs[b.id] += b.refs
 	}
-	if err := <-r.done; err != nil {
-		s.unref(bodyID, len(msgs))
+	s.refsMu.Unlock()
+	err := s.send(r)
+	if err == nil {
+		err = <-r.done
+	}
+	if err != nil {
+		for _, b := range bodies {
+			s.unref(b.id, b.refs)
+		}
 		return err
 	}
 	return nil
+}
+
+// sameBytes reports whether a and b hold the same bytes; the same slice is the common case
+// (no hook changed the body) and costs no comparison.
+func sameBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return bytes.Equal(a, b)
 }
 
 // unref drops n references to a body and reports whether none is left.
