@@ -62,6 +62,10 @@ type Spool struct {
 	gcStop chan struct{}
 	space  *space
 	obs    CommitObserver
+	// unsynced holds one token per Delete sent to the committer and not yet synced; the
+	// committer takes it back after the sync. Its capacity bounds how many finished messages a
+	// crash can bring back (and deliver again): see Delete.
+	unsynced chan struct{}
 }
 
 type op struct {
@@ -71,6 +75,7 @@ type op struct {
 type request struct {
 	ops  []op
 	done chan error // nil: nobody waits (state updates, deletes)
+	del  bool       // a Delete: holds an unsynced token until its sync
 }
 
 // Options configure OpenContext.
@@ -84,7 +89,16 @@ type Options struct {
 	Log     *slog.Logger
 	// Observer is told about every group commit; nil: not measured.
 	Observer CommitObserver
+	// MaxUnsyncedDeletes bounds the deletes sent but not yet synced; 0 means
+	// DefaultMaxUnsyncedDeletes (see Delete).
+	MaxUnsyncedDeletes int
 }
+
+// DefaultMaxUnsyncedDeletes is how many deletes may wait for their sync before Delete blocks:
+// at most this many finished messages (plus the deliveries in flight) come back after a crash.
+// A group commit takes a few milliseconds, so this allows tens of thousands of deletes a
+// second before it slows delivery.
+const DefaultMaxUnsyncedDeletes = 128
 
 // CommitObserver is told about each group commit: how long it took (transactions and syncs)
 // and how many writes it gathered. It runs on the committer goroutine and must be quick.
@@ -109,6 +123,9 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	}
 	if o.MaxBody <= 0 {
 		o.MaxBody = 64 << 20
+	}
+	if o.MaxUnsyncedDeletes <= 0 {
+		o.MaxUnsyncedDeletes = DefaultMaxUnsyncedDeletes
 	}
 	vlogSize := valueLogFileSize(o.MaxBody)
 	if need := badgerNeed(vlogSize); o.MinFree < need {
@@ -135,7 +152,8 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		return nil, fmt.Errorf("open spool %s: %w", o.Path, err)
 	}
 	s := &Spool{db: db, log: log, refs: map[message.ID]int{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
-		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer}
+		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer,
+		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes)}
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
@@ -259,14 +277,26 @@ func (s *Spool) Update(m *message.Message) error {
 }
 
 // Delete removes a message, and its body when no other message shares it. It does not wait for
-// the disk; the committer syncs it within one group commit. A crash inside that window can
-// deliver the message a second time, never lose it.
+// the disk: the committer never waits to gather a batch, so the delete is synced by the group
+// commit that starts next (after at most the one in progress). A crash before that sync brings
+// the message back at the next start, to be delivered a second time, never lost.
+//
+// What bounds that window is a count, not a time (a sync takes what the disk takes): at most
+// MaxUnsyncedDeletes deletes wait for their sync at once; one more blocks its caller (a
+// delivery connection) until a sync frees a place, so delivery cannot run ahead of a slow disk.
+// After a crash at most MaxUnsyncedDeletes messages, plus the deliveries in flight at that
+// moment, are delivered again.
 func (s *Spool) Delete(m *message.Message) error {
+	s.unsynced <- struct{}{}
 	ops := []op{{key: metaKey(m.ID)}}
 	if s.unref(m.BodyID, 1) {
 		ops = append(ops, op{key: bodyKey(m.BodyID)})
 	}
-	return s.send(&request{ops: ops})
+	if err := s.send(&request{ops: ops, del: true}); err != nil {
+		<-s.unsynced
+		return err
+	}
+	return nil
 }
 
 // Flush waits until every write queued before it is synced.
@@ -435,6 +465,9 @@ func (s *Spool) commit(batch []*request) {
 	}
 	txn.Discard()
 	for i, r := range batch {
+		if r.del {
+			<-s.unsynced // synced, or failed and reported: no longer pending
+		}
 		if r.done != nil {
 			r.done <- results[i]
 		} else if results[i] != nil {
