@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"time"
 )
 
@@ -108,3 +109,7 @@ type Batch struct {
 	Msgs []*Message
 	Body []byte
 }
+
+// ErrNotInSpool is what a store returns for a message (or body) it does not hold: one that
+// was delivered or removed meanwhile.
+var ErrNotInSpool = errors.New("message not in spool")

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/wasmta/wasmta/host/message"
-	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -24,7 +23,7 @@ type domainPolicy struct {
 
 func (p *domainPolicy) Active() bool { return true }
 
-func (p *domainPolicy) MessageHook(_ context.Context, _ string, m *plugin.Message) (plugin.Outcome, error) {
+func (p *domainPolicy) MessageHook(_ context.Context, _ string, m *message.Hook) (message.HookOutcome, error) {
 	p.mu.Lock()
 	p.calls = append(p.calls, slices.Clone(m.Recipients))
 	p.mu.Unlock()
@@ -32,13 +31,13 @@ func (p *domainPolicy) MessageHook(_ context.Context, _ string, m *plugin.Messag
 	dom = strings.ToLower(dom)
 	switch dom {
 	case p.reject:
-		return plugin.Outcome{Reject: &message.Reply{Code: 550, Enhanced: "5.7.1", Text: dom + " not wanted"}}, nil
+		return message.HookOutcome{Reject: &message.Reply{Code: 550, Enhanced: "5.7.1", Text: dom + " not wanted"}}, nil
 	case p.fail:
-		return plugin.Outcome{}, errors.New("plugin trapped")
+		return message.HookOutcome{}, errors.New("plugin trapped")
 	}
 	m.Meta["routing_domain"] = "relay." + dom
 	m.Data = append([]byte("X-Routed: "+dom+"\r\n"), m.Data...)
-	return plugin.Outcome{Handled: []string{"test@1"}}, nil
+	return message.HookOutcome{Handled: []string{"test@1"}}, nil
 }
 
 func (p *domainPolicy) hookCalls() [][]string {

@@ -32,7 +32,6 @@ import (
 	"github.com/wasmta/wasmta/host/auth"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
-	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/route"
 )
 
@@ -43,9 +42,10 @@ type Receiver interface {
 	SubmitBatches(batches []message.Batch) error
 }
 
-// Policy runs the message hooks of the configured plugins (a *plugin.Chain).
+// Policy runs the message hooks of the configured plugins (a *plugin.Chain). Its types are
+// host/message's, so reception does not depend on the WebAssembly runtime.
 type Policy interface {
-	MessageHook(ctx context.Context, hook string, m *plugin.Message) (plugin.Outcome, error)
+	MessageHook(ctx context.Context, hook string, m *message.Hook) (message.HookOutcome, error)
 	Active() bool // any plugin configured (reception skips the hook machinery otherwise)
 }
 
@@ -593,7 +593,7 @@ func (ss *session) batch(g []int, ids []message.ID, meta map[string]string, body
 	var handled []string
 	var sigs []abi.DKIMSign
 	if p := ss.s.opt.Policy; p != nil && p.Active() {
-		pm := &plugin.Message{Sender: ss.from, Recipients: rcpts, Meta: map[string]string{}, Data: body, Client: ss.peer.String()}
+		pm := &message.Hook{Sender: ss.from, Recipients: rcpts, Meta: map[string]string{}, Data: body, Client: ss.peer.String()}
 		maps.Copy(pm.Meta, meta)
 		o, err := p.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, pm)
 		if err != nil {

@@ -41,8 +41,9 @@ var (
 // ErrClosed is returned for writes after Close.
 var ErrClosed = errors.New("spool closed")
 
-// ErrNotFound is returned by Body for an unknown id.
-var ErrNotFound = errors.New("message not in spool")
+// ErrNotFound is returned by Body for an unknown id (message.ErrNotInSpool, so the queue can
+// recognise it without importing the spool).
+var ErrNotFound = message.ErrNotInSpool
 
 // Spool is a Badger-backed message store. Messages that share a body (the recipients of one
 // SMTP transaction) store it once, under the first message's id; the body is deleted with the
