@@ -27,10 +27,12 @@ type capture struct {
 	bodies []string
 }
 
-func (c *capture) Submit(msgs []*message.Message, body []byte) error {
+func (c *capture) SubmitBatches(batches []message.Batch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.bodies = append(c.bodies, string(body))
+	for _, b := range batches {
+		c.bodies = append(c.bodies, string(b.Body))
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"time"
 )
 
@@ -101,3 +102,14 @@ type TLS struct {
 	Version string `json:"version"`
 	Cipher  string `json:"cipher"`
 }
+
+// Batch is messages that share one body: the recipients of one SMTP transaction that went
+// through the message hook together (one recipient domain, design.md §7).
+type Batch struct {
+	Msgs []*Message
+	Body []byte
+}
+
+// ErrNotInSpool is what a store returns for a message (or body) it does not hold: one that
+// was delivered or removed meanwhile.
+var ErrNotInSpool = errors.New("message not in spool")

@@ -20,7 +20,7 @@ func benchHook(b *testing.B, p *Plugin) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		m.Data, m.Meta, m.indexed = data, map[string]string{"tenant": "t1"}, false
+		m.Data, m.Meta = data, map[string]string{"tenant": "t1"}
 		start := time.Now()
 		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil {
 			b.Fatal(err)

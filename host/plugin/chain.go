@@ -173,13 +173,8 @@ func (c *Chain) Active() bool { return len(c.Plugins()) > 0 }
 // Set replaces the list (plugins added or removed on reload).
 func (c *Chain) Set(ps []*Plugin) { c.list.Store(&ps) }
 
-// Outcome of a message hook chain.
-type Outcome struct {
-	// Reject is set when a plugin rejected the message; the chain stopped there.
-	Reject *message.Reply
-	// Handled lists "plugin@generation" for every plugin that ran, in order.
-	Handled []string
-}
+// Outcome of a message hook chain (see message.HookOutcome).
+type Outcome = message.HookOutcome
 
 // MessageHook runs hook (smtp_server_message_received or http_message_generated) on every
 // plugin that exports it. Each plugin sees the meta and headers the ones before it set; a
@@ -187,11 +182,12 @@ type Outcome struct {
 // caller must not accept the message (451 4.3.0: the client keeps it).
 func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outcome, error) {
 	var o Outcome
+	ms := &msgState{Message: m}
 	for _, p := range c.Plugins() {
 		if !p.gen.Load().Has(hook) {
 			continue
 		}
-		st := &callState{hook: hook, msg: m}
+		st := &callState{hook: hook, msg: ms}
 		g, err := c.call(ctx, p, st)
 		if errors.Is(err, errNoHook) {
 			continue

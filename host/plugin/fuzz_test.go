@@ -18,7 +18,7 @@ func FuzzMessageHeader(f *testing.F) {
 	f.Add([]byte("no header at all"), "x")
 	f.Add([]byte(":empty name\r\n\r\n"), "")
 	f.Fuzz(func(t *testing.T, data []byte, name string) {
-		m := &Message{Data: data}
+		m := &msgState{Message: &Message{Data: data}}
 		m.index()
 		if m.hdrEnd < 0 || m.hdrEnd > len(data) {
 			t.Fatalf("header end %d outside %d bytes", m.hdrEnd, len(data))
@@ -55,9 +55,9 @@ func FuzzHeaderEdit(f *testing.F) {
 	f.Add([]byte(""), "X", "", false)
 	f.Add([]byte("A: 1\r\n\r\n"), "X", "a\r\nBcc: victim@x", false)
 	f.Fuzz(func(t *testing.T, data []byte, name, value string, appendIt bool) {
-		before := &Message{Data: append([]byte(nil), data...)}
+		before := &msgState{Message: &Message{Data: append([]byte(nil), data...)}}
 		before.index()
-		st := &callState{hook: abi.HookSMTPServerMessageReceived, msg: &Message{Data: append([]byte(nil), data...)}}
+		st := &callState{hook: abi.HookSMTPServerMessageReceived, msg: &msgState{Message: &Message{Data: append([]byte(nil), data...)}}}
 		to := &st.prepend
 		if appendIt {
 			to = &st.append
@@ -90,7 +90,7 @@ func FuzzHeaderEdit(f *testing.F) {
 }
 
 // body is what follows the header and the blank line that ends it.
-func body(m *Message) []byte {
+func body(m *msgState) []byte {
 	b := m.Data[m.hdrEnd:]
 	if bytes.HasPrefix(b, []byte("\r\n")) {
 		return b[2:]

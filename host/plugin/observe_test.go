@@ -79,7 +79,7 @@ func BenchmarkMessageHookObserved(b *testing.B) {
 	data := m.Data
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Data, m.Meta, m.indexed = data, map[string]string{"tenant": "t1"}, false
+		m.Data, m.Meta = data, map[string]string{"tenant": "t1"}
 		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil {
 			b.Fatal(err)
 		}

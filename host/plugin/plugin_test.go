@@ -185,7 +185,7 @@ func TestLoadTimeChecks(t *testing.T) {
 }
 
 func TestHeaderIndex(t *testing.T) {
-	m := &Message{Data: []byte("A: 1\r\nSubject: Hello\r\n world\r\nsubject: second\r\n\r\nB: not a header\r\n")}
+	m := &msgState{Message: &Message{Data: []byte("A: 1\r\nSubject: Hello\r\n world\r\nsubject: second\r\n\r\nB: not a header\r\n")}}
 	if v, ok := m.Header("SUBJECT", 0); !ok || string(v) != "Hello\r\n world" {
 		t.Fatalf("folded: %q", v)
 	}

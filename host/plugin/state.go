@@ -8,20 +8,13 @@ import (
 	"github.com/wasmta/wasmta/host/message"
 )
 
-// Message is what a message hook reads and changes: the envelope, meta and the message data
-// (header and body, CRLF line ends). A chain applies each plugin's effects to it in turn.
-type Message struct {
-	// Client identifies who sent the message (the peer IP, or IP:port, at reception; "" when
-	// unknown). The failure breaker counts distinct clients (IPv6 by /64), so one client cannot
-	// stop a plugin for everyone.
-	Client     string
-	Sender     string
-	Recipients []string
-	Meta       map[string]string
-	Data       []byte
-	// DKIM lists the signatures plugins asked for (dkim_sign), in order; reception signs once
-	// the whole chain ran.
-	DKIM    []abi.DKIMSign
+// Message is what a message hook reads and changes (see message.Hook). A chain applies each
+// plugin's effects to it in turn.
+type Message = message.Hook
+
+// msgState is a Message during one chain run, with a lazily built index of its header fields.
+type msgState struct {
+	*Message
 	hdr     []field // lazily built index of Data's header fields
 	hdrEnd  int     // offset of the blank line ending the header (or len(Data))
 	indexed bool
@@ -66,7 +59,7 @@ func (st *callState) setMeta(k, v string) {
 type callState struct {
 	gen    *Generation
 	hook   string
-	msg    *Message
+	msg    *msgState
 	queue  *QueueInput
 	egress *EgressPathInput
 
@@ -166,7 +159,7 @@ func writeHeader(b *bytes.Buffer, h header) {
 
 // index finds the header fields of Data (RFC 5322 §2.2: a field ends at a CRLF not followed
 // by whitespace; the header ends at the first empty line).
-func (m *Message) index() {
+func (m *msgState) index() {
 	if m.indexed {
 		return
 	}
@@ -219,7 +212,7 @@ func fieldName(b []byte) bool {
 }
 
 // Header returns the idx-th field named name (case-insensitive).
-func (m *Message) Header(name string, idx int) ([]byte, bool) {
+func (m *msgState) Header(name string, idx int) ([]byte, bool) {
 	m.index()
 	for _, f := range m.hdr {
 		if strings.EqualFold(f.name, name) {

@@ -110,13 +110,15 @@ type fakeStore struct {
 	deleteErr error
 }
 
-func (s *fakeStore) Put(msgs []*message.Message, body []byte) error {
+func (s *fakeStore) PutBatches(batches []message.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range msgs {
-		s.msgs[m.ID] = *m
+	for _, b := range batches {
+		for _, m := range b.Msgs {
+			s.msgs[m.ID] = *m
+		}
+		s.body = b.Body
 	}
-	s.body = body
 	return nil
 }
 

@@ -77,7 +77,9 @@ type Dialer interface {
 
 // Store is the durable spool.
 type Store interface {
-	Put(msgs []*message.Message, body []byte) error // msgs share body
+	// PutBatches stores every batch (each one body and the messages sharing it) atomically:
+	// all or none, synced before it returns.
+	PutBatches(batches []message.Batch) error
 	Update(m *message.Message) error
 	Delete(m *message.Message) error
 	Body(m *message.Message) ([]byte, error)
@@ -323,17 +325,25 @@ func (m *Manager) Stats() Stats {
 // Submit spools messages (synced before it returns), writes their Reception records and queues
 // them for an immediate first attempt. All of msgs share body.
 func (m *Manager) Submit(msgs []*message.Message, body []byte) error {
-	if err := m.opt.Store.Put(msgs, body); err != nil {
+	return m.SubmitBatches([]message.Batch{{Msgs: msgs, Body: body}})
+}
+
+// SubmitBatches is Submit for several batches (one SMTP transaction split by recipient
+// domain): all of them are spooled in one write, or none is, and only then queued.
+func (m *Manager) SubmitBatches(batches []message.Batch) error {
+	if err := m.opt.Store.PutBatches(batches); err != nil {
 		return err
 	}
-	for _, msg := range msgs {
-		rec := logs.For(logs.Reception, msg, message.Reply{Code: 250})
-		if msg.PeerAddr != "" || msg.PeerName != "" {
-			rec.PeerAddress = &logs.PeerAddress{Name: msg.PeerName, Addr: msg.PeerAddr}
+	for _, b := range batches {
+		for _, msg := range b.Msgs {
+			rec := logs.For(logs.Reception, msg, message.Reply{Code: 250})
+			if msg.PeerAddr != "" || msg.PeerName != "" {
+				rec.PeerAddress = &logs.PeerAddress{Name: msg.PeerName, Addr: msg.PeerAddr}
+			}
+			m.opt.Log.Log(rec)
+			m.received.Add(1)
+			m.insert(msg)
 		}
-		m.opt.Log.Log(rec)
-		m.received.Add(1)
-		m.insert(msg)
 	}
 	return nil
 }

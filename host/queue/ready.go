@@ -9,7 +9,6 @@ import (
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/route"
-	"github.com/wasmta/wasmta/host/spool"
 )
 
 // item is a message on its way through a ready queue, with the config of its scheduled queue.
@@ -299,7 +298,7 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	if err != nil {
 		m.opt.Diag.Error("spool read failed", "id", it.msg.ID, "err", err)
 		*settled = true
-		if errors.Is(err, spool.ErrNotFound) {
+		if errors.Is(err, message.ErrNotInSpool) {
 			// Retrying cannot bring it back: end it with a record instead of retrying
 			// until max_age.
 			m.bounce(it.msg, errBodyLost.Wrap(err), rq.at(it), nil)

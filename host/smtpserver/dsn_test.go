@@ -12,14 +12,18 @@ import (
 
 // msgRecorder keeps the spool records reception would write.
 type msgRecorder struct {
-	mu   sync.Mutex
-	msgs []*message.Message
+	mu      sync.Mutex
+	msgs    []*message.Message
+	batches [][]message.Batch // one entry per SubmitBatches call
 }
 
-func (r *msgRecorder) Submit(msgs []*message.Message, _ []byte) error {
+func (r *msgRecorder) SubmitBatches(batches []message.Batch) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, msgs...)
+	for _, b := range batches {
+		r.msgs = append(r.msgs, b.Msgs...)
+	}
+	r.batches = append(r.batches, batches)
 	return nil
 }
 

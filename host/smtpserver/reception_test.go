@@ -23,13 +23,15 @@ type recorder struct {
 	err    error // returned by Submit when set
 }
 
-func (r *recorder) Submit(msgs []*message.Message, body []byte) error {
+func (r *recorder) SubmitBatches(batches []message.Batch) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
 		return r.err
 	}
-	r.bodies = append(r.bodies, string(body))
+	for _, b := range batches {
+		r.bodies = append(r.bodies, string(b.Body))
+	}
 	return nil
 }
 

@@ -32,18 +32,20 @@ import (
 	"github.com/wasmta/wasmta/host/auth"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
-	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/route"
 )
 
 // Receiver takes accepted messages: it must make them durable before returning nil.
 type Receiver interface {
-	Submit(msgs []*message.Message, body []byte) error
+	// SubmitBatches spools every batch (a body and the messages sharing it) atomically: all
+	// of them or, on an error, none.
+	SubmitBatches(batches []message.Batch) error
 }
 
-// Policy runs the message hooks of the configured plugins (a *plugin.Chain).
+// Policy runs the message hooks of the configured plugins (a *plugin.Chain). Its types are
+// host/message's, so reception does not depend on the WebAssembly runtime.
 type Policy interface {
-	MessageHook(ctx context.Context, hook string, m *plugin.Message) (plugin.Outcome, error)
+	MessageHook(ctx context.Context, hook string, m *message.Hook) (message.HookOutcome, error)
 	Active() bool // any plugin configured (reception skips the hook machinery otherwise)
 }
 
@@ -510,38 +512,113 @@ func (ss *session) Data(r io.Reader) error {
 	if ss.authnID != "" {
 		meta = map[string]string{abi.MetaAuthnID: ss.authnID} // design.md §12
 	}
+	var tlsInfo *message.TLS
+	if cs, ok := ss.tlsState(); ok {
+		tlsInfo = tlsOf(cs)
+	}
+	batches := make([]message.Batch, 0, 1)
+	var room int64
+	for _, g := range ss.groups() {
+		b, e := ss.batch(g, ids, meta, body, now, tlsInfo)
+		if e != nil {
+			// One batch refused is the whole transaction refused, with that batch's reply
+			// (KumoMTA's BatchByDomain does the same): SMTP has one reply to DATA, and
+			// nothing was spooled yet.
+			return ss.reject(e, ss.from, rcpts)
+		}
+		if len(batches) == 0 || !sameBody(batches[len(batches)-1].Body, b.Body) {
+			room += int64(len(b.Body)) // equal bodies are stored once (spool.PutBatches)
+		}
+		batches = append(batches, b)
+	}
+	if sp := ss.s.opt.Space; sp != nil {
+		if err := sp.Room(room); err != nil {
+			ss.s.opt.Diag.Warn("no room for the message", "err", err)
+			return ss.reject(spaceError(err, errNoSpace), ss.from, rcpts)
+		}
+	}
+	// One Submit for every batch: the spool writes them in one group-commit request, so the
+	// 250 below covers all of them, and a failure leaves none of them spooled.
+	if err := ss.s.opt.Receiver.SubmitBatches(batches); err != nil {
+		ss.s.opt.Diag.Error("spool write failed", "err", err)
+		return ss.reject(spaceError(err, errSpool), ss.from, rcpts)
+	}
+	var ok strings.Builder
+	ok.WriteString("OK queued as")
+	for _, id := range ids {
+		ok.WriteByte(' ')
+		ok.WriteString(string(id))
+	}
+	// go-smtp sends whatever code a Data error carries; a 250 "error" is how a backend chooses
+	// its own success text, which must carry the spool ids (design.md §7).
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: ok.String()}
+}
+
+// groups splits the transaction's recipients (as indexes into ss.rcpts) into the batches
+// that go through the message hook separately: one per recipient domain, compared without
+// regard to case (RFC 5321 §2.4), in order of first appearance. Each batch gets its own meta,
+// queue and body, so a plugin that routes by its first recipient routes every recipient by its
+// own domain (KumoMTA's BatchByDomain). Without plugins every recipient would get the same
+// meta and body, so the transaction stays one batch.
+func (ss *session) groups() [][]int {
+	if p := ss.s.opt.Policy; p == nil || !p.Active() {
+		all := make([]int, len(ss.rcpts))
+		for i := range all {
+			all[i] = i
+		}
+		return [][]int{all}
+	}
+	var out [][]int
+	index := map[string]int{}
+	for i, d := range ss.domains {
+		d = strings.ToLower(d)
+		g, ok := index[d]
+		if !ok {
+			g = len(out)
+			index[d] = g
+			out = append(out, nil)
+		}
+		out[g] = append(out[g], i)
+	}
+	return out
+}
+
+// batch runs the message hook and DKIM signing for the recipients g of the transaction and
+// builds their messages. A non-nil reply refuses the whole transaction.
+func (ss *session) batch(g []int, ids []message.ID, meta map[string]string, body []byte, now time.Time, tlsInfo *message.TLS) (message.Batch, *smtp.SMTPError) {
+	rcpts := make([]string, len(g))
+	for j, i := range g {
+		rcpts[j] = ss.rcpts[i]
+	}
 	var handled []string
 	var sigs []abi.DKIMSign
 	if p := ss.s.opt.Policy; p != nil && p.Active() {
-		pm := &plugin.Message{Sender: ss.from, Recipients: ss.rcpts, Meta: map[string]string{}, Data: body, Client: ss.peer.String()}
+		pm := &message.Hook{Sender: ss.from, Recipients: rcpts, Meta: map[string]string{}, Data: body, Client: ss.peer.String()}
 		maps.Copy(pm.Meta, meta)
 		o, err := p.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, pm)
 		if err != nil {
 			// The client keeps the message and retries; nothing is lost (design.md §7).
 			ss.s.opt.Diag.Error("message hook failed", "err", err)
-			return ss.reject(errPolicy, ss.from, strings.Join(ss.rcpts, ","))
+			return message.Batch{}, errPolicy
 		}
 		if r := o.Reject; r != nil {
-			return ss.reject(&smtp.SMTPError{Code: r.Code, EnhancedCode: enhancedCode(r.Enhanced), Message: r.Text}, ss.from, strings.Join(ss.rcpts, ","))
+			return message.Batch{}, &smtp.SMTPError{Code: r.Code, EnhancedCode: enhancedCode(r.Enhanced), Message: r.Text}
 		}
 		meta, handled, body, sigs = pm.Meta, o.Handled, pm.Data, pm.DKIM
 	}
 	if sg := ss.s.opt.Signer; sg != nil {
+		var err error
 		if body, err = sg.Sign(ss.from, sigs, body); err != nil {
 			ss.s.opt.Diag.Error("dkim signing failed", "err", err)
-			return ss.reject(spaceError(err, errPolicy), ss.from, strings.Join(ss.rcpts, ","))
+			return message.Batch{}, spaceError(err, errPolicy)
 		}
 	}
-	var tlsInfo *message.TLS
-	if cs, ok := ss.tlsState(); ok {
-		tlsInfo = tlsOf(cs)
-	}
-	msgs := make([]*message.Message, len(ss.rcpts))
-	for i, rcpt := range ss.rcpts {
-		msgs[i] = &message.Message{
+	msgs := make([]*message.Message, len(g))
+	for j, i := range g {
+		msgs[j] = &message.Message{
 			ID:        ids[i],
 			Sender:    ss.from,
-			Recipient: rcpt,
+			Recipient: ss.rcpts[i],
 			Meta:      meta,
 			Policy:    handled,
 			Queue:     route.QueueName(meta, ss.domains[i]),
@@ -556,25 +633,12 @@ func (ss *session) Data(r io.Reader) error {
 			DSN:       ss.dsn(i),
 		}
 	}
-	if sp := ss.s.opt.Space; sp != nil {
-		if err := sp.Room(int64(len(body))); err != nil {
-			ss.s.opt.Diag.Warn("no room for the message", "err", err)
-			return ss.reject(spaceError(err, errNoSpace), ss.from, strings.Join(ss.rcpts, ","))
-		}
-	}
-	if err := ss.s.opt.Receiver.Submit(msgs, body); err != nil {
-		ss.s.opt.Diag.Error("spool write failed", "err", err)
-		return ss.reject(spaceError(err, errSpool), ss.from, strings.Join(ss.rcpts, ","))
-	}
-	var ok strings.Builder
-	ok.WriteString("OK queued as")
-	for _, id := range ids {
-		ok.WriteByte(' ')
-		ok.WriteString(string(id))
-	}
-	// go-smtp sends whatever code a Data error carries; a 250 "error" is how a backend chooses
-	// its own success text, which must carry the spool ids (design.md §7).
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: ok.String()}
+	return message.Batch{Msgs: msgs, Body: body}, nil
+}
+
+// sameBody reports whether a and b are the same slice (a body no hook or signer changed).
+func sameBody(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // rcptDSN keeps a RCPT's NOTIFY and ORCPT; nil when it had neither.

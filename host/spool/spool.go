@@ -18,6 +18,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,8 +41,9 @@ var (
 // ErrClosed is returned for writes after Close.
 var ErrClosed = errors.New("spool closed")
 
-// ErrNotFound is returned by Body for an unknown id.
-var ErrNotFound = errors.New("message not in spool")
+// ErrNotFound is returned by Body for an unknown id (message.ErrNotInSpool, so the queue can
+// recognise it without importing the spool).
+var ErrNotFound = message.ErrNotInSpool
 
 // Spool is a Badger-backed message store. Messages that share a body (the recipients of one
 // SMTP transaction) store it once, under the first message's id; the body is deleted with the
@@ -61,6 +63,10 @@ type Spool struct {
 	gcStop chan struct{}
 	space  *space
 	obs    CommitObserver
+	// unsynced holds one token per Delete sent to the committer and not yet synced; the
+	// committer takes it back after the sync. Its capacity bounds how many finished messages a
+	// crash can bring back (and deliver again): see Delete.
+	unsynced chan struct{}
 }
 
 type op struct {
@@ -70,6 +76,7 @@ type op struct {
 type request struct {
 	ops  []op
 	done chan error // nil: nobody waits (state updates, deletes)
+	del  bool       // a Delete: holds an unsynced token until its sync
 }
 
 // Options configure OpenContext.
@@ -83,7 +90,16 @@ type Options struct {
 	Log     *slog.Logger
 	// Observer is told about every group commit; nil: not measured.
 	Observer CommitObserver
+	// MaxUnsyncedDeletes bounds the deletes sent but not yet synced; 0 means
+	// DefaultMaxUnsyncedDeletes (see Delete).
+	MaxUnsyncedDeletes int
 }
+
+// DefaultMaxUnsyncedDeletes is how many deletes may wait for their sync before Delete blocks:
+// at most this many finished messages (plus the deliveries in flight) come back after a crash.
+// A group commit takes a few milliseconds, so this allows tens of thousands of deletes a
+// second before it slows delivery.
+const DefaultMaxUnsyncedDeletes = 128
 
 // CommitObserver is told about each group commit: how long it took (transactions and syncs)
 // and how many writes it gathered. It runs on the committer goroutine and must be quick.
@@ -108,6 +124,9 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	}
 	if o.MaxBody <= 0 {
 		o.MaxBody = 64 << 20
+	}
+	if o.MaxUnsyncedDeletes <= 0 {
+		o.MaxUnsyncedDeletes = DefaultMaxUnsyncedDeletes
 	}
 	vlogSize := valueLogFileSize(o.MaxBody)
 	if need := badgerNeed(vlogSize); o.MinFree < need {
@@ -134,7 +153,8 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		return nil, fmt.Errorf("open spool %s: %w", o.Path, err)
 	}
 	s := &Spool{db: db, log: log, refs: map[message.ID]int{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
-		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer}
+		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer,
+		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes)}
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
@@ -152,21 +172,53 @@ func (s *Spool) Stats() Stats { return s.space.stats() }
 // Put stores messages sharing one body atomically (all or none) and returns once they are
 // synced to disk. It is what stands behind every 250. It sets each message's BodyID.
 func (s *Spool) Put(msgs []*message.Message, body []byte) error {
-	if len(msgs) == 0 {
-		return nil
+	return s.PutBatches([]message.Batch{{Msgs: msgs, Body: body}})
+}
+
+// PutBatches stores several batches, each a body and the messages that share it, as one write:
+// all or none, synced before it returns. Reception uses it for a transaction split by
+// recipient domain, so a failure of any batch leaves nothing of the transaction spooled.
+// Batches whose bodies are equal (no hook changed them differently) store the body once.
+// It sets each message's BodyID.
+func (s *Spool) PutBatches(batches []message.Batch) error {
+	type body struct {
+		id   message.ID
+		data []byte
+		refs int
 	}
-	bodyID := msgs[0].ID
-	r := &request{ops: make([]op, 0, 1+len(msgs)), done: make(chan error, 1)}
-	r.ops = append(r.ops, op{bodyKey(bodyID), body})
-	size := int64(len(body) + recordOverhead)
-	for _, m := range msgs {
-		m.BodyID = bodyID
-		v, err := json.Marshal(m)
-		if err != nil {
-			return err
+	var bodies []body
+	var size int64
+	r := &request{done: make(chan error, 1)}
+	for _, b := range batches {
+		if len(b.Msgs) == 0 {
+			continue
 		}
-		r.ops = append(r.ops, op{metaKey(m.ID), v})
-		size += int64(len(v) + recordOverhead)
+		bi := -1
+		for i := range bodies {
+			if sameBytes(bodies[i].data, b.Body) {
+				bi = i
+				break
+			}
+		}
+		if bi < 0 {
+			bodies = append(bodies, body{id: b.Msgs[0].ID, data: b.Body})
+			bi = len(bodies) - 1
+			r.ops = append(r.ops, op{bodyKey(b.Msgs[0].ID), b.Body})
+			size += int64(len(b.Body) + recordOverhead)
+		}
+		bodies[bi].refs += len(b.Msgs)
+		for _, m := range b.Msgs {
+			m.BodyID = bodies[bi].id
+			v, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			r.ops = append(r.ops, op{metaKey(m.ID), v})
+			size += int64(len(v) + recordOverhead)
+		}
+	}
+	if len(bodies) == 0 {
+		return nil
 	}
 	// Refuse rather than hand Badger a write the disk may not hold: that would be a SIGBUS.
 	if err := s.space.reserve(size); err != nil {
@@ -174,17 +226,33 @@ func (s *Spool) Put(msgs []*message.Message, body []byte) error {
 	}
 	defer s.space.done(size)
 	s.refsMu.Lock()
-	s.refs[bodyID] += len(msgs)
-	s.refsMu.Unlock()
-	if err := s.send(r); err != nil {
-		s.unref(bodyID, len(msgs))
-		return err
+	for _, b := range bodies {
+		s.refs[b.id] += b.refs
 	}
-	if err := <-r.done; err != nil {
-		s.unref(bodyID, len(msgs))
+	s.refsMu.Unlock()
+	err := s.send(r)
+	if err == nil {
+		err = <-r.done
+	}
+	if err != nil {
+		for _, b := range bodies {
+			s.unref(b.id, b.refs)
+		}
 		return err
 	}
 	return nil
+}
+
+// sameBytes reports whether a and b hold the same bytes; the same slice is the common case
+// (no hook changed the body) and costs no comparison.
+func sameBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return bytes.Equal(a, b)
 }
 
 // unref drops n references to a body and reports whether none is left.
@@ -210,14 +278,26 @@ func (s *Spool) Update(m *message.Message) error {
 }
 
 // Delete removes a message, and its body when no other message shares it. It does not wait for
-// the disk; the committer syncs it within one group commit. A crash inside that window can
-// deliver the message a second time, never lose it.
+// the disk: the committer never waits to gather a batch, so the delete is synced by the group
+// commit that starts next (after at most the one in progress). A crash before that sync brings
+// the message back at the next start, to be delivered a second time, never lost.
+//
+// What bounds that window is a count, not a time (a sync takes what the disk takes): at most
+// MaxUnsyncedDeletes deletes wait for their sync at once; one more blocks its caller (a
+// delivery connection) until a sync frees a place, so delivery cannot run ahead of a slow disk.
+// After a crash at most MaxUnsyncedDeletes messages, plus the deliveries in flight at that
+// moment, are delivered again.
 func (s *Spool) Delete(m *message.Message) error {
+	s.unsynced <- struct{}{}
 	ops := []op{{key: metaKey(m.ID)}}
 	if s.unref(m.BodyID, 1) {
 		ops = append(ops, op{key: bodyKey(m.BodyID)})
 	}
-	return s.send(&request{ops: ops})
+	if err := s.send(&request{ops: ops, del: true}); err != nil {
+		<-s.unsynced
+		return err
+	}
+	return nil
 }
 
 // Flush waits until every write queued before it is synced.
@@ -386,6 +466,9 @@ func (s *Spool) commit(batch []*request) {
 	}
 	txn.Discard()
 	for i, r := range batch {
+		if r.del {
+			<-s.unsynced // synced, or failed and reported: no longer pending
+		}
 		if r.done != nil {
 			r.done <- results[i]
 		} else if results[i] != nil {
