@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmta/wasmta/host/app"
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -119,7 +119,7 @@ func TestEgressHookReloadDropsCachedPath(t *testing.T) {
 	if err := os.WriteFile(r.Config, []byte(strings.Replace(string(b), "first.hook.test", "second.hook.test", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := app.Control(defaultSock(r), "reload")
+	resp, err := control.Send(defaultSock(r), "reload")
 	if err != nil || !resp.OK || len(resp.Results) != 1 || !resp.Results[0].Changed {
 		t.Fatalf("reload: %+v %v", resp, err)
 	}

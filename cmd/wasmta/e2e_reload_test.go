@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmta/wasmta/host/app"
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -58,9 +58,9 @@ func newReloadEnv(t *testing.T, first, top, extra string, ips ...string) *reload
 	return e
 }
 
-func status(t *testing.T, sock string) *app.ControlResponse {
+func status(t *testing.T, sock string) *control.Response {
 	t.Helper()
-	r, err := app.Control(sock, "status")
+	r, err := control.Send(sock, "status")
 	if err != nil {
 		t.Fatal(err)
 	}

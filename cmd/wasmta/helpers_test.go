@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmta/wasmta/host/app"
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -83,7 +83,7 @@ func waitQueueEmpty(t testing.TB, sock string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := app.Control(sock, "status")
+		resp, err := control.Send(sock, "status")
 		if err == nil && resp.Queue.Queued == 0 {
 			return
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wasmta/wasmta/host/app"
 	"github.com/wasmta/wasmta/host/config"
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/plugin"
 )
 
@@ -200,7 +201,7 @@ func controlCmd(name, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := app.Control(cfg.ControlSocket, name)
+			resp, err := control.Send(cfg.ControlSocket, name)
 			if err != nil {
 				return fmt.Errorf("control socket %s: %w (is the server running with this config?)", cfg.ControlSocket, err)
 			}

@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wasmta/wasmta/abi"
-	"github.com/wasmta/wasmta/host/app"
 	"github.com/wasmta/wasmta/host/config"
+	"github.com/wasmta/wasmta/host/explain"
 	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/route"
 )
@@ -46,7 +46,7 @@ func parseMeta(kvs []string) (map[string]string, error) {
 
 func printMeta(w io.Writer, m map[string]string) {
 	fmt.Fprintln(w, "meta:")
-	for _, k := range app.SortedMeta(m) {
+	for _, k := range explain.SortedMeta(m) {
 		fmt.Fprintf(w, "  %s = %q\n", k, m[k])
 	}
 }
@@ -173,7 +173,7 @@ func routeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ex, err := app.Explain(context.Background(), cfg, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)), from, rcpt, meta, data)
+			ex, err := explain.Explain(context.Background(), cfg, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)), from, rcpt, meta, data)
 			if err != nil {
 				return err
 			}

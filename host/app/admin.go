@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/httpapi"
 )
 
@@ -10,24 +11,26 @@ import (
 // and spool as they are after it. The control socket and the HTTP API both call it, so
 // `wasmta plugin reload` and POST /api/admin/plugin/reload/v1 do exactly the same thing;
 // reason names the caller in the PluginReload log record.
-func (a *App) RunControl(cmd, reason string) ControlResponse {
-	resp := ControlResponse{OK: true}
+func (a *App) RunControl(cmd, reason string) control.Response {
+	resp := control.Response{OK: true}
 	switch cmd {
-	case "reload":
+	case control.CmdReload:
 		res, err := a.Reload(reason)
 		resp.Results = res
 		if err != nil {
 			resp.OK, resp.Error = false, err.Error()
 		}
-	case "status":
+	case control.CmdStatus:
 	default:
-		resp = ControlResponse{Error: "unknown command " + cmd + " (reload, status)"}
+		resp = control.Response{Error: "unknown command " + cmd + " (reload, status)"}
 	}
-	resp.Plugins = a.Status()
+	for _, s := range a.Status() {
+		resp.Plugins = append(resp.Plugins, control.PluginStatus(s))
+	}
 	st := a.queue.Stats()
 	sp := a.spool.Stats()
-	resp.Spool = SpoolCounts{FreeBytes: sp.Free, MinFreeBytes: sp.MinFree, BelowReserve: sp.BelowReserve, SpaceRefusals: sp.SpaceRefusals}
-	resp.Queue = QueueCounts{Queued: st.Queued, Received: st.Received, Delivered: st.Delivered, Transient: st.Transient,
+	resp.Spool = control.SpoolCounts{FreeBytes: sp.Free, MinFreeBytes: sp.MinFree, BelowReserve: sp.BelowReserve, SpaceRefusals: sp.SpaceRefusals}
+	resp.Queue = control.QueueCounts{Queued: st.Queued, Received: st.Received, Delivered: st.Delivered, Transient: st.Transient,
 		Bounced: st.Bounced, Expired: st.Expired, DeleteFailures: st.DeleteFailures, Panics: st.Panics, AdminBounced: st.AdminBounced}
 	return resp
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/wasmta/wasmta/host/route"
 	"github.com/wasmta/wasmta/host/smtpserver"
 	"github.com/wasmta/wasmta/host/spool"
+	"github.com/wasmta/wasmta/host/wiring"
 )
 
 // App is a running relay.
@@ -73,7 +74,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := resolver(cfg)
+	res, err := wiring.Resolver(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +107,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 			return nil, err
 		}
 		a.host.SetDKIMKeys(a.dkim)
-		if a.chain, err = loadPlugins(context.Background(), a.host, cfg.Plugins); err != nil {
+		if a.chain, err = wiring.LoadPlugins(context.Background(), a.host, cfg.Plugins); err != nil {
 			a.host.Close()
 			return nil, err
 		}
@@ -151,7 +152,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		Resolver:                   res,
 		Dialer:                     paths.dialer(paths.defaults),
 		Paths:                      paths,
-		Configs:                    pluginConfigs{chain: a.chain, defaults: defaults},
+		Configs:                    wiring.QueueConfigs{Chain: a.chain, Defaults: defaults},
 		Defaults:                   defaults,
 		Log:                        a.logs,
 		Diag:                       diag,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/plugin"
+	"github.com/wasmta/wasmta/host/wiring"
 )
 
 // Check validates cfg the way New and Start would, without opening the spool or the logs and
@@ -24,7 +25,7 @@ func Check(ctx context.Context, cfg *config.Config, diag *slog.Logger) (warnings
 	if _, err := config.ParsePrefixes(cfg.SMTP.RelayHosts); err != nil {
 		return nil, err
 	}
-	if _, err := resolver(cfg); err != nil {
+	if _, err := wiring.Resolver(cfg); err != nil {
 		return nil, err
 	}
 	if _, err := serverTLS(cfg); err != nil {
@@ -45,7 +46,7 @@ func Check(ctx context.Context, cfg *config.Config, diag *slog.Logger) (warnings
 			return nil, err
 		}
 		defer h.Close()
-		chain, err := loadPlugins(ctx, h, cfg.Plugins)
+		chain, err := wiring.LoadPlugins(ctx, h, cfg.Plugins)
 		if err != nil {
 			return nil, err
 		}

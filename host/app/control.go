@@ -9,48 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/wasmta/wasmta/host/plugin"
+	"github.com/wasmta/wasmta/host/control"
 )
-
-// ControlRequest is one line of JSON on the control socket.
-type ControlRequest struct {
-	Cmd string `json:"cmd"` // "reload" or "status"
-}
-
-// ControlResponse answers a ControlRequest.
-type ControlResponse struct {
-	OK      bool            `json:"ok"`
-	Error   string          `json:"error,omitempty"`
-	Results []ReloadResult  `json:"results,omitempty"`
-	Plugins []plugin.Status `json:"plugins"`
-	Queue   QueueCounts     `json:"queue"`
-	Spool   SpoolCounts     `json:"spool"`
-}
-
-// SpoolCounts are the spool's free-space figures (spool.min_free).
-type SpoolCounts struct {
-	FreeBytes     int64  `json:"free_bytes"`
-	MinFreeBytes  int64  `json:"min_free_bytes"`
-	BelowReserve  bool   `json:"below_reserve"` // new mail is refused with 452 4.3.1
-	SpaceRefusals uint64 `json:"space_refusals"`
-}
-
-// QueueCounts are the queue's counters as `wasmta plugin status` and tests read them. Queued
-// is what is spooled and not yet delivered, bounced or expired: at 0 no delivery can follow.
-type QueueCounts struct {
-	Queued    int64 `json:"queued"`
-	Received  int64 `json:"received"`
-	Delivered int64 `json:"delivered"`
-	Transient int64 `json:"transient_failures"`
-	Bounced   int64 `json:"bounced"`
-	Expired   int64 `json:"expired"`
-	// DeleteFailures are delivered messages whose spool delete failed (they may be sent again
-	// after a restart); Panics are deliveries a recovered panic failed transiently.
-	DeleteFailures int64 `json:"delete_failures"`
-	Panics         int64 `json:"panics"`
-	// AdminBounced are messages ended by an operator's bounce rule (admin API).
-	AdminBounced int64 `json:"admin_bounced"`
-}
 
 // startControl listens on the local control socket. It is a Unix socket with mode 0600: only
 // the relay's own user (and root) can reload policy; nothing listens on the network.
@@ -130,34 +90,16 @@ func (a *App) serveControl(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
 	line, err := bufio.NewReader(c).ReadBytes('\n')
-	var req ControlRequest
+	var req control.Request
 	if err == nil {
 		err = json.Unmarshal(line, &req)
 	}
-	var resp ControlResponse
+	var resp control.Response
 	if err != nil {
-		resp = a.RunControl("status", "")
+		resp = a.RunControl(control.CmdStatus, "")
 		resp.OK, resp.Error = false, "bad request: "+err.Error()
 	} else {
 		resp = a.RunControl(req.Cmd, "wasmta plugin "+req.Cmd)
 	}
 	_ = json.NewEncoder(c).Encode(resp)
-}
-
-// Control sends one request to a running server's control socket.
-func Control(path, cmd string) (*ControlResponse, error) {
-	c, err := net.DialTimeout("unix", path, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-	if err := json.NewEncoder(c).Encode(ControlRequest{Cmd: cmd}); err != nil {
-		return nil, err
-	}
-	var resp ControlResponse
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
-		return nil, err
-	}
-	return &resp, nil
 }

@@ -1,16 +1,22 @@
 package app
 
 import (
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wasmta/wasmta/host/control"
+	"github.com/wasmta/wasmta/host/plugin"
 )
 
 // TestControlSocketNeverReachableByOthers races a connect loop running as another user (fsuid
@@ -97,5 +103,39 @@ func TestControlSocketNeverReachableByOthers(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {
 		t.Fatalf("leftovers in the socket directory: %v", entries)
+	}
+}
+
+// TestPluginStatusWire: the control socket and the HTTP API send plugin.Status converted to
+// control.PluginStatus. The conversion checks field names and types but not JSON tags, so a
+// renamed key in either would silently change what `wasmta plugin status` and scripts read:
+// with every field set, both must marshal to the same object.
+func TestPluginStatusWire(t *testing.T) {
+	var s plugin.Status
+	v := reflect.ValueOf(&s).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		switch f := v.Field(i); f.Kind() {
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Int:
+			f.SetInt(int64(i + 1))
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"h"}))
+		case reflect.Struct: // time.Time
+			f.Set(reflect.ValueOf(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
+		default:
+			t.Fatalf("plugin.Status.%s: kind %s not covered by this test", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	want, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.Marshal(control.PluginStatus(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("control.PluginStatus marshals to\n%s\nplugin.Status to\n%s", got, want)
 	}
 }

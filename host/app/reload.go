@@ -10,20 +10,11 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/wasmta/wasmta/host/config"
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/plugin"
+	"github.com/wasmta/wasmta/host/wiring"
 )
-
-// ReloadResult is what one reload did to one plugin.
-type ReloadResult struct {
-	Plugin     string `json:"plugin"`
-	Path       string `json:"path"`
-	Generation string `json:"generation"`         // serving after the reload
-	Previous   string `json:"previous,omitempty"` // serving before, when it changed
-	Changed    bool   `json:"changed"`            // a new generation serves
-	Removed    bool   `json:"removed,omitempty"`  // no longer configured
-	Error      string `json:"error,omitempty"`    // the new version was refused; the old one serves
-}
 
 // Reload applies plugin changes without a restart: it re-reads the config file (if the server
 // was started with one), then for each configured plugin builds a new generation when its file,
@@ -32,7 +23,7 @@ type ReloadResult struct {
 // serving. Cached queue configs are dropped when anything changed, so queued mail follows the
 // new policy at its next attempt. Other settings still need a restart. The error summarizes
 // every refusal.
-func (a *App) Reload(reason string) ([]ReloadResult, error) {
+func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	if a.stopping {
@@ -64,7 +55,7 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 	current := a.chain.Plugins()
 	used := make([]bool, len(current))
 	var next []*plugin.Plugin
-	var results []ReloadResult
+	var results []control.ReloadResult
 	var errs []error
 	changed := false
 	for i, pc := range cfgs {
@@ -75,12 +66,12 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 				break
 			}
 		}
-		spec, err := pluginSpec(pc)
+		spec, err := wiring.PluginSpec(pc)
 		if err != nil {
 			// Refused like a broken module: the current version (if any) keeps serving.
 			err = fmt.Errorf("plugins[%d].config: %w", i, err)
 			errs = append(errs, err)
-			r := ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path, Error: err.Error()}
+			r := control.ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path, Error: err.Error()}
 			if p != nil {
 				next = append(next, p)
 				r.Generation = p.Generation().ID
@@ -90,7 +81,7 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 		}
 		if p == nil { // a new entry
 			np, err := a.host.Load(ctx, spec)
-			r := ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path}
+			r := control.ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path}
 			if err != nil {
 				r.Error = err.Error()
 				errs = append(errs, err)
@@ -104,7 +95,7 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 		before := p.Generation().ID
 		g, ch, err := p.Reload(ctx, spec)
 		next = append(next, p)
-		r := ReloadResult{Plugin: p.Name(), Path: pc.Path, Generation: g.ID, Changed: ch}
+		r := control.ReloadResult{Plugin: p.Name(), Path: pc.Path, Generation: g.ID, Changed: ch}
 		if ch {
 			r.Previous, changed = before, true
 		}
@@ -119,7 +110,7 @@ func (a *App) Reload(reason string) ([]ReloadResult, error) {
 		if !used[j] {
 			removed = append(removed, q)
 			changed = true
-			results = append(results, ReloadResult{Plugin: q.Name(), Path: q.Status().Path, Previous: q.Generation().ID, Removed: true, Changed: true})
+			results = append(results, control.ReloadResult{Plugin: q.Name(), Path: q.Status().Path, Previous: q.Generation().ID, Removed: true, Changed: true})
 		}
 	}
 	a.pluginCfgs = cfgs

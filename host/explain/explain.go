@@ -1,4 +1,7 @@
-package app
+// Package explain is the back-end of `wasmta route explain`: it runs the configured plugins and
+// routing for one recipient the way a server with the same config would, without receiving,
+// spooling or sending anything. It builds its parts with host/wiring, as the server does.
+package explain
 
 import (
 	"context"
@@ -11,6 +14,7 @@ import (
 	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/queue"
 	"github.com/wasmta/wasmta/host/route"
+	"github.com/wasmta/wasmta/host/wiring"
 )
 
 // Explanation is what `wasmta route explain` prints: how one recipient would be routed.
@@ -25,9 +29,8 @@ type Explanation struct {
 	Err      error // resolution error (what delivery would log: transient or bounce)
 }
 
-// Explain runs the configured plugins and routing for one recipient without receiving,
-// spooling or sending anything: message hook → queue name → queue config → site and hosts
-// (DNS is queried through the configured resolvers).
+// Explain runs the configured plugins and routing for one recipient: message hook → queue
+// name → queue config → site and hosts (DNS is queried through the configured resolvers).
 func Explain(ctx context.Context, cfg *config.Config, diag *slog.Logger, sender, rcpt string, meta map[string]string, data []byte) (*Explanation, error) {
 	_, domain, err := route.ParseMailbox(rcpt)
 	if err != nil {
@@ -40,7 +43,7 @@ func Explain(ctx context.Context, cfg *config.Config, diag *slog.Logger, sender,
 			return nil, err
 		}
 		defer h.Close()
-		if chain, err = loadPlugins(ctx, h, cfg.Plugins); err != nil {
+		if chain, err = wiring.LoadPlugins(ctx, h, cfg.Plugins); err != nil {
 			return nil, err
 		}
 		defer chain.Close(ctx)
@@ -69,40 +72,19 @@ func Explain(ctx context.Context, cfg *config.Config, diag *slog.Logger, sender,
 		MaxRetryInterval: cfg.Queue.MaxRetryInterval.D(),
 		MaxAge:           cfg.Queue.MaxAge.D(),
 	}
-	src := pluginConfigs{chain: chain, defaults: defaults}
+	src := wiring.QueueConfigs{Chain: chain, Defaults: defaults}
 	if ex.Config, err = src.QueueConfig(ctx, ex.Queue, comps); err != nil {
 		return nil, fmt.Errorf("get_queue_config: %w", err)
 	}
 	if _, by, _ := chain.QueueConfig(ctx, plugin.QueueInput{Name: ex.Queue, Domain: comps.Domain, Tenant: comps.Tenant, Campaign: comps.Campaign, RoutingDomain: comps.RoutingDomain}); by != "" {
 		ex.ConfigBy = by
 	}
-	r, err := resolver(cfg)
+	r, err := wiring.Resolver(cfg)
 	if err != nil {
 		return nil, err
 	}
 	ex.Site, ex.Err = r.Resolve(ctx, comps.Destination(), ex.Config.MXList)
 	return ex, nil
-}
-
-// resolver builds the route resolver a server with cfg would use.
-func resolver(cfg *config.Config) (*route.Resolver, error) {
-	prohibited, err := config.ParsePrefixes(cfg.Delivery.ProhibitedHosts)
-	if err != nil {
-		return nil, err
-	}
-	servers := cfg.DNS.Resolvers
-	if len(servers) == 0 {
-		if servers, err = route.ResolversFromFile("/etc/resolv.conf"); err != nil {
-			return nil, fmt.Errorf("dns: no resolvers configured and /etc/resolv.conf unusable: %w", err)
-		}
-	}
-	return &route.Resolver{
-		Servers:     servers,
-		Timeout:     cfg.DNS.Timeout.D(),
-		NegativeTTL: cfg.DNS.NegativeTTL.D(),
-		Prohibited:  prohibited,
-		DefaultPort: cfg.EgressDefaults().SMTPPort, // [egress] smtp_port, or [delivery]'s
-	}, nil
 }
 
 // SortedMeta returns meta keys in order, for stable output.
