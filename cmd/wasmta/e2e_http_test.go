@@ -61,11 +61,22 @@ func (e *httpEnv) waitHTTP(addr string) {
 
 func (e *httpEnv) post(body string, hdr ...string) (int, string) {
 	e.t.Helper()
-	req, err := http.NewRequest("POST", e.url+"/api/inject/v1", strings.NewReader(body))
+	return e.request("POST", "/api/inject/v1", strings.NewReader(body), append([]string{"Content-Type", "application/json"}, hdr...)...)
+}
+
+func (e *httpEnv) get(path string, hdr ...string) (int, string) {
+	e.t.Helper()
+	return e.request("GET", path, nil, hdr...)
+}
+
+// request sends one request with the header name/value pairs in hdr and returns the status and
+// the body.
+func (e *httpEnv) request(method, path string, body io.Reader, hdr ...string) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}

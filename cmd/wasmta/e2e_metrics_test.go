@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,24 +33,6 @@ func (e *httpEnv) scrapeMetrics(hdr ...string) metricsScrape {
 		e.t.Fatalf("parse /metrics: %v\n%s", err, body)
 	}
 	return fams
-}
-
-func (e *httpEnv) get(path string, hdr ...string) (int, string) {
-	e.t.Helper()
-	req, err := http.NewRequest("GET", e.url+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // value is the counter or gauge value (a histogram's observation count) of the series of name
