@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 CONFIG   ?=
 FUZZTIME ?= 30s
 
-.PHONY: install man completions bench-peers race all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
+.PHONY: install man completions bench-peers bench-scale race all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
 
 WASM_GO := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared
 
@@ -151,6 +151,10 @@ completions: build
 # missing): N=5000 SESSIONS=20 RUNS=3 SYSTEMS="ceiling postfix wasmta"; see docs/performance.md.
 bench-peers: build
 	docs/bench/peers.sh
+
+# M=200000 make bench-scale: memory and crash recovery with M queued messages (default 1000000).
+bench-scale: build
+	docs/bench/scale.sh
 
 clean:
 	rm -rf bin

@@ -44,23 +44,31 @@ import (
 //
 // With Badger's default 1 GiB value-log files that adds up to 1.7 GiB; Open uses 128 MiB files
 // (larger only when the size limit for one message needs it), which also lets GC give back
-// the space of delivered mail sooner, since it never touches the file being written. That
-// makes Badger's need 844 MiB, under the 1 GiB default reserve.
+// the space of delivered mail sooner, since it never touches the file being written. With the
+// 16 MiB memtables Open sets (see below) that makes Badger's need 284 MiB, well under the
+// 1 GiB default reserve.
 
 const (
 	// DefaultMinFree is the default reserve (spool.min_free).
 	DefaultMinFree = 1 << 30
 
-	// Badger options set explicitly (they are Badger's defaults today) because the reserve is
-	// computed from them: a change of Badger's defaults must not silently shrink it.
-	memTableSize       = 64 << 20
-	numMemtables       = 5
+	// Badger options set explicitly because the reserve is computed from them: a change of
+	// Badger's defaults must not silently shrink it. Memtables are smaller and fewer than
+	// Badger's (64 MiB × 5): each one is a Go allocation of its full size once reused, and a
+	// queue of small messages fills them with bodies, so they dominated the relay's memory
+	// (docs/performance.md, "A million queued messages"). Level-0 tables are smaller with them.
+	memTableSize       = 16 << 20
+	numMemtables       = 3
 	numLevelZeroTables = 5
 	baseLevelSize      = 10 << 20
 	// minValueLogFileSize is the value-log file size unless one message needs more.
 	minValueLogFileSize = 128 << 20
 	// metaFiles covers DISCARD (a 1 MiB map), MANIFEST and KEYREGISTRY.
 	metaFiles = 2 << 20
+	// blockCacheSize bounds the cache of table blocks (Badger's default: 256 MiB). A queue
+	// reads each body about once, at delivery, so a large cache mostly holds what the start-up
+	// scan read; it filled up with every restart of a big queue.
+	blockCacheSize = 32 << 20
 
 	// spaceTTL is how long a statfs result is trusted; writes accepted meanwhile are
 	// subtracted from it, so a burst cannot overrun the reserve between two checks.

@@ -147,7 +147,8 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		WithNumMemtables(numMemtables).
 		WithNumLevelZeroTables(numLevelZeroTables).
 		WithBaseLevelSize(baseLevelSize).
-		WithValueLogFileSize(vlogSize)
+		WithValueLogFileSize(vlogSize).
+		WithBlockCacheSize(blockCacheSize)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", o.Path, err)
