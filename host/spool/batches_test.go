@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -84,5 +85,69 @@ func TestPutBatchesBodies(t *testing.T) {
 	}
 	if b, err := s.Body(x2); err != nil || len(b) == 0 {
 		t.Fatalf("x body gone before its last message: %v", err)
+	}
+}
+
+// A transaction whose recipient-domain groups have different bodies, each stored inline, can
+// be bigger than one Badger transaction: it is still spooled whole (bodies first, then every
+// meta record at once), and every body reads back.
+func TestPutBatchesBeyondOneBadgerTransaction(t *testing.T) {
+	s, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var bs []message.Batch
+	for i := range 200 { // 200 × 60 KB: about five times what one transaction takes
+		body := bytes.Repeat([]byte(fmt.Sprintf("%04d", i)), 15<<10) // all different
+		bs = append(bs, message.Batch{Msgs: []*message.Message{msg(1000 + i)}, Body: body})
+	}
+	if err := s.PutBatches(bs); err != nil {
+		t.Fatalf("200 groups of 60 KB: %v", err)
+	}
+	for _, b := range bs {
+		got, err := s.Body(b.Msgs[0])
+		if err != nil || !bytes.Equal(got, b.Body) {
+			t.Fatalf("body of %s: %d bytes, %v", b.Msgs[0].ID, len(got), err)
+		}
+	}
+	if n := len(scanAll(t, s)); n != 200 {
+		t.Fatalf("%d messages spooled, want 200", n)
+	}
+}
+
+// A body no message refers to (a crash between the two steps above) is deleted by the next
+// scan; bodies that messages refer to stay.
+func TestScanSweepsOrphanBodies(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := msg(1)
+	if err := s.Put([]*message.Message{kept}, []byte("kept body")); err != nil {
+		t.Fatal(err)
+	}
+	orphan := &message.Message{ID: msg(2).ID, BodyID: msg(2).ID}
+	r := &request{ops: []op{{bodyKey(orphan.BodyID), []byte("orphan body")}}, done: make(chan error, 1)}
+	if err := s.send(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-r.done; err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := len(scanAll(t, s)); n != 1 {
+		t.Fatalf("%d messages after reopening, want 1", n)
+	}
+	if _, err := s.Body(orphan); err != ErrNotFound {
+		t.Fatalf("orphan body still there: %v", err)
+	}
+	if b, err := s.Body(kept); err != nil || string(b) != "kept body" {
+		t.Fatalf("kept body: %q %v", b, err)
 	}
 }

@@ -38,6 +38,10 @@ var (
 	bodyPrefix = []byte("b/")
 )
 
+// valueThreshold: bodies this big or bigger go to Badger's value log; smaller ones are stored
+// inline and count fully against a Badger transaction's size limit.
+const valueThreshold = 64 << 10
+
 // ErrClosed is returned for writes after Close.
 var ErrClosed = errors.New("spool closed")
 
@@ -140,7 +144,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		WithSyncWrites(false). // we sync once per group commit, see the package comment
 		WithLogger(badgerLogger{log}).
 		WithNumVersionsToKeep(1).
-		WithValueThreshold(64 << 10). // big bodies go to the value log, keeping the LSM small
+		WithValueThreshold(valueThreshold). // big bodies go to the value log, keeping the LSM small
 		WithCompactL0OnClose(true).
 		// The reserve is computed from these (space.go), so they are set, not inherited.
 		WithMemTableSize(memTableSize).
@@ -188,7 +192,7 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 		refs int
 	}
 	var bodies []body
-	var size int64
+	var size, inline int64 // inline: what Badger counts against one transaction's limit
 	r := &request{done: make(chan error, 1)}
 	for _, b := range batches {
 		if len(b.Msgs) == 0 {
@@ -206,6 +210,9 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 			bi = len(bodies) - 1
 			r.ops = append(r.ops, op{bodyKey(b.Msgs[0].ID), b.Body})
 			size += int64(len(b.Body) + recordOverhead)
+			if len(b.Body) < valueThreshold {
+				inline += int64(len(b.Body) + recordOverhead)
+			}
 		}
 		bodies[bi].refs += len(b.Msgs)
 		for _, m := range b.Msgs {
@@ -216,6 +223,7 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 			}
 			r.ops = append(r.ops, op{metaKey(m.ID), v})
 			size += int64(len(v) + recordOverhead)
+			inline += int64(len(v) + recordOverhead)
 		}
 	}
 	if len(bodies) == 0 {
@@ -231,8 +239,10 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 		s.refs[b.id] += b.refs
 	}
 	s.refsMu.Unlock()
-	err := s.send(r)
-	if err == nil {
+	var err error
+	if inline > s.db.MaxBatchSize()/2 {
+		err = s.putInTwoSteps(r.ops)
+	} else if err = s.send(r); err == nil {
 		err = <-r.done
 	}
 	if err != nil {
@@ -242,6 +252,50 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 		return err
 	}
 	return nil
+}
+
+// putInTwoSteps writes a transaction whose bodies do not fit one Badger transaction (groups of
+// many recipient domains whose bodies differ, each under the value threshold, so stored inline):
+// every body in a request of its own first, then every meta record in one request. The meta
+// records are what makes a message exist (Scan reads only them), so the transaction is still
+// all or nothing: when a step fails the bodies written are deleted again, and a body left by a
+// crash between the steps is removed by the next Scan (sweepOrphans).
+func (s *Spool) putInTwoSteps(ops []op) error {
+	metas := &request{done: make(chan error, 1)}
+	var sent []*request
+	var err error
+	for _, o := range ops {
+		if !bytes.HasPrefix(o.key, bodyPrefix) {
+			metas.ops = append(metas.ops, o)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		br := &request{ops: []op{o}, done: make(chan error, 1)}
+		if err = s.send(br); err == nil {
+			sent = append(sent, br)
+		}
+	}
+	var written []op
+	for _, br := range sent {
+		if e := <-br.done; e != nil {
+			if err == nil {
+				err = e
+			}
+		} else {
+			written = append(written, op{key: br.ops[0].key}) // val nil: a delete, if we must undo
+		}
+	}
+	if err == nil {
+		if err = s.send(metas); err == nil {
+			err = <-metas.done
+		}
+	}
+	if err != nil && len(written) > 0 {
+		_ = s.send(&request{ops: written}) // a crash before these deletes is swept by Scan
+	}
+	return err
 }
 
 // sameBytes reports whether a and b hold the same bytes; the same slice is the common case
@@ -345,7 +399,8 @@ func (s *Spool) Body(m *message.Message) ([]byte, error) {
 // counts body references. Call it once at start-up, before any Delete. A record that cannot be
 // decoded is reported to bad and skipped, never silently dropped.
 func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err error)) error {
-	return s.db.View(func(txn *badger.Txn) error {
+	unreadable := 0
+	err := s.db.View(func(txn *badger.Txn) error {
 		o := badger.DefaultIteratorOptions
 		o.Prefix = metaPrefix
 		it := txn.NewIterator(o)
@@ -358,6 +413,7 @@ func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err e
 				return err
 			})
 			if err != nil {
+				unreadable++
 				if bad != nil {
 					bad(item.KeyCopy(nil), err)
 				}
@@ -372,6 +428,47 @@ func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err e
 		}
 		return nil
 	})
+	if err != nil || unreadable > 0 {
+		return err // an unreadable record may name a body: sweep nothing then
+	}
+	return s.sweepOrphans()
+}
+
+// sweepOrphans deletes bodies no message refers to: what a crash between the two steps of
+// putInTwoSteps leaves. Only after a complete scan, when every reference has been counted.
+func (s *Spool) sweepOrphans() error {
+	var del []op
+	err := s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix, o.PrefetchValues = bodyPrefix, false
+		it := txn.NewIterator(o)
+		defer it.Close()
+		s.refsMu.Lock()
+		defer s.refsMu.Unlock()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			if s.refs[message.ID(k[len(bodyPrefix):])] == 0 {
+				del = append(del, op{key: k})
+			}
+		}
+		return nil
+	})
+	if err != nil || len(del) == 0 {
+		return err
+	}
+	s.log.Warn("spool: deleting bodies no message refers to (left by a crash while spooling)", "bodies", len(del))
+	for len(del) > 0 {
+		n := min(len(del), 1000) // each request must fit one Badger transaction
+		r := &request{ops: del[:n], done: make(chan error, 1)}
+		if err := s.send(r); err != nil {
+			return err
+		}
+		if err := <-r.done; err != nil {
+			return err
+		}
+		del = del[n:]
+	}
+	return nil
 }
 
 // Close flushes pending writes and closes the database.
