@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 CONFIG   ?=
 FUZZTIME ?= 30s
 
-.PHONY: install man completions bench-peers bench-scale race all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
+.PHONY: test-deps install man completions bench-peers bench-scale race all build router plugins wasm toolchains check-wasm check-plugins check-scaffolds examples run test check fuzz bench clean
 
 WASM_GO := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared
 
@@ -67,12 +67,17 @@ examples:
 run: build
 	./$(BIN) serve $(if $(CONFIG),--config $(CONFIG))
 
-test:
+# Servers the tests start on loopback: Debian's redis-server (the cluster tests; nothing is
+# started as a service, each test runs its own on a free port without persistence).
+test-deps:
+	@command -v redis-server >/dev/null || { echo "installing: redis-server"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 14m ./...
 
 # Every test under the race detector (about 3 minutes on 2 cores).
-race:
+race: test-deps
 	$(GO) test -race -count=1 -timeout 25m ./...
 
 # vet + gofmt + go mod tidy + clean tree + no tracked file over 1 MiB (what CI asks of every commit).

@@ -16,6 +16,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/wasmta/wasmta/host/auth"
+	"github.com/wasmta/wasmta/host/cluster"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/delivery"
 	"github.com/wasmta/wasmta/host/dkim"
@@ -49,6 +50,8 @@ type App struct {
 	metrics *metrics.Metrics
 	// logHook sends records to [logs.webhook] (logs.go); nil without one
 	logHook *webhook.Hook
+	// cluster shares limits and admin rules with the other nodes (cluster.go); nil without [redis]
+	cluster *cluster.Client
 
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
@@ -102,6 +105,9 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, diag: diag, users: users, chain: plugin.NewChain(), pluginCfgs: cfg.Plugins, watchedDirs: map[string]bool{}, dkim: dkim.NewSigner(keys)}
+	if a.cluster, err = openCluster(cfg, diag); err != nil {
+		return nil, err
+	}
 	if len(cfg.Plugins) > 0 {
 		if a.host, err = plugin.NewHost(cfg.WasmCache, diag); err != nil {
 			return nil, err
@@ -291,6 +297,9 @@ func (a *App) Shutdown(ctx context.Context) {
 	}
 	a.closeLogs()
 	a.closePlugins()
+	if a.cluster != nil {
+		_ = a.cluster.Close()
+	}
 	a.diag.Info("wasmta stopped")
 }
 

@@ -40,6 +40,11 @@ func Check(ctx context.Context, cfg *config.Config, diag *slog.Logger) (warnings
 	if _, err := bounceRules(cfg); err != nil {
 		return nil, err
 	}
+	if c, err := openCluster(cfg, diag); err != nil {
+		return nil, err
+	} else if c != nil {
+		_ = c.Close()
+	}
 	if len(cfg.Plugins) > 0 {
 		h, err := plugin.NewHost("", diag) // in memory: a check writes nothing to disk
 		if err != nil {

@@ -48,6 +48,8 @@ type Config struct {
 	Bounce  BounceConfig      `toml:"bounce"`
 	Plugins []PluginConfig    `toml:"plugins"`
 	DKIM    []DKIMConfig      `toml:"dkim"`
+	// Redis joins the node to a cluster that shares limits and admin rules (docs/cluster.md).
+	Redis RedisConfig `toml:"redis"`
 	// WasmCache holds compiled plugin code so restarts and reloads skip compilation.
 	WasmCache string `toml:"wasm_cache"`
 	// Watch reloads plugins when their files or the config file change on disk.
@@ -244,7 +246,9 @@ func Defaults() Config {
 			BatchSize: 100, Timeout: Duration(30e9), RetryInterval: Duration(1e9),
 			MaxRetryInterval: Duration(300e9), MaxBacklog: 1 << 30,
 		}},
-		Bounce:        BounceConfig{Enabled: true, MaxReturnedSize: 100 << 10}, // = bounce.DefaultMaxReturnedSize
+		Bounce: BounceConfig{Enabled: true, MaxReturnedSize: 100 << 10}, // = bounce.DefaultMaxReturnedSize
+		Redis: RedisConfig{ClusterName: "wasmta", OnUnavailable: FailOpen, PoolSize: 32,
+			DialTimeout: Duration(2e9), Timeout: Duration(500e6)},
 		WasmCache:     "data/wasm-cache",
 		ControlSocket: "data/wasmta.sock",
 		Watch:         true,
@@ -295,6 +299,9 @@ func Parse(text string) (*Config, error) {
 		return nil, err
 	}
 	if err := c.validatePools(); err != nil {
+		return nil, err
+	}
+	if err := c.validateRedis(); err != nil {
 		return nil, err
 	}
 	return &c, nil

@@ -33,7 +33,10 @@ func install(t testing.TB, fixture, path string) {
 func TestReloadSwapsUnderLoadAndRefusesBrokenVersions(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "route.wasm")
 	install(t, "route_a", path)
-	p, err := load(t, "", func(s *Spec) { s.Path = path })
+	// The deadline is not under test: a call paused by a loaded CI machine while a reload
+	// compiles must not count as a failed swap.
+	const deadline = 10 * time.Second
+	p, err := load(t, "", func(s *Spec) { s.Path = path; s.Timeout = deadline })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,14 +81,14 @@ func TestReloadSwapsUnderLoadAndRefusesBrokenVersions(t *testing.T) {
 	waitCalls(200)
 
 	install(t, "route_b", path)
-	genB, changed, err := p.Reload(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: 200 * time.Millisecond, MaxMemory: 2 << 20})
+	genB, changed, err := p.Reload(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: deadline, MaxMemory: 2 << 20})
 	if err != nil || !changed || genB.ID == genA.ID {
 		t.Fatalf("reload to B: %v changed=%v", err, changed)
 	}
 	waitCalls(200)
 
 	// Unchanged file: nothing happens.
-	if g, changed, err := p.Reload(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: 200 * time.Millisecond, MaxMemory: 2 << 20}); err != nil || changed || g != genB {
+	if g, changed, err := p.Reload(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: deadline, MaxMemory: 2 << 20}); err != nil || changed || g != genB {
 		t.Fatalf("no-op reload: %v %v", changed, err)
 	}
 
@@ -93,7 +96,7 @@ func TestReloadSwapsUnderLoadAndRefusesBrokenVersions(t *testing.T) {
 	if err := os.WriteFile(path, []byte("\x00asm garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, changed, err := p.Reload(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: 200 * time.Millisecond, MaxMemory: 2 << 20}); err == nil || changed {
+	if _, changed, err := p.Reload(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: deadline, MaxMemory: 2 << 20}); err == nil || changed {
 		t.Fatal("a broken module was accepted")
 	}
 	if p.Generation() != genB {
@@ -105,7 +108,7 @@ func TestReloadSwapsUnderLoadAndRefusesBrokenVersions(t *testing.T) {
 	waitCalls(200)
 
 	install(t, "route_c", path)
-	genC, changed, err := p.Reload(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: 200 * time.Millisecond, MaxMemory: 2 << 20})
+	genC, changed, err := p.Reload(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: deadline, MaxMemory: 2 << 20})
 	if err != nil || !changed {
 		t.Fatalf("reload to C: %v", err)
 	}

@@ -1,0 +1,102 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// RedisConfig is the [redis] table: with url set, nodes that share a cluster_name share their
+// rate limits, connection limits and admin rules through that Redis; without it, everything
+// is local to the node (docs/cluster.md).
+type RedisConfig struct {
+	// URL is redis://host:port/db or rediss://… (TLS); "" = no cluster, everything local.
+	URL string `toml:"url"`
+	// Password is the NAME of a secret in [secrets]; a password inside the URL is refused so
+	// that it never sits in a config file that is shown or logged.
+	Password string `toml:"password"`
+	// Username is the Redis ACL user (Redis 6+); "" = the default user.
+	Username string `toml:"username"`
+	// ClusterName namespaces every key, so clusters can share one Redis.
+	ClusterName string `toml:"cluster_name"`
+	// NodeName identifies this node in the cluster; "" = hostname.
+	NodeName string `toml:"node_name"`
+	// OnUnavailable says what limits do while Redis cannot be reached: "fail_open" uses local
+	// limits scaled by the node count last seen, "fail_closed" defers deliveries. Reception
+	// never depends on Redis.
+	OnUnavailable string `toml:"on_unavailable"`
+	// PoolSize is the most connections to Redis this node opens.
+	PoolSize int `toml:"pool_size"`
+	// DialTimeout bounds a connection attempt; Timeout bounds one command (read and write).
+	DialTimeout Duration `toml:"dial_timeout"`
+	Timeout     Duration `toml:"timeout"`
+}
+
+// Redis on_unavailable policies.
+const (
+	FailOpen   = "fail_open"
+	FailClosed = "fail_closed"
+)
+
+// Enabled reports whether the node is part of a cluster.
+func (r RedisConfig) Enabled() bool { return r.URL != "" }
+
+func (c *Config) validateRedis() error {
+	r := c.Redis
+	switch r.OnUnavailable {
+	case FailOpen, FailClosed:
+	default:
+		return keyErr("redis.on_unavailable", "%q: use %q or %q", r.OnUnavailable, FailOpen, FailClosed)
+	}
+	if r.PoolSize < 1 || r.PoolSize > 10000 {
+		return keyErr("redis.pool_size", "%d: use 1 to 10000", r.PoolSize)
+	}
+	if r.DialTimeout <= 0 {
+		return keyErr("redis.dial_timeout", "must be positive")
+	}
+	if r.Timeout <= 0 {
+		return keyErr("redis.timeout", "must be positive")
+	}
+	if r.ClusterName == "" || strings.ContainsAny(r.ClusterName, " \t\r\n{}") {
+		return keyErr("redis.cluster_name", "%q: must be non-empty, without spaces or braces", r.ClusterName)
+	}
+	if strings.ContainsAny(r.NodeName, " \t\r\n{}:") {
+		return keyErr("redis.node_name", "%q: no spaces, braces or colons", r.NodeName)
+	}
+	if r.URL == "" {
+		return nil
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return keyErr("redis.url", "%v", err)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return keyErr("redis.url", "scheme %q: use redis:// or rediss://", u.Scheme)
+	}
+	if u.Host == "" {
+		return keyErr("redis.url", "names no host")
+	}
+	if _, set := u.User.Password(); set {
+		return keyErr("redis.url", "has a password: put it in [secrets] and name that secret in redis.password")
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 || n > 15 {
+			return keyErr("redis.url", "database %q: use a number 0-15", db)
+		}
+	}
+	if len(u.Query()) > 0 {
+		return keyErr("redis.url", "query parameters are not supported: use the [redis] keys")
+	}
+	if r.Password != "" {
+		if _, ok := c.Secrets[r.Password]; !ok {
+			return keyErr("redis.password", "no secret named %q in [secrets] (the value is the NAME of a secret, not the password)", r.Password)
+		}
+	}
+	return nil
+}
+
+// String describes the config without secrets (for logs).
+func (r RedisConfig) String() string {
+	return fmt.Sprintf("redis %s cluster=%s node=%s", r.URL, r.ClusterName, r.NodeName)
+}

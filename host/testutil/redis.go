@@ -1,0 +1,109 @@
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Redis is a real redis-server (Debian's package) on a loopback port, without persistence,
+// for the cluster tests. It can be stopped and started again on the same port, to play Redis
+// going away mid-run.
+type Redis struct {
+	Addr string // 127.0.0.1:port
+	t    testing.TB
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts redis-server on a free loopback port and stops it when t ends. It fails
+// (never skips) when redis-server is not installed: `make test` and .ci/run install it.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("redis-server is not installed (apt-get install redis-server; make test does it): %v", err)
+	}
+	r := &Redis{t: t, dir: t.TempDir(), Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(MustListenPort(t, "127.0.0.1")))}
+	r.Start()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// URL is the redis:// URL of the server (database 0).
+func (r *Redis) URL() string { return "redis://" + r.Addr + "/0" }
+
+// Start runs the server (again) on r.Addr and waits until it answers PING.
+func (r *Redis) Start() {
+	r.t.Helper()
+	if r.cmd != nil {
+		r.t.Fatal("redis-server already running")
+	}
+	_, port, _ := net.SplitHostPort(r.Addr)
+	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port,
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no",
+		"--protected-mode", "yes", "--loglevel", "warning")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("redis-server: %v", err)
+	}
+	r.cmd = cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := r.ping(); err == nil {
+			return
+		} else if time.Now().After(deadline) {
+			r.Stop()
+			r.t.Fatalf("redis-server on %s did not answer PING within 10 s: %v", r.Addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server (SIGKILL: nothing is saved, clients see their connections drop) and
+// waits for it to exit. Safe to call when it is not running.
+func (r *Redis) Stop() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
+// Do sends one command over a fresh connection and returns the reply's first line (RESP2,
+// inline) — enough for tests to look at keys without a client library.
+func (r *Redis) Do(args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", r.Addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
+}
+
+func (r *Redis) ping() error {
+	line, err := r.Do("PING")
+	if err != nil {
+		return err
+	}
+	if line != "+PONG" {
+		return fmt.Errorf("PING answered %q", line)
+	}
+	return nil
+}
