@@ -30,8 +30,9 @@ const maxRangeItems = 10000
 var errTooLarge = errors.New("rendered text exceeds the message size limit")
 
 // allowedStructures are gonja's control structures minus the ones that read other templates
-// (include, import, from, extends).
-var allowedStructures = []string{"autoescape", "block", "filter", "for", "if", "macro", "raw", "set", "with", "do", "break", "continue", "trans", "call"}
+// (include, import, from, extends) and the ones that can recurse (macro, call, block:
+// template_limits.go).
+var allowedStructures = []string{"autoescape", "filter", "for", "if", "raw", "set", "with", "do", "break", "continue", "trans"}
 
 var tmplEnv = newTemplateEnv()
 
@@ -44,12 +45,15 @@ func newTemplateEnv() *exec.Environment {
 	}
 	ctx := exec.EmptyContext().Update(builtins.GlobalFunctions).Update(builtins.GlobalVariables)
 	ctx.Set("range", boundedRange)
+	ctx.Set("lipsum", func(*exec.Evaluator, *exec.VarArgs) (string, error) {
+		return "", errors.New("lipsum is not available in templates") // its size is an argument
+	})
 	return &exec.Environment{
 		Context:           ctx,
-		Filters:           builtins.Filters,
+		Filters:           guardedFilters(),
 		Tests:             builtins.Tests,
 		ControlStructures: exec.NewControlStructureSet(structures),
-		Methods:           builtins.Methods,
+		Methods:           guardedMethods(),
 	}
 }
 
@@ -121,6 +125,9 @@ func compileTemplate(src string, html, static bool) (tmpl *template, err error) 
 	if err != nil {
 		return nil, templateErr(err)
 	}
+	if err := guardTemplate(t.Root()); err != nil {
+		return nil, err
+	}
 	tmpl.t = t
 	return tmpl, nil
 }
@@ -152,6 +159,9 @@ func (t *template) render(vars map[string]any, limit int64) (out string, err err
 // which can be megabytes.
 func templateErr(err error) error {
 	msg := err.Error()
+	if strings.Contains(msg, errValueTooLarge.Error()) {
+		return errValueTooLarge // the engine's chain of wrappers would hide it past the cut
+	}
 	if i := strings.Index(msg, "failed to parse template '"); i >= 0 {
 		if j := strings.LastIndex(msg, "': "); j > i {
 			msg = msg[:i] + "syntax error: " + msg[j+3:]
