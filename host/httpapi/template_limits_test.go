@@ -42,13 +42,13 @@ func TestTemplateCannotCrashTheRelay(t *testing.T) {
 // What templates in mail do keeps working under the fence.
 func TestTemplateFenceKeepsEverydayJinja(t *testing.T) {
 	for src, want := range map[string]string{
-		`{{ name | default('friend') | title }}`:                           "Friend",
-		`{% for i in items %}{{ loop.index }}:{{ i ~ '!' }} {% endfor %}`: "1:a! 2:b! ",
-		`{{ 'ab' * 3 }}{{ 2 * 3 }}{{ 1.5 * 2 }}{{ 1 + 2 }}{{ [1] + [2] }}`: "ababab63.03[1, 2]",
-		`{{ items | join(', ') }} {{ ', '.join(items) }}`:                  "a, b a, b",
-		`{{ 'a-b' | replace('-', '+') }} {{ 'Hi'.upper() }}`:               "a+b HI",
+		`{{ name | default('friend') | title }}`:                                                              "Friend",
+		`{% for i in items %}{{ loop.index }}:{{ i ~ '!' }} {% endfor %}`:                                     "1:a! 2:b! ",
+		`{{ 'ab' * 3 }}{{ 2 * 3 }}{{ 1.5 * 2 }}{{ 1 + 2 }}{{ [1] + [2] }}`:                                    "ababab63.03[1, 2]",
+		`{{ items | join(', ') }} {{ ', '.join(items) }}`:                                                     "a, b a, b",
+		`{{ 'a-b' | replace('-', '+') }} {{ 'Hi'.upper() }}`:                                                  "a+b HI",
 		`{% set ns = namespace(t=0) %}{% for i in range(3) %}{% set ns.t = ns.t + i %}{% endfor %}{{ ns.t }}`: "3",
-		`{{ 'x' | truncate(10) }}{{ items | length }}{{ items | first }}`:  "x2a",
+		`{{ 'x' | truncate(10) }}{{ items | length }}{{ items | first }}`:                                     "x2a",
 	} {
 		tm, err := compileTemplate(src, false, false)
 		if err != nil {
