@@ -24,7 +24,7 @@
 // ABI constants (abi/abi.go)
 
 /** ABI version this SDK speaks: (major << 16) | minor. */
-export const ABI_VERSION: i32 = 0x00010001; // 1.1: dkim_sign
+export const ABI_VERSION: i32 = 0x00010002; // 1.1: dkim_sign; 1.2: get_egress_path_config
 
 /** Status codes returned by host calls. Non-negative results are lengths or counts. */
 export enum Status {
@@ -63,6 +63,7 @@ export const MaxHeaderName: i32 = 76;
 export const MaxHeaderValue: i32 = 998;
 export const MaxHeaderEdits: i32 = 32;
 export const MaxQueueConfig: i32 = 64 << 10;
+export const MaxEgressPathConfig: i32 = 16 << 10;
 export const MaxLogLine: i32 = 4 << 10;
 export const MaxRejectText: i32 = 512;
 export const MaxErrorText: i32 = 1024;
@@ -127,6 +128,11 @@ export namespace host {
   // @ts-ignore: decorator
   @external("wasmta", "dkim_sign")
   export declare function dkim_sign(json: usize, jsonLen: i32): i32;
+
+  // ABI 1.2, get_egress_path_config only. Like every import here, it is in the module only if
+  // the plugin calls it, so plugins without the hook still load on ABI 1.1 hosts.
+  @external("wasmta", "make_egress_path_config")
+  export declare function make_egress_path_config(json: usize, jsonLen: i32): i32;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,6 +574,116 @@ export function makeQueueConfigJSON(json: string): i32 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Egress path config hook (ABI 1.2)
+
+/**
+ * The egress path get_egress_path_config is asked about: the site (the MX hosts, or the literal,
+ * a routing domain's messages go to) and the routing domain of the message that first reached it.
+ */
+export class EgressSite {
+  routingDomain: string = "";
+  site: string = "";
+}
+
+/**
+ * An egress path's settings, written as the JSON document make_egress_path_config takes, with
+ * the names of the server's [egress] table (ABI.md, make_egress_path_config). Fields left unset
+ * keep what the server's config gives the destination ([[egress.path]], then [egress]). Setters
+ * chain:
+ *
+ *   new EgressPathConfig().connectionLimit(2).enableTLS("Required").smtpAuthPlain("relay-user", "smarthost")
+ */
+export class EgressPathConfig {
+  private limit: string | null = null;
+  private perConn: string | null = null;
+  private msgRate: string | null = null;
+  private connRate: string | null = null;
+  private tls: string | null = null;
+  private user: string | null = null;
+  private secret: string | null = null;
+  private plainOK: string | null = null;
+  private ehlo: string | null = null;
+  private source: string | null = null;
+  private port: string | null = null;
+  private connectT: string | null = null;
+  private commandT: string | null = null;
+  private dataT: string | null = null;
+  private idleT: string | null = null;
+
+  /** Connections open at once to the site, all its hosts together (> 0). */
+  connectionLimit(n: i32): EgressPathConfig { this.limit = n.toString(); return this; }
+  /** Messages per connection before it is closed and a new one opened (> 0). */
+  maxDeliveriesPerConnection(n: i32): EgressPathConfig { this.perConn = n.toString(); return this; }
+  /** Messages handed to the site's connections: "N/period[,max_burst=M]" ("100/s"). */
+  maxMessageRate(r: string): EgressPathConfig { this.msgRate = jsonQuote(r); return this; }
+  /** New connections to the site, same syntax. */
+  maxConnectionRate(r: string): EgressPathConfig { this.connRate = jsonQuote(r); return this; }
+  /** "Opportunistic", "OpportunisticInsecure", "Required", "RequiredInsecure" or "Disabled". */
+  enableTLS(mode: string): EgressPathConfig { this.tls = jsonQuote(mode); return this; }
+  /**
+   * AUTH to the site (RFC 4954): the user name and the NAME of a [secrets] entry of the server
+   * config, never the password itself.
+   */
+  smtpAuthPlain(username: string, secretName: string): EgressPathConfig {
+    this.user = jsonQuote(username);
+    this.secret = jsonQuote(secretName);
+    return this;
+  }
+  /** Send the credentials over a connection without TLS. */
+  allowSMTPAuthPlainWithoutTLS(allow: bool): EgressPathConfig { this.plainOK = allow ? "true" : "false"; return this; }
+  /** The EHLO name: a domain or an address literal ("[192.0.2.1]"). */
+  ehloDomain(name: string): EgressPathConfig { this.ehlo = jsonQuote(name); return this; }
+  /** The local IP address connections leave from. */
+  sourceAddress(addr: string): EgressPathConfig { this.source = jsonQuote(addr); return this; }
+  /** The port connected to when the destination names none. */
+  smtpPort(p: i32): EgressPathConfig { this.port = p.toString(); return this; }
+  /** The TCP connect to each host, a duration string ("10s"). */
+  connectTimeout(d: string): EgressPathConfig { this.connectT = jsonQuote(d); return this; }
+  /** Every reply but the one to the final dot, and every command write. */
+  commandTimeout(d: string): EgressPathConfig { this.commandT = jsonQuote(d); return this; }
+  /** Writing the body, and the reply to its final dot. */
+  dataTimeout(d: string): EgressPathConfig { this.dataT = jsonQuote(d); return this; }
+  /** How long an unused connection stays open for the next message. */
+  idleTimeout(d: string): EgressPathConfig { this.idleT = jsonQuote(d); return this; }
+
+  /** The JSON document, fields in the order of the ABI's table. */
+  toJSON(): string {
+    const parts = new Array<string>(0);
+    field(parts, "connection_limit", this.limit);
+    field(parts, "max_deliveries_per_connection", this.perConn);
+    field(parts, "max_message_rate", this.msgRate);
+    field(parts, "max_connection_rate", this.connRate);
+    field(parts, "enable_tls", this.tls);
+    field(parts, "smtp_auth_plain_username", this.user);
+    field(parts, "smtp_auth_plain_password", this.secret);
+    field(parts, "allow_smtp_auth_plain_without_tls", this.plainOK);
+    field(parts, "ehlo_domain", this.ehlo);
+    field(parts, "source_address", this.source);
+    field(parts, "smtp_port", this.port);
+    field(parts, "connect_timeout", this.connectT);
+    field(parts, "command_timeout", this.commandT);
+    field(parts, "data_timeout", this.dataT);
+    field(parts, "idle_timeout", this.idleT);
+    return "{" + parts.join(",") + "}";
+  }
+}
+
+/**
+ * Hands an egress path config to the host (get_egress_path_config only) and returns the status:
+ * 0, or Status.Invalid with lastError() naming the problem (`egress path config: json: unknown
+ * field "conection_limit"`, a bad value, a password that names no secret).
+ */
+export function makeEgressPathConfig(cfg: EgressPathConfig): i32 {
+  return makeEgressPathConfigJSON(cfg.toJSON());
+}
+
+/** Hands a ready-made egress path config document (JSON) to the host and returns the status. */
+export function makeEgressPathConfigJSON(json: string): i32 {
+  args1(json);
+  return done(host.make_egress_path_config(arg0, len0));
+}
+
+// ---------------------------------------------------------------------------------------------
 // JSON helpers
 
 const HEX = "0123456789abcdef";
@@ -720,6 +836,11 @@ export function jsonGetString(doc: string, key: string): string | null {
 export type MessageHandler = (m: Message) => i32;
 /** A queue config handler: call makeQueueConfig and return its status, or 0 for "no opinion". */
 export type QueueConfigHandler = (q: Queue) => i32;
+/**
+ * An egress path config handler (ABI 1.2): call makeEgressPathConfig and return its status, or 0
+ * for "no opinion".
+ */
+export type EgressPathConfigHandler = (s: EgressSite) => i32;
 /** An init handler: 0 = ready; anything else refuses the plugin (with the fail() text). */
 export type InitHandler = () => i32;
 
@@ -727,6 +848,7 @@ let initHandler: InitHandler | null = null;
 let messageReceivedHandler: MessageHandler | null = null;
 let messageGeneratedHandler: MessageHandler | null = null;
 let queueConfigHandler: QueueConfigHandler | null = null;
+let egressPathConfigHandler: EgressPathConfigHandler | null = null;
 
 /** Registers the wasmta_init handler: run once per instance, before any hook. */
 export function onInit(f: InitHandler): void { initHandler = f; }
@@ -736,6 +858,12 @@ export function onMessageReceived(f: MessageHandler): void { messageReceivedHand
 export function onHTTPMessageGenerated(f: MessageHandler): void { messageGeneratedHandler = f; }
 /** Registers the get_queue_config handler. */
 export function onGetQueueConfig(f: QueueConfigHandler): void { queueConfigHandler = f; }
+/**
+ * Registers the get_egress_path_config handler (ABI 1.2); re-export get_egress_path_config too.
+ * Only a plugin that calls makeEgressPathConfig imports make_egress_path_config (ABI 1.2): the
+ * others still load on ABI 1.1 hosts.
+ */
+export function onGetEgressPathConfig(f: EgressPathConfigHandler): void { egressPathConfigHandler = f; }
 
 const MESSAGE = new Message();
 
@@ -791,6 +919,17 @@ export function get_queue_config(): i32 {
   q.campaign = queueInput("campaign");
   q.routingDomain = queueInput("routing_domain");
   return finish(h(q));
+}
+
+/** Runs the onGetEgressPathConfig handler with the routing domain and the site. */
+export function get_egress_path_config(): i32 {
+  errorSet = false;
+  const h = egressPathConfigHandler;
+  if (h === null) return 0;
+  const s = new EgressSite();
+  s.routingDomain = queueInput("routing_domain");
+  s.site = queueInput("site");
+  return finish(h(s));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@
  *   5. wasmta_str, string helpers, literal helpers (*_s macros)
  *   6. the arena and the fetch helpers: (buf, limit) calls with the retry done for you
  *   7. decimal formatting, a string builder, failure helpers
- *   8. a tiny JSON writer for make_queue_config
+ *   8. a tiny JSON writer for make_queue_config, dkim_sign and make_egress_path_config
  *
  * Memory: results fetched by the helpers of section 6 live in an arena that starts at
  * __heap_base and grows linear memory on demand. It is rewound when a hook starts, so a value
@@ -48,8 +48,8 @@ extern "C" {
 /* ---------------------------------------------------------------- 1. constants */
 
 #define WASMTA_ABI_MAJOR 1
-#define WASMTA_ABI_MINOR 1 /* 1.1: dkim_sign */
-#define WASMTA_ABI_VERSION ((WASMTA_ABI_MAJOR << 16) | WASMTA_ABI_MINOR) /* 0x00010001 */
+#define WASMTA_ABI_MINOR 2 /* 1.1: dkim_sign; 1.2: get_egress_path_config, make_egress_path_config */
+#define WASMTA_ABI_VERSION ((WASMTA_ABI_MAJOR << 16) | WASMTA_ABI_MINOR) /* 0x00010002 */
 
 /* Status codes: host results < 0. Non-negative results are lengths or counts. */
 #define WASMTA_OK 0
@@ -77,6 +77,7 @@ extern "C" {
 #define WASMTA_MAX_HEADER_VALUE 998
 #define WASMTA_MAX_HEADER_EDITS 32
 #define WASMTA_MAX_QUEUE_CONFIG (64 * 1024)
+#define WASMTA_MAX_EGRESS_PATH_CONFIG (16 * 1024) /* bytes of make_egress_path_config JSON */
 #define WASMTA_MAX_DKIM_PARAMS (4 * 1024)   /* bytes of dkim_sign JSON */
 #define WASMTA_MAX_DKIM_SIGNATURES 8        /* dkim_sign requests per message, all plugins */
 #define WASMTA_MAX_DKIM_HEADERS 64          /* header names per request */
@@ -101,7 +102,7 @@ WASMTA_IMPORT("get_config") int32_t wasmta_get_config(char *buf, uint32_t limit)
 WASMTA_IMPORT("set_error") void wasmta_set_error(const char *ptr, uint32_t len);
 WASMTA_IMPORT("last_error") int32_t wasmta_last_error(char *buf, uint32_t limit);
 /* message hooks; get_meta also in get_queue_config (queue, domain, tenant, campaign,
- * routing_domain, read-only) */
+ * routing_domain, read-only) and in get_egress_path_config (routing_domain, site, read-only) */
 WASMTA_IMPORT("get_meta")
 int32_t wasmta_get_meta(const char *key, uint32_t key_len, char *buf, uint32_t limit);
 WASMTA_IMPORT("set_meta")
@@ -127,6 +128,12 @@ WASMTA_IMPORT("reject") int32_t wasmta_reject(int32_t code, const char *text, ui
 WASMTA_IMPORT("dkim_sign") int32_t wasmta_dkim_sign(const char *json, uint32_t json_len);
 /* get_queue_config */
 WASMTA_IMPORT("make_queue_config") int32_t wasmta_make_queue_config(const char *json, uint32_t json_len);
+/* ABI 1.2, get_egress_path_config: the egress path config of the site asked about, a JSON object
+ * with the [egress] key names (ABI.md, make_egress_path_config). wasm-ld imports only functions
+ * that are called, so a plugin that never calls it (nor wasmta_json_make_egress_path_config)
+ * does not import it and still loads on an ABI 1.1 host. */
+WASMTA_IMPORT("make_egress_path_config")
+int32_t wasmta_make_egress_path_config(const char *json, uint32_t json_len);
 
 /* ---------------------------------------------------------------- 3. exports */
 
@@ -145,6 +152,10 @@ WASMTA_IMPORT("make_queue_config") int32_t wasmta_make_queue_config(const char *
  *   WASMTA_ON_MESSAGE_RECEIVED(fn)       smtp_server_message_received
  *   WASMTA_ON_HTTP_MESSAGE_GENERATED(fn) http_message_generated
  *   WASMTA_ON_GET_QUEUE_CONFIG(fn)       get_queue_config
+ *   WASMTA_ON_GET_EGRESS_PATH_CONFIG(fn) get_egress_path_config (ABI 1.2): read routing_domain
+ *                                        and site with wasmta_meta_s, answer with
+ *                                        wasmta_json_make_egress_path_config, or return 0
+ *                                        without it for "no opinion"
  */
 #define WASMTA__HOOK(export, sym, fn) \
     WASMTA_EXPORT(export) int32_t sym(void) { \
@@ -167,6 +178,8 @@ WASMTA_IMPORT("make_queue_config") int32_t wasmta_make_queue_config(const char *
     WASMTA__HOOK("http_message_generated", wasmta__export_http_message_generated, fn)
 #define WASMTA_ON_GET_QUEUE_CONFIG(fn) \
     WASMTA__HOOK("get_queue_config", wasmta__export_get_queue_config, fn)
+#define WASMTA_ON_GET_EGRESS_PATH_CONFIG(fn) \
+    WASMTA__HOOK("get_egress_path_config", wasmta__export_get_egress_path_config, fn)
 
 /* ---------------------------------------------------------------- 4. freestanding libc bits */
 
@@ -276,6 +289,7 @@ static inline wasmta_str wasmta_str_after_last(wasmta_str a, char c) {
 #define wasmta_reject_s(code, text) wasmta_reject((code), WASMTA_S(text))
 #define wasmta_make_queue_config_s(json) wasmta_make_queue_config(WASMTA_S(json))
 #define wasmta_dkim_sign_s(json) wasmta_dkim_sign(WASMTA_S(json))
+#define wasmta_make_egress_path_config_s(json) wasmta_make_egress_path_config(WASMTA_S(json))
 
 /* wasmta_str forms. */
 static inline void wasmta_log_str(int32_t level, wasmta_str s) { wasmta_log(level, s.ptr, s.len); }
@@ -648,6 +662,15 @@ static inline int32_t wasmta_json_make_queue_config(const wasmta_json *j) {
 static inline int32_t wasmta_json_dkim_sign(const wasmta_json *j) {
     if (j->out.status != WASMTA_OK) return j->out.status;
     return wasmta_dkim_sign(j->out.buf, j->out.len);
+}
+
+/* Hands the document to make_egress_path_config (get_egress_path_config, ABI 1.2): its status,
+ * or WASMTA_LIMIT without calling the host when the buffer overflowed. WASMTA_INVALID, with
+ * wasmta_last_error_str() saying why, for an unknown field (`egress path config: json: unknown
+ * field "conection_limit"`), a bad value, or a smtp_auth_plain_password that names no secret. */
+static inline int32_t wasmta_json_make_egress_path_config(const wasmta_json *j) {
+    if (j->out.status != WASMTA_OK) return j->out.status;
+    return wasmta_make_egress_path_config(j->out.buf, j->out.len);
 }
 
 #ifdef __cplusplus

@@ -1,7 +1,7 @@
 // Package conformance runs the same conformance plugin written in every SDK's language
 // (SPEC.md) through the same vectors on the real plugin host, and asserts identical effects:
-// meta, headers, queue config, reply. A language is a folder holding conformance.wasm (Go's is
-// built here with the standard toolchain).
+// meta, headers, queue config, egress path config, reply. A language is a folder holding
+// conformance.wasm (Go's is built here with the standard toolchain).
 package conformance
 
 import (
@@ -81,6 +81,24 @@ var queueVectors = []queueVector{
 		Protocol: &abi.Protocol{SMTP: &abi.SMTPProtocol{MXList: []abi.MXEntry{{Name: "smart.host.local"}, {Name: "mx.example.com", Addr: "127.0.0.3"}}}}}},
 	{name: "invalid config refused", domain: "badcfg.test", failure: "bad config refused"},
 	{name: "no opinion", domain: "other.test"},
+}
+
+type egressVector struct {
+	name, routingDomain, site string
+	want                      *abi.EgressPathConfig
+	failure                   string
+}
+
+func ptr[T any](v T) *T { return &v }
+
+var egressVectors = []egressVector{
+	{name: "configured routing domain", routingDomain: "smarthost.test", site: "mx.smarthost.test", want: &abi.EgressPathConfig{
+		ConnectionLimit: ptr(1), MaxMessageRate: ptr("10/s"), EnableTLS: ptr("Required"),
+		SMTPAuthPlainUsername: ptr("relay-user"), SMTPAuthPlainPassword: ptr("smarthost"),
+		AllowSMTPAuthPlainWithoutTLS: ptr(false), SourceAddress: ptr("127.0.0.9"), EHLODomain: ptr("out.mx.smarthost.test")}},
+	{name: "unknown field refused by the host", routingDomain: "typo.test", site: "mx.typo.test",
+		failure: `egress path config: json: unknown field "conection_limit"`},
+	{name: "no opinion", routingDomain: "other.test", site: "mx.other.test"},
 }
 
 // languages finds every language folder and its conformance.wasm.
@@ -186,6 +204,19 @@ func TestConformance(t *testing.T) {
 					t.Errorf("%s: config\n got %s\nwant %s", v.name, js(cfg), js(v.want))
 				}
 			}
+			for _, v := range egressVectors {
+				cfg, _, err := c.EgressPathConfig(context.Background(), plugin.EgressPathInput{RoutingDomain: v.routingDomain, Site: v.site})
+				switch {
+				case v.failure != "":
+					if cfg != nil || err == nil || !strings.Contains(err.Error(), v.failure) {
+						t.Errorf("egress %s: %s, error %v, want a failure with %q", v.name, js(cfg), err, v.failure)
+					}
+				case err != nil:
+					t.Errorf("egress %s: %v", v.name, err)
+				case !reflect.DeepEqual(cfg, v.want):
+					t.Errorf("egress %s: config\n got %s\nwant %s", v.name, js(cfg), js(v.want))
+				}
+			}
 		})
 	}
 	// Identical effects across languages, vector by vector (the expectations above already
@@ -205,7 +236,7 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-func js(c *abi.QueueConfig) string {
+func js[T any](c *T) string {
 	if c == nil {
 		return "<nil>"
 	}

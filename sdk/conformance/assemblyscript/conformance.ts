@@ -1,11 +1,12 @@
 // The AssemblyScript SDK's version of the conformance plugin (../SPEC.md). Built by build.sh.
 import {
-  Message, Queue, QueueConfig, Status, config, fail, makeQueueConfig, makeQueueConfigJSON,
-  onGetQueueConfig, onMessageReceived,
+  EgressPathConfig, EgressSite, Message, Queue, QueueConfig, Status, check, config, fail,
+  makeEgressPathConfig, makeEgressPathConfigJSON, makeQueueConfig, makeQueueConfigJSON,
+  onGetEgressPathConfig, onGetQueueConfig, onMessageReceived,
 } from "../../assemblyscript/index";
 
 export {
-  wasmta_abi_v1, smtp_server_message_received, get_queue_config,
+  wasmta_abi_v1, smtp_server_message_received, get_queue_config, get_egress_path_config,
 } from "../../assemblyscript/index";
 
 // must turns an unexpected host refusal into a failed hook (visible in the vectors).
@@ -72,5 +73,24 @@ function onQueueConfig(q: Queue): i32 {
   return 0;
 }
 
+function onEgressPathConfig(s: EgressSite): i32 {
+  if (s.routingDomain == "smarthost.test") {
+    return makeEgressPathConfig(new EgressPathConfig()
+      .connectionLimit(1)
+      .maxMessageRate("10/s")
+      .enableTLS("Required")
+      .smtpAuthPlain("relay-user", "smarthost")
+      .allowSMTPAuthPlainWithoutTLS(false)
+      .sourceAddress("127.0.0.9")
+      .ehloDomain("out." + s.site));
+  }
+  if (s.routingDomain == "typo.test") {
+    // refused: check() fails the hook with the host's reason, which names the field
+    return check("make_egress_path_config", makeEgressPathConfigJSON('{"conection_limit":1}'));
+  }
+  return 0;
+}
+
 onMessageReceived(onMessage);
 onGetQueueConfig(onQueueConfig);
+onGetEgressPathConfig(onEgressPathConfig);

@@ -120,3 +120,45 @@ static int32_t on_queue_config(void) {
     return 0;
 }
 WASMTA_ON_GET_QUEUE_CONFIG(on_queue_config);
+
+static int32_t on_egress_path_config(void) {
+    wasmta_str rd, site;
+    int32_t rc;
+    MUST("get_meta", wasmta_meta_s("routing_domain", &rd));
+
+    if (wasmta_str_eq_s(rd, "smarthost.test")) {
+        char buf[512];
+        wasmta_json j;
+        wasmta_sb ehlo;
+        char eb[256];
+        MUST("get_meta", wasmta_meta_s("site", &site));
+        wasmta_sb_init(&ehlo, eb, sizeof eb);
+        wasmta_sb_append_s(&ehlo, "out.");
+        wasmta_sb_str(&ehlo, site);
+        if (ehlo.status != WASMTA_OK) return wasmta_fail_s("site name too long");
+        wasmta_json_init(&j, buf, sizeof buf);
+        wasmta_json_object_begin(&j);
+        wasmta_json_key_s(&j, "connection_limit");
+        wasmta_json_int(&j, 1);
+        wasmta_json_kv_s(&j, "max_message_rate", "10/s");
+        wasmta_json_kv_s(&j, "enable_tls", "Required");
+        wasmta_json_kv_s(&j, "smtp_auth_plain_username", "relay-user");
+        wasmta_json_kv_s(&j, "smtp_auth_plain_password", "smarthost"); /* a [secrets] name */
+        wasmta_json_key_s(&j, "allow_smtp_auth_plain_without_tls");
+        wasmta_json_bool(&j, 0);
+        wasmta_json_kv_s(&j, "source_address", "127.0.0.9");
+        wasmta_json_key_s(&j, "ehlo_domain");
+        wasmta_json_str(&j, wasmta_sb_view(&ehlo));
+        wasmta_json_object_end(&j);
+        MUST("make_egress_path_config", wasmta_json_make_egress_path_config(&j));
+        return 0;
+    }
+    if (wasmta_str_eq_s(rd, "typo.test")) {
+        /* refused: the failure text carries the host's reason, which names the field */
+        rc = wasmta_make_egress_path_config_s("{\"conection_limit\":1}");
+        if (rc < 0) return wasmta_fail_status_s("make_egress_path_config", rc);
+        return 0;
+    }
+    return 0; /* no opinion */
+}
+WASMTA_ON_GET_EGRESS_PATH_CONFIG(on_egress_path_config);

@@ -76,6 +76,18 @@ func init() {
 		}
 		return nil, nil
 	})
+	wasmta.OnGetEgressPathConfig(func(s wasmta.EgressSite) (*wasmta.EgressPathConfig, error) {
+		switch s.RoutingDomain {
+		case "smarthost.test":
+			no := false
+			return &wasmta.EgressPathConfig{ConnectionLimit: 1, MaxMessageRate: "10/s", EnableTLS: "Required",
+				SMTPAuthPlainUsername: "relay-user", SMTPAuthPlainPassword: "smarthost", AllowSMTPAuthPlainWithoutTLS: &no,
+				SourceAddress: "127.0.0.9", EHLODomain: "out." + s.Site}, nil
+		case "typo.test":
+			return wasmta.RawEgressPathConfig([]byte(`{"conection_limit":1}`)), nil
+		}
+		return nil, nil
+	})
 }
 
 // must turns an unexpected host refusal into a failed hook (visible in the vectors).

@@ -2,11 +2,12 @@
 #![no_std]
 
 use core::time::Duration;
-use wasmta::{Error, Message, Mx, Queue, QueueConfig, Result, Text};
+use wasmta::{EgressPathConfig, EgressSite, Error, Message, Mx, Queue, QueueConfig, Result, Text, Tls};
 
 wasmta::plugin! {
     smtp_server_message_received: on_message,
     get_queue_config: on_queue_config,
+    get_egress_path_config: on_egress_path_config,
 }
 
 /// The decimal status of a host call's result ("0" when it succeeded).
@@ -72,6 +73,30 @@ fn on_queue_config(q: &mut Queue) -> Result<()> {
             Err(_) => Err(Error::msg("bad config refused")),
             Ok(()) => Ok(()),
         },
+        _ => Ok(()),
+    }
+}
+
+fn on_egress_path_config(e: &mut EgressSite) -> Result<()> {
+    match e.routing_domain()? {
+        "smarthost.test" => {
+            let mut ehlo: Text<255> = Text::from_str("out.");
+            if !ehlo.push_str(e.site()?) {
+                return Err(Error::msg("site name too long"));
+            }
+            e.make_egress_path_config(
+                &EgressPathConfig::new()
+                    .connection_limit(1)
+                    .max_message_rate("10/s")
+                    .enable_tls(Tls::Required)
+                    .smtp_auth_plain("relay-user", "smarthost")
+                    .allow_smtp_auth_plain_without_tls(false)
+                    .source_address("127.0.0.9")
+                    .ehlo_domain(&ehlo),
+            )
+        }
+        // The host's refusal is the handler's Err: its text names the unknown field.
+        "typo.test" => e.make_egress_path_config_json(r#"{"conection_limit":1}"#),
         _ => Ok(()),
     }
 }

@@ -8,8 +8,10 @@
 ;;   0x0000 - 0x03FF  LITERALS  read-only strings from the data segments below (896 bytes used),
 ;;                              each 16-byte aligned; offsets and lengths are noted beside them
 ;;   0x0400 - 0x040F  NUM       decimal formatting of an i32 ("1", "-2"; at most 11 bytes)
-;;   0x0410 - 0x07FF            unused
-;;   0x0800 - 0x0BFF  RCPT0     1 KiB buffer: recipient 0, whose domain selects the behaviour
+;;   0x0410 - 0x055F  LITERALS2 more read-only strings, for get_egress_path_config (337 bytes)
+;;   0x0560 - 0x07FF            unused
+;;   0x0800 - 0x0BFF  RCPT0     1 KiB buffer: recipient 0 (the routing domain in
+;;                              get_egress_path_config), whose domain selects the behaviour
 ;;   0x0C00 - 0x0FFF  VAL       1 KiB buffer: a value read from the host, copied into meta next
 ;;   0x1000 - 0x13FF  ERR       1 KiB buffer: last_error text, passed on to set_error
 ;;   0x1400 - 0xFFFF            unused
@@ -34,6 +36,8 @@
   (import "wasmta" "append_header" (func $append_header (param i32 i32 i32 i32) (result i32)))
   (import "wasmta" "reject" (func $reject (param i32 i32 i32) (result i32)))
   (import "wasmta" "make_queue_config" (func $make_queue_config (param i32 i32) (result i32)))
+  ;; ABI 1.2: importing it makes the plugin need an ABI 1.2 host
+  (import "wasmta" "make_egress_path_config" (func $make_egress_path_config (param i32 i32) (result i32)))
 
   (memory (export "memory") 1)
 
@@ -88,6 +92,13 @@
   (data (i32.const  720) "badcfg.test")                             ;; 0x2d0 len 11
   (data (i32.const  736) "{\"mx_lsit\":[\"x\"]}")                   ;; 0x2e0 len 17
   (data (i32.const  768) "{\"retry_interval\":\"5s\",\"protocol\":{\"smtp\":{\"mx_list\":[\"smart.host.local\",{\"name\":\"mx.example.com\",\"addr\":\"127.0.0.3\"}]}}}") ;; 0x300 len 121
+  ;; LITERALS2: get_egress_path_config
+  (data (i32.const 1040) "site")                                    ;; 0x410 len 4
+  (data (i32.const 1056) "smarthost.test")                          ;; 0x420 len 14
+  (data (i32.const 1072) "typo.test")                               ;; 0x430 len 9
+  (data (i32.const 1088) "{\"conection_limit\":1}")                 ;; 0x440 len 21
+  ;; the egress path config up to the EHLO name, which is "out." + the site, then "\"}"
+  (data (i32.const 1120) "{\"connection_limit\":1,\"max_message_rate\":\"10/s\",\"enable_tls\":\"Required\",\"smtp_auth_plain_username\":\"relay-user\",\"smtp_auth_plain_password\":\"smarthost\",\"allow_smtp_auth_plain_without_tls\":false,\"source_address\":\"127.0.0.9\",\"ehlo_domain\":\"out.") ;; 0x460 len 241
 
   ;; ---- state
   (global $heap_top (mut i32) (i32.const 0x10000)) ;; next free HEAP byte (reset per hook call)
@@ -415,5 +426,58 @@
             (return (i32.const 1))))))
 
     ;; anything else: no opinion
+    (i32.const 0))
+
+  ;; =====================================================================================
+  ;; get_egress_path_config (ABI 1.2)
+  ;; =====================================================================================
+
+  ;; $copy: n bytes from src to dst (no bulk memory in Wasm 1.0).
+  (func $copy (param $dst i32) (param $src i32) (param $n i32)
+    (local $i i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (i32.store8 (i32.add (local.get $dst) (local.get $i))
+                    (i32.load8_u (i32.add (local.get $src) (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next))))
+
+  (func (export "get_egress_path_config") (result i32)
+    (local $n i32) (local $site i32) (local $doc i32) (local $len i32)
+    (global.set $heap_top (i32.const 0x10000))
+
+    ;; the routing domain (always present), read into RCPT0, selects the behaviour
+    (local.set $n (call $read_meta (i32.const 160) (i32.const 14) (i32.const 0x0800))) ;; "routing_domain"
+    (if (i32.lt_s (local.get $n) (i32.const 0)) (then (return (call $fail))))
+    (global.set $dom_ptr (global.get $val_ptr))
+    (global.set $dom_len (local.get $n))
+
+    ;; typo.test: a misspelt field; the host refuses it and its last_error, which names the
+    ;; field, becomes the hook's error
+    (if (call $is_domain (i32.const 1072) (i32.const 9)) ;; "typo.test"
+      (then
+        (if (i32.lt_s (call $make_egress_path_config (i32.const 1088) (i32.const 21)) (i32.const 0))
+          (then (return (call $fail))))
+        (return (i32.const 0))))
+
+    ;; anything but smarthost.test: no opinion
+    (if (i32.eqz (call $is_domain (i32.const 1056) (i32.const 14))) ;; "smarthost.test"
+      (then (return (i32.const 0))))
+
+    ;; the site (always present), read into VAL; a host name, so it needs no JSON escaping
+    (local.set $n (call $read_meta (i32.const 1040) (i32.const 4) (i32.const 0x0C00))) ;; "site"
+    (if (i32.lt_s (local.get $n) (i32.const 0)) (then (return (call $fail))))
+    (local.set $site (global.get $val_ptr))
+
+    ;; the document in HEAP: the literal prefix, the site, "\"}"
+    (local.set $len (i32.add (i32.const 241) (i32.add (local.get $n) (i32.const 2))))
+    (local.set $doc (call $alloc (local.get $len)))
+    (call $copy (local.get $doc) (i32.const 1120) (i32.const 241))
+    (call $copy (i32.add (local.get $doc) (i32.const 241)) (local.get $site) (local.get $n))
+    (i32.store8 (i32.sub (i32.add (local.get $doc) (local.get $len)) (i32.const 2)) (i32.const 0x22)) ;; '"'
+    (i32.store8 (i32.sub (i32.add (local.get $doc) (local.get $len)) (i32.const 1)) (i32.const 0x7D)) ;; '}'
+    (if (i32.lt_s (call $make_egress_path_config (local.get $doc) (local.get $len)) (i32.const 0))
+      (then (return (call $fail))))
     (i32.const 0))
 )

@@ -50,8 +50,10 @@ use core::time::Duration;
 // ---------------------------------------------------------------------------------------------
 // Constants (mirror package github.com/wasmta/wasmta/abi)
 
-/// ABI version this SDK speaks: major in the high 16 bits, minor in the low.
-pub const ABI_VERSION: u32 = 0x0001_0000;
+/// ABI version this SDK speaks: major in the high 16 bits, minor in the low (1.1: `dkim_sign`;
+/// 1.2: `get_egress_path_config`, `make_egress_path_config`). A plugin needs only the version of
+/// the calls it uses: the module imports nothing else.
+pub const ABI_VERSION: u32 = 0x0001_0002;
 /// `features` bit: `prepend_header` / `append_header` allowed.
 pub const FEATURE_HEADER_WRITE: u64 = 1 << 0;
 /// `features` bit: `get_body` allowed.
@@ -66,6 +68,7 @@ pub mod limits {
     pub const MAX_HEADER_VALUE: usize = 998;
     pub const MAX_HEADER_EDITS: usize = 32;
     pub const MAX_QUEUE_CONFIG: usize = 64 << 10;
+    pub const MAX_EGRESS_PATH_CONFIG: usize = 16 << 10;
     pub const MAX_LOG_LINE: usize = 4 << 10;
     pub const MAX_REJECT_TEXT: usize = 512;
     pub const MAX_ERROR_TEXT: usize = 1024;
@@ -121,6 +124,9 @@ pub mod sys {
         fn make_queue_config(json: *const u8, json_len: usize) -> i32;
         /// ABI 1.1. Importing it makes the plugin need an ABI 1.1 host.
         fn dkim_sign(json: *const u8, json_len: usize) -> i32;
+        /// ABI 1.2, `get_egress_path_config` only. Imported only by plugins that call it (an
+        /// extern fn nothing calls is not imported), so the others still load on ABI 1.1 hosts.
+        fn make_egress_path_config(json: *const u8, json_len: usize) -> i32;
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -1204,7 +1210,289 @@ impl<'a> fmt::Display for QueueConfig<'a> {
     }
 }
 
-/// Minimal JSON support: writing queue configs, reading top-level config fields.
+// ---------------------------------------------------------------------------------------------
+// get_egress_path_config (ABI 1.2)
+
+/// The egress path `get_egress_path_config` is asked about: a site (the MX hosts, or the
+/// literal, one routing domain's messages go to) and the routing domain that first reached it.
+pub struct EgressSite {
+    host: Host,
+}
+
+impl Deref for EgressSite {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.host
+    }
+}
+
+impl DerefMut for EgressSite {
+    fn deref_mut(&mut self) -> &mut Host {
+        &mut self.host
+    }
+}
+
+impl EgressSite {
+    /// An input by key (`routing_domain`, `site`; every other key is `None`).
+    pub fn meta(&self, key: &str) -> Result<Option<&str>> {
+        fetch_str("get_meta", |b, l| unsafe { sys::get_meta(key.as_ptr(), key.len(), b, l) })
+    }
+
+    /// The routing domain: the `routing_domain` meta of the message that first reached the
+    /// site, else its recipient's domain.
+    pub fn routing_domain(&self) -> Result<&str> {
+        required("get_meta", self.meta("routing_domain"))
+    }
+
+    /// The site: the MX host names (or the literal) the path connects to.
+    pub fn site(&self) -> Result<&str> {
+        required("get_meta", self.meta("site"))
+    }
+
+    /// Hands over this path's config (serialized to JSON in the scratch arena). The first
+    /// plugin that does so wins; not calling it means "no opinion" (the server's
+    /// `[[egress.path]]` and `[egress]` apply).
+    pub fn make_egress_path_config(&self, cfg: &EgressPathConfig<'_>) -> Result<()> {
+        let mut count = json::Count(0);
+        cfg.write_json(&mut count);
+        let p = arena_alloc(count.0)
+            .ok_or_else(|| Error::local("make_egress_path_config", Status::Limit, "out of memory"))?;
+        let buf = unsafe { core::slice::from_raw_parts_mut(p, count.0) };
+        let mut w = json::SliceWriter { buf, pos: 0 };
+        cfg.write_json(&mut w);
+        let n = w.pos;
+        let doc = unsafe { core::str::from_utf8_unchecked(&w.buf[..n]) };
+        self.make_egress_path_config_json(doc)
+    }
+
+    /// Hands over a ready-made config document (one JSON object with the `[egress]` key names,
+    /// decoded strictly by the host: an unknown field is `Invalid`, and the error's text says
+    /// `egress path config: json: unknown field "conection_limit"`).
+    pub fn make_egress_path_config_json(&self, json: &str) -> Result<()> {
+        check("make_egress_path_config", unsafe { sys::make_egress_path_config(json.as_ptr(), json.len()) })?;
+        Ok(())
+    }
+}
+
+/// `enable_tls` of an egress path (KumoMTA's modes; ABI.md, `make_egress_path_config`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    Opportunistic,
+    OpportunisticInsecure,
+    Required,
+    RequiredInsecure,
+    Disabled,
+}
+
+impl Tls {
+    /// The name the host takes (`"Required"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tls::Opportunistic => "Opportunistic",
+            Tls::OpportunisticInsecure => "OpportunisticInsecure",
+            Tls::Required => "Required",
+            Tls::RequiredInsecure => "RequiredInsecure",
+            Tls::Disabled => "Disabled",
+        }
+    }
+}
+
+/// An egress path config ([`EgressSite::make_egress_path_config`]), built without allocation,
+/// with the names of the server's `[egress]` table. Fields left unset keep what the server's
+/// config gives the destination (`[[egress.path]]`, then `[egress]`).
+///
+/// ```ignore
+/// e.make_egress_path_config(&EgressPathConfig::new().connection_limit(2).enable_tls(Tls::Required)
+///     .smtp_auth_plain("relay-user", "smarthost")) // "smarthost": the NAME of a [secrets] entry
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EgressPathConfig<'a> {
+    connection_limit: Option<u32>,
+    max_deliveries_per_connection: Option<u32>,
+    max_message_rate: Option<&'a str>,
+    max_connection_rate: Option<&'a str>,
+    enable_tls: Option<Tls>,
+    smtp_auth_plain_username: Option<&'a str>,
+    smtp_auth_plain_password: Option<&'a str>,
+    allow_smtp_auth_plain_without_tls: Option<bool>,
+    ehlo_domain: Option<&'a str>,
+    source_address: Option<&'a str>,
+    smtp_port: Option<u16>,
+    connect_timeout: Option<Duration>,
+    command_timeout: Option<Duration>,
+    data_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+}
+
+impl<'a> EgressPathConfig<'a> {
+    pub const fn new() -> Self {
+        EgressPathConfig {
+            connection_limit: None,
+            max_deliveries_per_connection: None,
+            max_message_rate: None,
+            max_connection_rate: None,
+            enable_tls: None,
+            smtp_auth_plain_username: None,
+            smtp_auth_plain_password: None,
+            allow_smtp_auth_plain_without_tls: None,
+            ehlo_domain: None,
+            source_address: None,
+            smtp_port: None,
+            connect_timeout: None,
+            command_timeout: None,
+            data_timeout: None,
+            idle_timeout: None,
+        }
+    }
+    /// Connections open at once to the site, all its hosts together (> 0).
+    pub fn connection_limit(mut self, n: u32) -> Self {
+        self.connection_limit = Some(n);
+        self
+    }
+    /// Messages per connection before it is closed and a new one opened (> 0).
+    pub fn max_deliveries_per_connection(mut self, n: u32) -> Self {
+        self.max_deliveries_per_connection = Some(n);
+        self
+    }
+    /// Messages handed to the site's connections: `"N/period[,max_burst=M]"` (`"100/s"`).
+    pub fn max_message_rate(mut self, rate: &'a str) -> Self {
+        self.max_message_rate = Some(rate);
+        self
+    }
+    /// New connections to the site, same syntax.
+    pub fn max_connection_rate(mut self, rate: &'a str) -> Self {
+        self.max_connection_rate = Some(rate);
+        self
+    }
+    pub fn enable_tls(mut self, mode: Tls) -> Self {
+        self.enable_tls = Some(mode);
+        self
+    }
+    /// AUTH to the site (RFC 4954): the user name and the **name** of a `[secrets]` entry of
+    /// the server config, never the password itself.
+    pub fn smtp_auth_plain(mut self, username: &'a str, secret_name: &'a str) -> Self {
+        self.smtp_auth_plain_username = Some(username);
+        self.smtp_auth_plain_password = Some(secret_name);
+        self
+    }
+    /// Send the credentials over a connection without TLS.
+    pub fn allow_smtp_auth_plain_without_tls(mut self, allow: bool) -> Self {
+        self.allow_smtp_auth_plain_without_tls = Some(allow);
+        self
+    }
+    /// The EHLO name: a domain or an address literal (`[192.0.2.1]`).
+    pub fn ehlo_domain(mut self, name: &'a str) -> Self {
+        self.ehlo_domain = Some(name);
+        self
+    }
+    /// The local IP address connections leave from.
+    pub fn source_address(mut self, addr: &'a str) -> Self {
+        self.source_address = Some(addr);
+        self
+    }
+    /// The port connected to when the destination names none (> 0).
+    pub fn smtp_port(mut self, port: u16) -> Self {
+        self.smtp_port = Some(port);
+        self
+    }
+    /// The TCP connect to each host (> 0).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = Some(d);
+        self
+    }
+    /// Every reply but the one to the final dot, and every command write (> 0).
+    pub fn command_timeout(mut self, d: Duration) -> Self {
+        self.command_timeout = Some(d);
+        self
+    }
+    /// Writing the body, and the reply to its final dot (> 0).
+    pub fn data_timeout(mut self, d: Duration) -> Self {
+        self.data_timeout = Some(d);
+        self
+    }
+    /// How long an unused connection stays open for the next message (> 0).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
+        self
+    }
+
+    /// Writes the JSON document, fields in the order of the ABI's table:
+    /// `{"connection_limit":2,"enable_tls":"Required"}`.
+    pub fn write_json(&self, w: &mut dyn json::Sink) {
+        let mut first = true;
+        let mut key = |w: &mut dyn json::Sink, k: &str| {
+            w.put(if first { b"{\"" } else { b",\"" });
+            first = false;
+            w.put(k.as_bytes());
+            w.put(b"\":");
+        };
+        for (k, n) in [
+            ("connection_limit", self.connection_limit),
+            ("max_deliveries_per_connection", self.max_deliveries_per_connection),
+        ] {
+            if let Some(n) = n {
+                key(w, k);
+                json::uint(w, n as u64);
+            }
+        }
+        for (k, s) in [
+            ("max_message_rate", self.max_message_rate),
+            ("max_connection_rate", self.max_connection_rate),
+            ("enable_tls", self.enable_tls.map(Tls::as_str)),
+            ("smtp_auth_plain_username", self.smtp_auth_plain_username),
+            ("smtp_auth_plain_password", self.smtp_auth_plain_password),
+        ] {
+            if let Some(s) = s {
+                key(w, k);
+                json::string(w, s);
+            }
+        }
+        if let Some(b) = self.allow_smtp_auth_plain_without_tls {
+            key(w, "allow_smtp_auth_plain_without_tls");
+            w.put(if b { b"true" } else { b"false" });
+        }
+        for (k, s) in [("ehlo_domain", self.ehlo_domain), ("source_address", self.source_address)] {
+            if let Some(s) = s {
+                key(w, k);
+                json::string(w, s);
+            }
+        }
+        if let Some(p) = self.smtp_port {
+            key(w, "smtp_port");
+            json::uint(w, p as u64);
+        }
+        for (k, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("command_timeout", self.command_timeout),
+            ("data_timeout", self.data_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if let Some(d) = d {
+                key(w, k);
+                json::duration(w, d);
+            }
+        }
+        if first {
+            w.put(b"{");
+        }
+        w.put(b"}");
+    }
+}
+
+impl<'a> fmt::Display for EgressPathConfig<'a> {
+    /// The JSON document.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut w = json::FmtWriter { f, err: false };
+        self.write_json(&mut w);
+        if w.err {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Minimal JSON support: writing queue and egress path configs, reading top-level config fields.
 pub mod json {
     use core::fmt;
     use core::time::Duration;
@@ -1304,6 +1592,14 @@ pub mod json {
         } else {
             (secs.saturating_mul(1_000_000_000).saturating_add(nanos), b"ns")
         };
+        w.put(b"\"");
+        uint(w, n);
+        w.put(unit);
+        w.put(b"\"");
+    }
+
+    /// Writes `n` as a JSON number.
+    pub fn uint(w: &mut dyn Sink, n: u64) {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         let mut v = n;
@@ -1315,10 +1611,7 @@ pub mod json {
                 break;
             }
         }
-        w.put(b"\"");
         w.put(&digits[i..]);
-        w.put(unit);
-        w.put(b"\"");
     }
 
     fn ws(b: &[u8], mut i: usize) -> usize {
@@ -1518,10 +1811,13 @@ pub mod json {
 ///     smtp_server_message_received: on_message,            // fn(&mut Message) -> Result<(), Error>
 ///     http_message_generated: on_message,                  // idem
 ///     get_queue_config: on_queue,                          // fn(&mut Queue) -> Result<(), Error>
+///     get_egress_path_config: on_egress,                   // fn(&mut EgressSite) -> Result<(), Error>
 /// }
 /// ```
 ///
-/// Only the hooks listed are exported (list at least one message or queue hook). A handler's
+/// Only the hooks listed are exported (list at least one message, queue or egress hook). Only
+/// a plugin whose handler calls `make_egress_path_config` imports it (ABI 1.2); the others
+/// still load on ABI 1.1 hosts. A handler's
 /// `Err(e)` makes the hook return 1 after `set_error(e's text)`: nothing it staged is applied.
 /// The exports are `unsafe extern "C"`: only the host calls them.
 #[macro_export]
@@ -1564,11 +1860,17 @@ macro_rules! __wasmta_hook {
             $crate::__rt::queue($h)
         }
     };
+    (get_egress_path_config, $h:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn get_egress_path_config() -> i32 {
+            $crate::__rt::egress($h)
+        }
+    };
     ($other:ident, $h:expr) => {
         compile_error!(concat!(
             "wasmta::plugin!: unknown hook `",
             stringify!($other),
-            "` (use wasmta_init, smtp_server_message_received, http_message_generated or get_queue_config)"
+            "` (use wasmta_init, smtp_server_message_received, http_message_generated, get_queue_config or get_egress_path_config)"
         ));
     };
 }
@@ -1610,6 +1912,13 @@ pub mod __rt {
     pub unsafe fn queue<F: FnOnce(&mut Queue) -> Result<()>>(f: F) -> i32 {
         arena_reset();
         finish(f(&mut Queue { host: Host { _private: () } }))
+    }
+
+    /// # Safety
+    /// As [`init`].
+    pub unsafe fn egress<F: FnOnce(&mut EgressSite) -> Result<()>>(f: F) -> i32 {
+        arena_reset();
+        finish(f(&mut EgressSite { host: Host { _private: () } }))
     }
 }
 
@@ -1668,6 +1977,43 @@ mod tests {
         assert_eq!(cfg_json(&QueueConfig::new().max_age(Duration::from_micros(3))), r#"{"max_age":"3us"}"#);
         assert_eq!(cfg_json(&QueueConfig::new().max_age(Duration::from_secs(0))), r#"{"max_age":"0s"}"#);
         assert_eq!(cfg_json(&QueueConfig::new().max_age(Duration::from_secs(90))), r#"{"max_age":"90s"}"#);
+    }
+
+    fn egress_json(c: &EgressPathConfig<'_>) -> std::string::String {
+        let mut t: Text<4096> = Text::new();
+        c.write_json(&mut t);
+        let s = t.as_str().to_string();
+        assert_eq!(s, c.to_string());
+        let mut n = json::Count(0);
+        c.write_json(&mut n);
+        assert_eq!(n.0, s.len());
+        s
+    }
+
+    #[test]
+    fn egress_path_config_json() {
+        assert_eq!(egress_json(&EgressPathConfig::new()), "{}");
+        assert_eq!(
+            egress_json(
+                &EgressPathConfig::new()
+                    .idle_timeout(Duration::from_secs(90))
+                    .data_timeout(Duration::from_secs(600))
+                    .command_timeout(Duration::from_secs(60))
+                    .connect_timeout(Duration::from_millis(1500))
+                    .smtp_port(2525)
+                    .source_address("127.0.0.9")
+                    .ehlo_domain("out.example")
+                    .allow_smtp_auth_plain_without_tls(false)
+                    .smtp_auth_plain("u\"x", "smarthost")
+                    .enable_tls(Tls::OpportunisticInsecure)
+                    .max_connection_rate("5/m")
+                    .max_message_rate("100/s,max_burst=10")
+                    .max_deliveries_per_connection(100)
+                    .connection_limit(4294967295)
+            ),
+            r#"{"connection_limit":4294967295,"max_deliveries_per_connection":100,"max_message_rate":"100/s,max_burst=10","max_connection_rate":"5/m","enable_tls":"OpportunisticInsecure","smtp_auth_plain_username":"u\"x","smtp_auth_plain_password":"smarthost","allow_smtp_auth_plain_without_tls":false,"ehlo_domain":"out.example","source_address":"127.0.0.9","smtp_port":2525,"connect_timeout":"1500ms","command_timeout":"1m","data_timeout":"10m","idle_timeout":"90s"}"#
+        );
+        assert_eq!(egress_json(&EgressPathConfig::new().enable_tls(Tls::Disabled).connection_limit(0)), r#"{"connection_limit":0,"enable_tls":"Disabled"}"#);
     }
 
     #[test]
