@@ -4,6 +4,7 @@ package csdk
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -76,7 +77,11 @@ func load(t *testing.T, wasm, config string) *plugin.Chain {
 
 func TestSDK(t *testing.T) {
 	const config = `{"smarthost":"x.test","n":1}`
-	c := load(t, build(t, "testdata/sdktest.c", "testdata/helper.c"), config)
+	wasm := build(t, "testdata/sdktest.c", "testdata/helper.c")
+	if imports(t, wasm, abi.FnMakeEgressPathConfig) {
+		t.Errorf("sdktest.c, without get_egress_path_config, imports %s", abi.FnMakeEgressPathConfig)
+	}
+	c := load(t, wasm, config)
 	ctx := context.Background()
 	body := strings.Repeat("a", 300_000) + "0123456789" // larger than the free memory: grow + retry
 	data := "Subject: s\r\nX-Multi: one\r\nX-Multi: two\r\n\r\n" + body
@@ -118,24 +123,65 @@ func TestSDK(t *testing.T) {
 	}
 }
 
-// TestReadme builds and runs the README's first plugin and its queue config example.
-func TestReadme(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+// imports reports whether the module imports the host function fn.
+func imports(t *testing.T, wasm, fn string) bool {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	code, err := os.ReadFile(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := rt.CompileModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range cm.ImportedFunctions() {
+		if mod, name, _ := f.Import(); mod == abi.HostModule && name == fn {
+			return true
+		}
+	}
+	return false
+}
+
+// readme returns the README's C blocks: the first plugin, the queue config example, the egress
+// path example.
+func readme(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var blocks []string
-	for _, part := range strings.Split(string(readme), "```c\n")[1:] {
+	for _, part := range strings.Split(string(b), "```c\n")[1:] {
 		blocks = append(blocks, part[:strings.Index(part, "```")])
 	}
-	if len(blocks) != 2 {
-		t.Fatalf("%d C blocks in README.md, want 2", len(blocks))
+	if len(blocks) != 3 {
+		t.Fatalf("%d C blocks in README.md, want 3", len(blocks))
 	}
+	return blocks
+}
+
+func buildSource(t *testing.T, code string) string {
+	t.Helper()
 	src := filepath.Join(t.TempDir(), "myplugin.c")
-	if err := os.WriteFile(src, []byte(blocks[0]+blocks[1]), 0o644); err != nil {
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := load(t, build(t, src), "")
+	return build(t, src)
+}
+
+// TestReadme builds and runs the README's first plugin and its queue config example.
+func TestReadme(t *testing.T) {
+	blocks := readme(t)
+	wasm := buildSource(t, blocks[0]+blocks[1])
+	// Without the egress hook the plugin does not import make_egress_path_config (ABI 1.2):
+	// it still loads on an ABI 1.1 host.
+	if imports(t, wasm, abi.FnMakeEgressPathConfig) {
+		t.Errorf("a plugin without get_egress_path_config imports %s", abi.FnMakeEgressPathConfig)
+	}
+	c := load(t, wasm, "")
 	ctx := context.Background()
 	data := "Subject: hi\r\n\r\nbody\r\n"
 
@@ -166,5 +212,38 @@ func TestReadme(t *testing.T) {
 	}
 	if got, want := cfg.Protocol.SMTP.MXList, []abi.MXEntry{{Name: "gw1.internal.example"}, {Name: "gw2.internal.example", Addr: "10.0.0.2"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("mx_list %v, want %v", got, want)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestReadmeEgress builds the README's plugin with its egress path example: the host gets the
+// config for the smarthost and nothing for other routing domains, and only this build imports
+// make_egress_path_config.
+func TestReadmeEgress(t *testing.T) {
+	blocks := readme(t)
+	wasm := buildSource(t, blocks[0]+blocks[1]+blocks[2])
+	if !imports(t, wasm, abi.FnMakeEgressPathConfig) {
+		t.Errorf("the egress example does not import %s", abi.FnMakeEgressPathConfig)
+	}
+	c := load(t, wasm, "")
+	ctx := context.Background()
+	cfg, _, err := c.EgressPathConfig(ctx, plugin.EgressPathInput{RoutingDomain: "my.smarthost.com", Site: "mx.my.smarthost.com"})
+	want := &abi.EgressPathConfig{ConnectionLimit: ptr(2), EnableTLS: ptr("Required"), SMTPAuthPlainUsername: ptr("relay-user"),
+		SMTPAuthPlainPassword: ptr("smarthost"), EHLODomain: ptr("out.example.com")}
+	if err != nil || !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("%+v, %v", cfg, err)
+	}
+	if cfg, _, err := c.EgressPathConfig(ctx, plugin.EgressPathInput{RoutingDomain: "example.org", Site: "mx.example.org"}); cfg != nil || err != nil {
+		t.Fatalf("other routing domain: %+v %v", cfg, err)
+	}
+	// The server's check of the answer (here: the secret does not exist) reaches the hook as
+	// its failure, with the host's reason.
+	_, _, err = c.EgressPathConfig(ctx, plugin.EgressPathInput{RoutingDomain: "my.smarthost.com", Site: "mx.my.smarthost.com",
+		Check: func(*abi.EgressPathConfig) error {
+			return errors.New(`smtp_auth_plain_password: no secret named "smarthost" in [secrets]`)
+		}})
+	if err == nil || !strings.Contains(err.Error(), `wasmta: make_egress_path_config: invalid argument: egress path config: smtp_auth_plain_password: no secret named "smarthost"`) {
+		t.Fatalf("refused secret: %v", err)
 	}
 }
