@@ -264,3 +264,55 @@ func TestClusterRedisAwayFailClosed(t *testing.T) {
 	}
 	checkAlive(t, nodes)
 }
+
+// BenchmarkClusterLimits measures, in one run, two relays delivering to one sink through an
+// egress path with limits that do not bind (max_message_rate 100000/s, max_connection_rate
+// 10000/s, connection_limit 32): "local" keeps them on the node, "shared" holds them in a
+// redis-server on loopback ([redis] set). Each message is received over 10 SMTP sessions and
+// counted when the sink has it: msgs/s end to end, and the relay's CPU per message (read from
+// /proc), which covers reception, spooling, the limit checks and delivery.
+//
+//	go test -run=^$ -bench=ClusterLimits -benchtime=3000x -count=3 ./cmd/wasmta/
+func BenchmarkClusterLimits(b *testing.B) {
+	redis := testutil.StartRedis(b)
+	port, sinks := testutil.StartSinks(b, "127.0.0.86")
+	dns := testutil.StartDNS(b, "bench.test. A 127.0.0.86\n")
+	path := "[[egress.path]]\nsite = \"bench.test\"\nconnection_limit = 32\nmax_message_rate = \"100000/s\"\nmax_connection_rate = \"10000/s\"\n"
+	start := func(shared bool) *testutil.Relay {
+		dir := b.TempDir()
+		extra := path
+		if shared {
+			extra += fmt.Sprintf("[redis]\nurl = %q\ncluster_name = \"bench\"\nnode_name = \"n1\"\n", redis.URL())
+		}
+		cfg, addr := testutil.RelayConfig(b, dir, testutil.DeliveryConfig(dns.Addr, port)+extra)
+		return testutil.StartRelay(b, relayBin, dir, cfg, addr)
+	}
+	relays := map[string]*testutil.Relay{"local": start(false), "shared": start(true)}
+	body := testutil.Message("a@sender.test", "r@bench.test", "bench", strings.Repeat(strings.Repeat("x", 76)+"\r\n", 1024/78))
+	const clients = 10
+	for _, name := range []string{"local", "shared"} {
+		b.Run(name, func(b *testing.B) {
+			relay := relays[name]
+			conns := make([]*testutil.Client, clients)
+			for i := range conns {
+				conns[i] = testutil.Dial(b, relay.SMTP)
+				conns[i].Hello("bench.test")
+			}
+			before := sinks[0].Count()
+			b.ResetTimer()
+			t0, cpu := time.Now(), relay.CPUTime()
+			run(b.N, clients, func(i, _ int) {
+				if code, msg := conns[i].Send("a@sender.test", []string{"r@bench.test"}, body); code != 250 {
+					b.Errorf("%d %s", code, msg)
+				}
+			})
+			sinks[0].WaitCount(b, before+b.N, 5*time.Minute)
+			b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "msgs/s")
+			b.StopTimer()
+			b.ReportMetric(float64((relay.CPUTime()-cpu).Microseconds())/float64(b.N), "relay-µs/msg")
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+	}
+}

@@ -55,8 +55,8 @@ func sharedLimits(c *cluster.Client) queue.SharedLimits {
 
 type clusterLimits struct{ c *cluster.Client }
 
-func (s clusterLimits) Reserve(ctx context.Context, key string, r abi.Rate) (time.Duration, error) {
-	return s.c.Reserve(ctx, key, r.Interval(), r.Burst)
+func (s clusterLimits) Reserve(ctx context.Context, key string, r abi.Rate, n int) (time.Duration, error) {
+	return s.c.Reserve(ctx, key, r.Interval(), r.Burst, n)
 }
 
 func (s clusterLimits) Acquire(ctx context.Context, key string, limit int) (queue.Lease, error) {

@@ -55,7 +55,7 @@ func TestReserveSpacesEventsAcrossNodes(t *testing.T) {
 		if i%2 == 1 {
 			c = b
 		}
-		d, err := c.Reserve(ctx, "msg:site", time.Second, 1)
+		d, err := c.Reserve(ctx, "msg:site", time.Second, 1, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,10 +66,10 @@ func TestReserveSpacesEventsAcrossNodes(t *testing.T) {
 		}
 	}
 	// A limit under another key, or the same key in another cluster, is another limit.
-	if d, _ := a.Reserve(ctx, "msg:other", time.Second, 1); d != 0 {
+	if d, _ := a.Reserve(ctx, "msg:other", time.Second, 1, 1); d != 0 {
 		t.Fatalf("another key waits %v", d)
 	}
-	if d, _ := node(t, r, "c", Options{Cluster: "test"}).Reserve(ctx, "msg:site", time.Second, 1); d != 0 {
+	if d, _ := node(t, r, "c", Options{Cluster: "test"}).Reserve(ctx, "msg:site", time.Second, 1, 1); d != 0 {
 		t.Fatalf("another cluster waits %v", d)
 	}
 }
@@ -81,13 +81,28 @@ func TestReserveBurst(t *testing.T) {
 	ctx := context.Background()
 	for i := range 5 {
 		c := []*Client{a, b}[i%2]
-		if d, err := c.Reserve(ctx, "conn:site", time.Minute, 5); err != nil || d != 0 {
+		if d, err := c.Reserve(ctx, "conn:site", time.Minute, 5, 1); err != nil || d != 0 {
 			t.Fatalf("burst event %d waits %v, %v", i, d, err)
 		}
 	}
-	d, err := a.Reserve(ctx, "conn:site", time.Minute, 5)
+	d, err := a.Reserve(ctx, "conn:site", time.Minute, 5, 1)
 	if err != nil || d < 59*time.Second || d > time.Minute {
 		t.Fatalf("sixth event waits %v, %v; want about a minute", d, err)
+	}
+}
+
+// A batch of n events books n slots at once: the next booking, by another node, comes after
+// all of them.
+func TestReserveBatch(t *testing.T) {
+	r := testutil.StartRedis(t)
+	a, b := node(t, r, "a", Options{}), node(t, r, "b", Options{})
+	ctx := context.Background()
+	if d, err := a.Reserve(ctx, "k", time.Second, 1, 5); err != nil || d != 0 {
+		t.Fatalf("a batch of 5 waits %v, %v", d, err)
+	}
+	d, err := b.Reserve(ctx, "k", time.Second, 1, 1)
+	if err != nil || d < 4500*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("the event after a batch of 5 at 1/s waits %v, %v; want about 5 s", d, err)
 	}
 }
 
@@ -97,14 +112,14 @@ func TestReserveKeyExpires(t *testing.T) {
 	a := node(t, r, "a", Options{})
 	ctx := context.Background()
 	for range 3 {
-		if _, err := a.Reserve(ctx, "q", time.Second, 1); err != nil {
+		if _, err := a.Reserve(ctx, "q", time.Second, 1, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if ms := integer(t, r, "PTTL", "wasmta:prod:rate:q"); ms < 2500 || ms > 3001 {
 		t.Fatalf("PTTL after three bookings at 1/s = %d ms, want just under 3000", ms)
 	}
-	if _, err := a.Reserve(ctx, "fast", 20*time.Millisecond, 1); err != nil {
+	if _, err := a.Reserve(ctx, "fast", 20*time.Millisecond, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -141,15 +156,15 @@ func TestBreaker(t *testing.T) {
 	log := &lockedLog{}
 	a := node(t, r, "a", Options{FailClosed: true, Diag: slog.New(slog.NewTextHandler(log, nil))})
 	ctx := context.Background()
-	if _, err := a.Reserve(ctx, "k", time.Millisecond, 1); err != nil {
+	if _, err := a.Reserve(ctx, "k", time.Millisecond, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	r.Stop()
-	if _, err := a.Reserve(ctx, "k", time.Millisecond, 1); err == nil {
+	if _, err := a.Reserve(ctx, "k", time.Millisecond, 1, 1); err == nil {
 		t.Fatal("a check against a stopped Redis succeeded")
 	}
 	for range 100 {
-		if _, err := a.Reserve(ctx, "k", time.Millisecond, 1); !errors.Is(err, ErrUnavailable) {
+		if _, err := a.Reserve(ctx, "k", time.Millisecond, 1, 1); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("a check while Redis is marked away: %v, want ErrUnavailable without a try", err)
 		}
 	}
@@ -162,7 +177,7 @@ func TestBreaker(t *testing.T) {
 	r.Start()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := a.Reserve(ctx, "k", time.Millisecond, 1); err == nil {
+		if _, err := a.Reserve(ctx, "k", time.Millisecond, 1, 1); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -29,6 +29,13 @@ type bucket struct {
 	// answer under fail_open; made for nodes nodes.
 	fallback *bucket
 	nodes    int
+	// A shared limit's slots booked in the cluster and not handed out yet (see shared): slot i
+	// is at base + i intervals, for i in [used, booked).
+	fill         sync.Mutex // one batch asked for at a time
+	base         time.Time
+	used, booked int
+	size         int  // the next batch's size (0: none booked yet)
+	wasted       bool // slots of the batch went unused
 }
 
 func newBucket(r abi.Rate) *bucket {
@@ -84,9 +91,9 @@ func (b *bucket) scaled(nodes int) *bucket {
 // max_message_rate and max_connection_rate, and "<ready queue>" for its connection_limit
 // (a ready queue is "<site>" or "<source>-><site>").
 type SharedLimits interface {
-	// Reserve books one event of rate r under key and returns how long the caller waits
-	// before it (GCRA with reservation semantics, as bucket.reserve).
-	Reserve(ctx context.Context, key string, r abi.Rate) (time.Duration, error)
+	// Reserve books n events of rate r under key, one interval apart, and returns how long
+	// the caller waits before the first (GCRA with reservation semantics, as bucket.reserve).
+	Reserve(ctx context.Context, key string, r abi.Rate, n int) (time.Duration, error)
 	// Acquire takes one of limit places under key for a connection; nil, nil when all are
 	// taken (the caller waits and tries again).
 	Acquire(ctx context.Context, key string, limit int) (Lease, error)
@@ -112,6 +119,81 @@ const (
 )
 
 func spread(d time.Duration) time.Duration { return d/2 + rand.N(d) }
+
+// A fast shared limit is booked in batches: one round trip to the cluster books several slots,
+// which this node then hands out one by one. A batch covers at most batchHorizon (and at most
+// maxBatch slots), so a limit of one event per batchHorizon or slower (100/s and below) books
+// one slot per event, exactly as the local bucket does. Within that cap the batch follows the
+// node's demand: it doubles while batches are used up and halves when slots go unused, so a
+// node that sends little books little. A slot is handed out at its time or up to batchHorizon
+// late (a later one is dropped), so a batch shifts at most batchHorizon's worth of events: the
+// limit holds over any window, give or take that much. Without batches every message would
+// pay a round trip for a limit that does not bind (docs/performance.md, Cluster).
+const (
+	batchHorizon = 10 * time.Millisecond
+	maxBatch     = 1000
+)
+
+// maxBatchOf is the largest batch of r one round trip books.
+func maxBatchOf(r abi.Rate) int {
+	iv := r.Interval()
+	if iv <= 0 {
+		return maxBatch
+	}
+	return int(min(max(batchHorizon/iv, 1), maxBatch))
+}
+
+// next hands out the next slot booked in the cluster and reports how long to wait for it;
+// ok is false when none is left.
+func (b *bucket) next(now time.Time) (wait time.Duration, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	iv := b.rate.Interval()
+	if b.used < b.booked && iv > 0 {
+		if stale := now.Add(-batchHorizon); b.base.Add(time.Duration(b.used) * iv).Before(stale) {
+			b.used += int(stale.Sub(b.base.Add(time.Duration(b.used)*iv))/iv) + 1
+			b.wasted = true
+		}
+	}
+	if b.used >= b.booked {
+		return 0, false
+	}
+	at := b.base.Add(time.Duration(b.used) * iv)
+	b.used++
+	return max(0, at.Sub(now)), true
+}
+
+// shared books one event of b's shared limit: from the batch this node holds, else from a
+// new batch booked in the cluster.
+func (m *Manager) shared(b *bucket) (time.Duration, error) {
+	if d, ok := b.next(m.opt.Clock.Now()); ok {
+		return d, nil
+	}
+	b.fill.Lock()
+	defer b.fill.Unlock()
+	if d, ok := b.next(m.opt.Clock.Now()); ok {
+		return d, nil // another caller booked a batch meanwhile
+	}
+	b.mu.Lock()
+	switch {
+	case b.size == 0 || b.wasted:
+		b.size = max(1, b.size/2)
+	default:
+		b.size = min(b.size*2, maxBatchOf(b.rate))
+	}
+	n := b.size
+	b.mu.Unlock()
+	d, err := m.opt.Shared.Reserve(m.ctx, b.key, b.rate, n)
+	if err != nil {
+		return 0, err
+	}
+	now := m.opt.Clock.Now()
+	b.mu.Lock()
+	b.base, b.used, b.booked, b.wasted = now.Add(d), 0, n, false
+	b.mu.Unlock()
+	d, _ = b.next(now)
+	return d, nil
+}
 
 // limiter returns b when it already enforces r under key, else a fresh bucket for r (rate
 // limits named by key are shared when the cluster is configured).
@@ -139,7 +221,7 @@ func (m *Manager) reserve(b *bucket, now time.Time) (wait time.Duration, booked 
 	if b.key == "" {
 		return b.reserve(now).Sub(now), true
 	}
-	d, err := m.opt.Shared.Reserve(m.ctx, b.key, b.rate)
+	d, err := m.shared(b)
 	if err == nil {
 		return d, true
 	}

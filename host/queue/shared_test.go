@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,8 +20,8 @@ import (
 // clusterLimits is the adapter host/app wires (app/cluster.go), repeated here.
 type clusterLimits struct{ c *cluster.Client }
 
-func (s clusterLimits) Reserve(ctx context.Context, key string, r abi.Rate) (time.Duration, error) {
-	return s.c.Reserve(ctx, key, r.Interval(), r.Burst)
+func (s clusterLimits) Reserve(ctx context.Context, key string, r abi.Rate, n int) (time.Duration, error) {
+	return s.c.Reserve(ctx, key, r.Interval(), r.Burst, n)
 }
 
 func (s clusterLimits) Acquire(ctx context.Context, key string, limit int) (Lease, error) {
@@ -109,9 +111,9 @@ type down struct{}
 
 var errDown = errors.New("store away")
 
-func (down) Reserve(context.Context, string, abi.Rate) (time.Duration, error) { return 0, errDown }
-func (down) Acquire(context.Context, string, int) (Lease, error)              { return nil, errDown }
-func (down) FallbackNodes() int                                               { return 3 }
+func (down) Reserve(context.Context, string, abi.Rate, int) (time.Duration, error) { return 0, errDown }
+func (down) Acquire(context.Context, string, int) (Lease, error)                   { return nil, errDown }
+func (down) FallbackNodes() int                                                    { return 3 }
 
 // Under fail_open the local share is the limit divided by the node count last seen: a
 // connection_limit of 5 among 3 nodes is 2 here (rounded up), a rate of 10/s is 10 per 3 s.
@@ -162,5 +164,46 @@ func TestSharedConnectionLimitAcrossNodes(t *testing.T) {
 	eventually(t, func() bool { return a.deliveredCount() == 6 && b.deliveredCount() == 6 }, "12 deliveries")
 	if c, _, maxOpen, _ := a.dialer.stats(); maxOpen != 2 || c != 12 {
 		t.Fatalf("%d connections, %d at once between two nodes; want 12 and 2", c, maxOpen)
+	}
+}
+
+// counted counts the round trips a shared store gets.
+type counted struct {
+	SharedLimits
+	mu       sync.Mutex
+	reserves []int // n of each Reserve
+}
+
+func (c *counted) Reserve(ctx context.Context, key string, r abi.Rate, n int) (time.Duration, error) {
+	c.mu.Lock()
+	c.reserves = append(c.reserves, n)
+	c.mu.Unlock()
+	return c.SharedLimits.Reserve(ctx, key, r, n)
+}
+
+// A limit that does not bind costs a round trip per batch, not one per message, and batches
+// grow with the demand up to the limit's share of 10 ms; a slow limit books each message's
+// slot on its own.
+func TestSharedRateBatches(t *testing.T) {
+	r := testutil.StartRedis(t)
+	for _, c := range []struct {
+		rate string
+		max  int
+	}{{"100000/s", 1000}, {"1000/s", 10}, {"100/s", 1}, {"20/s", 1}} {
+		t.Run(c.rate, func(t *testing.T) {
+			s := &counted{SharedLimits: clusterNode(t, r, "a", false)}
+			h := sharedHarness(t, Config{RetryInterval: time.Minute, MaxAge: ever, MaxMessageRate: rate(t, c.rate)}, s, nil)
+			h.submit(40)
+			eventually(t, func() bool { return h.deliveredCount() == 40 }, "40 deliveries")
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			t.Logf("batches %v", s.reserves)
+			if s.reserves[0] != 1 || slices.Max(s.reserves) > c.max {
+				t.Fatalf("batches %v: want the first of 1, none over %d", s.reserves, c.max)
+			}
+			if c.max == 1 && len(s.reserves) != 40 || c.max > 1 && len(s.reserves) > 20 {
+				t.Fatalf("%d round trips for 40 messages (batches of at most %d)", len(s.reserves), c.max)
+			}
+		})
 	}
 }
