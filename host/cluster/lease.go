@@ -93,6 +93,9 @@ func (c *Client) Acquire(ctx context.Context, key string, limit int) (*Lease, er
 	c.leases.start.Do(c.startRenewer)
 	l := &Lease{c: c, key: c.Key("conns", key), member: c.opt.Node + ":" + strconv.FormatInt(c.leases.seq.Add(1), 10)}
 	var ok int64
+	// The lease runs from before the request: Redis starts its TTL later than that, so this
+	// node never believes in a lease Redis has already dropped.
+	asked := time.Now().UnixNano()
 	err := c.do(ctx, true, func(ctx context.Context) error {
 		var err error
 		ok, err = acquireScript.Run(ctx, c.rdb, []string{l.key}, limit, c.leaseTTL().Milliseconds(), l.member).Int64()
@@ -101,7 +104,7 @@ func (c *Client) Acquire(ctx context.Context, key string, limit int) (*Lease, er
 	if err != nil || ok == 0 {
 		return nil, err
 	}
-	l.confirmed.Store(time.Now().UnixNano())
+	l.confirmed.Store(asked)
 	c.leases.mu.Lock()
 	c.leases.held[l] = struct{}{}
 	c.leases.mu.Unlock()

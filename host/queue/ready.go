@@ -400,6 +400,9 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		// or source address of this connection are no longer the path's.
 		w.hangUp()
 	}
+	if w.conn != nil && w.lease != nil && w.lease.Lost() {
+		w.hangUp() // its place may be another node's by now (an idle connection's lease ran out)
+	}
 	if w.conn == nil {
 		if err := w.connect(); err != nil {
 			rq.note(message.Reply{}, err)
