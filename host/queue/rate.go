@@ -198,8 +198,8 @@ func (m *Manager) shared(b *bucket) (time.Duration, error) {
 // limiter returns b when it already enforces r under key, else a fresh bucket for r (rate
 // limits named by key are shared when the cluster is configured).
 func (m *Manager) limiter(b *bucket, r abi.Rate, key string) *bucket {
-	if m.opt.Shared == nil {
-		key = ""
+	if m.opt.Shared == nil || r.Local {
+		key = "" // "local:": each node's own, as KumoMTA
 	}
 	if b.same(r) && (b == nil || b.key == key) {
 		return b

@@ -207,3 +207,17 @@ func TestSharedRateBatches(t *testing.T) {
 		})
 	}
 }
+
+// A rate written "local:…" stays each node's own: Redis is never asked.
+func TestSharedLocalRate(t *testing.T) {
+	r := testutil.StartRedis(t)
+	s := &counted{SharedLimits: clusterNode(t, r, "a", false)}
+	h := sharedHarness(t, Config{RetryInterval: time.Minute, MaxAge: ever, MaxMessageRate: rate(t, "local:1000/s")}, s, nil)
+	h.submit(5)
+	eventually(t, func() bool { return h.deliveredCount() == 5 }, "5 deliveries")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reserves) != 0 {
+		t.Fatalf("%d round trips for a local: rate", len(s.reserves))
+	}
+}
