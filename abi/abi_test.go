@@ -165,13 +165,13 @@ func FuzzParseEgressPathConfig(f *testing.F) {
 
 func TestParseRate(t *testing.T) {
 	for in, want := range map[string]Rate{
-		"10/s":                 {10, time.Second, 1},
-		"1,000/h":              {1000, time.Hour, 1},
-		"local:5_000/day":      {5000, 24 * time.Hour, 1},
-		"100/min,max_burst=20": {100, time.Minute, 20},
-		" 3/second ":           {3, time.Second, 1},
-		"1000000000/s":         {1e9, time.Second, 1},
-		"7/hr,max_burst=1,000": {7, time.Hour, 1000},
+		"10/s":                 {N: 10, Per: time.Second, Burst: 1},
+		"1,000/h":              {N: 1000, Per: time.Hour, Burst: 1},
+		"local:5_000/day":      {N: 5000, Per: 24 * time.Hour, Burst: 1, Local: true},
+		"100/min,max_burst=20": {N: 100, Per: time.Minute, Burst: 20},
+		" 3/second ":           {N: 3, Per: time.Second, Burst: 1},
+		"1000000000/s":         {N: 1e9, Per: time.Second, Burst: 1},
+		"7/hr,max_burst=1,000": {N: 7, Per: time.Hour, Burst: 1000},
 	} {
 		got, err := ParseRate(in)
 		if err != nil || got != want {

@@ -205,6 +205,9 @@ type Rate struct {
 	N     uint64
 	Per   time.Duration
 	Burst uint64
+	// Local ("local:" prefix) keeps the limit to each node when nodes share their limits
+	// through Redis ([redis]); without a cluster every limit is local anyway.
+	Local bool
 }
 
 // Interval is the time one event's token takes to come back.
@@ -219,6 +222,9 @@ func (r Rate) Interval() time.Duration {
 func (r Rate) String() string {
 	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h", 24 * time.Hour: "d"}[r.Per]
 	s := strconv.FormatUint(r.N, 10) + "/" + unit
+	if r.Local {
+		s = "local:" + s
+	}
 	if r.Burst != 1 {
 		s += ",max_burst=" + strconv.FormatUint(r.Burst, 10)
 	}
@@ -231,12 +237,14 @@ const maxRate = 1_000_000_000
 
 // ParseRate reads KumoMTA's throttle syntax "[local:]N/period[,max_burst=M]": period s, m, h or
 // d (also sec, second, min, minute, hr, hour, day); N may carry "," or "_" digit separators.
-// "local:" (KumoMTA: not shared through Redis) is accepted and changes nothing here, where
-// every throttle is local. max_burst defaults to 1: events are spaced evenly, so "10/s" never
-// sends 11 in a second; a larger burst lets up to M go at once after a quiet spell.
+// "local:" keeps the limit to each node of a cluster (as KumoMTA: not shared through Redis).
+// max_burst defaults to 1: events are spaced evenly, so "10/s" never sends 11 in a second; a
+// larger burst lets up to M go at once after a quiet spell.
 func ParseRate(s string) (Rate, error) {
 	in := s
-	s = strings.TrimPrefix(strings.TrimSpace(s), "local:")
+	s = strings.TrimSpace(s)
+	local := strings.HasPrefix(s, "local:")
+	s = strings.TrimPrefix(s, "local:")
 	spec, opts, _ := strings.Cut(s, ",max_burst=")
 	n, p, ok := strings.Cut(spec, "/")
 	num := func(x string) (uint64, bool) {
@@ -244,7 +252,7 @@ func ParseRate(s string) (Rate, error) {
 		v, err := strconv.ParseUint(x, 10, 64)
 		return v, err == nil && v > 0 && v <= maxRate
 	}
-	r := Rate{Burst: 1}
+	r := Rate{Burst: 1, Local: local}
 	var good bool
 	if r.N, good = num(n); !ok || !good {
 		return Rate{}, fmt.Errorf("%q is not N/period with N from 1 to %d", in, maxRate)

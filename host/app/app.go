@@ -168,6 +168,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		RefreshInterval:            cfg.Queue.RefreshInterval.D(),
 		Pools:                      egressPools(cfg),
 		Rules:                      a.spool, // admin suspensions and bounce rules survive restarts
+		Shared:                     sharedLimits(a.cluster),
 		OnFailure:                  a.bounceHook(),
 	})
 	a.smtp = smtpserver.New(smtpserver.Options{

@@ -16,6 +16,7 @@ func (a *App) newMetrics() *metrics.Metrics {
 		Depths:       func() queue.Depths { return a.queue.Depths() },
 		Spool:        func() spool.Stats { return a.spool.Stats() },
 		SMTPSessions: func() int { return a.smtp.Sessions() },
+		Cluster:      clusterState(a.cluster),
 		Plugins: func() []metrics.PluginState {
 			var out []metrics.PluginState
 			for _, p := range a.chain.Plugins() {

@@ -30,7 +30,9 @@ type Options struct {
 	PoolSize    int
 	DialTimeout time.Duration
 	Timeout     time.Duration // per command
-	Diag        *slog.Logger
+	// LeaseTTL is how long a connection lease lives without renewal (lease.go); 0: DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	Diag     *slog.Logger
 }
 
 // Client is this node's handle on the cluster.
@@ -41,6 +43,9 @@ type Client struct {
 	// nodes is the number of live nodes the heartbeat saw last (0: not seen yet); fail_open
 	// divides shared limits by it while Redis is away.
 	nodes atomic.Int64
+
+	health health // Redis up or away (health.go)
+	leases leases // connection leases held (lease.go)
 }
 
 // Open prepares a client. It does no network I/O: a Redis that is down at start does not stop
@@ -70,7 +75,9 @@ func Open(opt Options) (*Client, error) {
 	// loop inside the client would only stretch the time a delivery waits on a dead Redis.
 	ro.MaxRetries = -1
 	ro.ClientName = "wasmta:" + opt.Node
-	return &Client{rdb: redis.NewClient(ro), opt: opt, prefix: "wasmta:" + opt.Cluster + ":"}, nil
+	c := &Client{rdb: redis.NewClient(ro), opt: opt, prefix: "wasmta:" + opt.Cluster + ":"}
+	c.leases.held, c.leases.done = map[*Lease]struct{}{}, make(chan struct{})
+	return c, nil
 }
 
 // Key is the Redis key for parts, in this cluster's namespace: "wasmta:<cluster>:a:b".
@@ -94,4 +101,7 @@ func (c *Client) NodeCount() int {
 func (c *Client) setNodeCount(n int) { c.nodes.Store(int64(n)) }
 
 // Close closes every connection.
-func (c *Client) Close() error { return c.rdb.Close() }
+func (c *Client) Close() error {
+	c.stopLeases()
+	return c.rdb.Close()
+}

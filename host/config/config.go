@@ -248,7 +248,7 @@ func Defaults() Config {
 		}},
 		Bounce: BounceConfig{Enabled: true, MaxReturnedSize: 100 << 10}, // = bounce.DefaultMaxReturnedSize
 		Redis: RedisConfig{ClusterName: "wasmta", OnUnavailable: FailOpen, PoolSize: 32,
-			DialTimeout: Duration(2e9), Timeout: Duration(500e6)},
+			DialTimeout: Duration(2e9), Timeout: Duration(500e6), LeaseTTL: Duration(10e9)},
 		WasmCache:     "data/wasm-cache",
 		ControlSocket: "data/wasmta.sock",
 		Watch:         true,

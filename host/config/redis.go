@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // RedisConfig is the [redis] table: with url set, nodes that share a cluster_name share their
@@ -31,6 +32,10 @@ type RedisConfig struct {
 	// DialTimeout bounds a connection attempt; Timeout bounds one command (read and write).
 	DialTimeout Duration `toml:"dial_timeout"`
 	Timeout     Duration `toml:"timeout"`
+	// LeaseTTL is how long a connection's place under a shared connection_limit lasts without
+	// renewal (renewed every LeaseTTL/3 while the connection lives): a node that dies frees
+	// its places within it.
+	LeaseTTL Duration `toml:"lease_ttl"`
 }
 
 // Redis on_unavailable policies.
@@ -57,6 +62,9 @@ func (c *Config) validateRedis() error {
 	}
 	if r.Timeout <= 0 {
 		return keyErr("redis.timeout", "must be positive")
+	}
+	if r.LeaseTTL < Duration(300*time.Millisecond) || r.LeaseTTL > Duration(time.Hour) {
+		return keyErr("redis.lease_ttl", "%s: use 300ms to 1h", time.Duration(r.LeaseTTL))
 	}
 	if r.ClusterName == "" || strings.ContainsAny(r.ClusterName, " \t\r\n{}") {
 		return keyErr("redis.cluster_name", "%q: must be non-empty, without spaces or braces", r.ClusterName)

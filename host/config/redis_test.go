@@ -34,6 +34,8 @@ on_unavailable = "fail_closed"
 		`password = "nope"` + "\n" + `url = "redis://127.0.0.1:1"`: "redis.password",
 		`pool_size = 0`:                                            "redis.pool_size",
 		`timeout = "0s"`:                                           "redis.timeout",
+		`lease_ttl = "100ms"`:                                      "redis.lease_ttl",
+		`lease_ttl = "2h"`:                                         "redis.lease_ttl",
 		`cluster_name = ""`:                                        "redis.cluster_name",
 		`node_name = "a b"`:                                        "redis.node_name",
 	} {

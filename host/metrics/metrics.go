@@ -37,6 +37,17 @@ type Sources struct {
 	Spool        func() spool.Stats
 	Plugins      func() []PluginState
 	SMTPSessions func() int
+	// Cluster is the node's view of the shared Redis; nil without [redis].
+	Cluster func() ClusterState
+}
+
+// ClusterState is what a scrape reports of the cluster client (host/cluster).
+type ClusterState struct {
+	Up        bool   // Redis answered the last command
+	Errors    int64  // commands that failed
+	Fallbacks int64  // limit checks the on_unavailable policy answered instead of Redis
+	Policy    string // "fail_open" or "fail_closed"
+	Leases    int    // connection leases this node holds
 }
 
 // PluginState is what a scrape reports of one configured plugin.

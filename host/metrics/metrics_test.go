@@ -229,6 +229,9 @@ func TestScrapeTimeSources(t *testing.T) {
 			return spool.Stats{Free: 5 << 30, MinFree: 1 << 30, BelowReserve: true, SpaceRefusals: 9}
 		},
 		SMTPSessions: func() int { return 12 },
+		Cluster: func() ClusterState {
+			return ClusterState{Up: false, Errors: 3, Fallbacks: 40, Policy: "fail_closed", Leases: 5}
+		},
 		Plugins: func() []PluginState {
 			return []PluginState{{Name: "router.wasm", Reloads: 2, ReloadFailures: 1, BreakerOpen: true}, {Name: "dkim.wasm"}}
 		},
@@ -254,6 +257,10 @@ func TestScrapeTimeSources(t *testing.T) {
 		{"wasmta_plugin_reloads_total", []string{"plugin", "router.wasm", "result", "failed"}, 1},
 		{"wasmta_plugin_breaker_open", []string{"plugin", "router.wasm"}, 1},
 		{"wasmta_plugin_breaker_open", []string{"plugin", "dkim.wasm"}, 0},
+		{"wasmta_cluster_redis_up", nil, 0},
+		{"wasmta_cluster_redis_errors_total", nil, 3},
+		{"wasmta_cluster_fallback_total", []string{"policy", "fail_closed"}, 40},
+		{"wasmta_cluster_leases", nil, 5},
 		// The largest queues keep their names; the 10 smallest (1..10 messages) are folded.
 		{"wasmta_scheduled_messages", []string{"queue", "q109.test"}, 110},
 		{"wasmta_scheduled_messages", []string{"queue", "q010.test"}, 11},
@@ -314,6 +321,7 @@ func TestNamesFollowConventions(t *testing.T) {
 		Queue: func() queue.Stats { return queue.Stats{} }, Depths: func() queue.Depths { return queue.Depths{} },
 		Spool: func() spool.Stats { return spool.Stats{} }, SMTPSessions: func() int { return 0 },
 		Plugins: func() []PluginState { return []PluginState{{Name: "p.wasm"}} },
+		Cluster: func() ClusterState { return ClusterState{Up: true, Policy: "fail_open"} },
 	}, nil)
 	m.Record(&logs.Record{Type: logs.Delivery, Queue: "q", Site: "s"})
 	m.Commit(time.Millisecond, 1)
@@ -338,7 +346,7 @@ func TestNamesFollowConventions(t *testing.T) {
 			n++
 		}
 	}
-	if n != 22 {
-		t.Errorf("%d wasmta metrics, want the 22 docs/metrics.md lists", n)
+	if n != 26 {
+		t.Errorf("%d wasmta metrics, want the 26 docs/metrics.md lists", n)
 	}
 }

@@ -13,6 +13,7 @@ type scrapeCollector struct {
 	deleteFailures, panics                    *prometheus.Desc
 	free, reserve, below, refusals            *prometheus.Desc
 	reloads, breaker                          *prometheus.Desc
+	redisUp, redisErrors, fallbacks, leases   *prometheus.Desc
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -35,12 +36,17 @@ func newScrapeCollector(src Sources) *scrapeCollector {
 		refusals:       desc("spool_space_refusals_total", "Reception refusals (452 4.3.1 / HTTP 503) for lack of spool space."),
 		reloads:        desc("plugin_reloads_total", "Plugin reloads: result=\"ok\" a new version serves, result=\"failed\" it was refused and the old one kept serving.", "plugin", "result"),
 		breaker:        desc("plugin_breaker_open", "1 while the plugin's failure breaker is open (its hooks fail without running), else 0.", "plugin"),
+		redisUp:        desc("cluster_redis_up", "1 while the cluster's Redis answers, 0 while it is away (shared limits follow redis.on_unavailable)."),
+		redisErrors:    desc("cluster_redis_errors_total", "Commands to the cluster's Redis that failed (timeouts, refused connections, Redis errors)."),
+		fallbacks:      desc("cluster_fallback_total", "Shared limit checks answered by the on_unavailable policy because Redis did not answer.", "policy"),
+		leases:         desc("cluster_leases", "Connection leases this node holds under shared connection limits."),
 	}
 }
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queued, c.scheduled, c.ready, c.conns, c.sessions, c.deleteFailures,
-		c.panics, c.free, c.reserve, c.below, c.refusals, c.reloads, c.breaker} {
+		c.panics, c.free, c.reserve, c.below, c.refusals, c.reloads, c.breaker,
+		c.redisUp, c.redisErrors, c.fallbacks, c.leases} {
 		ch <- d
 	}
 }
@@ -77,6 +83,13 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.reserve, float64(st.MinFree))
 		gauge(c.below, b2f(st.BelowReserve))
 		counter(c.refusals, float64(st.SpaceRefusals))
+	}
+	if f := c.src.Cluster; f != nil {
+		st := f()
+		gauge(c.redisUp, b2f(st.Up))
+		counter(c.redisErrors, float64(st.Errors))
+		counter(c.fallbacks, float64(st.Fallbacks), st.Policy)
+		gauge(c.leases, float64(st.Leases))
 	}
 	if f := c.src.Plugins; f != nil {
 		// Plugin names are configured, so they are few; still, two plugins with one file

@@ -92,8 +92,8 @@ func (m *Manager) refreshPath(rq *readyQueue, destination string) error {
 	}
 	rq.mu.Lock()
 	rq.path, rq.hasPath, rq.pathAt = p, true, now
-	rq.msgRate = renew(rq.msgRate, p.MaxMessageRate)
-	rq.connRate = renew(rq.connRate, p.MaxConnectionRate)
+	rq.msgRate = m.limiter(rq.msgRate, p.MaxMessageRate, "msg:"+rq.name)
+	rq.connRate = m.limiter(rq.connRate, p.MaxConnectionRate, "conn:"+rq.name)
 	more := len(rq.items) > 0 && rq.idle == 0
 	rq.mu.Unlock()
 	if more {

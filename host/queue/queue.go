@@ -112,6 +112,10 @@ type Options struct {
 	// "unspecified"; each source is picked by smooth weighted round robin, per attempt.
 	Pools map[string]Pool
 
+	// Shared makes the rate and connection limits hold for a whole cluster (rate.go); nil:
+	// every limit is this node's.
+	Shared SharedLimits
+
 	// Rules keeps the admin API's suspensions and bounce rules across restarts; nil keeps
 	// them in memory only.
 	Rules RuleStore
@@ -397,7 +401,7 @@ func (m *Manager) config(q *schedQueue) (Config, error) {
 	q.cfg, q.cfgErr = m.opt.Configs.QueueConfig(ctx, q.name, q.comps)
 	q.fetched = now
 	if q.cfgErr == nil {
-		q.rate = renew(q.rate, q.cfg.MaxMessageRate)
+		q.rate = m.limiter(q.rate, q.cfg.MaxMessageRate, "queue:"+q.name)
 	}
 	return q.cfg, q.cfgErr
 }

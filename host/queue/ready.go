@@ -41,6 +41,9 @@ type readyQueue struct {
 	pathAt   time.Time // when path was fetched
 	msgRate  *bucket   // path.MaxMessageRate; nil: unlimited
 	connRate *bucket   // path.MaxConnectionRate; nil: unlimited
+	// permits are the connections opened under fail_open while the cluster's store did not
+	// answer: at most the connection limit divided by the node count (see admit).
+	permits int
 }
 
 func newReadyQueue(m *Manager, site, source string) *readyQueue {
@@ -98,12 +101,13 @@ func (rq *readyQueue) stop() {
 	rq.mu.Unlock()
 }
 
-// take returns the next message, waiting up to idle for one. On nil the caller's connection
-// slot has been released (in the same critical section, so push never counts a leaving worker).
-func (rq *readyQueue) take() *item {
+// take returns the next message, waiting up to the idle timeout for one when wait is set. On
+// nil the caller's connection slot has been released (in the same critical section, so push
+// never counts a leaving worker).
+func (rq *readyQueue) take(wait bool) *item {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
-	if len(rq.items) == 0 && !rq.stopping {
+	if wait && len(rq.items) == 0 && !rq.stopping {
 		idle := rq.idleTimeout()
 		clock := rq.m.opt.Clock
 		deadline := clock.Now().Add(idle)
@@ -176,6 +180,105 @@ type worker struct {
 	conn     Conn
 	dialer   Dialer // the one conn was made with
 	released bool   // the connection slot was given back (drainAndRelease)
+	lease    Lease  // conn's place under a shared connection limit; nil: none
+	permit   bool   // conn holds one of rq.permits
+}
+
+// A connection to a site with a shared connection limit needs a place (a lease) in the
+// cluster; without a cluster the connection goroutines are the count (push, spawnMore). A
+// worker gets its place before it takes a message (ready), so that while it waits it holds
+// no message back from the connections this node has open.
+
+// tryAdmit makes one try for a place under the site's connection limit. When the cluster's
+// store does not answer, w takes a local share of the limit (fail_open: the limit divided by
+// the node count last seen, rounded up) or gets nothing (fail_closed). On failure it says how
+// long to wait before the next try.
+func (w *worker) tryAdmit() (ok bool, wait time.Duration) {
+	rq, m := w.rq, w.rq.m
+	s := m.opt.Shared
+	if s == nil || w.lease != nil || w.permit {
+		return true, 0
+	}
+	rq.mu.Lock()
+	limit := rq.limit()
+	rq.mu.Unlock()
+	l, err := s.Acquire(m.ctx, rq.name, limit)
+	if err == nil && l != nil {
+		w.lease = l
+		return true, 0
+	}
+	if err == nil || m.ctx.Err() != nil {
+		return false, spread(leaseWait)
+	}
+	n := s.FallbackNodes()
+	if n <= 0 {
+		return false, spread(unavailableWait)
+	}
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	if rq.permits < (limit+n-1)/n {
+		rq.permits++
+		w.permit = true
+		return true, 0
+	}
+	return false, spread(leaseWait)
+}
+
+// admit waits for a place (tryAdmit); false when the queue stops first.
+func (w *worker) admit() bool {
+	for {
+		ok, wait := w.tryAdmit()
+		if ok {
+			return true
+		}
+		if !w.rq.m.sleep(w.rq.m.ctx, wait) {
+			return false
+		}
+	}
+}
+
+// ready waits for a place for w's next connection while messages wait for one. It reports
+// false, having given up w's connection slot (as take does), when none waits any more or the
+// queue stops.
+func (w *worker) ready() bool {
+	rq, m := w.rq, w.rq.m
+	if w.conn != nil || m.opt.Shared == nil {
+		return true
+	}
+	for {
+		rq.mu.Lock()
+		if len(rq.items) == 0 || rq.stopping {
+			rq.active--
+			rq.mu.Unlock()
+			w.leave()
+			return false
+		}
+		rq.mu.Unlock()
+		ok, wait := w.tryAdmit()
+		if ok {
+			return true
+		}
+		if !m.sleep(m.ctx, wait) {
+			rq.mu.Lock()
+			rq.active--
+			rq.mu.Unlock()
+			return false
+		}
+	}
+}
+
+// leave gives back w's place under the connection limit (its connection closed).
+func (w *worker) leave() {
+	if w.lease != nil {
+		w.lease.Release()
+		w.lease = nil
+	}
+	if w.permit {
+		w.permit = false
+		w.rq.mu.Lock()
+		w.rq.permits--
+		w.rq.mu.Unlock()
+	}
 }
 
 // dialer is the dialer of rq's path now.
@@ -210,9 +313,17 @@ func (rq *readyQueue) work() {
 		if w.conn != nil {
 			m.guard("closing a connection", nil, w.hangUp)
 		}
+		if w.lease != nil || w.permit {
+			m.guard("releasing a connection's place", nil, w.leave)
+		}
 	}()
 	for {
-		it := rq.take()
+		if !w.ready() {
+			return
+		}
+		// Without a connection, a worker holding a place in the cluster does not wait for
+		// messages: the place would be idle and kept from the other nodes.
+		it := rq.take(w.conn != nil || m.opt.Shared == nil)
 		if it == nil {
 			return
 		}
@@ -224,6 +335,7 @@ func (rq *readyQueue) work() {
 				m.track(c, false)
 				m.guard("aborting a connection", nil, c.Abort)
 			}
+			m.guard("releasing a connection's place", nil, w.leave)
 			if !settled {
 				m.failSafely(it.msg, it.cfg, rq.at(it))
 			}
@@ -243,24 +355,34 @@ func (w *worker) connect() error {
 	if dialer == nil {
 		dialer = m.opt.Dialer
 	}
-	// max_connection_rate: wait for this connection's slot. The worker holds one message
-	// meanwhile; the connection limit bounds how many wait.
+	// A place under a shared connection_limit, then max_connection_rate: wait for this
+	// connection's turn. The worker holds one message meanwhile; the connection limit bounds
+	// how many wait.
+	if !w.admit() {
+		return errStopping
+	}
 	if !m.waitSlot(m.ctx, connRate) {
+		w.leave()
 		return errStopping
 	}
 	c, err := dialer.Connect(m.ctx, hosts)
-	if err == nil {
-		w.conn, w.dialer = c, dialer
-		m.track(c, true)
+	if err != nil {
+		w.leave()
+		return err
 	}
-	return err
+	w.conn, w.dialer = c, dialer
+	m.track(c, true)
+	return nil
 }
 
+// hangUp closes the connection, then gives its place back (in that order, so the peer never
+// sees one connection more than the limit).
 func (w *worker) hangUp() {
 	c := w.conn
 	w.conn = nil
 	w.rq.m.track(c, false)
 	c.Close()
+	w.leave()
 }
 
 // deliver makes one attempt at it. settled is set just before the message's outcome is
@@ -277,6 +399,9 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		// The path's transport changed (a reload, a refresh): TLS mode, credentials, EHLO name
 		// or source address of this connection are no longer the path's.
 		w.hangUp()
+	}
+	if w.conn != nil && w.lease != nil && w.lease.Lost() {
+		w.hangUp() // its place may be another node's by now (an idle connection's lease ran out)
 	}
 	if w.conn == nil {
 		if err := w.connect(); err != nil {
@@ -332,7 +457,9 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	if maxSent <= 0 {
 		maxSent = m.opt.MaxDeliveriesPerConnection
 	}
-	if w.conn != nil && (w.conn.Broken() || w.conn.Sent() >= maxSent) {
+	if w.conn != nil && (w.conn.Broken() || w.conn.Sent() >= maxSent || (w.lease != nil && w.lease.Lost())) {
+		// A lost lease (it expired while the cluster's store was away) may be another
+		// node's place by now: this connection ends here, the next one asks again.
 		w.hangUp()
 	}
 	return false
