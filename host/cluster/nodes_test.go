@@ -102,7 +102,10 @@ func TestHeartbeatLoopSurvivesRedisRestart(t *testing.T) {
 	a.opt.Diag = slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, b: &logs}, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { a.Heartbeat(ctx, 50*time.Millisecond, time.Second, func() []byte { return []byte("a") }); close(done) }()
+	go func() {
+		a.Heartbeat(ctx, 50*time.Millisecond, time.Second, func() []byte { return []byte("a") })
+		close(done)
+	}()
 	if _, _, err := b.Beat(context.Background(), "ib", []byte("b"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
