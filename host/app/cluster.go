@@ -36,4 +36,4 @@ func openCluster(cfg *config.Config, diag *slog.Logger) (*cluster.Client, error)
 }
 
 // clusterReady is set once every cluster feature (limits, leases, admin rules) is wired.
-const clusterReady = false
+const clusterReady = true
