@@ -344,9 +344,17 @@ func (f *fleet) sync(ctx context.Context) {
 
 // status is what the heartbeat carries; the queue summary in it is recomputed at most every
 // beat, and less often when walking the queue is costly (summaryCostFactor).
-func (f *fleet) status() []byte {
+func (f *fleet) status() (b []byte) {
 	now := time.Now()
 	f.sumMu.Lock()
+	defer f.sumMu.Unlock()
+	defer func() {
+		// The heartbeat goroutine must outlive a bug here: beat with what was known.
+		if p := recover(); p != nil {
+			f.diag.Error("panic building the heartbeat", "panic", fmt.Sprint(p))
+			b, _ = json.Marshal(control.NodeStatus{Node: f.c.Node(), Version: f.version, Heartbeat: now.UTC(), Summary: f.sum})
+		}
+	}()
 	if f.sum == nil || !now.Before(f.sumNext) {
 		s := f.q.Summary()
 		cost := time.Since(now)
@@ -356,8 +364,7 @@ func (f *fleet) status() []byte {
 	}
 	st := control.NodeStatus{Node: f.c.Node(), Version: f.version, Started: f.started.UTC(), API: f.api(),
 		Heartbeat: now.UTC(), Summary: f.sum, Truncated: f.trunc}
-	f.sumMu.Unlock()
-	b, _ := json.Marshal(st)
+	b, _ = json.Marshal(st)
 	return b
 }
 

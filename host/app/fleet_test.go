@@ -118,3 +118,22 @@ func TestFleetSyncKeepsLocalChanges(t *testing.T) {
 		t.Fatal("a rule made on another node was not adopted")
 	}
 }
+
+// The heartbeat carries a node's largest queues only, in the summary's name order.
+func TestCutSummaryKeepsTheLargestQueues(t *testing.T) {
+	s := queue.Summary{Queued: 1000}
+	for i := range 150 {
+		s.Scheduled = append(s.Scheduled, queue.SchedSummary{Name: fmt.Sprintf("q%03d.test", i), Count: i + 1})
+		s.Ready = append(s.Ready, queue.ReadySummary{Name: fmt.Sprintf("site%03d", i), Count: 150 - i})
+	}
+	if !cutSummary(&s, 100) || len(s.Scheduled) != 100 || len(s.Ready) != 100 || s.Queued != 1000 {
+		t.Fatalf("cut to %d scheduled, %d ready", len(s.Scheduled), len(s.Ready))
+	}
+	if s.Scheduled[0].Name != "q050.test" || s.Scheduled[99].Name != "q149.test" || s.Ready[0].Name != "site000" || s.Ready[99].Name != "site099" {
+		t.Fatalf("kept %s..%s and %s..%s", s.Scheduled[0].Name, s.Scheduled[99].Name, s.Ready[0].Name, s.Ready[99].Name)
+	}
+	small := queue.Summary{Scheduled: []queue.SchedSummary{{Name: "a"}}}
+	if cutSummary(&small, 100) || len(small.Scheduled) != 1 {
+		t.Fatal("a small summary was cut")
+	}
+}
