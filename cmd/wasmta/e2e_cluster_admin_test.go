@@ -242,7 +242,7 @@ func TestClusterRulesOutliveRedisOutage(t *testing.T) {
 	if list := n1.rules("suspend"); !strings.Contains(list, id) || strings.Contains(list, "example.com") {
 		t.Fatalf("node 1's rules after refused changes: %s", list)
 	}
-	if out, _ := n1.cli("summary", "--cluster"); !strings.Contains(out, "503") {
+	if out, _ := n1.cli("summary", "--cluster"); !strings.Contains(out, "503") || !strings.Contains(out, "heartbeats cannot be read") {
 		t.Fatalf("summary --cluster without Redis: %s", out)
 	}
 

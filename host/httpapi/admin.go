@@ -106,6 +106,11 @@ func (s *Server) clusterSummary(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sum, err := s.opt.Fleet.Summary(r.Context())
+	if errors.As(err, new(unavailable)) {
+		s.opt.Diag.Warn("cluster summary unavailable", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "the cluster's Redis cannot be reached: the nodes' heartbeats cannot be read; each node's own queue summary still answers")
+		return
+	}
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -331,7 +336,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, queue.ErrNoRule):
 		writeError(w, http.StatusNotFound, "no such rule (it may have expired)")
 	case errors.As(err, new(unavailable)):
-		// An admin rule must hold on every node or on none: it was not stored anywhere.
+		// A rule change must reach every node or none: it was not made anywhere.
 		s.opt.Diag.Warn("admin request refused: cluster store unavailable", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "the cluster's Redis cannot be reached: nothing was changed on any node; retry when it is back")
 	default:
