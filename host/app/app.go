@@ -169,7 +169,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	// every node (Redis; the spool keeps this node's copy).
 	var rules queue.RuleStore = a.spool
 	if a.cluster != nil {
-		a.fleet = newFleet(a.cluster, a.spool, cfg.Redis.ClusterName, a.version, diag)
+		a.fleet = newFleet(a.cluster, a.spool, cfg.Redis.ClusterName, a.version, cfg.Redis.DialTimeout.D()+cfg.Redis.Timeout.D(), diag)
 		rules = a.fleet
 	}
 	a.queue = queue.New(queue.Options{

@@ -43,12 +43,16 @@ type fleet struct {
 	started time.Time
 	api     func() string // the bound HTTP API address, "" without one
 	diag    *slog.Logger
+	// opTimeout bounds one exchange with Redis (redis.dial_timeout + redis.timeout): the
+	// client may retry a failed dial several times, and an admin request must not wait on
+	// a Redis that does not answer for longer than the config says.
+	opTimeout time.Duration
 
 	mu      sync.Mutex
 	seen    map[string]bool      // rule ids a listing (or the spool at start) showed
 	tombs   map[string]time.Time // rule ids cancelled here, and when
-	expires map[string]time.Time // of every rule this node knows
-	bad     map[string]bool      // unreadable rules in Redis, reported once
+	expires map[string]time.Time // of every rule this node holds
+	bad     map[string]bool      // rules in Redis this node cannot take (unreadable, too many), reported once
 	epoch   string               // of the rule set last read (cluster.RuleSet)
 	down    bool                 // the last sync failed (reported once)
 
@@ -73,8 +77,8 @@ const (
 	summaryCostFactor = 50
 )
 
-func newFleet(c *cluster.Client, local queue.RuleStore, name, version string, diag *slog.Logger) *fleet {
-	return &fleet{c: c, local: local, name: name, version: version, started: time.Now(), diag: diag,
+func newFleet(c *cluster.Client, local queue.RuleStore, name, version string, opTimeout time.Duration, diag *slog.Logger) *fleet {
+	return &fleet{c: c, local: local, name: name, version: version, started: time.Now(), diag: diag, opTimeout: opTimeout,
 		api: func() string { return "" }, seen: map[string]bool{}, tombs: map[string]time.Time{},
 		expires: map[string]time.Time{}, bad: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
@@ -88,7 +92,8 @@ func (f *fleet) PutRule(id string, v []byte) error {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return err
 	}
-	ctx := context.Background() // bounded by redis.dial_timeout and redis.timeout
+	ctx, cancel := context.WithTimeout(context.Background(), f.opTimeout)
+	defer cancel()
 	if err := f.c.PutRule(ctx, id, v, r.Expires); err != nil {
 		return err
 	}
@@ -112,7 +117,10 @@ func (f *fleet) DeleteRule(id string) error {
 	exp, known := f.expires[id]
 	f.mu.Unlock()
 	if !known || time.Now().Before(exp) {
-		if err := f.c.DeleteRule(context.Background(), id); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), f.opTimeout)
+		err := f.c.DeleteRule(ctx, id)
+		cancel()
+		if err != nil {
 			return err
 		}
 		f.mu.Lock()
@@ -198,6 +206,9 @@ func (f *fleet) syncSafe(ctx context.Context) {
 			f.diag.Error("panic in the cluster rule sync", "panic", fmt.Sprint(p))
 		}
 	}()
+	// One sync does at most three exchanges (read, seed, read again).
+	ctx, cancel := context.WithTimeout(ctx, 3*f.opTimeout)
+	defer cancel()
 	f.sync(ctx)
 }
 
@@ -298,6 +309,11 @@ func (f *fleet) sync(ctx context.Context) {
 		f.mu.Unlock()
 		swept, err := f.q.Adopt(r)
 		if err != nil {
+			// Too many rules here: reported once, not every second.
+			f.mu.Lock()
+			f.bad[id] = true
+			f.mu.Unlock()
+			_ = f.local.DeleteRule(id)
 			f.diag.Error("admin rule from the cluster refused", "id", id, "err", err)
 			continue
 		}
@@ -321,6 +337,10 @@ func (f *fleet) sync(ctx context.Context) {
 		if err := f.local.DeleteRule(id); err != nil {
 			f.diag.Warn("deleting a cancelled cluster rule from the spool failed", "id", id, "err", err)
 		}
+		f.mu.Lock()
+		delete(f.expires, id)
+		delete(f.seen, id)
+		f.mu.Unlock()
 		f.diag.Info("admin rule cancelled in the cluster", "kind", r.Kind, "id", id, "reason", r.Reason)
 	}
 	// Forget what neither side holds any more (the maps stay as small as the rule sets).
@@ -393,6 +413,8 @@ func cutSummary(s *queue.Summary, n int) bool {
 
 // Summary gathers the live nodes' heartbeats (httpapi.Fleet).
 func (f *fleet) Summary(ctx context.Context) (control.ClusterSummary, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opTimeout)
+	defer cancel()
 	nodes, err := f.c.Nodes(ctx)
 	if err != nil {
 		return control.ClusterSummary{}, err
