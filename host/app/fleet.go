@@ -78,6 +78,7 @@ const (
 )
 
 func newFleet(c *cluster.Client, local queue.RuleStore, name, version string, opTimeout time.Duration, diag *slog.Logger) *fleet {
+	cluster.LogLibraryTo(diag) // outages are reported once, by the loops below
 	return &fleet{c: c, local: local, name: name, version: version, started: time.Now(), diag: diag, opTimeout: opTimeout,
 		api: func() string { return "" }, seen: map[string]bool{}, tombs: map[string]time.Time{},
 		expires: map[string]time.Time{}, bad: map[string]bool{}, kick: make(chan struct{}, 1)}
