@@ -117,6 +117,7 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			a.SetConfigPath(path)
+			a.SetVersion(version)
 			if err := a.Start(); err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/queue"
 )
@@ -68,20 +69,37 @@ token from --token or WASMTA_TOKEN (the [http] token; a loopback listen without 
 }
 
 func summaryCmd(c *apiClient) *cobra.Command {
-	var asJSON bool
+	var asJSON, cluster bool
 	cmd := &cobra.Command{
 		Use:   "summary",
 		Short: "Show the scheduled queues (count, oldest, next due, suspension) and the ready queues (sites)",
-		Args:  cobra.NoArgs,
+		Long: `Show the scheduled queues (count, oldest, next due, suspension) and the ready queues (sites).
+
+With --cluster, ask any node of a cluster ([redis]) for every live node's summary, as their
+heartbeats carry it (refreshed about every second; the largest ` + fmt.Sprint(control.MaxSummaryQueues) + ` queues of each
+kind per node), one section per node, then the totals.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := httpapi.QueueSummaryPath
+			if cluster {
+				path = httpapi.ClusterSummaryPath
+			}
 			var raw json.RawMessage
-			if err := c.do("GET", httpapi.QueueSummaryPath, nil, nil, &raw); err != nil {
+			if err := c.do("GET", path, nil, nil, &raw); err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
 				_, err := w.Write(raw)
 				return err
+			}
+			if cluster {
+				var cs control.ClusterSummary
+				if err := json.Unmarshal(raw, &cs); err != nil {
+					return err
+				}
+				printClusterSummary(w, cs)
+				return nil
 			}
 			var s queue.Summary
 			if err := json.Unmarshal(raw, &s); err != nil {
@@ -92,7 +110,39 @@ func summaryCmd(c *apiClient) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON (stable, for scripts)")
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "every live node of the cluster ([redis]), one section per node, and the totals")
 	return cmd
+}
+
+// printClusterSummary prints one section per node (its own summary, as `queue summary` on
+// that node would), then the totals.
+func printClusterSummary(out io.Writer, cs control.ClusterSummary) {
+	fmt.Fprintf(out, "cluster %s: %d node(s), %d message(s) held\n", cs.Cluster, cs.Total.Nodes, cs.Total.Queued)
+	for _, n := range cs.Nodes {
+		api := n.API
+		if api == "" {
+			api = "-"
+		}
+		var s queue.Summary
+		err := json.Unmarshal(n.Summary, &s)
+		fmt.Fprintf(out, "\n== node %s (version %s, api %s, up %s, summary %s)\n", n.Node, n.Version, api,
+			cs.Now.Sub(n.Started).Round(time.Second), ago(cs.Now, &s.Now))
+		if err != nil {
+			fmt.Fprintln(out, "no readable summary (a node of another version?)")
+			continue
+		}
+		if n.Truncated {
+			fmt.Fprintf(out, "(its %d largest queues of each kind only)\n", control.MaxSummaryQueues)
+		}
+		printSummary(out, s)
+	}
+	fmt.Fprintln(out, "\n== total")
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SCHEDULED QUEUE\tCOUNT\tNODES")
+	for _, q := range cs.Total.Scheduled {
+		fmt.Fprintf(w, "%s\t%d\t%d\n", q.Name, q.Count, q.Nodes)
+	}
+	w.Flush()
 }
 
 // ago renders t relative to now, "-" when zero.

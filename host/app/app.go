@@ -52,6 +52,9 @@ type App struct {
 	logHook *webhook.Hook
 	// cluster shares limits and admin rules with the other nodes (cluster.go); nil without [redis]
 	cluster *cluster.Client
+	// fleet shares the admin rules and runs the heartbeat (fleet.go); nil without [redis]
+	fleet   *fleet
+	version string
 
 	configPath  string                // "" when started on the embedded default
 	pluginCfgs  []config.PluginConfig // what the chain was built from
@@ -67,6 +70,14 @@ type App struct {
 
 // SetConfigPath tells the app which file its config came from, so reloads re-read it.
 func (a *App) SetConfigPath(path string) { a.configPath = path }
+
+// SetVersion names the running version (the cluster heartbeat shows it); call it before Start.
+func (a *App) SetVersion(v string) {
+	a.version = v
+	if a.fleet != nil {
+		a.fleet.version = v
+	}
+}
 
 // New builds every component from cfg; nothing listens until Start.
 func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
@@ -153,6 +164,14 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	paths.plugins = a.chain // get_egress_path_config; plugins added by a reload apply too
+
+	// Admin suspensions and bounce rules survive restarts (the spool), and in a cluster hold on
+	// every node (Redis; the spool keeps this node's copy).
+	var rules queue.RuleStore = a.spool
+	if a.cluster != nil {
+		a.fleet = newFleet(a.cluster, a.spool, cfg.Redis.ClusterName, a.version, cfg.Redis.DialTimeout.D()+cfg.Redis.Timeout.D(), diag)
+		rules = a.fleet
+	}
 	a.queue = queue.New(queue.Options{
 		Store:                      a.spool,
 		Resolver:                   res,
@@ -167,7 +186,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		IdleTimeout:                paths.defaults.IdleTimeout,
 		RefreshInterval:            cfg.Queue.RefreshInterval.D(),
 		Pools:                      egressPools(cfg),
-		Rules:                      a.spool, // admin suspensions and bounce rules survive restarts
+		Rules:                      rules,
 		Shared:                     sharedLimits(a.cluster),
 		OnFailure:                  a.bounceHook(),
 	})
@@ -192,7 +211,13 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		Log:            a.logs,
 		Diag:           diag,
 	})
+	if a.fleet != nil {
+		a.fleet.q = a.queue
+	}
 	a.http = a.newHTTP()
+	if a.fleet != nil {
+		a.fleet.api = a.HTTPAddr
+	}
 	a.serveMetrics()
 	return a, nil
 }
@@ -236,7 +261,13 @@ func (a *App) Start() error {
 		a.queue.Stop(context.Background())
 		return err
 	}
+	if a.fleet != nil {
+		a.fleet.start() // after HTTP: the heartbeat names the bound API address
+	}
 	if err := a.smtp.Listen(); err != nil {
+		if a.fleet != nil {
+			a.fleet.stop()
+		}
 		a.stopHTTP(context.Background())
 		if a.control != nil {
 			a.control.Close()
@@ -290,6 +321,9 @@ func (a *App) Shutdown(ctx context.Context) {
 	}
 	a.stopHTTP(ctx)
 	a.smtp.Shutdown(ctx)
+	if a.fleet != nil {
+		a.fleet.stop() // no rule arrives into a stopping queue; the node leaves the cluster
+	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	a.queue.Stop(qctx)
 	cancel()

@@ -29,6 +29,7 @@ func (a *App) newHTTP() *httpapi.Server {
 		Guard:             a.spool, // 503 "disk is too full" below spool.min_free, as SMTP's 452
 		Admin:             a.queue,
 		Control:           a.httpControl(), // the control socket's code path
+		Fleet:             a.httpFleet(),   // nil outside a cluster
 		Ready:             a.Ready,
 		Log:               a.logs,
 		Diag:              a.diag,

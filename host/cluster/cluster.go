@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,8 +45,11 @@ type Client struct {
 	// divides shared limits by it while Redis is away.
 	nodes atomic.Int64
 
-	health health // Redis up or away (health.go)
-	leases leases // connection leases held (lease.go)
+	health health        // Redis up or away (health.go)
+	closed chan struct{} // closed by Close: background loops end
+	leases leases        // connection leases held (lease.go)
+
+	closeOnce sync.Once
 }
 
 // Open prepares a client. It does no network I/O: a Redis that is down at start does not stop
@@ -74,8 +78,10 @@ func Open(opt Options) (*Client, error) {
 	// One try per command: the caller's policy decides what a failure means, and a retry
 	// loop inside the client would only stretch the time a delivery waits on a dead Redis.
 	ro.MaxRetries = -1
+	ro.DialerRetries = 1 // go-redis would otherwise dial 5 times per command (0.4 s to a closed port)
 	ro.ClientName = "wasmta:" + opt.Node
-	c := &Client{rdb: redis.NewClient(ro), opt: opt, prefix: "wasmta:" + opt.Cluster + ":"}
+	LogLibraryTo(opt.Diag) // outages are reported once, by the callers' breakers and loops
+	c := &Client{rdb: redis.NewClient(ro), opt: opt, prefix: "wasmta:" + opt.Cluster + ":", closed: make(chan struct{})}
 	c.leases.held, c.leases.done = map[*Lease]struct{}{}, make(chan struct{})
 	return c, nil
 }
@@ -102,6 +108,7 @@ func (c *Client) setNodeCount(n int) { c.nodes.Store(int64(n)) }
 
 // Close closes every connection.
 func (c *Client) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
 	c.stopLeases()
 	return c.rdb.Close()
 }

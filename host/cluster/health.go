@@ -103,6 +103,7 @@ func (c *Client) markDown(err error) {
 		return
 	}
 	h.since = time.Now()
+	go c.probeUntilUp()
 	policy := "local limits divided by the node count last seen"
 	if c.opt.FailClosed {
 		policy = "deliveries deferred"
@@ -119,4 +120,26 @@ func (c *Client) markUp() {
 		return
 	}
 	c.opt.Diag.Info("cluster: redis is back; shared limits hold again", "away", time.Since(h.since).Round(time.Millisecond))
+}
+
+// probeUntilUp pings Redis once per ProbeInterval while it is away, so that "back" (the log
+// line, the redis_up gauge, shared limits) does not wait for the next limit check: a node
+// with no traffic at that moment would otherwise go on believing Redis is away.
+func (c *Client) probeUntilUp() {
+	t := time.NewTicker(ProbeInterval)
+	defer t.Stop()
+	for c.health.down.Load() {
+		select {
+		case <-c.closed:
+			return
+		case <-t.C:
+		}
+		d := c.opt.DialTimeout + c.opt.Timeout
+		if d <= 0 {
+			d = 5 * time.Second // go-redis's own defaults
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		_ = c.do(ctx, false, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() })
+		cancel()
+	}
 }

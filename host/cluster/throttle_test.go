@@ -196,3 +196,24 @@ func TestBreaker(t *testing.T) {
 		t.Fatalf("fail_open FallbackNodes = %d", n)
 	}
 }
+
+// A node with no traffic when Redis comes back still learns it (the Info line, redis_up):
+// the breaker probes on its own while Redis is away.
+func TestBreakerNoticesRedisBackWithoutTraffic(t *testing.T) {
+	r := testutil.StartRedis(t)
+	log := &lockedLog{}
+	a := node(t, r, "a", Options{Diag: slog.New(slog.NewTextHandler(log, nil))})
+	r.Stop()
+	if _, err := a.Reserve(context.Background(), "k", time.Millisecond, 1, 1); err == nil {
+		t.Fatal("a check against a stopped Redis succeeded")
+	}
+	r.Start()
+	for deadline := time.Now().Add(5 * time.Second); !a.Up(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Redis back for 5 s, no check made, and the node still counts it away")
+		}
+	}
+	if n := log.count("redis is back"); n != 1 {
+		t.Fatalf("%d 'back' lines, want 1", n)
+	}
+}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/queue"
 )
@@ -51,6 +53,19 @@ type Admin interface {
 
 var _ Admin = (*queue.Manager)(nil)
 
+// ClusterSummaryPath lists every live node of the cluster and its queues (control.ClusterSummary).
+const ClusterSummaryPath = "/api/admin/cluster/queue-summary/v1"
+
+// Fleet is the cluster this node belongs to ([redis]).
+type Fleet interface {
+	// Summary gathers every live node's heartbeat.
+	Summary(ctx context.Context) (control.ClusterSummary, error)
+}
+
+// unavailable is an error of a store that cannot be reached right now (the cluster's Redis):
+// nothing was changed and the same request may succeed later, hence 503.
+type unavailable interface{ Unavailable() bool }
+
 // Control runs a control-socket command ("reload", "status") and returns its response; ok is
 // false when the command failed (a plugin version was refused).
 type Control func(cmd, reason string) (resp any, ok bool)
@@ -80,6 +95,27 @@ func (s *Server) registerAdmin() {
 		s.mux.HandleFunc("DELETE "+path, func(w http.ResponseWriter, r *http.Request) { s.cancelRule(w, r, kind) })
 	}
 	s.mux.HandleFunc("POST "+RebindPath, s.rebind)
+	s.mux.HandleFunc("GET "+ClusterSummaryPath, s.clusterSummary)
+}
+
+// clusterSummary answers from the nodes' heartbeats in Redis: 404 on a node outside a
+// cluster, 503 while Redis cannot be reached.
+func (s *Server) clusterSummary(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Fleet == nil {
+		writeError(w, http.StatusNotFound, "this node is not part of a cluster ([redis] url is not set): use the queue summary of each node")
+		return
+	}
+	sum, err := s.opt.Fleet.Summary(r.Context())
+	if errors.As(err, new(unavailable)) {
+		s.opt.Diag.Warn("cluster summary unavailable", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "the cluster's Redis cannot be reached: the nodes' heartbeats cannot be read; each node's own queue summary still answers")
+		return
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sum)
 }
 
 func writeText(w http.ResponseWriter, status int, text string) {
@@ -288,7 +324,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 // fail answers an error: request errors with their status and text, the queue's BadRequest
-// with 400, a missing rule with 404, anything else with 500 and no detail (logged instead).
+// with 400, a missing rule with 404, an unreachable cluster store with 503, anything else with 500 and no detail (logged instead).
 func (s *Server) fail(w http.ResponseWriter, err error) {
 	var re *requestError
 	var br *queue.BadRequest
@@ -299,6 +335,10 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, br.Msg)
 	case errors.Is(err, queue.ErrNoRule):
 		writeError(w, http.StatusNotFound, "no such rule (it may have expired)")
+	case errors.As(err, new(unavailable)):
+		// A rule change must reach every node or none: it was not made anywhere.
+		s.opt.Diag.Warn("admin request refused: cluster store unavailable", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "the cluster's Redis cannot be reached: nothing was changed on any node; retry when it is back")
 	default:
 		s.opt.Diag.Error("admin request failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error; see the relay's log")

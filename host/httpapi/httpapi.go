@@ -65,6 +65,7 @@ type Options struct {
 	Guard    SpaceGuard   // nil: no disk-space check
 	Admin    Admin        // nil: no queue admin routes (admin.go)
 	Control  Control      // nil: no plugin reload/status routes
+	Fleet    Fleet        // nil: not in a cluster (no [redis]); the cluster routes say so
 	Ready    func() error // readiness: nil error when ready to take mail
 	Signer   Signer       // nil: no DKIM signing
 	Log      *logs.Logger

@@ -279,12 +279,63 @@ func (m *Manager) Bounce(req RuleRequest) (Rule, map[string]int, error) {
 	if err != nil {
 		return Rule{}, nil, err
 	}
+	return r.Rule, m.sweep(r), nil
+}
+
+// sweep bounces every queued message a new bounce rule matches.
+func (m *Manager) sweep(r *activeRule) map[string]int {
 	swept := map[string]int{}
 	for _, it := range m.extract(func(msg *message.Message) bool { return r.Match(msg.Queue, m.comps(msg.Queue)) }) {
 		swept[it.msg.Queue]++
 		m.adminBounce(it.msg, r, it.site)
 	}
-	return r.Rule, swept, nil
+	return swept
+}
+
+// Adopt puts in force a rule made elsewhere (another node of a cluster), with the effect the
+// same rule made here has: a suspension holds matching mail, a bounce rule bounces matching
+// queued mail at once and new arrivals while it lasts. It is not written to Options.Rules
+// (the caller keeps its own copy). A rule already in force (same id) or expired is ignored.
+func (m *Manager) Adopt(r Rule) (swept map[string]int, err error) {
+	if r.ID == "" || (r.Kind != KindSuspend && r.Kind != KindBounce) {
+		return nil, badRequest("rule %q: bad id or kind %q", r.ID, r.Kind)
+	}
+	r.normalize()
+	now := m.opt.Clock.Now()
+	ar := &activeRule{Rule: r}
+	m.rulesMu.Lock()
+	cur := m.pruneLocked(now)
+	switch {
+	case !ar.active(now) || slices.ContainsFunc(cur, func(x *activeRule) bool { return x.ID == r.ID }):
+		m.rulesMu.Unlock()
+		return nil, nil
+	case len(cur) >= MaxRules:
+		m.rulesMu.Unlock()
+		return nil, badRequest("too many active rules (%d)", MaxRules)
+	}
+	m.rules.Store(&rules{list: append(slices.Clip(cur), ar)})
+	m.rulesMu.Unlock()
+	if r.Kind == KindBounce {
+		return m.sweep(ar), nil
+	}
+	return nil, nil
+}
+
+// Drop ends a rule cancelled elsewhere (another node of a cluster), as CancelRule does but
+// without touching Options.Rules. ErrNoRule when it is not in force.
+func (m *Manager) Drop(id string) error {
+	m.rulesMu.Lock()
+	cur := m.pruneLocked(m.opt.Clock.Now())
+	i := slices.IndexFunc(cur, func(r *activeRule) bool { return r.ID == id })
+	if i < 0 {
+		m.rulesMu.Unlock()
+		return ErrNoRule
+	}
+	r := cur[i]
+	m.rules.Store(&rules{list: slices.Delete(slices.Clone(cur), i, i+1)})
+	m.rulesMu.Unlock()
+	m.release(r)
+	return nil
 }
 
 // Rules lists the active rules of a kind, oldest first.
@@ -328,17 +379,23 @@ func (m *Manager) CancelRule(kind, id string) error {
 	}
 	m.rules.Store(&rules{list: slices.Delete(slices.Clone(cur), i, i+1)})
 	m.rulesMu.Unlock()
-	if kind == KindSuspend {
-		// A message held by r waits on the heap due at exactly r.Expires (see intercept).
-		now := m.opt.Clock.Now()
-		for _, msg := range m.timers.extract(func(msg *message.Message) bool {
-			return msg.Due.Equal(r.Expires) && r.Match(msg.Queue, m.comps(msg.Queue))
-		}) {
-			msg.Due = now
-			m.requeue(msg)
-		}
-	}
+	m.release(r)
 	return nil
+}
+
+// release makes the mail a cancelled suspension held due now.
+func (m *Manager) release(r *activeRule) {
+	if r.Kind != KindSuspend {
+		return
+	}
+	// A message held by r waits on the heap due at exactly r.Expires (see intercept).
+	now := m.opt.Clock.Now()
+	for _, msg := range m.timers.extract(func(msg *message.Message) bool {
+		return msg.Due.Equal(r.Expires) && r.Match(msg.Queue, m.comps(msg.Queue))
+	}) {
+		msg.Due = now
+		m.requeue(msg)
+	}
 }
 
 // comps are the parts of a queue name (zero for a name that does not parse).
