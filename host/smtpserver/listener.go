@@ -55,7 +55,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 //   - remembers that a read failed (timeout, EOF, reset): bufio hands go-smtp the part of a line
 //     read before the failure as if it were complete, and such a line must never run;
 //   - can be shut after a reply the session wrote itself (shut), so that go-smtp's own later
-//     replies do not follow it.
+//     replies do not follow it;
+//   - holds replies back until the session is about to wait for the client (see Write).
 type conn struct {
 	net.Conn
 	l       *limitListener
@@ -63,6 +64,11 @@ type conn struct {
 	once    sync.Once
 	closed  chan struct{}
 	greeted bool
+
+	// out holds replies not yet sent (Write). wmu guards it: Close may flush it from
+	// another goroutine (go-smtp's Server.Close) while the session writes.
+	wmu sync.Mutex
+	out []byte
 
 	phase   atomic.Int64 // unix nanos; 0 = none
 	failed  atomic.Bool  // a read failed: the session is dead
@@ -112,6 +118,17 @@ func netConn(c net.Conn) *conn {
 	}
 }
 
+// maxHeld bounds the replies Write holds back; a write that would pass it goes out at once,
+// with what was held before it.
+const maxHeld = 16 << 10
+
+// Write holds p back until the session next waits for the client (Read, flush) or the
+// connection closes, and then sends everything held in one write. go-smtp writes each reply
+// line with its own flush, so a multi-line EHLO reply would otherwise take one system call and
+// one TCP segment per line, and each reply to a pipelined group (RFC 2920) one more. RFC 2920
+// §3.2 lets a server hold replies as long as it sends them before it waits for more input:
+// go-smtp only reads from the connection when its own buffer is empty, so a Read here means
+// it has answered every command the client has sent so far, and flush runs first.
 func (c *conn) Write(p []byte) (int, error) {
 	if c.shut.Load() {
 		return 0, net.ErrClosed
@@ -119,13 +136,50 @@ func (c *conn) Write(p []byte) (int, error) {
 	if !c.greeted {
 		c.greeted = true
 		if q, ok := rewriteBanner(p); ok {
-			if _, err := c.Conn.Write(q); err != nil {
+			if err := c.hold(q); err != nil {
 				return 0, err
 			}
 			return len(p), nil
 		}
 	}
-	return c.Conn.Write(p)
+	if err := c.hold(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *conn) hold(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.out)+len(p) <= maxHeld {
+		c.out = append(c.out, p...)
+		return nil
+	}
+	if err := c.flushLocked(); err != nil {
+		return err
+	}
+	_, err := c.Conn.Write(p)
+	return err
+}
+
+// flush sends the replies Write held back. An error here is the connection's write error,
+// reported to whoever flushes (the next Read, or Close).
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *conn) flushLocked() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.out)
+	c.out = c.out[:0]
+	if cap(c.out) > 4096 {
+		c.out = nil // a rare large reply (TLS handshake, long EHLO) is not kept for the session's life
+	}
+	return err
 }
 
 // rewriteBanner turns go-smtp's greeting into wasmta's; ok is false for any other write.
@@ -201,6 +255,11 @@ func (c *conn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	// Everything the session has answered goes out before it waits for more (see Write).
+	if err := c.flush(); err != nil {
+		c.fail(err)
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
 	if err != nil {
 		c.fail(err)
@@ -229,6 +288,7 @@ func (c *conn) Close() error {
 	var err error
 	c.once.Do(func() {
 		c.l.n.Add(-1)
+		_ = c.flush() // the last replies (221 to QUIT, the session's own final reply)
 		if c.shut.Load() {
 			// The client may still be sending (a refused body). Closing with unread input makes
 			// the kernel send RST, which can destroy our reply before the client reads it:
