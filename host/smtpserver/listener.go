@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// limitListener caps concurrent connections (421 beyond the cap, design.md §7), turns on TCP_NODELAY
-// (Go's default, kept explicit: without it small replies wait for delayed ACKs), and hands out
-// *conn, which go-smtp reads and writes through (under STARTTLS, through tls.Conn).
+// limitListener caps concurrent connections (421 beyond the cap, design.md §7) and hands out
+// *conn, which go-smtp reads and writes through (under STARTTLS, through tls.Conn). TCP_NODELAY
+// is on (Go sets it on every TCP connection; without it small replies wait for delayed ACKs),
+// TCP keep-alive off (see listenConfig).
 type limitListener struct {
 	net.Listener
 	max      int
@@ -24,14 +25,18 @@ type limitListener struct {
 	implicitTLS bool
 }
 
+// listenConfig binds the SMTP listeners. Keep-alive probes are off: every read of a session has
+// the idle_timeout deadline and every write go-smtp's write timeout (the same), so a vanished
+// client is dropped by those first, and the four setsockopt calls Go makes to turn keep-alive on
+// for each accepted connection would be spent for nothing, once per message with clients that
+// open a connection per message.
+var listenConfig = net.ListenConfig{KeepAlive: -1}
+
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
-		}
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetNoDelay(true)
 		}
 		if l.max > 0 && l.n.Add(1) > int64(l.max) {
 			l.n.Add(-1)

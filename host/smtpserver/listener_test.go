@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,4 +115,42 @@ func TestLastRepliesSentOnClose(t *testing.T) {
 	c.Write("QUIT\r\n")
 	c.ExpectReply(221)
 	c.ExpectClosed()
+}
+
+// Accepted connections send small replies at once (TCP_NODELAY, which Go sets on every TCP
+// connection) and carry no keep-alive probes (the idle timeout drops a silent client first).
+func TestAcceptedConnectionOptions(t *testing.T) {
+	s := New(Options{Hostname: "mx.test", Listen: []string{"127.0.0.1:0"}})
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.closeListeners()
+	go func() {
+		if c, err := net.Dial("tcp", s.Addrs()[0].String()); err == nil {
+			defer c.Close()
+			_, _ = c.Read(make([]byte, 1)) // until the test closes its side
+		}
+	}()
+	nc, err := s.listeners[0].Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	raw, err := nc.(*conn).Conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodelay, keepalive int
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		if nodelay, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY); gerr != nil {
+			return
+		}
+		keepalive, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if nodelay == 0 || keepalive != 0 {
+		t.Fatalf("TCP_NODELAY %d SO_KEEPALIVE %d, want on and off", nodelay, keepalive)
+	}
 }

@@ -147,7 +147,7 @@ func (s *Server) Listen() error {
 		return errors.New("smtp listen_tls needs a TLS certificate")
 	}
 	for i, a := range append(slices.Clone(s.opt.Listen), s.opt.ListenTLS...) {
-		l, err := net.Listen("tcp", a)
+		l, err := listenConfig.Listen(context.Background(), "tcp", a)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("smtp listen %s: %w", a, err)
