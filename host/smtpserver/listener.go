@@ -83,6 +83,14 @@ type conn struct {
 	// yield and unseen implement the DATA hand-back (see errYield); only the connection's
 	// goroutine touches them (DATA runs there).
 	yield, unseen bool
+
+	// Input (see Read), touched only by the connection's goroutine: in[inPos:] is read from
+	// the socket and not yet handed on; bulk is set once the connection carries TLS; endData
+	// makes the next Read answer endOfData.
+	in      []byte
+	inPos   int
+	bulk    bool
+	endData bool
 }
 
 // errYield makes go-smtp's DATA reader hand back what it has. That reader fills the whole
@@ -239,17 +247,84 @@ func (c *conn) startPhase(d time.Duration) {
 	}
 }
 
+// Read hands go-smtp what the client sent. On a plain-text connection it reads from the socket
+// into the conn's own buffer and hands on at most one line per call, so that go-smtp's bufio
+// never holds more than the line it is reading: when go-smtp calls Data, nothing of the message
+// sits in its buffer, and the session may read the content from here itself (plainData), which
+// is much cheaper than go-smtp's byte-at-a-time data reader. Under TLS (bulk) the conn only
+// carries ciphertext and hands on whatever it has.
 func (c *conn) Read(p []byte) (int, error) {
 	if c.shut.Load() {
 		return 0, net.ErrClosed
 	}
+	if c.endData {
+		// The session read the data itself (plainData): go-smtp's reader, which comes
+		// after it, finds the end of the data at once.
+		c.endData = false
+		return copy(p, endOfData), nil
+	}
 	if c.failed.Load() {
 		return 0, c.readErr
+	}
+	if c.inPos < len(c.in) {
+		return c.serve(p), nil
 	}
 	if c.yield && c.unseen {
 		c.unseen = false
 		return 0, errYield
 	}
+	if c.bulk {
+		n, err := c.readRaw(p)
+		if n > 0 && c.yield {
+			c.unseen = true
+		}
+		return n, err
+	}
+	if err := c.fill(); err != nil {
+		return 0, err
+	}
+	if c.yield {
+		c.unseen = true
+	}
+	return c.serve(p), nil
+}
+
+// endOfData is what go-smtp's data reader needs to see to end the data at once.
+var endOfData = []byte(".\r\n")
+
+// inSize is the conn's read buffer (go-smtp's bufio has the same).
+const inSize = 4096
+
+// fill reads from the socket into the empty buffer (at least one octet, or an error).
+func (c *conn) fill() error {
+	if c.in == nil {
+		c.in = make([]byte, 0, inSize)
+	}
+	n, err := c.readRaw(c.in[:cap(c.in)])
+	c.in, c.inPos = c.in[:n], 0
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// serve copies buffered input to p, up to the end of the first line.
+func (c *conn) serve(p []byte) int {
+	b := c.in[c.inPos:]
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	}
+	n := copy(p, b)
+	c.inPos += n
+	return n
+}
+
+// readRaw reads from the socket under the inactivity deadline (capped by the phase's), after
+// sending the replies held back; a failure is remembered.
+func (c *conn) readRaw(p []byte) (int, error) {
 	if c.idle > 0 {
 		dl := time.Now().Add(c.idle)
 		if ph := c.phase.Load(); ph != 0 && ph < dl.UnixNano() {
@@ -269,9 +344,6 @@ func (c *conn) Read(p []byte) (int, error) {
 	if err != nil {
 		c.fail(err)
 	}
-	if n > 0 && c.yield {
-		c.unseen = true
-	}
 	return n, err
 }
 
@@ -286,6 +358,9 @@ func (c *conn) fail(err error) {
 // on may act (a command line cut short by the failure looks complete to go-smtp).
 func (c *conn) dead() bool { return c.failed.Load() || c.shut.Load() }
 
+// closeFlushTimeout bounds sending the replies still held when the connection closes.
+const closeFlushTimeout = 10 * time.Second
+
 // lingerTimeout bounds how long a shut connection drains what the client still sends.
 const lingerTimeout = 2 * time.Second
 
@@ -293,7 +368,14 @@ func (c *conn) Close() error {
 	var err error
 	c.once.Do(func() {
 		c.l.n.Add(-1)
-		_ = c.flush() // the last replies (221 to QUIT, the session's own final reply)
+		// The last replies (221 to QUIT, the session's own final reply) go out now, under a
+		// deadline of their own: tls.Conn.Close has just set the write deadline to "now".
+		c.wmu.Lock()
+		if len(c.out) > 0 {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+			_ = c.flushLocked()
+		}
+		c.wmu.Unlock()
 		if c.shut.Load() {
 			// The client may still be sending (a refused body). Closing with unread input makes
 			// the kernel send RST, which can destroy our reply before the client reads it:

@@ -231,7 +231,7 @@ func (s *Server) serveConn(c *conn) {
 // startTLS runs the TLS handshake of a listen_tls connection (RFC 8314 §3.3: TLS first, then
 // SMTP); nil when it failed. The handshake is bounded by idle_timeout like any read.
 func (s *Server) startTLS(c *conn) net.Conn {
-	c.greeted = true
+	c.greeted, c.bulk = true, true // TLS first: the conn carries only ciphertext
 	if s.opt.IdleTimeout > 0 {
 		// Reads get their deadline in conn.Read; the handshake's writes need one too.
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(s.opt.IdleTimeout))
@@ -342,6 +342,16 @@ func (ss *session) Reset() {
 // raw is the connection under go-smtp's (nil only for a foreign net.Conn in tests).
 func (ss *session) raw() *conn { return netConn(ss.conn.Conn()) }
 
+// plain reports whether go-smtp talks to c itself (no TLS), which then hands it one line at a
+// time; under TLS c only carries ciphertext, so it hands on whatever it has (bulk).
+func (ss *session) plain(c *conn) bool {
+	if ss.conn.Conn() == net.Conn(c) {
+		return true
+	}
+	c.bulk = true
+	return false
+}
+
 // dead reports whether a read on the connection failed: the command being handled may be a
 // line cut short and must not act.
 func (ss *session) dead() bool {
@@ -387,6 +397,9 @@ func (ss *session) Logout() error { return nil }
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.dead() {
 		return ss.abort(ss.errTimeout())
+	}
+	if c := ss.raw(); c != nil {
+		ss.plain(c) // after STARTTLS: bulk from now on
 	}
 	if ss.s.opt.MaxMessageSize > 0 && opts.Size > ss.s.opt.MaxMessageSize {
 		// go-smtp checks SIZE= too, but against the Server's field, which is one more during
@@ -454,8 +467,15 @@ func (ss *session) Data(r io.Reader) error {
 	raw := ss.raw()
 	if raw != nil && !chunked {
 		raw.startPhase(ss.s.opt.DataTimeout)
-		raw.handBack(true)
-		defer raw.handBack(false)
+		if ss.plain(raw) {
+			// go-smtp's buffer is empty (conn.Read): the content is read from the conn.
+			pd := newPlainData(raw, ss.s.opt.MaxLineLength)
+			r = pd
+			defer pd.finish()
+		} else {
+			raw.handBack(true)
+			defer raw.handBack(false)
+		}
 	}
 	ss.s.drainMu.Lock()
 	if ss.s.draining {
