@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmta/wasmta/host/testutil"
 )
 
 // dataExchange sends one transaction whose DATA content is payload (raw, written at once or an
@@ -143,6 +145,28 @@ func TestPlainDataReadsLikeGoSMTP(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// The trace header, field by field (RFC 5321 §4.4; RFC 3848 protocol names), as stored.
+func TestReceivedHeader(t *testing.T) {
+	rec, addr := start(t, nil)
+	c := testutil.Dial(t, addr)
+	c.Hello("client(x).test")
+	if code, msg := c.Send("a@client.test", []string{"b@example.com"}, hdr+"x\r\n"); code != 250 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	if code, msg := c.Send("a@client.test", []string{"b@example.com", "c@example.com"}, hdr+"x\r\n"); code != 250 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	date := `[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}`
+	for i, want := range []string{
+		`^Received: from client_x_\.test \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test \(wasmta\) with ESMTP id [0-9A-Za-z]+\r\n\tfor <b@example\.com>;\r\n\t` + date + "\r\nFrom: ",
+		`^Received: from client_x_\.test \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test \(wasmta\) with ESMTP id [0-9A-Za-z]+;\r\n\t` + date + "\r\nFrom: ",
+	} {
+		if got := rec.got()[i]; !regexp.MustCompile(want).MatchString(got) {
+			t.Errorf("message %d stored as %q", i, got)
 		}
 	}
 }

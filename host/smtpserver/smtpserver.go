@@ -711,12 +711,21 @@ func (ss *session) received(id message.ID, now time.Time) string {
 		// (RFC 1035); anything longer is cut, at a UTF-8 boundary.
 		helo = strings.ToValidUTF8(helo[:maxTraceHelo], "") + "..."
 	}
+	// Built with appends: fmt took a few percent of reception's CPU here.
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (wasmta) with %s id %s", sanitize(helo), ss.peer, ss.s.opt.Hostname, proto, id)
-	if len(ss.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(ss.rcpts[0]))
+	b.Grow(192 + len(helo))
+	for _, part := range []string{"Received: from ", sanitize(helo), " ([", ss.peer.String(), "])\r\n\tby ",
+		ss.s.opt.Hostname, " (wasmta) with ", proto, " id ", string(id)} {
+		b.WriteString(part)
 	}
-	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+	if len(ss.rcpts) == 1 {
+		b.WriteString("\r\n\tfor <")
+		b.WriteString(sanitize(ss.rcpts[0]))
+		b.WriteString(">")
+	}
+	b.WriteString(";\r\n\t")
+	b.WriteString(now.Format(time.RFC1123Z))
+	b.WriteString("\r\n")
 	return b.String()
 }
 
