@@ -3,9 +3,11 @@
 // is synced to disk; any failure before that answers 451 and the client keeps the message.
 //
 // go-smtp stays in charge of the protocol; what it gets wrong is corrected around it: the
-// connection it reads (listener.go: inactivity timeout, dead sessions), the message bytes it
-// hands on (body.go: bare CR and LF, the true end of data), and a go-smtp Server per connection
-// (serveConn: message size limit exactly at the configured size).
+// connection it reads (listener.go: inactivity timeout, dead sessions, replies held until the
+// session waits for the client), the message bytes it hands on (body.go: bare CR and LF, the
+// true end of data; data.go reads them itself on plain-text connections, in runs rather than
+// go-smtp's byte at a time), and a go-smtp Server per connection (serveConn: message size limit
+// exactly at the configured size).
 //
 // AUTH PLAIN and LOGIN (auth.go) run only over TLS, after STARTTLS or on a listen_tls listener
 // (implicit TLS, RFC 8314 §3.3); an authenticated client may relay from any address.
