@@ -170,3 +170,25 @@ func TestReceivedHeader(t *testing.T) {
 		}
 	}
 }
+
+// The trace date is the message's time (RFC 5322 §3.3), also when it is formatted once per
+// second: a new second or another zone gets its own.
+func TestTraceDate(t *testing.T) {
+	s := New(Options{Hostname: "mx.test"})
+	t0 := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	east := time.FixedZone("", 3600)
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{t0, "Mon, 30 Nov 2026 08:00:00 +0000"},
+		{t0.Add(999 * time.Millisecond), "Mon, 30 Nov 2026 08:00:00 +0000"},
+		{t0.Add(time.Second), "Mon, 30 Nov 2026 08:00:01 +0000"},
+		{t0.Add(time.Second).In(east), "Mon, 30 Nov 2026 09:00:01 +0100"},
+		{t0.Add(time.Second), "Mon, 30 Nov 2026 08:00:01 +0000"},
+	} {
+		if got := s.date(tc.at); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.at, got, tc.want)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -100,6 +101,8 @@ type Server struct {
 	throttle *auth.Throttle // AUTH failure delays per client network
 	done     chan struct{}  // closed by Shutdown: ends AUTH failure delays
 	doneOnce sync.Once
+
+	dates atomic.Pointer[traceDate] // the last Received date (date)
 
 	drainMu  sync.Mutex
 	draining bool           // Shutdown began: no new DATA is taken in
@@ -726,9 +729,29 @@ func (ss *session) received(id message.ID, now time.Time) string {
 		b.WriteString(">")
 	}
 	b.WriteString(";\r\n\t")
-	b.WriteString(now.Format(time.RFC1123Z))
+	b.WriteString(ss.s.date(now))
 	b.WriteString("\r\n")
 	return b.String()
+}
+
+// traceDate is a formatted Received date and the second and zone offset it is for.
+type traceDate struct {
+	sec    int64
+	offset int
+	text   string
+}
+
+// date is now in RFC 5322 form (time.RFC1123Z), formatted once per second: the messages of a
+// busy second share it, and formatting was most of the cost of the trace header.
+func (s *Server) date(now time.Time) string {
+	_, off := now.Zone()
+	sec := now.Unix()
+	if d := s.dates.Load(); d != nil && d.sec == sec && d.offset == off {
+		return d.text
+	}
+	d := &traceDate{sec: sec, offset: off, text: now.Format(time.RFC1123Z)}
+	s.dates.Store(d)
+	return d.text
 }
 
 // sanitize keeps client-supplied text from breaking the header it is placed in.
