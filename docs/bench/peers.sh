@@ -101,11 +101,12 @@ wait_listen() {
 }
 for p in $SINK_PORT $POSTFIX_PORT $WASMTA_PORT; do listening "$p" && fail "port $LOOP:$p is taken"; done
 
-# CPU ticks (user + system, children included) of PID and all its descendants.
+# CPU ticks (user + system, children included) of PID and all its descendants. (cat fails when a
+# process exits while the glob is read; under pipefail that must not fail the measurement.)
 tree_ticks() {
 	local root=$1
 	# The command name (field 2) may hold spaces: fields are counted after its closing ")".
-	cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$root" '
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$root" '
 		{ pid = $1; line = $0; sub(/.*\) /, "", line); split(line, f, " ")
 		  parent[pid] = f[2]; ticks[pid] = f[12] + f[13] + f[14] + f[15] }
 		END { want[root] = 1; grew = 1
@@ -115,14 +116,15 @@ tree_ticks() {
 
 # Read and write system calls (syscr + syscw) of PID and all its descendants.
 tree_syscalls() {
-	local root=$1 p s=0 want
-	want=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$root" '
+	local root=$1 p s=0 v want
+	want=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$root" '
 		{ pid = $1; line = $0; sub(/.*\) /, "", line); split(line, f, " "); parent[pid] = f[2] }
 		END { want[root] = 1; grew = 1
 		      while (grew) { grew = 0; for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; grew = 1 } }
 		      for (p in want) print p }')
 	for p in $want; do
-		s=$((s + $(awk '/^sysc[rw]:/ { n += $2 } END { print n + 0 }' "/proc/$p/io" 2>/dev/null || echo 0)))
+		v=$(awk '/^sysc[rw]:/ { n += $2 } END { print n + 0 }' "/proc/$p/io" 2>/dev/null) || v=0 # it exited
+		s=$((s + ${v:-0}))
 	done
 	echo "$s"
 }
