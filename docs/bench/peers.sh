@@ -13,7 +13,9 @@
 # For each system: an unmeasured warm-up, then RUNS runs of N messages; a run's "accepted" rate is
 # N over the time smtp-source took, its "delivered" rate N over the time until the sink has counted
 # all N, and "CPU ms/msg" the CPU time of the relay's process tree over the run divided by N. The
-# table prints the median run of each. Nothing is sent off the machine: every address is 127.0.0.1,
+# table prints the median run of each, with "syscalls/msg": the read and write system calls of
+# the relay's process tree (syscr + syscw of /proc/PID/io) over the run divided by N, a count that,
+# unlike CPU time, other load on the machine does not inflate. Nothing is sent off the machine: every address is 127.0.0.1,
 # and Postfix runs from a private configuration directory with DNS lookups off (the system's
 # /etc/postfix is never touched).
 #
@@ -99,16 +101,32 @@ wait_listen() {
 }
 for p in $SINK_PORT $POSTFIX_PORT $WASMTA_PORT; do listening "$p" && fail "port $LOOP:$p is taken"; done
 
-# CPU ticks (user + system, children included) of PID and all its descendants.
+# CPU ticks (user + system, children included) of PID and all its descendants. (cat fails when a
+# process exits while the glob is read; under pipefail that must not fail the measurement.)
 tree_ticks() {
 	local root=$1
 	# The command name (field 2) may hold spaces: fields are counted after its closing ")".
-	cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$root" '
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$root" '
 		{ pid = $1; line = $0; sub(/.*\) /, "", line); split(line, f, " ")
 		  parent[pid] = f[2]; ticks[pid] = f[12] + f[13] + f[14] + f[15] }
 		END { want[root] = 1; grew = 1
 		      while (grew) { grew = 0; for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; grew = 1 } }
 		      s = 0; for (p in want) s += ticks[p]; print s }'
+}
+
+# Read and write system calls (syscr + syscw) of PID and all its descendants.
+tree_syscalls() {
+	local root=$1 p s=0 v want
+	want=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$root" '
+		{ pid = $1; line = $0; sub(/.*\) /, "", line); split(line, f, " "); parent[pid] = f[2] }
+		END { want[root] = 1; grew = 1
+		      while (grew) { grew = 0; for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; grew = 1 } }
+		      for (p in want) print p }')
+	for p in $want; do
+		v=$(awk '/^sysc[rw]:/ { n += $2 } END { print n + 0 }' "/proc/$p/io" 2>/dev/null) || v=0 # it exited
+		s=$((s + ${v:-0}))
+	done
+	echo "$s"
 }
 
 # ---- the sink: smtp-sink -c rewrites one status line with \r; its last mesg= is the count -----
@@ -129,21 +147,21 @@ wait_sunk() {
 	done
 }
 
-# ---- one measured run: run SYSTEM PORT ROOTPID COUNT -> "accepted/s delivered/s cpu_ms/msg" ----
+# ---- one measured run: run SYSTEM PORT ROOTPID COUNT -> "accepted/s delivered/s cpu_ms/msg syscalls/msg" ----
 now() { date +%s.%N; }
 run() {
-	local sys=$1 port=$2 root=$3 count=$4 base t0 t1 t2 c0 c1
+	local sys=$1 port=$2 root=$3 count=$4 base t0 t1 t2 c0 c1 s0=0 s1=0
 	base=$(sunk); base=${base:-0}
-	c0=0; [[ -n $root ]] && c0=$(tree_ticks "$root")
+	c0=0; [[ -n $root ]] && c0=$(tree_ticks "$root") && s0=$(tree_syscalls "$root")
 	t0=$(now)
 	smtp-source -s "$SESSIONS" -m "$count" -l "$SIZE" -f "$FROM" -t "$RCPT" "$LOOP:$port" >>"$OUT/source-$sys.log" 2>&1 ||
 		fail "smtp-source against $sys failed (see $OUT/source-$sys.log)"
 	t1=$(now)
 	wait_sunk $((base + count)) || fail "$sys did not deliver all $count messages"
 	t2=$(now)
-	c1=0; [[ -n $root ]] && c1=$(tree_ticks "$root")
-	awk -v n="$count" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v c="$((c1 - c0))" -v hz="$HZ" -v r="$root" \
-		'BEGIN { printf "%.0f %.0f %s\n", n / (t1 - t0), n / (t2 - t0), (r == "" ? "-" : sprintf("%.3f", c / hz * 1000 / n)) }'
+	c1=0; [[ -n $root ]] && c1=$(tree_ticks "$root") && s1=$(tree_syscalls "$root")
+	awk -v n="$count" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v c="$((c1 - c0))" -v hz="$HZ" -v r="$root" -v sc="$((s1 - s0))" \
+		'BEGIN { printf "%.0f %.0f %s %s\n", n / (t1 - t0), n / (t2 - t0), (r == "" ? "-" : sprintf("%.3f", c / hz * 1000 / n)), (r == "" ? "-" : sprintf("%.1f", sc / n)) }'
 }
 # bench SYSTEM PORT ROOTPID: warm-up, RUNS runs, then one table row from the run with the median delivered rate.
 bench() {
@@ -152,11 +170,11 @@ bench() {
 	for ((i = 1; i <= RUNS; i++)); do
 		row=$(run "$sys" "$port" "$root" "$N") || exit 1
 		rows+=("$row")
-		say "$sys run $i: ${rows[-1]} (accepted/s delivered/s CPU-ms/msg)"
+		say "$sys run $i: ${rows[-1]} (accepted/s delivered/s CPU-ms/msg syscalls/msg)"
 	done
 	printf '%s\n' "${rows[@]}" | sort -k2,2n | sed -n "$(((RUNS + 1) / 2))p" | {
-		read -r acc del cpu
-		printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$4" "$N" "$SIZE" "$SESSIONS" "$acc" "$del" "$cpu"
+		read -r acc del cpu sc
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$4" "$N" "$SIZE" "$SESSIONS" "$acc" "$del" "$cpu" "$sc"
 	} >>"$OUT/table.md"
 }
 
@@ -244,8 +262,8 @@ wasmta_down() {
 }
 
 {
-	echo "| system | N | size | sessions | accepted msg/s | delivered msg/s | relay CPU ms/msg |"
-	echo "|---|---|---|---|---|---|---|"
+	echo "| system | N | size | sessions | accepted msg/s | delivered msg/s | relay CPU ms/msg | relay syscalls/msg |"
+	echo "|---|---|---|---|---|---|---|---|"
 } >"$OUT/table.md"
 say "N=$N size=$SIZE sessions=$SESSIONS runs=$RUNS systems: $SYSTEMS; $(nproc) CPUs; out $OUT"
 for sys in $SYSTEMS; do

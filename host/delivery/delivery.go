@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -389,15 +388,7 @@ func (c *Conn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
 		return message.Reply{}, dataErr
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.opt.DataTimeout))
-	dw := textproto.NewWriter(c.w).DotWriter()
-	_, err := dw.Write(body)
-	if err == nil {
-		err = dw.Close()
-	}
-	if err == nil {
-		err = c.flush()
-	}
-	if err != nil {
+	if err := writeData(c.w, body); err != nil {
 		return message.Reply{}, c.lost(err)
 	}
 	code, lines, err := c.read(c.opt.DataTimeout, 2)

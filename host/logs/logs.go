@@ -3,8 +3,10 @@
 // standard output, and to the webhook's queue when one is configured. Field names follow
 // KumoMTA's log records so existing consumers work.
 //
-// Each record is written with one write(2) under a mutex and no user-space buffer, so a record
-// that was written survives the process being killed (kill -9); it is not fsynced.
+// Log returns only once its record is in the kernel (written with write(2), not fsynced), so a
+// record that was logged survives the process being killed (kill -9). Records logged at the same
+// moment share one write(2) (a group commit, see Logger.write): the Reception records of the
+// messages one spool commit accepted cost one system call, not one each.
 package logs
 
 import (
@@ -141,8 +143,14 @@ type Logger struct {
 	out  io.Writer
 	file *File // nil when writing to standard output
 	tee  Tee
-	buf  []byte
 	now  func() time.Time
+
+	// The group commit (see write), under mu: pending holds the lines of batch taken+1, not yet
+	// taken by a writer; batches up to done are written; writing is set while one is.
+	pending, spare []byte
+	taken, done    uint64
+	writing        bool
+	wrote          sync.Cond // on mu (set by write); broadcast when a batch is written
 	// observe sees every record Log writes (metrics count them, so they agree with the log);
 	// nil costs one comparison.
 	observe  func(*Record)
@@ -254,23 +262,55 @@ func (l *Logger) LogPluginReload(r PluginReload) {
 	l.write(r)
 }
 
+// write logs one record and returns once it is written. Records are written in group commits:
+// a record joins the pending batch; if no write is in progress, its caller takes the batch and
+// writes it with one write(2) (outside the lock, so more records gather meanwhile); otherwise
+// it waits for the write in progress to end, after which its batch is taken by one of the
+// callers waiting for it. A batch is one write, so it lands wholly in one file across rotations.
 func (l *Logger) write(v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return // our record types always marshal; nothing sensible to do otherwise
 	}
+	b = append(b, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.buf = append(append(l.buf[:0], b...), '\n')
-	_, err = l.out.Write(l.buf)
-	if err != nil && !l.failing && l.diag != nil {
-		l.diag.Error("logs: writing a record failed", "err", err)
-	}
-	l.failing = err != nil
+	l.pending = append(l.pending, b...)
 	if l.tee != nil {
-		l.tee.Append(l.buf)
+		l.tee.Append(b) // under the lock: the tee sees the file's order
+	}
+	mine := l.taken + 1
+	if l.wrote.L == nil {
+		l.wrote.L = &l.mu
+	}
+	for l.done < mine {
+		if l.writing {
+			l.wrote.Wait()
+			continue
+		}
+		// No write in progress and this record's batch not written: the batch is still
+		// pending (batches are taken in order, one at a time).
+		batch := l.pending
+		l.pending, l.spare = l.spare[:0], nil
+		l.taken++
+		l.writing = true
+		l.mu.Unlock()
+		_, err := l.out.Write(batch)
+		l.mu.Lock()
+		if err != nil && !l.failing && l.diag != nil {
+			l.diag.Error("logs: writing a record failed", "err", err)
+		}
+		l.failing = err != nil
+		if cap(batch) <= maxSpare {
+			l.spare = batch[:0]
+		}
+		l.done, l.writing = mine, false
+		l.wrote.Broadcast()
 	}
 }
+
+// maxSpare bounds the batch buffer kept for the next batch.
+const maxSpare = 256 << 10
 
 // Close syncs and closes the file (waiting for compressions in progress).
 func (l *Logger) Close() error {

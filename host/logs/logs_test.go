@@ -213,3 +213,76 @@ func TestBounceClassification(t *testing.T) {
 	}
 	l.Close()
 }
+
+// gate is a log output whose first write blocks until released, counting writes and records.
+type gate struct {
+	mu      sync.Mutex
+	writes  []int // records per write
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	first := len(g.writes) == 0
+	g.writes = append(g.writes, bytes.Count(p, []byte("\n")))
+	g.mu.Unlock()
+	if first {
+		close(g.entered)
+		<-g.release
+	}
+	return len(p), nil
+}
+
+// Records logged while a write is in progress go out together in the next write (one system
+// call for many records), and Log returns only once its own record was written.
+func TestRecordsLoggedTogetherShareOneWrite(t *testing.T) {
+	g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
+	l, err := New(Options{Stdout: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstDone := make(chan struct{})
+	go func() { l.Log(Record{Type: Reception, ID: "first"}); close(firstDone) }()
+	<-g.entered // the first record's write is in progress and held
+	const others = 10
+	var wg sync.WaitGroup
+	var returned sync.Map
+	for i := 0; i < others; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.Log(Record{Type: Reception, ID: fmt.Sprint("other", i)})
+			g.mu.Lock()
+			written := len(g.writes)
+			g.mu.Unlock()
+			returned.Store(i, written)
+		}()
+	}
+	// Every other record joins the pending batch (bounded poll on the logger's state).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.mu.Lock()
+		n := bytes.Count(l.pending, []byte("\n"))
+		l.mu.Unlock()
+		if n == others {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records pending, want %d", n, others)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(g.release)
+	<-firstDone
+	wg.Wait()
+	if len(g.writes) != 2 || g.writes[0] != 1 || g.writes[1] != others {
+		t.Fatalf("records per write %v, want [1 %d]", g.writes, others)
+	}
+	returned.Range(func(k, v any) bool {
+		if v.(int) != 2 {
+			t.Errorf("Log of record %v returned before its write", k)
+		}
+		return true
+	})
+}

@@ -2,9 +2,13 @@ package plugin
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetratelabs/wazero"
 
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/testutil"
@@ -83,5 +87,34 @@ func BenchmarkInstantiate(b *testing.B) {
 			b.Fatal(err)
 		}
 		g.discard(in)
+	}
+}
+
+// BenchmarkCallFloor is the floor under every hook call: a bare wazero call of a function that
+// returns at once, on a runtime built as the host builds it (WithCloseOnContextDone, which makes
+// wazero start a goroutine per call to watch the context) and without it.
+func BenchmarkCallFloor(b *testing.B) {
+	code, err := os.ReadFile("testdata/noop.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, closeOnDone := range []bool{true, false} {
+		b.Run(fmt.Sprintf("closeOnContextDone=%v", closeOnDone), func(b *testing.B) {
+			ctx := context.Background()
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(closeOnDone))
+			defer rt.Close(ctx)
+			mod, err := rt.Instantiate(ctx, code)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, stack := mod.ExportedFunction("f"), make([]uint64, 1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := f.CallWithStack(ctx, stack); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -86,7 +86,13 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	st.gen = g
 	start := time.Now()
 	in.deadline.Store(start.Add(g.spec.Timeout).UnixNano())
-	err = in.fns[st.hook].CallWithStack(context.WithValue(ctx, stateKey{}, st), in.stack)
+	cctx := in.ctx // the usual case: context.Background, nothing to watch (see instance.ctx)
+	if ctx.Done() != nil {
+		cctx = context.WithValue(ctx, stateKey{}, st) // wazero closes the module if ctx ends
+	}
+	in.st = st
+	err = in.fns[st.hook].CallWithStack(cctx, in.stack)
+	in.st = nil
 	// The watchdog claims an overdue call by swapping its deadline to -1 before closing the
 	// module; whoever loses that race knows: a claimed instance is never reused, even when
 	// the call itself managed to return.
@@ -182,12 +188,24 @@ type Outcome = message.HookOutcome
 // caller must not accept the message (451 4.3.0: the client keeps it).
 func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outcome, error) {
 	var o Outcome
-	ms := &msgState{Message: m}
+	// One allocation for the message's state and the first plugin's call state: most chains
+	// have one plugin.
+	run := &struct {
+		ms msgState
+		st callState
+	}{ms: msgState{Message: m}}
+	ms := &run.ms
+	first := true
 	for _, p := range c.Plugins() {
 		if !p.gen.Load().Has(hook) {
 			continue
 		}
-		st := &callState{hook: hook, msg: ms}
+		st := &run.st
+		if !first {
+			st = &callState{}
+		}
+		first = false
+		st.hook, st.msg = hook, ms
 		g, err := c.call(ctx, p, st)
 		if errors.Is(err, errNoHook) {
 			continue

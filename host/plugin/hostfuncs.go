@@ -73,7 +73,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		var fn api.GoModuleFunc
 		if name == abi.FnFeatures {
 			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
-				if st, _ := ctx.Value(stateKey{}).(*callState); st != nil {
+				if st := stateOf(ctx); st != nil {
 					if st.calls++; st.calls > abi.MaxHostCalls {
 						stack[0] = 0 // Limit does not fit an i64 bit set: nothing is granted
 						return
@@ -84,7 +84,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		} else {
 			hf, name := hf, name
 			fn = func(ctx context.Context, mod api.Module, stack []uint64) {
-				st, _ := ctx.Value(stateKey{}).(*callState)
+				st := stateOf(ctx)
 				if st == nil {
 					st = &callState{} // only reachable from _initialize: no context, no data
 				}
@@ -264,11 +264,26 @@ func printable(s string) bool {
 	return true
 }
 
+// metaKey is b as a string, without a copy for the keys the relay itself reads.
+func metaKey(b []byte) string {
+	switch string(b) { // compiled without an allocation
+	case abi.MetaQueue:
+		return abi.MetaQueue
+	case abi.MetaRoutingDomain:
+		return abi.MetaRoutingDomain
+	case abi.MetaTenant:
+		return abi.MetaTenant
+	case abi.MetaCampaign:
+		return abi.MetaCampaign
+	}
+	return string(b)
+}
+
 func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	if !st.messageHook() {
 		return st.fail(abi.NotAllowed, "set_meta is available in message hooks only")
 	}
-	key := string(read(mod, u32(s[0]), u32(s[1])))
+	key := metaKey(read(mod, u32(s[0]), u32(s[1])))
 	val := string(read(mod, u32(s[2]), u32(s[3])))
 	if !validMetaKey(key) {
 		return st.fail(abi.Invalid, "meta key %q: use 1-%d of A-Z a-z 0-9 _ - .", key, abi.MaxMetaKey)

@@ -357,6 +357,12 @@ type instance struct {
 	stack    []uint64
 	calls    int
 	deadline atomic.Int64 // unix nanoseconds while a call runs, 0 when idle, -1 once the watchdog claimed it
+
+	// ctx carries the instance itself under stateKey, made once: a call whose caller's context
+	// can never be cancelled runs under it, with st set for the call (see stateOf), instead of
+	// allocating a context per call. Only the calling goroutine reads st.
+	ctx context.Context
+	st  *callState
 }
 
 func (h *Host) newGeneration(ctx context.Context, p *Plugin, spec Spec) (*Generation, error) {
@@ -444,6 +450,7 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
 	in := &instance{mod: mod, fns: map[string]api.Function{}, stack: make([]uint64, 1)}
+	in.ctx = context.WithValue(context.Background(), stateKey{}, in)
 	g.plugin.host.mu.Lock()
 	g.plugin.host.instances[in] = struct{}{}
 	g.plugin.host.mu.Unlock()

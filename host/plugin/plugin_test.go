@@ -226,3 +226,38 @@ func TestGetMetaInQueueHookIsReadOnlyInput(t *testing.T) {
 		t.Fatalf("%v %v", cfg, err)
 	}
 }
+
+// A caller that cancels its context ends a running guest call at once, long before the
+// plugin's own deadline (wazero closes the module when the call's context ends; calls under
+// a context that can never end skip that machinery).
+func TestCallerCancelEndsGuest(t *testing.T) {
+	p, err := load(t, "loop", func(s *Spec) { s.Timeout = 10 * time.Minute })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewChain(p)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.MessageHook(ctx, abi.HookSMTPServerMessageReceived, testMessage())
+		done <- err
+	}()
+	for len(p.host.running) == 0 { // the call took its run slot: it is about to run or running
+		select {
+		case err := <-done:
+			t.Fatalf("returned before it ran: %v", err)
+		default:
+			time.Sleep(time.Millisecond)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		var f *Failure
+		if !errors.As(err, &f) {
+			t.Fatalf("got %v, want a Failure", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the guest kept running after its caller's context was cancelled")
+	}
+}

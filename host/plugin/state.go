@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bytes"
+	"context"
 	"strings"
 
 	"github.com/wasmta/wasmta/abi"
@@ -51,6 +52,9 @@ func (st *callState) setMeta(k, v string) {
 			return
 		}
 	}
+	if st.meta == nil {
+		st.meta = st.metaBuf[:0]
+	}
 	st.meta = append(st.meta, kv{k, v})
 }
 
@@ -63,7 +67,8 @@ type callState struct {
 	queue  *QueueInput
 	egress *EgressPathInput
 
-	meta        []kv // staged sets, in call order; later sets of a key win
+	meta        []kv  // staged sets, in call order; later sets of a key win
+	metaBuf     [2]kv // meta's first storage: a hook sets one or two keys
 	prepend     []header
 	append      []header
 	reject      *message.Reply
@@ -78,7 +83,20 @@ type callState struct {
 	logBytes    int
 }
 
+// stateKey is the context key under which host functions find the call's state: a *callState,
+// or the *instance whose st is the call's (instance.ctx).
 type stateKey struct{}
+
+// stateOf is the state of the call ctx belongs to; nil outside a hook call (_initialize).
+func stateOf(ctx context.Context) *callState {
+	switch v := ctx.Value(stateKey{}).(type) {
+	case *callState:
+		return v
+	case *instance:
+		return v.st
+	}
+	return nil
+}
 
 func (st *callState) errSuffix() string {
 	if st.errText == "" {

@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// limitListener caps concurrent connections (421 beyond the cap, design.md §7), turns on TCP_NODELAY
-// (Go's default, kept explicit: without it small replies wait for delayed ACKs), and hands out
-// *conn, which go-smtp reads and writes through (under STARTTLS, through tls.Conn).
+// limitListener caps concurrent connections (421 beyond the cap, design.md §7) and hands out
+// *conn, which go-smtp reads and writes through (under STARTTLS, through tls.Conn). TCP_NODELAY
+// is on (Go sets it on every TCP connection; without it small replies wait for delayed ACKs),
+// TCP keep-alive off (see listenConfig).
 type limitListener struct {
 	net.Listener
 	max      int
@@ -24,14 +25,18 @@ type limitListener struct {
 	implicitTLS bool
 }
 
+// listenConfig binds the SMTP listeners. Keep-alive probes are off: every read of a session has
+// the idle_timeout deadline and every write go-smtp's write timeout (the same), so a vanished
+// client is dropped by those first, and the four setsockopt calls Go makes to turn keep-alive on
+// for each accepted connection would be spent for nothing, once per message with clients that
+// open a connection per message.
+var listenConfig = net.ListenConfig{KeepAlive: -1}
+
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
-		}
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetNoDelay(true)
 		}
 		if l.max > 0 && l.n.Add(1) > int64(l.max) {
 			l.n.Add(-1)
@@ -55,7 +60,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 //   - remembers that a read failed (timeout, EOF, reset): bufio hands go-smtp the part of a line
 //     read before the failure as if it were complete, and such a line must never run;
 //   - can be shut after a reply the session wrote itself (shut), so that go-smtp's own later
-//     replies do not follow it.
+//     replies do not follow it;
+//   - holds replies back until the session is about to wait for the client (see Write).
 type conn struct {
 	net.Conn
 	l       *limitListener
@@ -63,6 +69,11 @@ type conn struct {
 	once    sync.Once
 	closed  chan struct{}
 	greeted bool
+
+	// out holds replies not yet sent (Write). wmu guards it: Close may flush it from
+	// another goroutine (go-smtp's Server.Close) while the session writes.
+	wmu sync.Mutex
+	out []byte
 
 	phase   atomic.Int64 // unix nanos; 0 = none
 	failed  atomic.Bool  // a read failed: the session is dead
@@ -72,6 +83,14 @@ type conn struct {
 	// yield and unseen implement the DATA hand-back (see errYield); only the connection's
 	// goroutine touches them (DATA runs there).
 	yield, unseen bool
+
+	// Input (see Read), touched only by the connection's goroutine: in[inPos:] is read from
+	// the socket and not yet handed on; bulk is set once the connection carries TLS; endData
+	// makes the next Read answer endOfData.
+	in      []byte
+	inPos   int
+	bulk    bool
+	endData bool
 }
 
 // errYield makes go-smtp's DATA reader hand back what it has. That reader fills the whole
@@ -112,6 +131,17 @@ func netConn(c net.Conn) *conn {
 	}
 }
 
+// maxHeld bounds the replies Write holds back; a write that would pass it goes out at once,
+// with what was held before it.
+const maxHeld = 16 << 10
+
+// Write holds p back until the session next waits for the client (Read, flush) or the
+// connection closes, and then sends everything held in one write. go-smtp writes each reply
+// line with its own flush, so a multi-line EHLO reply would otherwise take one system call and
+// one TCP segment per line, and each reply to a pipelined group (RFC 2920) one more. RFC 2920
+// §3.2 lets a server hold replies as long as it sends them before it waits for more input:
+// go-smtp only reads from the connection when its own buffer is empty, so a Read here means
+// it has answered every command the client has sent so far, and flush runs first.
 func (c *conn) Write(p []byte) (int, error) {
 	if c.shut.Load() {
 		return 0, net.ErrClosed
@@ -119,13 +149,50 @@ func (c *conn) Write(p []byte) (int, error) {
 	if !c.greeted {
 		c.greeted = true
 		if q, ok := rewriteBanner(p); ok {
-			if _, err := c.Conn.Write(q); err != nil {
+			if err := c.hold(q); err != nil {
 				return 0, err
 			}
 			return len(p), nil
 		}
 	}
-	return c.Conn.Write(p)
+	if err := c.hold(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *conn) hold(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.out)+len(p) <= maxHeld {
+		c.out = append(c.out, p...)
+		return nil
+	}
+	if err := c.flushLocked(); err != nil {
+		return err
+	}
+	_, err := c.Conn.Write(p)
+	return err
+}
+
+// flush sends the replies Write held back. An error here is the connection's write error,
+// reported to whoever flushes (the next Read, or Close).
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *conn) flushLocked() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.out)
+	c.out = c.out[:0]
+	if cap(c.out) > 4096 {
+		c.out = nil // a rare large reply (TLS handshake, long EHLO) is not kept for the session's life
+	}
+	return err
 }
 
 // rewriteBanner turns go-smtp's greeting into wasmta's; ok is false for any other write.
@@ -180,17 +247,84 @@ func (c *conn) startPhase(d time.Duration) {
 	}
 }
 
+// Read hands go-smtp what the client sent. On a plain-text connection it reads from the socket
+// into the conn's own buffer and hands on at most one line per call, so that go-smtp's bufio
+// never holds more than the line it is reading: when go-smtp calls Data, nothing of the message
+// sits in its buffer, and the session may read the content from here itself (plainData), which
+// is much cheaper than go-smtp's byte-at-a-time data reader. Under TLS (bulk) the conn only
+// carries ciphertext and hands on whatever it has.
 func (c *conn) Read(p []byte) (int, error) {
 	if c.shut.Load() {
 		return 0, net.ErrClosed
 	}
+	if c.endData {
+		// The session read the data itself (plainData): go-smtp's reader, which comes
+		// after it, finds the end of the data at once.
+		c.endData = false
+		return copy(p, endOfData), nil
+	}
 	if c.failed.Load() {
 		return 0, c.readErr
+	}
+	if c.inPos < len(c.in) {
+		return c.serve(p), nil
 	}
 	if c.yield && c.unseen {
 		c.unseen = false
 		return 0, errYield
 	}
+	if c.bulk {
+		n, err := c.readRaw(p)
+		if n > 0 && c.yield {
+			c.unseen = true
+		}
+		return n, err
+	}
+	if err := c.fill(); err != nil {
+		return 0, err
+	}
+	if c.yield {
+		c.unseen = true
+	}
+	return c.serve(p), nil
+}
+
+// endOfData is what go-smtp's data reader needs to see to end the data at once.
+var endOfData = []byte(".\r\n")
+
+// inSize is the conn's read buffer (go-smtp's bufio has the same).
+const inSize = 4096
+
+// fill reads from the socket into the empty buffer (at least one octet, or an error).
+func (c *conn) fill() error {
+	if c.in == nil {
+		c.in = make([]byte, 0, inSize)
+	}
+	n, err := c.readRaw(c.in[:cap(c.in)])
+	c.in, c.inPos = c.in[:n], 0
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// serve copies buffered input to p, up to the end of the first line.
+func (c *conn) serve(p []byte) int {
+	b := c.in[c.inPos:]
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	}
+	n := copy(p, b)
+	c.inPos += n
+	return n
+}
+
+// readRaw reads from the socket under the inactivity deadline (capped by the phase's), after
+// sending the replies held back; a failure is remembered.
+func (c *conn) readRaw(p []byte) (int, error) {
 	if c.idle > 0 {
 		dl := time.Now().Add(c.idle)
 		if ph := c.phase.Load(); ph != 0 && ph < dl.UnixNano() {
@@ -201,12 +335,14 @@ func (c *conn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	// Everything the session has answered goes out before it waits for more (see Write).
+	if err := c.flush(); err != nil {
+		c.fail(err)
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
 	if err != nil {
 		c.fail(err)
-	}
-	if n > 0 && c.yield {
-		c.unseen = true
 	}
 	return n, err
 }
@@ -222,6 +358,9 @@ func (c *conn) fail(err error) {
 // on may act (a command line cut short by the failure looks complete to go-smtp).
 func (c *conn) dead() bool { return c.failed.Load() || c.shut.Load() }
 
+// closeFlushTimeout bounds sending the replies still held when the connection closes.
+const closeFlushTimeout = 10 * time.Second
+
 // lingerTimeout bounds how long a shut connection drains what the client still sends.
 const lingerTimeout = 2 * time.Second
 
@@ -229,6 +368,14 @@ func (c *conn) Close() error {
 	var err error
 	c.once.Do(func() {
 		c.l.n.Add(-1)
+		// The last replies (221 to QUIT, the session's own final reply) go out now, under a
+		// deadline of their own: tls.Conn.Close has just set the write deadline to "now".
+		c.wmu.Lock()
+		if len(c.out) > 0 {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+			_ = c.flushLocked()
+		}
+		c.wmu.Unlock()
 		if c.shut.Load() {
 			// The client may still be sending (a refused body). Closing with unread input makes
 			// the kernel send RST, which can destroy our reply before the client reads it:

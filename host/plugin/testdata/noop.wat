@@ -1,0 +1,4 @@
+;; Not a plugin: one exported function that returns 0, for BenchmarkCallFloor (what a bare
+;; wazero call costs with and without WithCloseOnContextDone).
+(module
+  (func (export "f") (result i32) (i32.const 0)))
