@@ -126,15 +126,27 @@ func (id ID) Key() (k Key, ok bool) {
 	if len(id) != 2*len(k) {
 		return k, false
 	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return k, false // upper case would not survive the round trip through ID()
+	for i := range k {
+		hi, ok1 := unhex(id[2*i])
+		lo, ok2 := unhex(id[2*i+1])
+		if !ok1 || !ok2 {
+			return Key{}, false
 		}
-	}
-	if _, err := hex.Decode(k[:], []byte(id)); err != nil {
-		return k, false
+		k[i] = hi<<4 | lo
 	}
 	return k, true
+}
+
+// unhex is a lower-case hex digit's value; upper case would not survive the round trip through
+// Key.ID.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // ID returns the id k is the binary form of.

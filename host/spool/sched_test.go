@@ -2,8 +2,10 @@ package spool
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -178,5 +180,35 @@ func TestScanSchedReadsOldRecord(t *testing.T) {
 	m, err := s.Get(id)
 	if err != nil || m.Recipient != "bob@example.com" {
 		t.Fatalf("Get: %+v, %v", m, err)
+	}
+}
+
+// The records the relay writes take the fast path of decodeSched (a start-up with a large
+// spool depends on it), and read as json.Unmarshal reads them.
+func TestDecodeSchedFastPathTakesRelayRecords(t *testing.T) {
+	now := time.Now()
+	for _, m := range []*message.Message{
+		msg(1),
+		{ID: message.NewID(now), Sender: "", Recipient: "ü@bücher.test", Queue: "c:t@bücher.test!smart.test", Created: now,
+			Due: now.Add(time.Hour).In(time.FixedZone("x", 3600)), Attempts: 7, Size: 1 << 20, BodyID: message.NewID(now.Add(-1)),
+			Protocol: "ESMTP", PeerName: "client.test", PeerAddr: "[::1]:25", AuthnID: "u\"ser", TLS: &message.TLS{Version: "TLS1.3", Cipher: "c"},
+			Policy: []string{"a.wasm@1", "b.wasm@2"}, Meta: map[string]string{"tenant": "t", "x": "line\nbreak"},
+			DSN: &message.DSN{Ret: "HDRS", EnvID: "e", Notify: []string{"SUCCESS", "DELAY"}, ORcptType: "rfc822", ORcpt: "o@x.test"}},
+	} {
+		v, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, ok := fastSched(v)
+		if !ok {
+			t.Fatalf("fast path refused %s", v)
+		}
+		var slow message.Sched
+		if err := json.Unmarshal(v, &slow); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast, slow) || fast.ID != m.ID || fast.Attempts != m.Attempts || !fast.Due.Equal(m.Due) {
+			t.Fatalf("fast %+v, json.Unmarshal %+v", fast, slow)
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -489,8 +490,8 @@ func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err e
 // (the queue reads a record again with Get when its message comes due).
 func (s *Spool) ScanSched(fn func(message.Sched) error, bad func(key []byte, err error)) error {
 	return s.scan(func(key, v []byte) (message.ID, error) {
-		var m message.Sched
-		if err := json.Unmarshal(v, &m); err != nil {
+		m, err := decodeSched(v)
+		if err != nil {
 			return "", errDecode{err}
 		}
 		if err := checkID(key, m.ID); err != nil {
@@ -511,8 +512,11 @@ func (e errDecode) Unwrap() error { return e.error }
 func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key []byte, err error)) error {
 	unreadable := 0
 	// Every body's references are counted during the scan (sweepOrphans needs them all); only
-	// the shared ones are kept afterwards (see Spool.refs).
-	counts := map[message.Key]int32{}
+	// the shared ones are kept afterwards (see Spool.refs). A body is stored under its first
+	// message's id, so most messages own their body: those are listed in a slice (sorted, as
+	// the scan yields ids in order) rather than counted in a map, which at a million messages
+	// cost more time and memory than the rest of the scan's bookkeeping.
+	var r bodyRefs
 	err := s.db.View(func(txn *badger.Txn) error {
 		o := badger.DefaultIteratorOptions
 		o.Prefix = metaPrefix
@@ -545,15 +549,19 @@ func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key 
 				}
 				continue
 			}
-			counts[refKey(body)]++
+			r.add(string(item.Key()[len(metaPrefix):]) == string(body), body)
 		}
 		return nil
 	})
+	r.done()
 	if err == nil && unreadable == 0 {
-		err = s.sweepOrphans(counts) // an unreadable record may name a body: sweep nothing then
+		err = s.sweepOrphans(&r) // an unreadable record may name a body: sweep nothing then
 	}
 	s.refsMu.Lock()
-	for k, n := range counts {
+	for k, n := range r.others {
+		if r.owned(k) {
+			n++
+		}
 		if n > 1 {
 			s.refs[k] += n
 		}
@@ -562,9 +570,45 @@ func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key 
 	return err
 }
 
+// bodyRefs counts the references to bodies found by a scan: owners lists the bodies stored
+// under the id of a message that refers to them, others counts the references of messages
+// sharing another message's body.
+type bodyRefs struct {
+	owners []message.Key
+	others map[message.Key]int32
+}
+
+// add counts a reference to body, by the message it is stored under (owner) or another.
+func (r *bodyRefs) add(owner bool, body message.ID) {
+	if owner {
+		r.owners = append(r.owners, refKey(body))
+		return
+	}
+	if r.others == nil {
+		r.others = map[message.Key]int32{}
+	}
+	r.others[refKey(body)]++
+}
+
+// done sorts owners for owned (a no-op in the usual case: spool ids sort as their keys).
+func (r *bodyRefs) done() {
+	if !slices.IsSortedFunc(r.owners, compareKeys) {
+		slices.SortFunc(r.owners, compareKeys)
+	}
+}
+
+func compareKeys(a, b message.Key) int { return bytes.Compare(a[:], b[:]) }
+
+func (r *bodyRefs) owned(k message.Key) bool {
+	_, found := slices.BinarySearchFunc(r.owners, k, compareKeys)
+	return found
+}
+
+func (r *bodyRefs) referenced(k message.Key) bool { return r.others[k] > 0 || r.owned(k) }
+
 // sweepOrphans deletes bodies no message refers to: what a crash between the two steps of
 // putInTwoSteps leaves. Only after a complete scan, when every reference has been counted.
-func (s *Spool) sweepOrphans(counts map[message.Key]int32) error {
+func (s *Spool) sweepOrphans(r *bodyRefs) error {
 	var del []op
 	err := s.db.View(func(txn *badger.Txn) error {
 		o := badger.DefaultIteratorOptions
@@ -573,7 +617,7 @@ func (s *Spool) sweepOrphans(counts map[message.Key]int32) error {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := it.Item().KeyCopy(nil)
-			if counts[refKey(message.ID(k[len(bodyPrefix):]))] == 0 {
+			if !r.referenced(refKey(message.ID(k[len(bodyPrefix):]))) {
 				del = append(del, op{key: k})
 			}
 		}
