@@ -335,8 +335,9 @@ func (m *Manager) CancelRule(kind, id string) error {
 			return e.due == until && r.Match(e.q.name, e.q.comps)
 		}) {
 			m.forgetSlots(e.id())
-			if e.msg != nil {
-				e.msg.Due = m.opt.Clock.Now()
+			now := m.opt.Clock.Now()
+			if e.due = nanos(now); e.msg != nil {
+				e.msg.Due = now
 			}
 			m.goDispatchEntry(e) // due now
 		}

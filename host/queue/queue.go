@@ -1,7 +1,9 @@
 // Package queue moves spooled messages to delivery: scheduled queues (one per queue name, with
 // their config, retry and expiry rules) feed ready queues (one per site), whose connections
 // deliver. A message is owned by exactly one place at a time — the timer heap, a dispatching
-// goroutine, a ready queue or a connection — so its scheduling state needs no lock.
+// goroutine, a ready queue or a connection — so its scheduling state needs no lock. On the
+// timer heap a message waiting for a retry is held in brief, its record left to the spool
+// until it comes due (timers.go), so that a large queue costs little memory.
 //
 // Outcomes follow design.md §1 and §5: 2xx Delivery (removed), 5xx Bounce (removed), 4xx or
 // transport trouble TransientFailure (rescheduled with exponential backoff and jitter), and
