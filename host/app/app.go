@@ -224,16 +224,18 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 
 // Start recovers the spool, starts delivery and opens the SMTP listeners.
 func (a *App) Start() error {
-	// Queue recovered mail only after the whole scan: Scan counts shared-body references as it
-	// goes, and a recovered message that bounced at once must not delete a body a sibling
-	// further on still needs.
+	// Recovered mail is only put on the queue's timer heap during the scan; nothing is attempted
+	// before queue.Start, after the whole scan: Scan counts shared-body references as it goes,
+	// and a recovered message that bounced at once must not delete a body a sibling further on
+	// still needs. Only what scheduling needs is read (message.Sched): each message waits in
+	// brief and its record is read when it comes due, so a large queue is not built in memory.
 	if _, err := a.queue.LoadRules(); err != nil { // before recovery: held mail stays held
 		return fmt.Errorf("admin rules: %w", err)
 	}
-	var recovered []*message.Message
-	bad := 0
-	err := a.spool.Scan(func(m *message.Message) error {
-		recovered = append(recovered, m)
+	n, bad := 0, 0
+	err := a.spool.ScanSched(func(m message.Sched) error {
+		a.queue.RecoverSched(m)
+		n++
 		return nil
 	}, func(key []byte, err error) {
 		bad++
@@ -242,11 +244,6 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("spool scan: %w", err)
 	}
-	n := len(recovered)
-	for _, m := range recovered {
-		a.queue.Recover(m)
-	}
-	recovered = nil
 	a.queue.Start()
 	// The control socket comes up before SMTP answers, so whoever sees the banner (an operator's
 	// script, a test) can reach `wasmta plugin status` at once.

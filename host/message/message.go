@@ -4,6 +4,7 @@ package message
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -113,3 +114,62 @@ type Batch struct {
 // ErrNotInSpool is what a store returns for a message (or body) it does not hold: one that
 // was delivered or removed meanwhile.
 var ErrNotInSpool = errors.New("message not in spool")
+
+// Key is an ID in binary form: the 16 bytes its 32 hex digits spell. The queue keeps a Key, not
+// the ID's string, for each message waiting for its next attempt (half the bytes, and no
+// allocation of its own).
+type Key [16]byte
+
+// Key returns id's binary form; ok is false for an id that is not 32 lower-case hex digits
+// (records written by hand, tests), which has none.
+func (id ID) Key() (k Key, ok bool) {
+	if len(id) != 2*len(k) {
+		return k, false
+	}
+	for i := range k {
+		hi, ok1 := unhex(id[2*i])
+		lo, ok2 := unhex(id[2*i+1])
+		if !ok1 || !ok2 {
+			return Key{}, false
+		}
+		k[i] = hi<<4 | lo
+	}
+	return k, true
+}
+
+// unhex is a lower-case hex digit's value; upper case would not survive the round trip through
+// Key.ID.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// ID returns the id k is the binary form of.
+func (k Key) ID() ID { return ID(hex.EncodeToString(k[:])) }
+
+// Sched is the part of a spooled message record that scheduling needs: what the queue holds for
+// a message waiting for its next attempt, and the spool reads at start-up (the rest of the
+// record is read again from the spool when the attempt starts). Its JSON names are Message's.
+type Sched struct {
+	ID       ID        `json:"id"`
+	Queue    string    `json:"queue"`
+	Created  time.Time `json:"created"`
+	Due      time.Time `json:"due"`
+	Attempts int       `json:"attempts"`
+	BodyID   ID        `json:"body_id"`
+}
+
+// MapKey is a Key to index id by in a map: its binary form, or for an id that is not a spool id
+// (Key's ok false) a digest of it, which no spool id's binary form meets in practice (2^-128).
+func (id ID) MapKey() Key {
+	if k, ok := id.Key(); ok {
+		return k
+	}
+	sum := sha256.Sum256([]byte(id))
+	return Key(sum[:16])
+}

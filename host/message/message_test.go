@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 )
 
 // A spool record written before messages had DSN parameters still decodes, with none: mail
@@ -75,5 +77,26 @@ func TestWantsFailureDSN(t *testing.T) {
 				t.Fatalf("WantsFailureDSN = %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// An id's binary form spells the same id back; ids that are not 32 lower-case hex digits have
+// none, and MapKey still tells them apart.
+func TestIDKey(t *testing.T) {
+	id := NewID(time.Now())
+	k, ok := id.Key()
+	if !ok || k.ID() != id {
+		t.Fatalf("%s: key %x, %v; back %s", id, k, ok, k.ID())
+	}
+	if id.MapKey() != k {
+		t.Fatal("MapKey of a spool id is not its Key")
+	}
+	for _, bad := range []ID{"", "x", ID(strings.ToUpper(string(id))), id + "0", id[:31] + "g"} {
+		if _, ok := bad.Key(); ok {
+			t.Errorf("%q has a binary form", bad)
+		}
+	}
+	if ID("a").MapKey() == ID("b").MapKey() {
+		t.Fatal("MapKey confuses two ids that are not spool ids")
 	}
 }

@@ -285,7 +285,7 @@ func (m *Manager) Bounce(req RuleRequest) (Rule, map[string]int, error) {
 // sweep bounces every queued message a new bounce rule matches.
 func (m *Manager) sweep(r *activeRule) map[string]int {
 	swept := map[string]int{}
-	for _, it := range m.extract(func(msg *message.Message) bool { return r.Match(msg.Queue, m.comps(msg.Queue)) }) {
+	for _, it := range m.extract(func(name string) bool { return r.Match(name, m.comps(name)) }) {
 		swept[it.msg.Queue]++
 		m.adminBounce(it.msg, r, it.site)
 	}
@@ -389,12 +389,16 @@ func (m *Manager) release(r *activeRule) {
 		return
 	}
 	// A message held by r waits on the heap due at exactly r.Expires (see intercept).
-	now := m.opt.Clock.Now()
-	for _, msg := range m.timers.extract(func(msg *message.Message) bool {
-		return msg.Due.Equal(r.Expires) && r.Match(msg.Queue, m.comps(msg.Queue))
+	until := nanos(r.Expires)
+	for _, e := range m.timers.extract(func(e *entry) bool {
+		return e.due == until && r.Match(e.q.name, e.q.comps)
 	}) {
-		msg.Due = now
-		m.requeue(msg)
+		m.forgetSlots(e.id())
+		now := m.opt.Clock.Now()
+		if e.due = nanos(now); e.msg != nil {
+			e.msg.Due = now
+		}
+		m.goDispatchEntry(e) // due now
 	}
 }
 
@@ -428,7 +432,7 @@ func (m *Manager) intercept(msg *message.Message, site string) bool {
 		return false
 	}
 	msg.Due = until
-	m.timers.push(msg)
+	m.wait(msg) // its record is unchanged: only the due time moved, which the entry holds
 	return true
 }
 
@@ -449,7 +453,7 @@ func (m *Manager) suspendedUntil(name string, c route.Components, now time.Time)
 // 551 5.7.1 "Administrator bounced with reason: ...".
 func (m *Manager) adminBounce(msg *message.Message, r *activeRule, site string) {
 	m.removed()
-	m.forgetSlots(msg)
+	m.forgetSlots(msg.ID)
 	m.adminBounced.Add(1)
 	r.count(msg.Queue)
 	m.delete(msg)
@@ -465,15 +469,23 @@ type waiting struct {
 	site string // the ready queue it was in, "" for the timer heap
 }
 
-// extract takes every matching message out of the timer heap and the ready queues; the caller
-// then owns them and must requeue, bounce or otherwise settle each one.
-func (m *Manager) extract(match func(*message.Message) bool) []waiting {
+// extract takes every message of the matching scheduled queues out of the timer heap and the
+// ready queues; the caller then owns them and must requeue, bounce or otherwise settle each
+// one. The records of messages held in brief are read from the spool (see load: one that is
+// gone is counted out, one that cannot be read now goes back on the heap).
+func (m *Manager) extract(match func(queue string) bool) []waiting {
 	var out []waiting
-	for _, msg := range m.timers.extract(match) {
+	for _, e := range m.timers.extract(func(e *entry) bool { return match(e.q.name) }) {
+		msg := e.msg
+		if msg == nil {
+			if msg = m.load(e); msg == nil {
+				continue
+			}
+		}
 		out = append(out, waiting{msg: msg})
 	}
 	for _, rq := range m.readyQueues() {
-		for _, it := range rq.extract(match) {
+		for _, it := range rq.extract(func(msg *message.Message) bool { return match(msg.Queue) }) {
 			out = append(out, waiting{msg: it.msg, site: rq.name})
 		}
 	}
@@ -493,12 +505,12 @@ func (m *Manager) readyQueues() []*readyQueue {
 
 // requeue puts back a message an admin operation took out, without counting it again.
 func (m *Manager) requeue(msg *message.Message) {
-	m.forgetSlots(msg)
+	m.forgetSlots(msg.ID)
 	if !msg.Due.After(m.opt.Clock.Now()) {
 		m.goDispatch(msg)
 		return
 	}
-	m.timers.push(msg)
+	m.wait(msg) // any change was sent to the spool with Update first
 }
 
 // RebindRequest is KumoMTA's rebind: set meta on matching messages, recompute their queue,
@@ -528,7 +540,7 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 	}
 	var res RebindResult
 	now := m.opt.Clock.Now()
-	for _, w := range m.extract(func(msg *message.Message) bool { return req.Match(msg.Queue, m.comps(msg.Queue)) }) {
+	for _, w := range m.extract(func(name string) bool { return req.Match(name, m.comps(name)) }) {
 		msg := w.msg
 		res.Matched++
 		old := msg.Queue
@@ -600,27 +612,32 @@ func (m *Manager) Summary() Summary {
 	now := m.opt.Clock.Now()
 	s := Summary{Now: now, Queued: m.queued.Load(), Scheduled: []SchedSummary{}, Ready: []ReadySummary{}}
 	byName := map[string]*SchedSummary{}
-	add := func(msg *message.Message, heap bool) {
-		q := byName[msg.Queue]
+	add := func(name string, created, due time.Time, heap bool) {
+		q := byName[name]
 		if q == nil {
-			q = &SchedSummary{Name: msg.Queue, Oldest: msg.Created}
-			byName[msg.Queue] = q
+			q = &SchedSummary{Name: name, Oldest: created}
+			byName[name] = q
 		}
 		q.Count++
-		if msg.Created.Before(q.Oldest) {
-			q.Oldest = msg.Created
+		if created.Before(q.Oldest) {
+			q.Oldest = created
 		}
-		if heap && (q.NextDue == nil || msg.Due.Before(*q.NextDue)) {
-			d := msg.Due
-			q.NextDue = &d
+		if heap && (q.NextDue == nil || due.Before(*q.NextDue)) {
+			q.NextDue = &due
 		}
 	}
-	m.timers.each(func(msg *message.Message) { add(msg, true) })
+	m.timers.each(func(e *entry) {
+		if e.msg != nil {
+			add(e.q.name, e.msg.Created, e.msg.Due, true)
+		} else {
+			add(e.q.name, e.createdTime(), e.dueTime(), true)
+		}
+	})
 	for _, rq := range m.readyQueues() {
 		rs := ReadySummary{Name: rq.name}
 		rq.mu.Lock()
 		for _, it := range rq.items {
-			add(it.msg, false)
+			add(it.msg.Queue, it.msg.Created, it.msg.Due, false)
 		}
 		rs.Count, rs.Connections = len(rq.items), rq.active
 		if !rq.lastAt.IsZero() {
@@ -648,8 +665,15 @@ type Queued struct {
 }
 
 // Inspect finds a queued message by id. It does not see a message while it is being attempted.
+// A message waiting in brief is shown with its record read from the spool.
 func (m *Manager) Inspect(id message.ID) (Queued, bool) {
-	got, _ := m.find(func(msg *message.Message) bool { return msg.ID == id }, 1)
+	k, isKey := id.Key()
+	got, _ := m.find(func(e *entry) bool {
+		if e.msg != nil {
+			return e.msg.ID == id
+		}
+		return isKey && e.key == k
+	}, func(msg *message.Message) bool { return msg.ID == id }, 1)
 	if len(got) == 0 {
 		return Queued{}, false
 	}
@@ -658,31 +682,57 @@ func (m *Manager) Inspect(id message.ID) (Queued, bool) {
 
 // Messages returns up to limit messages of a scheduled queue, and how many it holds.
 func (m *Manager) Messages(queue string, limit int) ([]Queued, int) {
-	return m.find(func(msg *message.Message) bool { return msg.Queue == queue }, limit)
+	return m.find(func(e *entry) bool { return e.q.name == queue },
+		func(msg *message.Message) bool { return msg.Queue == queue }, limit)
 }
 
-// find copies up to limit matching messages and counts all matches.
-func (m *Manager) find(match func(*message.Message) bool, limit int) ([]Queued, int) {
+// find copies up to limit matching messages and counts all matches: onHeap matches the timer
+// heap's entries, ready the ready queues' messages. The records of the messages held in brief
+// are read from the spool after the heap's lock is released; one delivered meanwhile is left
+// out of the copies (not of the count).
+func (m *Manager) find(onHeap func(*entry) bool, ready func(*message.Message) bool, limit int) ([]Queued, int) {
 	var out []Queued
+	var brief []entry
 	n := 0
 	take := func(msg *message.Message, site string) {
-		if !match(msg) {
-			return
-		}
 		n++
-		if len(out) < limit {
+		if len(out)+len(brief) < limit {
 			c := *msg
 			c.Meta = maps.Clone(msg.Meta)
 			out = append(out, Queued{Message: c, Site: site})
 		}
 	}
-	m.timers.each(func(msg *message.Message) { take(msg, "") })
+	m.timers.each(func(e *entry) {
+		if !onHeap(e) {
+			return
+		}
+		if e.msg != nil {
+			take(e.msg, "")
+			return
+		}
+		n++
+		if len(out)+len(brief) < limit {
+			brief = append(brief, *e)
+		}
+	})
 	for _, rq := range m.readyQueues() {
 		rq.mu.Lock()
 		for _, it := range rq.items {
-			take(it.msg, rq.name)
+			if ready(it.msg) {
+				take(it.msg, rq.name)
+			}
 		}
 		rq.mu.Unlock()
+	}
+	for _, e := range brief {
+		msg, err := m.read(e)
+		if err != nil {
+			if !errors.Is(err, message.ErrNotInSpool) {
+				m.opt.Diag.Warn("spool read failed", "id", e.key.ID(), "err", err)
+			}
+			continue
+		}
+		out = append(out, Queued{Message: *msg})
 	}
 	return out, n
 }

@@ -189,6 +189,7 @@ func TestRulesSurviveRestart(t *testing.T) {
 	// Recovered mail obeys it.
 	msg := &message.Message{ID: message.NewID(h.clock.Now()), Sender: "a@s.test", Recipient: "r@site.test", Queue: "site.test",
 		Created: h.clock.Now(), Due: h.clock.Now()}
+	_ = h2.store.PutBatches([]message.Batch{{Msgs: []*message.Message{msg}}}) // recovered mail is spooled mail
 	h2.m.Recover(msg)
 	if due := h2.onHeap(msg.ID); !due.Equal(long.Expires) {
 		t.Fatalf("recovered message due %s, want %s", due, long.Expires)

@@ -17,8 +17,8 @@ type Depths struct {
 func (m *Manager) Depths() Depths {
 	d := Depths{Scheduled: map[string]int{}, Ready: map[string]int{}}
 	m.timers.mu.Lock()
-	for _, msg := range m.timers.h {
-		d.Scheduled[msg.Queue]++
+	for i := range m.timers.h {
+		d.Scheduled[m.timers.h[i].q.name]++
 	}
 	m.timers.mu.Unlock()
 	m.readyMu.Lock()

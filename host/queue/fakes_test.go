@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sync"
 	"testing"
@@ -143,6 +144,17 @@ func (s *fakeStore) Body(*message.Message) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.body, nil
+}
+
+func (s *fakeStore) Get(id message.ID) (*message.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.msgs[id]
+	if !ok {
+		return nil, message.ErrNotInSpool
+	}
+	m.Meta = maps.Clone(m.Meta) // a spool decodes a fresh map
+	return &m, nil
 }
 
 func (s *fakeStore) get(id message.ID) (message.Message, bool) {

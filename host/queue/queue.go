@@ -1,7 +1,9 @@
 // Package queue moves spooled messages to delivery: scheduled queues (one per queue name, with
 // their config, retry and expiry rules) feed ready queues (one per site), whose connections
 // deliver. A message is owned by exactly one place at a time — the timer heap, a dispatching
-// goroutine, a ready queue or a connection — so its scheduling state needs no lock.
+// goroutine, a ready queue or a connection — so its scheduling state needs no lock. On the
+// timer heap a message waiting for a retry is held in brief, its record left to the spool
+// until it comes due (timers.go), so that a large queue costs little memory.
 //
 // Outcomes follow design.md §1 and §5: 2xx Delivery (removed), 5xx Bounce (removed), 4xx or
 // transport trouble TransientFailure (rescheduled with exponential backoff and jitter), and
@@ -83,6 +85,10 @@ type Store interface {
 	Update(m *message.Message) error
 	Delete(m *message.Message) error
 	Body(m *message.Message) ([]byte, error)
+	// Get reads a message's record (message.ErrNotInSpool when there is none). It must see
+	// every Update sent before it: a message waiting for its retry is held in brief (see
+	// entry) and read again when it comes due.
+	Get(id message.ID) (*message.Message, error)
 }
 
 // Options wire a Manager.
@@ -173,7 +179,7 @@ type Manager struct {
 	deleteFailures, panics, adminBounced, throttled          atomic.Int64
 
 	slotsMu sync.Mutex
-	slots   map[message.ID]uint8 // throttle slots held by messages on the timer heap (rate.go)
+	slots   map[message.Key]uint8 // throttle slots held by messages on the timer heap (rate.go)
 
 	rulesMu sync.Mutex            // serialises rule changes
 	rules   atomic.Pointer[rules] // admin rules, read lock-free on the delivery path
@@ -205,12 +211,12 @@ func New(opt Options) *Manager {
 		opt.Diag = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}, slots: map[message.ID]uint8{}}
+	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}, slots: map[message.Key]uint8{}}
 	m.pickers = make(map[string]*picker, len(opt.Pools))
 	for name, p := range opt.Pools {
 		m.pickers[name] = newPicker(p)
 	}
-	m.timers.init(m.goDispatch, opt.Clock)
+	m.timers.init(m.goDispatchEntry, opt.Clock)
 	return m
 }
 
@@ -306,6 +312,87 @@ func (m *Manager) goDispatch(msg *message.Message) {
 	})
 }
 
+// goDispatchEntry dispatches a message from the timer heap, reading its record from the spool
+// first when the heap held it in brief.
+func (m *Manager) goDispatchEntry(e entry) {
+	if e.msg != nil {
+		m.goDispatch(e.msg)
+		return
+	}
+	m.spawn(func() {
+		var msg *message.Message
+		m.guard("reading a message from the spool", nil, func() { msg = m.load(e) })
+		if msg == nil {
+			return
+		}
+		settled := false
+		if m.guard("dispatch", msg, func() { m.dispatch(msg, &settled) }) && !settled {
+			m.failSafely(msg, m.opt.Defaults, place{})
+		}
+	})
+}
+
+// reloadDelay is how long a message whose record could not be read waits before the next try.
+const reloadDelay = time.Minute
+
+// load reads the record of a message the timer heap held in brief. The entry's due time and
+// attempts are the queue's own (a record read before its Update landed would be older). It
+// returns nil when there is nothing to attempt: the record is gone (counted out of the queue)
+// or unreadable for now (the entry goes back on the heap for reloadDelay), or the manager is
+// stopping (the message stays in the spool for the next start).
+func (m *Manager) load(e entry) *message.Message {
+	if m.ctx.Err() != nil {
+		return nil
+	}
+	msg, err := m.read(e)
+	if errors.Is(err, message.ErrNotInSpool) {
+		m.removed()
+		m.forgetSlots(e.key.ID())
+		m.opt.Diag.Error("queued message missing from the spool; dropped", "id", e.key.ID())
+		return nil
+	}
+	if err != nil {
+		m.opt.Diag.Error("spool read failed; trying again later", "id", e.key.ID(), "err", err)
+		if m.ctx.Err() == nil {
+			e.due = nanos(m.opt.Clock.Now().Add(reloadDelay))
+			m.timers.push(e)
+		}
+		return nil
+	}
+	return msg
+}
+
+// read reads the record of a message held in brief, with the entry's due time and attempts.
+func (m *Manager) read(e entry) (*message.Message, error) {
+	msg, err := m.opt.Store.Get(e.key.ID())
+	if err != nil {
+		return nil, err
+	}
+	if due := e.dueTime(); !msg.Due.Equal(due) {
+		msg.Due = due
+	}
+	msg.Attempts = int(e.attempts)
+	return msg, nil
+}
+
+// wait puts msg on the timer heap, due at msg.Due, held in brief: the spool has its record (an
+// Update of any change was sent before, and Store.Get sees it). A message whose id has no
+// binary form (not a spool id) keeps its record.
+func (m *Manager) wait(msg *message.Message) {
+	e := entry{due: nanos(msg.Due), created: nanos(msg.Created), q: m.schedQueue(msg.Queue), attempts: int32(msg.Attempts)}
+	var ok bool
+	if e.key, ok = msg.ID.Key(); !ok {
+		e.msg = msg
+	}
+	m.timers.push(e)
+}
+
+// waitFull puts msg on the timer heap with its full record (a message not attempted yet).
+func (m *Manager) waitFull(msg *message.Message) {
+	m.timers.push(entry{due: nanos(msg.Due), created: nanos(msg.Created), q: m.schedQueue(msg.Queue),
+		attempts: int32(msg.Attempts), msg: msg})
+}
+
 func (m *Manager) track(c Conn, open bool) {
 	m.stopMu.Lock()
 	defer m.stopMu.Unlock()
@@ -355,13 +442,34 @@ func (m *Manager) SubmitBatches(batches []message.Batch) error {
 // Recover queues a message found in the spool at start-up, keeping its due time and attempts.
 func (m *Manager) Recover(msg *message.Message) { m.insert(msg) }
 
+// RecoverSched queues a message found in the spool at start-up from the part of its record
+// that scheduling needs (spool.ScanSched): it waits in brief, and its record is read when it
+// comes due. A message whose id is not a spool id is read whole at once. Unlike Recover it
+// never attempts a message at once, even one already due: that waits for the timer, which
+// Start runs, so a caller can recover a whole spool before anything is delivered or deleted.
+func (m *Manager) RecoverSched(s message.Sched) {
+	k, ok := s.ID.Key()
+	if !ok {
+		msg, err := m.opt.Store.Get(s.ID)
+		if err != nil {
+			m.opt.Diag.Error("spool read failed; the message stays spooled until the next start", "id", s.ID, "err", err)
+			return
+		}
+		m.queued.Add(1)
+		m.waitFull(msg)
+		return
+	}
+	m.queued.Add(1)
+	m.timers.push(entry{key: k, due: nanos(s.Due), created: nanos(s.Created), q: m.schedQueue(s.Queue), attempts: int32(s.Attempts)})
+}
+
 func (m *Manager) insert(msg *message.Message) {
 	m.queued.Add(1)
 	if !msg.Due.After(m.opt.Clock.Now()) {
 		m.goDispatch(msg)
 		return
 	}
-	m.timers.push(msg)
+	m.waitFull(msg)
 }
 
 func (m *Manager) removed() { m.queued.Add(-1) }
@@ -478,7 +586,7 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	source, perr := m.source(cfg.EgressPool)
 	if perr != nil {
 		*settled = true
-		m.forgetSlots(msg)
+		m.forgetSlots(msg.ID)
 		m.retry(msg, cfg, perr, place{pool: cfg.EgressPool}, nil)
 		return
 	}
@@ -502,7 +610,7 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	rq := m.readyQueue(site, source)
 	if err := m.refreshPath(rq, q.comps.Destination()); err != nil {
 		*settled = true
-		m.forgetSlots(msg)
+		m.forgetSlots(msg.ID)
 		m.retry(msg, cfg, message.AsError(err), place{rq.name, pool, source}, nil)
 		return
 	}
@@ -644,7 +752,7 @@ func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, at p
 	if m.ctx.Err() != nil {
 		return
 	}
-	m.timers.push(msg)
+	m.wait(msg) // in brief until it comes due again: the Update above holds its record
 }
 
 func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f Failure) {

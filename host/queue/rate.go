@@ -258,13 +258,14 @@ func (m *Manager) throttle(msg *message.Message, b *bucket, stage uint8) bool {
 	if b == nil {
 		return false
 	}
+	k := msg.ID.MapKey()
 	m.slotsMu.Lock()
-	held := m.slots[msg.ID]
+	held := m.slots[k]
 	if held&stage != 0 {
 		if held &^= stage; held == 0 {
-			delete(m.slots, msg.ID)
+			delete(m.slots, k)
 		} else {
-			m.slots[msg.ID] = held
+			m.slots[k] = held
 		}
 		m.slotsMu.Unlock()
 		return false
@@ -277,20 +278,20 @@ func (m *Manager) throttle(msg *message.Message, b *bucket, stage uint8) bool {
 	}
 	if booked {
 		m.slotsMu.Lock()
-		m.slots[msg.ID] |= stage
+		m.slots[k] |= stage
 		m.slotsMu.Unlock()
 		m.throttled.Add(1)
 	}
 	msg.Due = now.Add(wait)
-	m.timers.push(msg)
+	m.wait(msg)
 	return true
 }
 
 // forgetSlots drops the slots a message holds (it left the queue, or an admin operation
 // moved it: it books again, which can only make it later, never early).
-func (m *Manager) forgetSlots(msg *message.Message) {
+func (m *Manager) forgetSlots(id message.ID) {
 	m.slotsMu.Lock()
-	delete(m.slots, msg.ID)
+	delete(m.slots, id.MapKey())
 	m.slotsMu.Unlock()
 }
 

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,11 @@ var ErrNotFound = message.ErrNotInSpool
 type Spool struct {
 	db     *badger.DB
 	refsMu sync.Mutex
-	refs   map[message.ID]int // body id -> messages referring to it (rebuilt by Scan)
+	// refs counts the messages referring to each body shared by more than one (rebuilt by
+	// Scan). A body absent from it has exactly one: the usual case, one recipient per
+	// transaction, then costs no entry at all (a million queued messages would otherwise hold
+	// a million entries).
+	refs   map[message.Key]int32
 	log    *slog.Logger
 	reqs   chan *request
 	mu     sync.RWMutex // guards closed against sends on reqs
@@ -67,6 +72,11 @@ type Spool struct {
 	gcStop chan struct{}
 	space  *space
 	obs    CommitObserver
+	// pending holds the record of each Update sent to the committer and not yet committed, so
+	// that Get sees every Update sent before it (the queue reads a record again when its
+	// message comes due, and a retry may come due before its own Update is written).
+	pendMu  sync.Mutex
+	pending map[message.Key][]byte
 	// unsynced holds one token per Delete sent to the committer and not yet synced; the
 	// committer takes it back after the sync. Its capacity bounds how many finished messages a
 	// crash can bring back (and deliver again): see Delete.
@@ -81,6 +91,8 @@ type request struct {
 	ops  []op
 	done chan error // nil: nobody waits (state updates, deletes)
 	del  bool       // a Delete: holds an unsynced token until its sync
+	upd  bool       // an Update of the record of the message id, held in Spool.pending
+	id   message.Key
 }
 
 // Options configure OpenContext.
@@ -157,7 +169,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", o.Path, err)
 	}
-	s := &Spool{db: db, log: log, refs: map[message.ID]int{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
+	s := &Spool{db: db, log: log, refs: map[message.Key]int32{}, pending: map[message.Key][]byte{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
 		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer,
 		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes)}
 	go s.commitLoop()
@@ -189,7 +201,7 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 	type body struct {
 		id   message.ID
 		data []byte
-		refs int
+		refs int32
 	}
 	var bodies []body
 	var size, inline int64 // inline: what Badger counts against one transaction's limit
@@ -214,7 +226,7 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 				inline += int64(len(b.Body) + recordOverhead)
 			}
 		}
-		bodies[bi].refs += len(b.Msgs)
+		bodies[bi].refs += int32(len(b.Msgs))
 		for _, m := range b.Msgs {
 			m.BodyID = bodies[bi].id
 			v, err := json.Marshal(m)
@@ -236,7 +248,9 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 	defer s.space.done(size)
 	s.refsMu.Lock()
 	for _, b := range bodies {
-		s.refs[b.id] += b.refs
+		if b.refs > 1 { // a body's id is its first message's, new: it has no entry yet
+			s.refs[refKey(b.id)] = b.refs
+		}
 	}
 	s.refsMu.Unlock()
 	var err error
@@ -310,17 +324,31 @@ func sameBytes(a, b []byte) bool {
 	return bytes.Equal(a, b)
 }
 
-// unref drops n references to a body and reports whether none is left.
-func (s *Spool) unref(id message.ID, n int) bool {
+// unref drops n references to a body and reports whether none is left. A body without an
+// entry has one reference.
+func (s *Spool) unref(id message.ID, n int32) bool {
+	k := refKey(id)
 	s.refsMu.Lock()
 	defer s.refsMu.Unlock()
-	s.refs[id] -= n
-	if s.refs[id] <= 0 {
-		delete(s.refs, id)
+	left, shared := s.refs[k]
+	if !shared {
+		left = 1
+	}
+	left -= n
+	switch {
+	case left <= 0:
+		delete(s.refs, k)
 		return true
+	case left == 1:
+		delete(s.refs, k)
+	default:
+		s.refs[k] = left
 	}
 	return false
 }
+
+// refKey is the body reference map's key for a body id.
+func refKey(id message.ID) message.Key { return id.MapKey() }
 
 // Update rewrites a message's envelope, meta and scheduling state. It does not wait for the
 // disk: losing an update to a crash only means an earlier retry with a lower attempt count.
@@ -329,7 +357,26 @@ func (s *Spool) Update(m *message.Message) error {
 	if err != nil {
 		return err
 	}
-	return s.send(&request{ops: []op{{metaKey(m.ID), v}}})
+	r := &request{ops: []op{{metaKey(m.ID), v}}, upd: true, id: m.ID.MapKey()}
+	s.pendMu.Lock()
+	s.pending[r.id] = v
+	s.pendMu.Unlock()
+	if err := s.send(r); err != nil {
+		s.settle(r)
+		return err
+	}
+	return nil
+}
+
+// settle forgets an Update's pending record once it is committed (or failed), unless a later
+// Update of the same message replaced it.
+func (s *Spool) settle(r *request) {
+	v := r.ops[0].val
+	s.pendMu.Lock()
+	if cur, ok := s.pending[r.id]; ok && len(cur) > 0 && &cur[0] == &v[0] {
+		delete(s.pending, r.id)
+	}
+	s.pendMu.Unlock()
 }
 
 // Delete removes a message, and its body when no other message shares it. It does not wait for
@@ -344,6 +391,9 @@ func (s *Spool) Update(m *message.Message) error {
 // moment, are delivered again.
 func (s *Spool) Delete(m *message.Message) error {
 	s.unsynced <- struct{}{}
+	s.pendMu.Lock()
+	delete(s.pending, m.ID.MapKey())
+	s.pendMu.Unlock()
 	ops := []op{{key: metaKey(m.ID)}}
 	if s.unref(m.BodyID, 1) {
 		ops = append(ops, op{key: bodyKey(m.BodyID)})
@@ -395,11 +445,78 @@ func (s *Spool) Body(m *message.Message) ([]byte, error) {
 	return out, err
 }
 
+// Get returns the spooled record of the message id: the queue reads it again when a message
+// it held in brief (message.Sched) comes due, or an operator inspects it. message.ErrNotInSpool
+// when there is none.
+func (s *Spool) Get(id message.ID) (*message.Message, error) {
+	s.pendMu.Lock()
+	v, ok := s.pending[id.MapKey()]
+	s.pendMu.Unlock()
+	if ok {
+		return decodeRecord(metaKey(id), v)
+	}
+	var m *message.Message
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(metaKey(id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) (err error) {
+			m, err = decodeRecord(item.Key(), v)
+			return err
+		})
+	})
+	return m, err
+}
+
 // Scan calls fn for every spooled message, oldest first (ids sort by creation time), and
 // counts body references. Call it once at start-up, before any Delete. A record that cannot be
 // decoded is reported to bad and skipped, never silently dropped.
 func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err error)) error {
+	return s.scan(func(key, v []byte) (message.ID, error) {
+		m, err := decodeRecord(key, v)
+		if err != nil {
+			return "", err
+		}
+		return m.BodyID, fn(m)
+	}, bad)
+}
+
+// ScanSched is Scan for what scheduling needs: it decodes only the fields of message.Sched from
+// each record, so that start-up with a large queue does not build every message in memory
+// (the queue reads a record again with Get when its message comes due).
+func (s *Spool) ScanSched(fn func(message.Sched) error, bad func(key []byte, err error)) error {
+	return s.scan(func(key, v []byte) (message.ID, error) {
+		m, err := decodeSched(v)
+		if err != nil {
+			return "", errDecode{err}
+		}
+		if err := checkID(key, m.ID); err != nil {
+			return "", errDecode{err}
+		}
+		return m.BodyID, fn(m)
+	}, bad)
+}
+
+// errDecode marks a record scan could not read (as opposed to an error of the callback).
+type errDecode struct{ error }
+
+func (e errDecode) Unwrap() error { return e.error }
+
+// scan runs each for every message record; each returns the record's body id, an errDecode for
+// a record it cannot read (reported to bad, skipped), or the callback's error, which ends the
+// scan.
+func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key []byte, err error)) error {
 	unreadable := 0
+	// Every body's references are counted during the scan (sweepOrphans needs them all); only
+	// the shared ones are kept afterwards (see Spool.refs). A body is stored under its first
+	// message's id, so most messages own their body: those are listed in a slice (sorted, as
+	// the scan yields ids in order) rather than counted in a map, which at a million messages
+	// cost more time and memory than the rest of the scan's bookkeeping.
+	var r bodyRefs
 	err := s.db.View(func(txn *badger.Txn) error {
 		o := badger.DefaultIteratorOptions
 		o.Prefix = metaPrefix
@@ -407,47 +524,100 @@ func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err e
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
-			var m *message.Message
-			err := item.Value(func(v []byte) (err error) {
-				m, err = decodeRecord(item.Key(), v)
+			var body message.ID
+			var cbErr error
+			err := item.Value(func(v []byte) error {
+				var err error
+				body, err = each(item.Key(), v)
+				if _, isDecode := err.(errDecode); err != nil && !isDecode {
+					cbErr = err
+					return nil
+				}
 				return err
 			})
+			if cbErr != nil {
+				return cbErr
+			}
 			if err != nil {
 				unreadable++
 				if bad != nil {
+					var d errDecode
+					if errors.As(err, &d) {
+						err = d.error
+					}
 					bad(item.KeyCopy(nil), err)
 				}
 				continue
 			}
-			s.refsMu.Lock()
-			s.refs[m.BodyID]++
-			s.refsMu.Unlock()
-			if err := fn(m); err != nil {
-				return err
-			}
+			r.add(string(item.Key()[len(metaPrefix):]) == string(body), body)
 		}
 		return nil
 	})
-	if err != nil || unreadable > 0 {
-		return err // an unreadable record may name a body: sweep nothing then
+	r.done()
+	if err == nil && unreadable == 0 {
+		err = s.sweepOrphans(&r) // an unreadable record may name a body: sweep nothing then
 	}
-	return s.sweepOrphans()
+	s.refsMu.Lock()
+	for k, n := range r.others {
+		if r.owned(k) {
+			n++
+		}
+		if n > 1 {
+			s.refs[k] += n
+		}
+	}
+	s.refsMu.Unlock()
+	return err
 }
+
+// bodyRefs counts the references to bodies found by a scan: owners lists the bodies stored
+// under the id of a message that refers to them, others counts the references of messages
+// sharing another message's body.
+type bodyRefs struct {
+	owners []message.Key
+	others map[message.Key]int32
+}
+
+// add counts a reference to body, by the message it is stored under (owner) or another.
+func (r *bodyRefs) add(owner bool, body message.ID) {
+	if owner {
+		r.owners = append(r.owners, refKey(body))
+		return
+	}
+	if r.others == nil {
+		r.others = map[message.Key]int32{}
+	}
+	r.others[refKey(body)]++
+}
+
+// done sorts owners for owned (a no-op in the usual case: spool ids sort as their keys).
+func (r *bodyRefs) done() {
+	if !slices.IsSortedFunc(r.owners, compareKeys) {
+		slices.SortFunc(r.owners, compareKeys)
+	}
+}
+
+func compareKeys(a, b message.Key) int { return bytes.Compare(a[:], b[:]) }
+
+func (r *bodyRefs) owned(k message.Key) bool {
+	_, found := slices.BinarySearchFunc(r.owners, k, compareKeys)
+	return found
+}
+
+func (r *bodyRefs) referenced(k message.Key) bool { return r.others[k] > 0 || r.owned(k) }
 
 // sweepOrphans deletes bodies no message refers to: what a crash between the two steps of
 // putInTwoSteps leaves. Only after a complete scan, when every reference has been counted.
-func (s *Spool) sweepOrphans() error {
+func (s *Spool) sweepOrphans(r *bodyRefs) error {
 	var del []op
 	err := s.db.View(func(txn *badger.Txn) error {
 		o := badger.DefaultIteratorOptions
 		o.Prefix, o.PrefetchValues = bodyPrefix, false
 		it := txn.NewIterator(o)
 		defer it.Close()
-		s.refsMu.Lock()
-		defer s.refsMu.Unlock()
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := it.Item().KeyCopy(nil)
-			if s.refs[message.ID(k[len(bodyPrefix):])] == 0 {
+			if !r.referenced(refKey(message.ID(k[len(bodyPrefix):]))) {
 				del = append(del, op{key: k})
 			}
 		}
@@ -564,6 +734,9 @@ func (s *Spool) commit(batch []*request) {
 	}
 	txn.Discard()
 	for i, r := range batch {
+		if r.upd {
+			s.settle(r)
+		}
 		if r.del {
 			<-s.unsynced // synced, or failed and reported: no longer pending
 		}
@@ -596,15 +769,22 @@ func apply(txn *badger.Txn, r *request) error {
 func decodeRecord(key, v []byte) (*message.Message, error) {
 	var m message.Message
 	if err := json.Unmarshal(v, &m); err != nil {
-		return nil, err
+		return nil, errDecode{err}
 	}
-	if m.ID == "" {
-		return nil, errors.New("record without id")
-	}
-	if string(key) != string(metaPrefix)+string(m.ID) {
-		return nil, fmt.Errorf("record id %q does not match its key", m.ID)
+	if err := checkID(key, m.ID); err != nil {
+		return nil, errDecode{err}
 	}
 	return &m, nil
+}
+
+func checkID(key []byte, id message.ID) error {
+	if id == "" {
+		return errors.New("record without id")
+	}
+	if string(key) != string(metaPrefix)+string(id) {
+		return fmt.Errorf("record id %q does not match its key", id)
+	}
+	return nil
 }
 
 // gcLoop reclaims value-log space left by delivered messages, and watches free space so the
