@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"time"
@@ -20,11 +21,6 @@ func openCluster(cfg *config.Config, diag *slog.Logger) (*cluster.Client, error)
 	if !r.Enabled() {
 		return nil, nil
 	}
-	// Until the shared limits and admin rules are wired in, a [redis] url would be a key that
-	// does nothing: refuse it rather than let a fleet believe its limits are global.
-	if !clusterReady {
-		return nil, fmt.Errorf("configuration key redis.url: cluster mode is not available in this build")
-	}
 	node := r.NodeName
 	if node == "" {
 		node = cfg.Hostname
@@ -33,16 +29,20 @@ func openCluster(cfg *config.Config, diag *slog.Logger) (*cluster.Client, error)
 	if r.Password != "" {
 		password = cfg.Secrets[r.Password].Value()
 	}
+	var roots *x509.CertPool
+	if r.TLSCAFile != "" {
+		var err error
+		if roots, err = config.LoadCAFile(r.TLSCAFile); err != nil {
+			return nil, fmt.Errorf("configuration key redis.tls_ca_file: %w", err)
+		}
+	}
 	return cluster.Open(cluster.Options{
 		URL: r.URL, Username: r.Username, Password: password,
 		Cluster: r.ClusterName, Node: node, FailClosed: r.OnUnavailable == config.FailClosed,
 		PoolSize: r.PoolSize, DialTimeout: r.DialTimeout.D(), Timeout: r.Timeout.D(),
-		LeaseTTL: r.LeaseTTL.D(), Diag: diag,
+		LeaseTTL: r.LeaseTTL.D(), RootCAs: roots, Diag: diag,
 	})
 }
-
-// clusterReady is set once every cluster feature (limits, leases, admin rules) is wired.
-const clusterReady = true
 
 // sharedLimits adapts the cluster client to what the queue needs from it; nil without
 // [redis] (every limit local).

@@ -8,6 +8,8 @@
 package cluster
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -31,6 +33,8 @@ type Options struct {
 	PoolSize    int
 	DialTimeout time.Duration
 	Timeout     time.Duration // per command
+	// RootCAs verify a rediss:// server's certificate; nil = the system's roots.
+	RootCAs *x509.CertPool
 	// LeaseTTL is how long a connection lease lives without renewal (lease.go); 0: DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	Diag     *slog.Logger
@@ -66,6 +70,10 @@ func Open(opt Options) (*Client, error) {
 		opt.Diag = slog.Default()
 	}
 	ro.Username, ro.Password = opt.Username, opt.Password
+	if ro.TLSConfig != nil { // rediss://: ParseURL set the server name
+		ro.TLSConfig.MinVersion = tls.VersionTLS12
+		ro.TLSConfig.RootCAs = opt.RootCAs
+	}
 	if opt.PoolSize > 0 {
 		ro.PoolSize = opt.PoolSize
 	}

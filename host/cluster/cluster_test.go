@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/wasmta/wasmta/host/testutil"
@@ -43,5 +44,31 @@ func TestTalksToARealRedis(t *testing.T) {
 	r.Start()
 	if err := c.Redis().Ping(ctx).Err(); err != nil {
 		t.Fatalf("PING after a restart: %v", err)
+	}
+}
+
+// rediss:// with a private CA and a password from the config: the client verifies the server
+// against the CA it is given (not the system's roots) and authenticates.
+func TestTLSAndPassword(t *testing.T) {
+	ca := testutil.NewTestCA(t)
+	r := testutil.StartRedisWith(t, testutil.RedisOptions{TLS: ca, Password: "s3cret"})
+	ctx := context.Background()
+	open := func(opt Options) *Client {
+		opt.URL, opt.Cluster, opt.Node = r.URL(), "prod", "mta1"
+		c, err := Open(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	if err := open(Options{Password: "s3cret", RootCAs: ca.Pool()}).Redis().Ping(ctx).Err(); err != nil {
+		t.Fatalf("rediss:// with the CA and the password: %v", err)
+	}
+	if err := open(Options{Password: "s3cret"}).Redis().Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a server whose CA the client was not given: %v, want a certificate error", err)
+	}
+	if err := open(Options{Password: "wrong", RootCAs: ca.Pool()}).Redis().Ping(ctx).Err(); err == nil {
+		t.Fatal("a wrong password was accepted")
 	}
 }

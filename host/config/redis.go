@@ -1,8 +1,10 @@
 package config
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +38,9 @@ type RedisConfig struct {
 	// renewal (renewed every LeaseTTL/3 while the connection lives): a node that dies frees
 	// its places within it.
 	LeaseTTL Duration `toml:"lease_ttl"`
+	// TLSCAFile is a PEM file of the certificate authorities a rediss:// server's certificate
+	// must chain to; "" = the system's roots.
+	TLSCAFile string `toml:"tls_ca_file"`
 }
 
 // Redis on_unavailable policies.
@@ -96,6 +101,14 @@ func (c *Config) validateRedis() error {
 	if len(u.Query()) > 0 {
 		return keyErr("redis.url", "query parameters are not supported: use the [redis] keys")
 	}
+	if r.TLSCAFile != "" {
+		if u.Scheme != "rediss" {
+			return keyErr("redis.tls_ca_file", "is for a rediss:// url (TLS); redis.url is %s://", u.Scheme)
+		}
+		if _, err := LoadCAFile(r.TLSCAFile); err != nil {
+			return keyErr("redis.tls_ca_file", "%v", err)
+		}
+	}
 	if r.Password != "" {
 		if _, ok := c.Secrets[r.Password]; !ok {
 			return keyErr("redis.password", "no secret named %q in [secrets] (the value is the NAME of a secret, not the password)", r.Password)
@@ -107,4 +120,18 @@ func (c *Config) validateRedis() error {
 // String describes the config without secrets (for logs).
 func (r RedisConfig) String() string {
 	return fmt.Sprintf("redis %s cluster=%s node=%s", r.URL, r.ClusterName, r.NodeName)
+}
+
+// LoadCAFile reads a PEM file of CA certificates into a pool; it fails when the file holds
+// none.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return p, nil
 }

@@ -38,6 +38,9 @@ on_unavailable = "fail_closed"
 		`lease_ttl = "2h"`:                                         "redis.lease_ttl",
 		`cluster_name = ""`:                                        "redis.cluster_name",
 		`node_name = "a b"`:                                        "redis.node_name",
+		`url = "redis://127.0.0.1:1"` + "\n" + `tls_ca_file = "ca.pem"`:               "redis.tls_ca_file",
+		`url = "rediss://127.0.0.1:1"` + "\n" + `tls_ca_file = "/nonexistent/ca.pem"`: "redis.tls_ca_file",
+		`url = "rediss://127.0.0.1:1"` + "\n" + `tls_ca_file = "/etc/hostname"`:       "redis.tls_ca_file",
 	} {
 		_, err := Parse("[redis]\n" + text)
 		if err == nil || !strings.Contains(err.Error(), "configuration key "+key) {

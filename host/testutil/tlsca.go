@@ -97,3 +97,26 @@ func (ca *TestCA) ServerTLS(t testing.TB, names ...string) *tls.Config {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der, ca.der}, PrivateKey: key}}}
 }
+
+// WriteServerPEM issues a server certificate for names and writes it (with the CA after it)
+// and its key as PEM files in dir, for servers configured by file (redis-server).
+func (ca *TestCA) WriteServerPEM(t testing.TB, dir string, names ...string) (certFile, keyFile string) {
+	t.Helper()
+	c := ca.ServerTLS(t, names...).Certificates[0]
+	var chain []byte
+	for _, der := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(certFile, chain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
