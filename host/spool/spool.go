@@ -164,7 +164,15 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		WithNumLevelZeroTables(numLevelZeroTables).
 		WithBaseLevelSize(baseLevelSize).
 		WithValueLogFileSize(vlogSize).
-		WithBlockCacheSize(blockCacheSize)
+		WithBlockCacheSize(blockCacheSize).
+		// Compaction memory: a table builder allocates twice its table's size, a compaction
+		// runs up to 8 + its splits builders, and with Badger's defaults (4 compactors, 2 MiB
+		// tables doubling on every level below the base) the deep compactions of a large spool
+		// held over a GiB of builders. Two compactors and 1 MiB tables on every level keep a
+		// million queued messages under 1 GiB of RSS (docs/performance.md).
+		WithNumCompactors(2).
+		WithBaseTableSize(1 << 20)
+	opts.TableSizeMultiplier = 1
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", o.Path, err)
