@@ -228,6 +228,22 @@ func (m *Manager) Start() {
 			m.guard("retry timer", nil, func() { m.timers.run(m.ctx) })
 		}
 	}()
+	m.scheduleSweep()
+}
+
+// scheduleSweep drops idle ready queues once a minute (sweepReady) until Stop.
+func (m *Manager) scheduleSweep() {
+	m.opt.Clock.AfterFunc(time.Minute, func() {
+		if m.ctx.Err() != nil {
+			return
+		}
+		m.guard("ready queue sweep", nil, func() {
+			if n := m.sweepReady(m.opt.Clock.Now()); n > 0 {
+				m.opt.Diag.Debug("idle ready queues dropped", "count", n)
+			}
+		})
+		m.scheduleSweep()
+	})
 }
 
 // guard runs f and turns a panic into a diagnostic with the stack, so that one bad message
@@ -608,6 +624,7 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		return
 	}
 	rq := m.readyQueue(site, source)
+	defer m.unpin(rq)
 	if err := m.refreshPath(rq, q.comps.Destination()); err != nil {
 		*settled = true
 		m.forgetSlots(msg.ID)
@@ -625,7 +642,8 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	rq.push(&item{msg: msg, cfg: cfg, pool: pool})
 }
 
-// readyQueue is the ready queue of a source (KumoMTA's egress source; "" for none) and a site.
+// readyQueue is the ready queue of a source (KumoMTA's egress source; "" for none) and a site,
+// pinned until the caller's unpin (see sweepReady).
 func (m *Manager) readyQueue(site route.Site, source string) *readyQueue {
 	name := readyQueueName(source, site.Name)
 	m.readyMu.Lock()
@@ -638,8 +656,16 @@ func (m *Manager) readyQueue(site route.Site, source string) *readyQueue {
 		}
 		m.ready[name] = rq
 	}
+	rq.pins++
 	rq.setHosts(site.Hosts)
 	return rq
+}
+
+// unpin ends what readyQueue began: rq may be swept again once idle.
+func (m *Manager) unpin(rq *readyQueue) {
+	m.readyMu.Lock()
+	rq.pins--
+	m.readyMu.Unlock()
 }
 
 // outcome handles the result of one delivery attempt.

@@ -48,6 +48,21 @@ func newBucket(r abi.Rate) *bucket {
 	return &bucket{rate: r}
 }
 
+// idle reports whether b holds no booking after now, so that dropping it (with its ready
+// queue) and starting afresh later cannot let an event through early. A nil bucket is idle.
+func (b *bucket) idle(now time.Time) bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	tat, fallback := b.tat, b.fallback
+	b.mu.Unlock()
+	b.fill.Lock()
+	pending := b.used < b.booked
+	b.fill.Unlock()
+	return !tat.After(now) && !pending && fallback.idle(now)
+}
+
 // reserve books one event and returns when it may happen (now or later). A nil bucket is
 // unlimited.
 func (b *bucket) reserve(now time.Time) time.Time {

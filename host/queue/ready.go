@@ -44,10 +44,15 @@ type readyQueue struct {
 	// permits are the connections opened under fail_open while the cluster's store did not
 	// answer: at most the connection limit divided by the node count (see admit).
 	permits int
+	usedAt  time.Time // the last push (or creation): sweepReady drops queues idle long enough
+
+	// pins counts dispatches between Manager.readyQueue and their push (under m.readyMu):
+	// a pinned queue is never dropped, so no message is pushed onto a queue no longer listed.
+	pins int
 }
 
 func newReadyQueue(m *Manager, site, source string) *readyQueue {
-	rq := &readyQueue{m: m, name: readyQueueName(source, site), site: site, source: source}
+	rq := &readyQueue{m: m, name: readyQueueName(source, site), site: site, source: source, usedAt: m.opt.Clock.Now()}
 	rq.cond = sync.NewCond(&rq.mu)
 	return rq
 }
@@ -68,6 +73,7 @@ func (rq *readyQueue) push(it *item) {
 		return // shutting down: the message stays in the spool for the next start
 	}
 	rq.items = append(rq.items, it)
+	rq.usedAt = rq.m.opt.Clock.Now()
 	if rq.idle > 0 {
 		rq.cond.Signal()
 		return
@@ -469,3 +475,33 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 var errStopping = message.Errorf(451, "4.3.2", "shutting down")
 
 var errBodyLost = message.Errorf(550, "5.3.0", "message body missing from the spool")
+
+// readyIdleLimit is how long a ready queue with nothing to do (no message, no connection, no
+// rate booking ahead) stays listed: long enough for the admin summary to show its last
+// response, short enough that a relay which has delivered to a million sites does not keep a
+// million queues.
+const readyIdleLimit = 10 * time.Minute
+
+// sweepReady drops the ready queues idle for readyIdleLimit and reports how many. A message
+// for a dropped site later gets a fresh queue: nothing it held (a connection, a lease, a
+// booked rate slot, a message) is lost, because an idle queue holds none.
+func (m *Manager) sweepReady(now time.Time) int {
+	m.readyMu.Lock()
+	defer m.readyMu.Unlock()
+	n := 0
+	for name, rq := range m.ready {
+		if rq.pins > 0 {
+			continue
+		}
+		rq.mu.Lock()
+		idle := rq.active == 0 && len(rq.items) == 0 && rq.permits == 0 && !rq.stopping &&
+			now.Sub(rq.usedAt) >= readyIdleLimit
+		msgRate, connRate := rq.msgRate, rq.connRate
+		rq.mu.Unlock()
+		if idle && msgRate.idle(now) && connRate.idle(now) {
+			delete(m.ready, name)
+			n++
+		}
+	}
+	return n
+}
