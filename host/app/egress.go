@@ -180,6 +180,16 @@ func (e *egressPaths) client(p config.EgressPath) *delivery.Client {
 		opt.AllowAuthWithoutTLS = p.AllowAuthWithoutTLS
 	}
 	c := delivery.New(opt)
+	if len(e.clients) >= maxClients {
+		// A plugin can make a path per site (an EHLO name with the site in it): without a
+		// bound the map would grow with every site ever delivered to. Clients hold no
+		// connections, so starting over costs at most one reconnection per ready queue
+		// (its dialer is no longer the same; queue.sameDialer).
+		clear(e.clients)
+	}
 	e.clients[k] = c
 	return c
 }
+
+// maxClients bounds the delivery clients kept for distinct transports.
+const maxClients = 4096

@@ -38,3 +38,29 @@ smtp_port = %d
 		t.Fatalf("named port sink %d messages, smtp_port sink %d; want 1 and 1", named.Count(), pathPort.Count())
 	}
 }
+
+// Paths that differ per site (a plugin putting the site in the EHLO name) do not make the
+// delivery clients grow without bound; equal transports share one client.
+func TestEgressClientsAreBounded(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), "127.0.0.1:1", 9, "")
+	e, err := newEgressPaths(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.defaults
+	first := e.client(p)
+	if e.client(p) != first {
+		t.Fatal("the same transport got a second client")
+	}
+	for i := range maxClients + 100 {
+		q := p
+		q.EHLODomain = fmt.Sprintf("mx%d.example.net", i)
+		e.client(q)
+	}
+	if n := len(e.clients); n > maxClients {
+		t.Fatalf("%d clients kept, want at most %d", n, maxClients)
+	}
+	if c := e.client(p); c == nil {
+		t.Fatal("no client after the map started over")
+	}
+}
