@@ -281,3 +281,27 @@ func TestDSNDisabled(t *testing.T) {
 		t.Fatalf("%d DSNs with bounces off", n)
 	}
 }
+
+// The client's DSN parameters travel with the message to a next hop that offers DSN
+// (RFC 3461 §4: a relay passes them on), decoded there exactly as the client gave them.
+func TestDSNParametersRelayed(t *testing.T) {
+	t.Parallel()
+	port, sinks := testutil.StartSinksWith(t, testutil.SinkOptions{DSN: true}, "127.0.0.91")
+	dns := testutil.StartDNS(t, "dsn-next.test. A 127.0.0.91\n")
+	dir := t.TempDir()
+	cfg, addr := testutil.RelayConfig(t, dir, testutil.DeliveryConfig(dns.Addr, port))
+	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	c := testutil.Dial(t, relay.SMTP)
+	defer c.Close()
+	c.Hello("client.test")
+	c.Expect(250, "MAIL FROM:<a@client.test> RET=HDRS ENVID=QQ+2B314")
+	c.Expect(250, "RCPT TO:<b@dsn-next.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Orig+2Btag@client.test")
+	if code, msg := c.Data("Subject: relayed\r\n\r\nhi\r\n"); code != 250 {
+		t.Fatalf("DATA: %d %s", code, msg)
+	}
+	got := sinks[0].WaitCount(t, 1, 10*time.Second)[0].DSN
+	if got.Ret != "HDRS" || got.EnvID != "QQ+314" || !slices.Equal(got.Notify, []string{"SUCCESS,FAILURE"}) ||
+		!slices.Equal(got.ORcpt, []string{"RFC822;Orig+tag@client.test"}) {
+		t.Fatalf("the next hop got %+v", got)
+	}
+}

@@ -320,8 +320,10 @@ func (c *Conn) Broken() bool { return c.broken }
 func (c *Conn) Sent() int { return c.sent }
 
 // Send delivers one message to one recipient. On success it returns the server's reply. After a
-// refusal the transaction is reset so the connection can carry the next message.
-func (c *Conn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
+// refusal the transaction is reset so the connection can carry the next message. dsn, when
+// not nil, is what the client that sent the message asked of delivery status notifications: it
+// is passed on to a server that offers DSN (RFC 3461 §4: a relay passes the parameters on).
+func (c *Conn) Send(sender, rcpt string, dsn *message.DSN, body []byte) (message.Reply, error) {
 	if c.broken {
 		return message.Reply{}, message.Errorf(451, "4.4.2", "connection lost")
 	}
@@ -352,6 +354,9 @@ func (c *Conn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
 		mail += " SMTPUTF8"
 	}
 	rcptCmd := "RCPT TO:<" + rcpt + ">"
+	if _, ok := c.ext["DSN"]; ok && dsn != nil {
+		mail, rcptCmd = mail+dsnMailParams(dsn), rcptCmd+dsnRcptParams(dsn)
+	}
 	var mailErr, rcptErr, dataErr error
 	if _, ok := c.ext["PIPELINING"]; ok {
 		c.w.WriteString(mail + "\r\n" + rcptCmd + "\r\nDATA\r\n")

@@ -81,7 +81,7 @@ func TestOpportunisticSTARTTLSAndReuse(t *testing.T) {
 		t.Fatal("STARTTLS offered but not used")
 	}
 	for i := range 3 {
-		reply, err := conn.Send("a@x.test", "b@y.test", []byte("Subject: s\r\n\r\n.leading dot\r\n"))
+		reply, err := conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: s\r\n\r\n.leading dot\r\n"))
 		if err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
@@ -131,17 +131,17 @@ func TestNextHostOnConnectionFailureAndReplyClasses(t *testing.T) {
 		t.Fatalf("connected to %s", conn.Host().Name)
 	}
 	sink.SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT", Code: 452, Times: 1})
-	_, err = conn.Send("a@x.test", "b@y.test", []byte("Subject: 1\r\n\r\n"))
+	_, err = conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: 1\r\n\r\n"))
 	if e := message.AsError(err); err == nil || !e.Temporary() || e.Code != 452 {
 		t.Fatalf("4xx: %v", err)
 	}
 	sink.SetBehavior(testutil.Behavior{Mode: testutil.PermFail, At: "DATA", Code: 554, Times: 1})
-	_, err = conn.Send("a@x.test", "b@y.test", []byte("Subject: 2\r\n\r\n"))
+	_, err = conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: 2\r\n\r\n"))
 	if e := message.AsError(err); err == nil || e.Temporary() || e.Code != 554 {
 		t.Fatalf("5xx: %v", err)
 	}
 	// The connection recovered (RSET) and still delivers.
-	if _, err := conn.Send("a@x.test", "b@y.test", []byte("Subject: 3\r\n\r\n")); err != nil {
+	if _, err := conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: 3\r\n\r\n")); err != nil {
 		t.Fatalf("after failures: %v", err)
 	}
 	if sink.Count() != 1 {

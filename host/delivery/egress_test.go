@@ -65,7 +65,7 @@ func TestTLSModes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			if _, err := conn.Send("a@x.test", "b@y.test", []byte("Subject: tls\r\n\r\nhi\r\n")); err != nil {
+			if _, err := conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: tls\r\n\r\nhi\r\n")); err != nil {
 				t.Fatal(err)
 			}
 			got := sink.WaitCount(t, count+1, 5*time.Second)[count]
@@ -152,7 +152,7 @@ func TestSmarthostAuth(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			if _, err := conn.Send("a@x.test", "b@y.test", []byte("Subject: auth\r\n\r\nhi\r\n")); err != nil {
+			if _, err := conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: auth\r\n\r\nhi\r\n")); err != nil {
 				t.Fatal(err)
 			}
 			got := sink.WaitCount(t, 1, 5*time.Second)[0]
@@ -172,7 +172,7 @@ func TestSourceAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.Send("a@x.test", "b@y.test", []byte("Subject: src\r\n\r\nhi\r\n")); err != nil {
+	if _, err := conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: src\r\n\r\nhi\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	if got := sink.WaitCount(t, 1, 5*time.Second)[0]; got.Remote != src.String() {

@@ -58,7 +58,7 @@ func TestHostileReplyIsBoundedAndNextHostTried(t *testing.T) {
 			if conn.Host().Name != "good" {
 				t.Fatalf("connected to %s", conn.Host().Name)
 			}
-			if _, err := conn.Send("a@x.test", "b@y.test", []byte("Subject: s\r\n\r\nhi\r\n")); err != nil {
+			if _, err := conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: s\r\n\r\nhi\r\n")); err != nil {
 				t.Fatal(err)
 			}
 			live.WaitCount(t, 1, 5*time.Second)
@@ -94,7 +94,7 @@ func TestEightBitNeedsAnExtension(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			_, err = conn.Send("a@x.test", tc.rcpt, tc.body)
+			_, err = conn.Send("a@x.test", tc.rcpt, nil, tc.body)
 			if tc.code == 0 {
 				if err != nil {
 					t.Fatal(err)
@@ -113,7 +113,7 @@ func TestEightBitNeedsAnExtension(t *testing.T) {
 				t.Fatalf("refusal does not name the host: %q", e.Text)
 			}
 			// Nothing was sent and the connection still carries mail.
-			if _, err := conn.Send("a@x.test", "c@y.test", body7); err != nil {
+			if _, err := conn.Send("a@x.test", "c@y.test", nil, body7); err != nil {
 				t.Fatalf("connection unusable after the refusal: %v", err)
 			}
 			got := sink.WaitCount(t, 1, 5*time.Second)
@@ -138,7 +138,7 @@ func TestHostileReplyMidSession(t *testing.T) {
 			defer conn.Close()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			_, err = conn.Send("a@x.test", "b@y.test", []byte("Subject: s\r\n\r\nhi\r\n"))
+			_, err = conn.Send("a@x.test", "b@y.test", nil, []byte("Subject: s\r\n\r\nhi\r\n"))
 			runtime.ReadMemStats(&after)
 			if grown := after.TotalAlloc - before.TotalAlloc; grown > 8<<20 {
 				t.Fatalf("reading the hostile reply allocated %d MiB", grown>>20)

@@ -24,7 +24,7 @@ func TestDataTimeoutSaysTimedOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, err = conn.Send("a@sender.test", "b@slow.test", []byte("Subject: x\r\n\r\nhi\r\n"))
+	_, err = conn.Send("a@sender.test", "b@slow.test", nil, []byte("Subject: x\r\n\r\nhi\r\n"))
 	e := message.AsError(err)
 	if err == nil || e.Code != 451 || e.Enhanced != "4.4.2" || e.Text != "connection to slow.test timed out" || e.Reply.Command != "." {
 		t.Fatalf("got %v (%q, command %q); want 451 4.4.2 connection to slow.test timed out, after \".\"", err, e.Text, e.Reply.Command)

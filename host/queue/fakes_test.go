@@ -229,7 +229,7 @@ type fakeConn struct {
 	broken bool
 }
 
-func (c *fakeConn) Send(sender, rcpt string, body []byte) (message.Reply, error) {
+func (c *fakeConn) Send(sender, rcpt string, _ *message.DSN, body []byte) (message.Reply, error) {
 	c.d.mu.Lock()
 	c.d.sending++
 	c.d.mu.Unlock()

@@ -64,14 +64,24 @@ func (m *Manager) fillPath(p Path) Path {
 // RefreshInterval. A failed refresh keeps the path rq had (logged); only a ready queue that
 // never had one fails the message.
 func (m *Manager) refreshPath(rq *readyQueue, destination string) error {
-	now := m.opt.Clock.Now()
-	rq.mu.Lock()
-	fresh := rq.hasPath && now.Sub(rq.pathAt) < m.opt.RefreshInterval
-	had := rq.hasPath
-	rq.mu.Unlock()
-	if fresh {
+	fresh := func() (fresh, had bool) {
+		now := m.opt.Clock.Now()
+		rq.mu.Lock()
+		defer rq.mu.Unlock()
+		return rq.hasPath && now.Sub(rq.pathAt) < m.opt.RefreshInterval, rq.hasPath
+	}
+	if ok, _ := fresh(); ok {
 		return nil
 	}
+	// One fetch at a time per ready queue: the first messages for a new site arrive together,
+	// and each would otherwise run get_egress_path_config for the same answer.
+	rq.pathMu.Lock()
+	defer rq.pathMu.Unlock()
+	ok, had := fresh()
+	if ok {
+		return nil
+	}
+	now := m.opt.Clock.Now()
 	p := m.defaultPath()
 	if m.opt.Paths != nil {
 		ctx, cancel := context.WithTimeout(m.ctx, m.opt.ResolveTimeout)

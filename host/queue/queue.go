@@ -61,7 +61,8 @@ type Resolver interface {
 
 // Conn is one outgoing SMTP connection.
 type Conn interface {
-	Send(sender, rcpt string, body []byte) (message.Reply, error)
+	// Send delivers one message; dsn (nil: none) is passed on to a server that offers DSN.
+	Send(sender, rcpt string, dsn *message.DSN, body []byte) (message.Reply, error)
 	Host() route.Host
 	Broken() bool
 	Sent() int

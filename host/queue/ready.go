@@ -36,11 +36,12 @@ type readyQueue struct {
 	last     string    // the last delivery attempt's response, for the admin summary
 	lastAt   time.Time // when it came
 
-	path     Path      // the site's egress path (see refreshPath)
-	hasPath  bool      // path was set at least once
-	pathAt   time.Time // when path was fetched
-	msgRate  *bucket   // path.MaxMessageRate; nil: unlimited
-	connRate *bucket   // path.MaxConnectionRate; nil: unlimited
+	pathMu   sync.Mutex // one refreshPath fetch at a time
+	path     Path       // the site's egress path (see refreshPath)
+	hasPath  bool       // path was set at least once
+	pathAt   time.Time  // when path was fetched
+	msgRate  *bucket    // path.MaxMessageRate; nil: unlimited
+	connRate *bucket    // path.MaxConnectionRate; nil: unlimited
 	// permits are the connections opened under fail_open while the cluster's store did not
 	// answer: at most the connection limit divided by the node count (see admit).
 	permits int
@@ -439,13 +440,13 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		return false
 	}
 	reused := w.conn.Sent() > 0
-	reply, err := w.conn.Send(it.msg.Sender, it.msg.Recipient, body)
+	reply, err := w.conn.Send(it.msg.Sender, it.msg.Recipient, it.msg.DSN, body)
 	if err != nil && reused && w.conn.Broken() && m.ctx.Err() == nil {
 		// A cached connection the server dropped while idle (or closed with 421) says
 		// nothing about this message: try it once on a fresh connection, as Postfix does.
 		w.hangUp()
 		if err = w.connect(); err == nil {
-			reply, err = w.conn.Send(it.msg.Sender, it.msg.Recipient, body)
+			reply, err = w.conn.Send(it.msg.Sender, it.msg.Recipient, it.msg.DSN, body)
 		}
 	}
 	var peer *route.Host

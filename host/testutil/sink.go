@@ -109,9 +109,20 @@ type Received struct {
 	AuthMech string
 	// Remote is the client's IP address.
 	Remote string
+	// DSN holds the RFC 3461 parameters the client sent (the sink offers DSN only with
+	// SinkOptions.DSN): RET and ENVID of MAIL, NOTIFY and ORCPT of each RCPT, decoded.
+	DSN SinkDSN
 }
 
 // SinkOptions make a sink look like a smarthost: STARTTLS with a certificate, and AUTH.
+// SinkDSN is what a client passed of RFC 3461's parameters; Notify and ORcpt are per
+// recipient, in RCPT order ("" for a recipient without the parameter).
+type SinkDSN struct {
+	Ret, EnvID string
+	Notify     []string // comma-separated NOTIFY values
+	ORcpt      []string // "type;address"
+}
+
 type SinkOptions struct {
 	// TLS, when set, makes the sink offer STARTTLS with this config (see NewTestCA).
 	TLS *tls.Config
@@ -126,6 +137,8 @@ type SinkOptions struct {
 	// DataDelay holds every reply to the end of DATA this long, as a slow server does, so
 	// that a client's concurrent connections overlap.
 	DataDelay time.Duration
+	// DSN offers the DSN extension (RFC 3461) and records its parameters (Received.DSN).
+	DSN bool
 }
 
 // Sink is a real SMTP server (github.com/emersion/go-smtp) listening on a
@@ -243,6 +256,7 @@ func newSink(addr string, opts SinkOptions) (*Sink, error) {
 	srv.TLSConfig = opts.TLS
 	srv.MaxMessageBytes = 50 << 20
 	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = opts.DSN
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	s.srv = srv
 
@@ -576,6 +590,7 @@ type session struct {
 	to   []string
 	body string
 	utf8 bool
+	dsn  SinkDSN
 	user string // authenticated user
 	mech string
 }
@@ -641,7 +656,7 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 }
 
 func (ss *session) Reset() {
-	ss.from, ss.to = "", nil
+	ss.from, ss.to, ss.dsn = "", nil, SinkDSN{}
 }
 
 func (ss *session) Logout() error { return nil }
@@ -654,18 +669,33 @@ func (ss *session) Mail(from string, opt *smtp.MailOptions) error {
 		return err
 	}
 	ss.from, ss.to = from, nil
-	ss.body, ss.utf8 = "", false
+	ss.body, ss.utf8, ss.dsn = "", false, SinkDSN{}
 	if opt != nil {
 		ss.body, ss.utf8 = string(opt.Body), opt.UTF8
+		ss.dsn.Ret, ss.dsn.EnvID = string(opt.Return), opt.EnvelopeID
 	}
 	return nil
 }
 
-func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (ss *session) Rcpt(to string, opt *smtp.RcptOptions) error {
 	if err := ss.fail("RCPT"); err != nil {
 		return err
 	}
 	ss.to = append(ss.to, to)
+	var notify, orcpt string
+	if opt != nil {
+		for i, n := range opt.Notify {
+			if i > 0 {
+				notify += ","
+			}
+			notify += string(n)
+		}
+		if opt.OriginalRecipientType != "" {
+			orcpt = string(opt.OriginalRecipientType) + ";" + opt.OriginalRecipient
+		}
+	}
+	ss.dsn.Notify = append(ss.dsn.Notify, notify)
+	ss.dsn.ORcpt = append(ss.dsn.ORcpt, orcpt)
 	return nil
 }
 
@@ -696,6 +726,8 @@ func (ss *session) Data(r io.Reader) error {
 		AuthUser: ss.user,
 		AuthMech: ss.mech,
 		Remote:   remoteIP(ss.conn.Conn()),
+		DSN: SinkDSN{Ret: ss.dsn.Ret, EnvID: ss.dsn.EnvID,
+			Notify: append([]string(nil), ss.dsn.Notify...), ORcpt: append([]string(nil), ss.dsn.ORcpt...)},
 	})
 	return nil
 }
