@@ -1,6 +1,7 @@
 package app
 
 import (
+	"github.com/wasmta/wasmta/host/logs/webhook"
 	"github.com/wasmta/wasmta/host/metrics"
 	"github.com/wasmta/wasmta/host/queue"
 	"github.com/wasmta/wasmta/host/spool"
@@ -17,6 +18,7 @@ func (a *App) newMetrics() *metrics.Metrics {
 		Spool:        func() spool.Stats { return a.spool.Stats() },
 		SMTPSessions: func() int { return a.smtp.Sessions() },
 		Cluster:      clusterState(a.cluster),
+		Webhook:      webhookState(a.logHook),
 		Plugins: func() []metrics.PluginState {
 			var out []metrics.PluginState
 			for _, p := range a.chain.Plugins() {
@@ -39,4 +41,16 @@ func (a *App) serveMetrics() {
 	}
 	a.http.ObserveRequests(a.metrics.HTTPRequest)
 	a.http.ServeMetrics(a.metrics.Handler())
+}
+
+// webhookState is the metrics source for the log webhook; nil without [logs.webhook].
+func webhookState(h *webhook.Hook) func() metrics.WebhookState {
+	if h == nil {
+		return nil
+	}
+	return func() metrics.WebhookState {
+		st := h.Stats()
+		return metrics.WebhookState{QueueBytes: st.BacklogBytes, Batches: st.Batches, Records: st.Records,
+			FailedPosts: st.FailedPosts, Dropped: st.Dropped, Failing: st.Failing}
+	}
 }

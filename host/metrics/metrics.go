@@ -39,6 +39,18 @@ type Sources struct {
 	SMTPSessions func() int
 	// Cluster is the node's view of the shared Redis; nil without [redis].
 	Cluster func() ClusterState
+	// Webhook is the log webhook's queue; nil without [logs.webhook].
+	Webhook func() WebhookState
+}
+
+// WebhookState is what a scrape reports of the log webhook ([logs.webhook]).
+type WebhookState struct {
+	QueueBytes  int64 // bytes in its queue files
+	Batches     int64 // batches the receiver accepted
+	Records     int64 // records in them
+	FailedPosts int64 // POSTs the receiver did not accept (retried)
+	Dropped     int64 // records not queued: the backlog was full
+	Failing     bool  // the last POST failed
 }
 
 // ClusterState is what a scrape reports of the cluster client (host/cluster).

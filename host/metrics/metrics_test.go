@@ -232,6 +232,9 @@ func TestScrapeTimeSources(t *testing.T) {
 		Cluster: func() ClusterState {
 			return ClusterState{Up: false, Errors: 3, Fallbacks: 40, Policy: "fail_closed", Leases: 5}
 		},
+		Webhook: func() WebhookState {
+			return WebhookState{QueueBytes: 4096, Batches: 6, Records: 600, FailedPosts: 2, Dropped: 1, Failing: true}
+		},
 		Plugins: func() []PluginState {
 			return []PluginState{{Name: "router.wasm", Reloads: 2, ReloadFailures: 1, BreakerOpen: true}, {Name: "dkim.wasm"}}
 		},
@@ -261,6 +264,12 @@ func TestScrapeTimeSources(t *testing.T) {
 		{"wasmta_cluster_redis_errors_total", nil, 3},
 		{"wasmta_cluster_fallback_total", []string{"policy", "fail_closed"}, 40},
 		{"wasmta_cluster_leases", nil, 5},
+		{"wasmta_webhook_queue_bytes", nil, 4096},
+		{"wasmta_webhook_batches_total", nil, 6},
+		{"wasmta_webhook_records_total", nil, 600},
+		{"wasmta_webhook_failed_posts_total", nil, 2},
+		{"wasmta_webhook_dropped_records_total", nil, 1},
+		{"wasmta_webhook_failing", nil, 1},
 		// The largest queues keep their names; the 10 smallest (1..10 messages) are folded.
 		{"wasmta_scheduled_messages", []string{"queue", "q109.test"}, 110},
 		{"wasmta_scheduled_messages", []string{"queue", "q010.test"}, 11},

@@ -14,6 +14,8 @@ type scrapeCollector struct {
 	free, reserve, below, refusals            *prometheus.Desc
 	reloads, breaker                          *prometheus.Desc
 	redisUp, redisErrors, fallbacks, leases   *prometheus.Desc
+	whQueue, whBatches, whRecords, whFailed   *prometheus.Desc
+	whDropped, whFailing                      *prometheus.Desc
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -40,13 +42,20 @@ func newScrapeCollector(src Sources) *scrapeCollector {
 		redisErrors:    desc("cluster_redis_errors_total", "Commands to the cluster's Redis that failed (timeouts, refused connections, Redis errors)."),
 		fallbacks:      desc("cluster_fallback_total", "Shared limit checks answered by the on_unavailable policy because Redis did not answer.", "policy"),
 		leases:         desc("cluster_leases", "Connection leases this node holds under shared connection limits."),
+		whQueue:        desc("webhook_queue_bytes", "Bytes in the log webhook's queue files (a file leaves once every record in it was accepted)."),
+		whBatches:      desc("webhook_batches_total", "Batches of log records the webhook receiver accepted (2xx)."),
+		whRecords:      desc("webhook_records_total", "Log records in the batches the webhook receiver accepted."),
+		whFailed:       desc("webhook_failed_posts_total", "POSTs to the webhook receiver that failed (connection error, timeout, non-2xx); each is retried."),
+		whDropped:      desc("webhook_dropped_records_total", "Log records not queued for the webhook because its queue was full (logs.webhook.max_backlog); they are in the log file."),
+		whFailing:      desc("webhook_failing", "1 while the last POST to the webhook receiver failed, else 0."),
 	}
 }
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queued, c.scheduled, c.ready, c.conns, c.sessions, c.deleteFailures,
 		c.panics, c.free, c.reserve, c.below, c.refusals, c.reloads, c.breaker,
-		c.redisUp, c.redisErrors, c.fallbacks, c.leases} {
+		c.redisUp, c.redisErrors, c.fallbacks, c.leases,
+		c.whQueue, c.whBatches, c.whRecords, c.whFailed, c.whDropped, c.whFailing} {
 		ch <- d
 	}
 }
@@ -90,6 +99,15 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.redisErrors, float64(st.Errors))
 		counter(c.fallbacks, float64(st.Fallbacks), st.Policy)
 		gauge(c.leases, float64(st.Leases))
+	}
+	if f := c.src.Webhook; f != nil {
+		st := f()
+		gauge(c.whQueue, float64(st.QueueBytes))
+		counter(c.whBatches, float64(st.Batches))
+		counter(c.whRecords, float64(st.Records))
+		counter(c.whFailed, float64(st.FailedPosts))
+		counter(c.whDropped, float64(st.Dropped))
+		gauge(c.whFailing, b2f(st.Failing))
 	}
 	if f := c.src.Plugins; f != nil {
 		// Plugin names are configured, so they are few; still, two plugins with one file

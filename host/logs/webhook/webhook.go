@@ -91,6 +91,11 @@ type Hook struct {
 	backlog  atomic.Int64 // bytes in segment files
 	wake     chan struct{}
 
+	// For Stats (the metrics): batches and records the receiver accepted, POSTs it did not,
+	// and whether the last POST failed.
+	batches, records, failedPosts atomic.Int64
+	failing                       atomic.Bool
+
 	cur    cursor // sender only
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -331,6 +336,25 @@ func (h *Hook) Append(line []byte) {
 	}
 }
 
+// Stats are the queue's counters since it was opened, for the metrics.
+type Stats struct {
+	BacklogBytes int64 // bytes in the queue's segment files (a segment leaves once all sent)
+	Batches      int64 // batches the receiver accepted (2xx)
+	Records      int64 // records in them
+	FailedPosts  int64 // POSTs that failed (connection error, timeout, non-2xx); retried
+	Dropped      int64 // records not queued because the backlog was full (max_backlog)
+	Failing      bool  // the last POST failed
+}
+
+// Stats returns the counters.
+func (h *Hook) Stats() Stats {
+	h.mu.Lock()
+	dropped := h.dropped
+	h.mu.Unlock()
+	return Stats{BacklogBytes: h.backlog.Load(), Batches: h.batches.Load(), Records: h.records.Load(),
+		FailedPosts: h.failedPosts.Load(), Dropped: dropped, Failing: h.failing.Load()}
+}
+
 // Start runs the sender until Close.
 func (h *Hook) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -542,6 +566,9 @@ func (h *Hook) deliver(ctx context.Context, b *batch) bool {
 	for failures := 0; ; failures++ {
 		err := h.post(ctx, id, body)
 		if err == nil {
+			h.batches.Add(1)
+			h.records.Add(int64(len(b.records)))
+			h.failing.Store(false)
 			if failures > 0 {
 				h.opt.Diag.Info("logs.webhook: receiver accepts records again", "url", h.opt.URL, "failed_tries", failures)
 			}
@@ -550,6 +577,8 @@ func (h *Hook) deliver(ctx context.Context, b *batch) bool {
 		if ctx.Err() != nil {
 			return false
 		}
+		h.failedPosts.Add(1)
+		h.failing.Store(true)
 		lvl := slog.LevelDebug
 		if failures == 0 || failures%20 == 0 {
 			lvl = slog.LevelWarn

@@ -127,6 +127,9 @@ func TestExactlyOnceAcrossOutageAndRestart(t *testing.T) {
 	}
 	h.Start()
 	rc.waitRecords(t, 100)
+	if st := h.Stats(); st.FailedPosts != 3 || st.Failing {
+		t.Fatalf("stats after the receiver's 3 refusals: %+v", st)
+	}
 	rc.mu.Lock()
 	if !rc.held {
 		t.Fatal("the batch with m99 was not held")
@@ -146,6 +149,16 @@ func TestExactlyOnceAcrossOutageAndRestart(t *testing.T) {
 	}
 	h.Start()
 	rc.waitRecords(t, 200)
+	// The second sender's counters (what /metrics shows) catch up once the receiver's
+	// answers are in: its 100 new records at least (and the re-sent batch), none failed.
+	for deadline := time.Now().Add(5 * time.Second); h.Stats().Records < 100; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats: %+v, want at least 100 records sent", h.Stats())
+		}
+	}
+	if st := h.Stats(); st.Batches < 15 || st.FailedPosts != 0 || st.Failing {
+		t.Fatalf("stats after the restart: %+v", st)
+	}
 	h.Close()
 
 	rc.mu.Lock()
@@ -176,6 +189,7 @@ func TestExactlyOnceAcrossOutageAndRestart(t *testing.T) {
 		t.Fatalf("segments left: %v", segs)
 	}
 	t.Logf("%d requests (3 refused) for 200 records in batches of 7", rc.requests)
+
 }
 
 // TestCrashCutRecord: a segment whose last record was cut short (power loss) is sent up to
@@ -214,5 +228,8 @@ func TestBacklogLimit(t *testing.T) {
 	b, _ := os.ReadFile(dir + "/0000000000000001.jsonl")
 	if strings.Count(string(b), "\n") != 2 || h.dropped != 8 {
 		t.Fatalf("queued %q, dropped %d", b, h.dropped)
+	}
+	if st := h.Stats(); st.Dropped != 8 || st.BacklogBytes != int64(len(b)) {
+		t.Fatalf("stats %+v, want 8 dropped and %d bytes waiting", st, len(b))
 	}
 }
