@@ -198,7 +198,11 @@ func TestDSNOfDSNIsNotSent(t *testing.T) {
 // A message that expires produces a DSN with Status 4.4.7 and the last attempt's reply.
 func TestDSNOnExpiry(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dsnZone, []string{rcptSink, senderSink}, "[queue]\nretry_interval = \"1s\"\nmax_age = \"3s\"\n")
+	// The second attempt (about 1 s in) would schedule the third about 2 s later: past max_age,
+	// so the message expires right after the attempt whose reply the DSN quotes. (With
+	// max_age = 3s the third attempt's time fell just inside it about half the time, jitter
+	// deciding, and the message then expired at dispatch, with no reply to quote.)
+	e := newEnv(t, dsnZone, []string{rcptSink, senderSink}, "[queue]\nretry_interval = \"1s\"\nmax_age = \"2s\"\n")
 	e.sinks[rcptSink].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT", Code: 451, Text: "greylisted"})
 	e.send(dsnSender, "slow@dsn-rcpt.test", "too slow")
 	got := e.sinks[senderSink].WaitCount(t, 1, 20*time.Second)[0]
