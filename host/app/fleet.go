@@ -391,24 +391,29 @@ func (f *fleet) status() (b []byte) {
 // cutSummary keeps the n largest scheduled and ready queues (in name order, as the summary
 // lists them) and reports whether it left any out.
 func cutSummary(s *queue.Summary, n int) bool {
-	cut := false
-	if len(s.Scheduled) > n {
-		slices.SortFunc(s.Scheduled, func(a, b queue.SchedSummary) int {
-			return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Name, b.Name))
-		})
-		s.Scheduled = s.Scheduled[:n]
-		slices.SortFunc(s.Scheduled, func(a, b queue.SchedSummary) int { return strings.Compare(a.Name, b.Name) })
-		cut = true
+	var cutS, cutR bool
+	s.Scheduled, cutS = largest(s.Scheduled, n, func(q queue.SchedSummary) (int, string) { return q.Count, q.Name })
+	s.Ready, cutR = largest(s.Ready, n, func(q queue.ReadySummary) (int, string) { return q.Count, q.Name })
+	return cutS || cutR
+}
+
+// largest keeps the n entries of list with the highest count (ties by name), in name order.
+func largest[T any](list []T, n int, key func(T) (count int, name string)) ([]T, bool) {
+	if len(list) <= n {
+		return list, false
 	}
-	if len(s.Ready) > n {
-		slices.SortFunc(s.Ready, func(a, b queue.ReadySummary) int {
-			return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Name, b.Name))
-		})
-		s.Ready = s.Ready[:n]
-		slices.SortFunc(s.Ready, func(a, b queue.ReadySummary) int { return strings.Compare(a.Name, b.Name) })
-		cut = true
-	}
-	return cut
+	slices.SortFunc(list, func(a, b T) int {
+		ca, na := key(a)
+		cb, nb := key(b)
+		return cmp.Or(cmp.Compare(cb, ca), strings.Compare(na, nb))
+	})
+	list = list[:n]
+	slices.SortFunc(list, func(a, b T) int {
+		_, na := key(a)
+		_, nb := key(b)
+		return strings.Compare(na, nb)
+	})
+	return list, true
 }
 
 // Summary gathers the live nodes' heartbeats (httpapi.Fleet).

@@ -584,6 +584,28 @@ func (g *Generation) Retired() bool { return g.closed.Load() }
 // Busy is the number of live instances (in a retired generation: calls still running).
 func (g *Generation) Busy() int { return len(g.sem) }
 
+// ImportsHostFunction reports whether the module in the file at path imports the host
+// function fn (abi.HostModule). It only compiles the module: SDK tests use it to show that a
+// plugin which does not use a newer host function still loads on an older host.
+func ImportsHostFunction(ctx context.Context, path, fn string) (bool, error) {
+	code, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	cm, err := rt.CompileModule(ctx, code)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range cm.ImportedFunctions() {
+		if mod, name, _ := f.Import(); mod == abi.HostModule && name == fn {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Check loads a plugin file the way the server would (all load-time checks, one instance,
 // wasmta_init with config) and closes it again. It is `wasmta plugin check`.
 func Check(ctx context.Context, path string, config []byte) (*Report, error) {

@@ -657,17 +657,13 @@ func (m *Manager) readyQueue(site route.Site, source string) *readyQueue {
 		}
 		m.ready[name] = rq
 	}
-	rq.pins++
+	rq.pins.Add(1)
 	rq.setHosts(site.Hosts)
 	return rq
 }
 
 // unpin ends what readyQueue began: rq may be swept again once idle.
-func (m *Manager) unpin(rq *readyQueue) {
-	m.readyMu.Lock()
-	rq.pins--
-	m.readyMu.Unlock()
-}
+func (m *Manager) unpin(rq *readyQueue) { rq.pins.Add(-1) }
 
 // outcome handles the result of one delivery attempt.
 func (m *Manager) outcome(it *item, at place, peer *route.Host, reply message.Reply, err error) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmta/wasmta/host/logs"
@@ -47,9 +48,10 @@ type readyQueue struct {
 	permits int
 	usedAt  time.Time // the last push (or creation): sweepReady drops queues idle long enough
 
-	// pins counts dispatches between Manager.readyQueue and their push (under m.readyMu):
-	// a pinned queue is never dropped, so no message is pushed onto a queue no longer listed.
-	pins int
+	// pins counts dispatches between Manager.readyQueue and their push: a pinned queue is
+	// never dropped, so no message is pushed onto a queue no longer listed. It is raised under
+	// m.readyMu (so a sweep holding it cannot miss a new pin) and lowered without it.
+	pins atomic.Int32
 }
 
 func newReadyQueue(m *Manager, site, source string) *readyQueue {
@@ -491,7 +493,7 @@ func (m *Manager) sweepReady(now time.Time) int {
 	defer m.readyMu.Unlock()
 	n := 0
 	for name, rq := range m.ready {
-		if rq.pins > 0 {
+		if rq.pins.Load() > 0 {
 			continue
 		}
 		rq.mu.Lock()

@@ -67,9 +67,7 @@ func TestBusyReadyQueuesAreKept(t *testing.T) {
 	rq.mu.Lock()
 	rq.msgRate = nil
 	rq.mu.Unlock()
-	h.m.readyMu.Lock()
-	rq.pins++ // a dispatch between readyQueue and push
-	h.m.readyMu.Unlock()
+	rq.pins.Add(1) // a dispatch between readyQueue and push
 	if n := h.m.sweepReady(later); n != 0 {
 		t.Fatal("swept a pinned queue")
 	}

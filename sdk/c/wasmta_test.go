@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/tetratelabs/wazero"
-
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/plugin"
@@ -126,23 +125,11 @@ func TestSDK(t *testing.T) {
 // imports reports whether the module imports the host function fn.
 func imports(t *testing.T, wasm, fn string) bool {
 	t.Helper()
-	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
-	defer rt.Close(ctx)
-	code, err := os.ReadFile(wasm)
+	ok, err := plugin.ImportsHostFunction(context.Background(), wasm, fn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := rt.CompileModule(ctx, code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range cm.ImportedFunctions() {
-		if mod, name, _ := f.Import(); mod == abi.HostModule && name == fn {
-			return true
-		}
-	}
-	return false
+	return ok
 }
 
 // readme returns the README's C blocks: the first plugin, the queue config example, the egress

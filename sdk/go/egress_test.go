@@ -2,12 +2,9 @@ package wasmta
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tetratelabs/wazero"
 
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/plugin"
@@ -70,23 +67,12 @@ func TestEgressImportOnlyWhenRegistered(t *testing.T) {
 	}
 }
 
+// imports reports whether the module imports the host function fn.
 func imports(t *testing.T, wasm, fn string) bool {
 	t.Helper()
-	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
-	defer rt.Close(ctx)
-	code, err := os.ReadFile(wasm)
+	ok, err := plugin.ImportsHostFunction(context.Background(), wasm, fn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := rt.CompileModule(ctx, code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range cm.ImportedFunctions() {
-		if mod, name, _ := f.Import(); mod == abi.HostModule && name == fn {
-			return true
-		}
-	}
-	return false
+	return ok
 }

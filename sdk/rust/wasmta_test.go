@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/plugin"
 )
@@ -104,25 +102,14 @@ func load(t *testing.T, wasm string) *plugin.Chain {
 	return c
 }
 
+// imports reports whether the module imports the host function fn.
 func imports(t *testing.T, wasm, fn string) bool {
 	t.Helper()
-	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
-	defer rt.Close(ctx)
-	code, err := os.ReadFile(wasm)
+	ok, err := plugin.ImportsHostFunction(context.Background(), wasm, fn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := rt.CompileModule(ctx, code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range cm.ImportedFunctions() {
-		if mod, name, _ := f.Import(); mod == abi.HostModule && name == fn {
-			return true
-		}
-	}
-	return false
+	return ok
 }
 
 func ptr[T any](v T) *T { return &v }
