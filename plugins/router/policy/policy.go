@@ -6,6 +6,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/wasmta/wasmta/abi"
@@ -59,8 +60,20 @@ func Parse(b []byte) (*Config, error) {
 				return nil, fmt.Errorf("router config: rules[%d]: pattern %q: use a domain, *.domain or *", i, p)
 			}
 		}
+		for _, v := range []string{r.RoutingDomain, r.Queue} {
+			if err := checkLiterals(v); err != nil {
+				return nil, fmt.Errorf("router config: rules[%d]: %w", i, err)
+			}
+		}
 	}
 	for name, q := range c.Queues {
+		for j, e := range q.MxList {
+			for _, v := range []string{e.Name, e.Addr} {
+				if err := checkLiterals(v); err != nil {
+					return nil, fmt.Errorf("router config: queues.%s: mx_list[%d]: %w", name, j, err)
+				}
+			}
+		}
 		for _, d := range []string{q.RetryInterval, q.MaxRetryInterval, q.MaxAge} {
 			if d == "" {
 				continue
@@ -71,6 +84,32 @@ func Parse(b []byte) (*Config, error) {
 		}
 	}
 	return &c, nil
+}
+
+// checkLiterals checks every domain literal ("[10.0.0.1]", "[IPv6:::1]", the non-conforming
+// "[::1]") in a routing_domain, a queue name or an mx_list entry: a '[' without its ']' or a
+// bracket that holds no IP address is a configuration error now (design §3), not a
+// set_meta failure on every message the rule matches, which clients would see as 451 forever.
+// The host parses the value again when the meta is set; this is only the early, named error.
+func checkLiterals(v string) error {
+	for rest := v; ; {
+		open := strings.IndexByte(rest, '[')
+		if open < 0 {
+			return nil
+		}
+		end := strings.IndexByte(rest[open:], ']')
+		if end < 0 {
+			return fmt.Errorf("domain literal in %q: missing ']'", v)
+		}
+		ip := rest[open+1 : open+end]
+		if len(ip) >= 5 && strings.EqualFold(ip[:5], "IPv6:") {
+			ip = ip[5:]
+		}
+		if _, err := netip.ParseAddr(ip); err != nil || strings.Contains(ip, "%") {
+			return fmt.Errorf("domain literal in %q: %q is not an IP address", v, rest[open:open+end+1])
+		}
+		rest = rest[open+end+1:]
+	}
 }
 
 // Needs reports which envelope fields any rule looks at, so the plugin fetches only those

@@ -72,10 +72,27 @@ func TestParseErrorsNameTheProblem(t *testing.T) {
 		{`{"rules":[{"recipient_domain":"a*b","queue":"q"}]}`, `pattern "a*b"`},
 		{`{"queues":{"x":{"retry_interval":"soon"}}}`, "queues.x"},
 		{`{"rulez":[]}`, `unknown field "rulez"`},
+		// Literals (design §3): a missing ']' or a bracket without an IP is an error at start.
+		{`{"rules":[{"routing_domain":"[10.0.0.1"}]}`, `rules[0]: domain literal in "[10.0.0.1": missing ']'`},
+		{`{"rules":[{"queue":"[::1"}]}`, "rules[0]: domain literal"},
+		{`{"rules":[{"queue":"t@example.com![10.0.0.256]"}]}`, `"[10.0.0.256]" is not an IP address`},
+		{`{"rules":[{"routing_domain":"[IPv6:bad]"}]}`, "is not an IP address"},
+		{`{"queues":{"x":{"mx_list":["a.test",{"name":"b.test","addr":"[10.0.0.1"}]}}}`, "queues.x: mx_list[1]: domain literal"},
 	} {
 		if _, err := Parse([]byte(tc.cfg)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestParseAcceptsTheGuidesLiterals: every literal form the routing guide shows parses,
+// including the non-conforming [::1] and an IPv4 literal with a port.
+func TestParseAcceptsTheGuidesLiterals(t *testing.T) {
+	cfg := `{"rules":[{"queue":"[10.0.0.1]"},{"queue":"[IPv6:::1]"},{"routing_domain":"[::1]"},
+		{"routing_domain":"[ipv6:2001:db8::1]"},{"routing_domain":"[10.0.0.1]:2525"},{"queue":"c:t@[10.0.0.1]![IPv6:::1]"}],
+		"queues":{"x":{"mx_list":["smart.host.local",{"name":"mx.example.com","addr":"10.0.0.1"},"[10.0.0.2]"]}}}`
+	if _, err := Parse([]byte(cfg)); err != nil {
+		t.Fatal(err)
 	}
 }
 
