@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,10 +17,14 @@ var (
 	routerErr  error
 )
 
-// routerWasm builds the first-party router plugin once for this package's tests.
+// routerWasm builds the first-party router plugin once for this package's tests, next to the
+// relay binary (TestMain removes that directory): not in the first caller's TempDir, which is
+// gone when that test ends while parallel tests still start relays with the plugin.
 func routerWasm(t *testing.T) string {
 	t.Helper()
-	routerOnce.Do(func() { routerPath, routerErr = testutil.BuildGoPlugin(t.TempDir(), "./plugins/router", "router") })
+	routerOnce.Do(func() {
+		routerPath, routerErr = testutil.BuildGoPlugin(filepath.Dir(relayBin), "./plugins/router", "router")
+	})
 	if routerErr != nil {
 		t.Fatal(routerErr)
 	}
