@@ -5,6 +5,7 @@ package config
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -295,6 +296,9 @@ func Parse(text string) (*Config, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	if err := c.validateNames(md); err != nil {
+		return nil, err
+	}
 	if err := c.validateEgress(md); err != nil {
 		return nil, err
 	}
@@ -305,6 +309,41 @@ func Parse(text string) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// validateNames checks the names the relay writes verbatim into its banner, EHLO and Received
+// fields: a configured hostname or [delivery] ehlo_domain must be a domain or an address
+// literal (RFC 5321 §4.1.1.1), the rule [egress] ehlo_domain already follows. A space or a
+// line break there would corrupt or forge replies. The machine's own name (the default) is
+// taken as the system gives it.
+func (c *Config) validateNames(md toml.MetaData) error {
+	for _, n := range []struct {
+		key  []string
+		name string
+	}{{[]string{"hostname"}, c.Hostname}, {[]string{"delivery", "ehlo_domain"}, c.Delivery.EHLODomain}} {
+		if !md.IsDefined(n.key...) {
+			continue
+		}
+		if err := checkEHLOName(strings.Join(n.key, "."), n.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkEHLOName applies [egress] ehlo_domain's rule to another key's value ("" is unset).
+func checkEHLOName(key, name string) error {
+	if name == "" {
+		return nil
+	}
+	if err := (&abi.EgressPathConfig{EHLODomain: &name}).Check(); err != nil {
+		var fe *abi.FieldError
+		if errors.As(err, &fe) {
+			err = fe.Err
+		}
+		return keyErr(key, "%v", err)
+	}
+	return nil
 }
 
 func (c *Config) validate() error {

@@ -105,6 +105,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[bounce]\ntenant = \"a@b\"", "bounce.tenant"},
 		{"[bounce]\nnotify = true", "bounce.notify"},
 		{"[[plugins]]\npath = \"x.wasm\"\nlimit = 3", "plugins.limit"},
+		// Names that go out verbatim in the banner, EHLO and Received (RFC 5321 §4.1.1.1).
+		{"hostname = \"bad host name!\"", "configuration key hostname"},
+		{"hostname = \"mta.example.test\\r\\n250 x\"", "configuration key hostname"},
+		{"[delivery]\nehlo_domain = \"bad name\"", "configuration key delivery.ehlo_domain"},
 	} {
 		_, err := Parse(tc.text)
 		if err == nil || !strings.Contains(err.Error(), tc.key) {

@@ -56,6 +56,9 @@ func (c *Config) validatePools() error {
 				return keyErr(key+".source_address", "%q is not an IP address", s.SourceAddress)
 			}
 		}
+		if err := checkEHLOName(key+".ehlo_domain", s.EHLODomain); err != nil {
+			return err
+		}
 	}
 	for _, name := range sortedKeys(c.EgressPools) {
 		p := c.EgressPools[name]

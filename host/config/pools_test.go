@@ -46,6 +46,7 @@ func TestEgressPoolErrors(t *testing.T) {
 		twoSources + "[egress_pool.unspecified]\nentries = [{name = \"a\"}]":       "egress_pool.unspecified",
 		"[egress_source.a]\nsource_address = \"localhost\"":                        "egress_source.a.source_address",
 		"[egress_source.a]\nsrc = \"127.0.0.1\"":                                   "unknown configuration key egress_source.a.src",
+		"[egress_source.a]\nehlo_domain = \"bad name\"":                            "egress_source.a.ehlo_domain: \"bad name\" is not a domain",
 		"[egress_source.unspecified]\nehlo_domain = \"x.test\"":                    "egress_source.unspecified",
 		"[queue]\negress_pool = \"p\"":                                             "queue.egress_pool: no [egress_pool.p]",
 	} {
