@@ -280,3 +280,19 @@ func TestSpecAuditRouterBadLiteralIsConfigError(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecAuditMalformedLiteralBouncesAtDelivery: design §3 — a literal that cannot be parsed
+// (here a queue meta missing its ']', set by an admin rebind, which plugins cannot reach) is
+// a bounce (5xx) naming the problem when delivery is attempted, not a retry loop.
+func TestSpecAuditMalformedLiteralBouncesAtDelivery(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t, []string{"127.0.0.4"}, "[queue]\nretry_interval = \"1h\"\n")
+	e.sinks["127.0.0.4"].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT"})
+	e.send("a@sender.test", "m@implicit.test", "rebind me")
+	e.relay.WaitLog(recipientIs("TransientFailure", "m@implicit.test"), 10*time.Second)
+	e.mustCLI("retry", "--domain", "implicit.test", "--set", "queue=[10.0.0.1")
+	rec := e.relay.WaitLog(recipientIs("Bounce", "m@implicit.test"), 10*time.Second)
+	if rec["queue"] != "[10.0.0.1" || testutil.Code(rec)/100 != 5 || !strings.Contains(fmt.Sprint(rec["response"]), "missing ']'") {
+		t.Fatalf("bounce record %v, want a 5xx naming the missing ']'", rec)
+	}
+}
