@@ -296,3 +296,23 @@ func TestSpecAuditMalformedLiteralBouncesAtDelivery(t *testing.T) {
 		t.Fatalf("bounce record %v, want a 5xx naming the missing ']'", rec)
 	}
 }
+
+// TestSpecAudit3xxWhere2xxExpectedIsTransient: design §6 — a 3xx reply where a 2xx was expected
+// (here to RCPT) is a transient failure: the message is retried and delivered, never bounced.
+func TestSpecAudit3xxWhere2xxExpectedIsTransient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, zone, []string{"127.0.0.4"}, "[queue]\nretry_interval = \"1s\"\n")
+	e.sinks["127.0.0.4"].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT", Code: 354, Text: "surprise", Times: 1})
+	e.send("a@sender.test", "r@implicit.test", "3xx")
+	rec := e.relay.WaitLog(recipientIs("TransientFailure", "r@implicit.test"), 10*time.Second)
+	if testutil.Code(rec)/100 != 4 && testutil.Code(rec) != 354 {
+		t.Errorf("transient record %v", rec["response"])
+	}
+	e.sinks["127.0.0.4"].WaitCount(t, 1, 10*time.Second)
+	e.relay.WaitLog(recipientIs("Delivery", "r@implicit.test"), 5*time.Second)
+	for _, r := range e.relay.LogRecords() {
+		if recipientIs("Bounce", "r@implicit.test")(r) {
+			t.Fatalf("a 3xx bounced the message: %v", r)
+		}
+	}
+}
