@@ -181,7 +181,7 @@ func TestSpecAuditTooManyConnections(t *testing.T) {
 
 // TestSpecAuditSeedRecipesQueueNames: design §2 and the routing guide's recipes through the
 // router plugin. The scheduled queue names — tenant and campaign kept with routing_domain, a
-// verbatim queue meta, literals — are what the Reception records and the admin queue summary
+// verbatim queue meta (not lower-cased), literals — are what the Reception records and the admin queue summary
 // show, while the mail waits (the smarthost defers it).
 func TestSpecAuditSeedRecipesQueueNames(t *testing.T) {
 	t.Parallel()
@@ -210,6 +210,9 @@ routing_domain = "[IPv6:::1]"
 recipient_domain = "nonconforming.example"
 routing_domain = "[::1]"
 [[plugins.config.rules]]
+recipient_domain = "upper.example"
+queue = "My.SmartHost.COM"
+[[plugins.config.rules]]
 recipient_domain = "*"
 routing_domain = "my.smarthost.com"
 `, httpAddr, wasm))
@@ -223,6 +226,7 @@ routing_domain = "my.smarthost.com"
 		"c@literal.example":       "[127.0.0.5]",
 		"d@v6.example":            "v6.example![IPv6:::1]",
 		"e@nonconforming.example": "nonconforming.example![::1]",
+		"f@upper.example":         "My.SmartHost.COM", // the queue meta, verbatim
 	}
 	c := testutil.Dial(t, e.relay.SMTP)
 	c.Hello("client.test")
