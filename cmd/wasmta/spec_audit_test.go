@@ -258,6 +258,28 @@ routing_domain = "my.smarthost.com"
 	if n := e.sinks["127.0.0.2"].Count() + e.sinks["127.0.0.5"].Count(); n != 0 {
 		t.Fatalf("deferring sinks accepted %d messages", n)
 	}
+
+	// The queue-name parts are what the admin selectors match: a tenant, and a routing domain
+	// compared as written ([::1] is not [IPv6:::1]).
+	for _, tc := range []struct{ flag, value, rcpt string }{
+		{"--tenant", "t1", "a@Example.COM"},
+		{"--routing-domain", "[::1]", "e@nonconforming.example"},
+	} {
+		out, err := runBin(e.relay.Dir, "queue", "bounce", tc.flag, tc.value, "--reason", "audit", "--duration", "1m", "--api", admin.url)
+		if err != nil || !strings.Contains(out, "bounced 1 message(s)") {
+			t.Fatalf("queue bounce %s %s: %v\n%s", tc.flag, tc.value, err, out)
+		}
+		e.relay.WaitLog(recipientIs("AdminBounce", tc.rcpt), 5*time.Second)
+		delete(want, tc.rcpt)
+	}
+	admin.waitSummary("the other queues untouched", func(s queue.Summary) bool {
+		for _, q := range want {
+			if sq := schedQ(s, q); sq == nil || sq.Count != 1 {
+				return false
+			}
+		}
+		return s.Queued == int64(len(want))
+	})
 }
 
 // TestSpecAuditRouterBadLiteralIsConfigError: design §3 — a literal missing its ']' or not an
