@@ -342,3 +342,36 @@ func TestSpecAudit3xxWhere2xxExpectedIsTransient(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecAuditRoutingDomainPorts: design §3 — a port may follow an IPv4 literal or a name in a
+// routing domain, and delivery connects there instead of [delivery] smtp_port (the name is still
+// resolved as usual, here by implicit MX); the queue name keeps the port.
+func TestSpecAuditRoutingDomainPorts(t *testing.T) {
+	t.Parallel()
+	wasm := routerWasm(t)
+	port := testutil.MustListenPort(t, "127.0.0.7")
+	other := testutil.StartSink(t, fmt.Sprintf("127.0.0.7:%d", port))
+	e := newEnv(t, zone+"smart.host.local. A 127.0.0.7\n", []string{"127.0.0.4"}, fmt.Sprintf(`[[plugins]]
+path = %q
+[[plugins.config.rules]]
+recipient_domain = "literal.example"
+routing_domain = "[127.0.0.7]:%d"
+[[plugins.config.rules]]
+recipient_domain = "name.example"
+routing_domain = "smart.host.local:%d"
+`, wasm, port, port))
+	want := map[string]string{
+		"a@literal.example": fmt.Sprintf("literal.example![127.0.0.7]:%d", port),
+		"b@name.example":    fmt.Sprintf("name.example!smart.host.local:%d", port),
+	}
+	for rcpt := range want {
+		e.send("s@sender.test", rcpt, "port")
+	}
+	other.WaitCount(t, 2, 10*time.Second)
+	for rcpt, q := range want {
+		rec := e.relay.WaitLog(recipientIs("Delivery", rcpt), 5*time.Second)
+		if rec["queue"] != q || rec["peer_address"].(map[string]any)["addr"] != "127.0.0.7" {
+			t.Errorf("%s: queue %v peer %v, want %s via 127.0.0.7", rcpt, rec["queue"], rec["peer_address"], q)
+		}
+	}
+}
