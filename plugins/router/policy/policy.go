@@ -105,10 +105,14 @@ func checkLiterals(v string) error {
 		if len(ip) >= 5 && strings.EqualFold(ip[:5], "IPv6:") {
 			ip = ip[5:]
 		}
-		if _, err := netip.ParseAddr(ip); err != nil || strings.Contains(ip, "%") {
+		a, err := netip.ParseAddr(ip)
+		if err != nil || a.Zone() != "" {
 			return fmt.Errorf("domain literal in %q: %q is not an IP address", v, rest[open:open+end+1])
 		}
 		rest = rest[open+end+1:]
+		if a.Is6() && strings.HasPrefix(rest, ":") {
+			return fmt.Errorf("domain literal in %q: an IPv6 literal cannot carry a port (the colon is ambiguous)", v)
+		}
 	}
 }
 

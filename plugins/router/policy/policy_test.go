@@ -77,6 +77,8 @@ func TestParseErrorsNameTheProblem(t *testing.T) {
 		{`{"rules":[{"queue":"[::1"}]}`, "rules[0]: domain literal"},
 		{`{"rules":[{"queue":"t@example.com![10.0.0.256]"}]}`, `"[10.0.0.256]" is not an IP address`},
 		{`{"rules":[{"routing_domain":"[IPv6:bad]"}]}`, "is not an IP address"},
+		{`{"rules":[{"routing_domain":"[IPv6:::1]:2525"}]}`, "an IPv6 literal cannot carry a port"},
+		{`{"rules":[{"queue":"[::1]:2525"}]}`, "an IPv6 literal cannot carry a port"},
 		{`{"queues":{"x":{"mx_list":["a.test",{"name":"b.test","addr":"[10.0.0.1"}]}}}`, "queues.x: mx_list[1]: domain literal"},
 	} {
 		if _, err := Parse([]byte(tc.cfg)); err == nil || !strings.Contains(err.Error(), tc.want) {
