@@ -239,14 +239,27 @@ routing_domain = "my.smarthost.com"
 			t.Fatalf("%s: %d %s", rcpt, code, msg)
 		}
 	}
+	// The same recipes over the HTTP injection API (http_message_generated), tenant and
+	// campaign from the message's headers as over SMTP.
+	admin := &adminEnv{&httpEnv{env: e, url: "http://" + httpAddr}}
+	r := admin.inject(map[string]any{
+		"envelope_sender": "s@sender.test",
+		"content":         map[string]any{"subject": "x", "text_body": "hi", "headers": map[string]string{"X-Tenant": "t2"}},
+		"recipients":      []map[string]string{{"email": "g@Other.example"}, {"email": "h@[IPv6:::1]"}},
+	})
+	if r.SuccessCount != 2 || r.FailCount != 0 {
+		t.Fatalf("inject: %+v", r)
+	}
+	want["g@Other.example"] = "t2@other.example!my.smarthost.com"
+	want["h@[IPv6:::1]"] = "t2@[ipv6:::1]!my.smarthost.com" // the recipient domain is lower-cased, tag included
 	for rcpt, q := range want {
-		if got := e.relay.WaitLog(recipientIs("Reception", rcpt), 5*time.Second)["queue"]; got != q {
-			t.Errorf("%s: Reception queue %v, want %s", rcpt, got, q)
+		rec := e.relay.WaitLog(recipientIs("Reception", rcpt), 5*time.Second)
+		if rec["queue"] != q {
+			t.Errorf("%s: Reception queue %v, want %s", rcpt, rec["queue"], q)
 		}
 	}
 	// The smarthost and the literal defer everything; [::1] has no sink: each queue keeps its
 	// message, and the summary lists it by the same name.
-	admin := &adminEnv{&httpEnv{env: e, url: "http://" + httpAddr}}
 	admin.waitSummary("every recipe's queue", func(s queue.Summary) bool {
 		for _, q := range want {
 			if sq := schedQ(s, q); sq == nil || sq.Count != 1 {
