@@ -22,6 +22,8 @@ func TestConfigCheckFailsWhereServeFails(t *testing.T) {
 		{"init refuses config", base + "[[plugins]]\npath = \"" + fixture(t, "initfail") + "\"\n", "config missing"},
 		{"missing TLS file", withTLS, "smtp.tls_certificate"},
 		{"bad bounce rules", strings.Replace(base, "[logs]\n", "[logs]\nbounce_rules = \"no-such-rules.toml\"\n", 1), "logs.bounce_rules"},
+		{"hostname not a domain", "hostname = \"mta example\"\n" + base, "configuration key hostname"},
+		{"router literal without ']'", base + "[[plugins]]\npath = \"" + routerWasm(t) + "\"\n[[plugins.config.rules]]\nrecipient_domain = \"*\"\nrouting_domain = \"[10.0.0.1\"\n", "rules[0]: domain literal"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
