@@ -107,7 +107,7 @@ func StartRelay(t testing.TB, bin, dir, config, smtpAddr string) *Relay {
 func (r *Relay) Start() {
 	r.t.Helper()
 	r.StartNoWait()
-	r.WaitListening(20 * time.Second)
+	r.WaitListening(60 * time.Second) // a bound, not a speed check: a Go plugin compiles slowly on a loaded machine
 }
 
 // StartNoWait (re)starts the process with the same config and returns at once, for a process

@@ -16,27 +16,53 @@
 package testutil
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-// MustListenPort returns a TCP port on ip that was free at the time of the
-// call: it listens on ip:0, records the port and closes the listener. The port
-// may be taken by someone else before the caller binds it, so prefer binding
-// with port 0 and reading the address back when possible.
+// MustListenPort returns a TCP port on ip that was free at the time of the call. The port
+// may be taken by someone else before the caller binds it, so prefer binding with port 0 and
+// reading the address back when possible.
+//
+// It is picked at random below the kernel's ephemeral range, not with ip:0: a port the kernel
+// hands out for :0 comes from the same range as the source ports of outgoing connections, and
+// with many tests connecting at once a freed one was soon reused by some client's connect,
+// so the relay then failed to bind ("address already in use", seen under parallel tests).
 func MustListenPort(t testing.TB, ip string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("testutil: listen on %s:0: %v", ip, err)
+	low := ephemeralLow()
+	for range 200 {
+		port := low - 1 - rand.IntN(low-10000)
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		if err := l.Close(); err != nil {
+			t.Fatalf("testutil: close listener on %s: %v", l.Addr(), err)
+		}
+		return port
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("testutil: close listener on %s: %v", l.Addr(), err)
+	t.Fatalf("testutil: no free port on %s below %d", ip, low)
+	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux default 32768).
+func ephemeralLow() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				low = n
+			}
+		}
 	}
-	return port
+	return low
 }
 
 // ReportPercentiles reports the p50 and p99 of per-operation latencies as benchmark metrics.
