@@ -402,8 +402,15 @@ func (m *Manager) release(r *activeRule) {
 	}
 }
 
-// comps are the parts of a queue name (zero for a name that does not parse).
-func (m *Manager) comps(name string) route.Components { return m.schedQueue(name).comps }
+// comps are the parts of a queue name (zero for a name that does not parse). It lists no
+// queue: admin selectors ask about names no message may hold.
+func (m *Manager) comps(name string) route.Components {
+	if q, ok := m.sched.Load(name); ok {
+		return q.(*schedQueue).comps
+	}
+	c, _ := route.ParseQueueName(name)
+	return c
+}
 
 // intercept applies the rules to a message about to be attempted: it reports true when a
 // bounce rule ended it or a suspension put it back on the timer heap, due when the suspension
@@ -452,7 +459,7 @@ func (m *Manager) suspendedUntil(name string, c route.Components, now time.Time)
 // adminBounce ends a message by an operator's rule: KumoMTA's AdminBounce record,
 // 551 5.7.1 "Administrator bounced with reason: ...".
 func (m *Manager) adminBounce(msg *message.Message, r *activeRule, site string) {
-	m.removed()
+	m.removed(msg.Queue)
 	m.forgetSlots(msg.ID)
 	m.adminBounced.Add(1)
 	r.count(msg.Queue)
@@ -560,6 +567,8 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 		flush := moved || req.AlwaysFlush
 		if moved {
 			res.Moved++
+			m.hold(msg.Queue) // before the old queue lets go, so the message is never in none
+			m.unhold(old)
 		}
 		if flush {
 			res.Flushed++
@@ -585,6 +594,10 @@ type Summary struct {
 	Queued    int64          `json:"queued"` // every message held, including those being attempted
 	Scheduled []SchedSummary `json:"scheduled_queues"`
 	Ready     []ReadySummary `json:"ready_queues"`
+	// SchedKept counts the scheduled queues whose state (cached config, rate limit) the relay
+	// keeps: those listed above, those whose messages are all being attempted, and empty ones
+	// not dropped yet (sweepSched).
+	SchedKept int `json:"scheduled_queues_kept"`
 }
 
 // SchedSummary is one scheduled queue: the messages waiting for their next attempt (on the
@@ -654,6 +667,7 @@ func (m *Manager) Summary() Summary {
 		s.Scheduled = append(s.Scheduled, *q)
 	}
 	slices.SortFunc(s.Scheduled, func(a, b SchedSummary) int { return strings.Compare(a.Name, b.Name) })
+	s.SchedKept = m.schedKept()
 	return s
 }
 

@@ -232,7 +232,8 @@ func (m *Manager) Start() {
 	m.scheduleSweep()
 }
 
-// scheduleSweep drops idle ready queues once a minute (sweepReady) until Stop.
+// scheduleSweep drops idle ready queues (sweepReady) and empty scheduled queues (sweepSched)
+// once a minute until Stop.
 func (m *Manager) scheduleSweep() {
 	m.opt.Clock.AfterFunc(time.Minute, func() {
 		if m.ctx.Err() != nil {
@@ -241,6 +242,11 @@ func (m *Manager) scheduleSweep() {
 		m.guard("ready queue sweep", nil, func() {
 			if n := m.sweepReady(m.opt.Clock.Now()); n > 0 {
 				m.opt.Diag.Debug("idle ready queues dropped", "count", n)
+			}
+		})
+		m.guard("scheduled queue sweep", nil, func() {
+			if n := m.sweepSched(m.opt.Clock.Now()); n > 0 {
+				m.opt.Diag.Debug("empty scheduled queues dropped", "count", n)
 			}
 		})
 		m.scheduleSweep()
@@ -363,7 +369,7 @@ func (m *Manager) load(e entry) *message.Message {
 	}
 	msg, err := m.read(e)
 	if errors.Is(err, message.ErrNotInSpool) {
-		m.removed()
+		m.removed(e.q.name)
 		m.forgetSlots(e.key.ID())
 		m.opt.Diag.Error("queued message missing from the spool; dropped", "id", e.key.ID())
 		return nil
@@ -472,16 +478,16 @@ func (m *Manager) RecoverSched(s message.Sched) {
 			m.opt.Diag.Error("spool read failed; the message stays spooled until the next start", "id", s.ID, "err", err)
 			return
 		}
-		m.queued.Add(1)
+		m.admit(msg.Queue)
 		m.waitFull(msg)
 		return
 	}
-	m.queued.Add(1)
-	m.timers.push(entry{key: k, due: nanos(s.Due), created: nanos(s.Created), q: m.schedQueue(s.Queue), attempts: int32(s.Attempts)})
+	q := m.admit(s.Queue)
+	m.timers.push(entry{key: k, due: nanos(s.Due), created: nanos(s.Created), q: q, attempts: int32(s.Attempts)})
 }
 
 func (m *Manager) insert(msg *message.Message) {
-	m.queued.Add(1)
+	m.admit(msg.Queue)
 	if !msg.Due.After(m.opt.Clock.Now()) {
 		m.goDispatch(msg)
 		return
@@ -489,8 +495,24 @@ func (m *Manager) insert(msg *message.Message) {
 	m.waitFull(msg)
 }
 
-func (m *Manager) removed() { m.queued.Add(-1) }
+// admit counts a message the manager takes on, in the queued total and in its scheduled queue.
+func (m *Manager) admit(queue string) *schedQueue {
+	m.queued.Add(1)
+	return m.hold(queue)
+}
 
+// removed counts out a message the manager no longer holds (delivered, bounced, expired, gone
+// from the spool).
+func (m *Manager) removed(queue string) {
+	m.queued.Add(-1)
+	m.unhold(queue)
+}
+
+// schedQueue is a scheduled queue: its name's parts, its cached config and its rate limit.
+// Waiting messages point at it from the timer heap (entry.q), so it must stay listed in
+// Manager.sched while any message of its name is held: held counts them (hold, unhold), and
+// sweepSched drops a queue only when held is zero, under holdMu, marking it dead so that an
+// arrival that found it just before finds a fresh one instead (hold).
 type schedQueue struct {
 	name    string
 	comps   route.Components
@@ -501,8 +523,14 @@ type schedQueue struct {
 	cfgErr  error
 	fetched time.Time
 	rate    *bucket // cfg.MaxMessageRate; nil: unlimited
+
+	holdMu sync.Mutex
+	held   int  // messages of the queue the manager holds: waiting, due, being attempted
+	dead   bool // dropped from Manager.sched; never used again
 }
 
+// schedQueue returns the listed queue of that name, listing a new one when there is none. For
+// the name of a message held (hold) it is that message's queue.
 func (m *Manager) schedQueue(name string) *schedQueue {
 	if q, ok := m.sched.Load(name); ok {
 		return q.(*schedQueue)
@@ -511,6 +539,74 @@ func (m *Manager) schedQueue(name string) *schedQueue {
 	q.comps, q.compErr = route.ParseQueueName(name)
 	actual, _ := m.sched.LoadOrStore(name, q)
 	return actual.(*schedQueue)
+}
+
+// hold counts one more message in the queue of that name and returns the queue, which stays
+// listed until the matching unhold. A queue the sweep dropped meanwhile is never returned.
+func (m *Manager) hold(name string) *schedQueue {
+	for {
+		q := m.schedQueue(name)
+		q.holdMu.Lock()
+		if !q.dead {
+			q.held++
+			q.holdMu.Unlock()
+			return q
+		}
+		q.holdMu.Unlock()
+		m.sched.CompareAndDelete(name, q) // the sweep did it already; this only makes sure
+	}
+}
+
+// unhold ends what hold began: the message left the queue (delivered, bounced, expired,
+// dropped, or moved to another queue).
+func (m *Manager) unhold(name string) {
+	v, ok := m.sched.Load(name)
+	if !ok {
+		m.opt.Diag.Error("released a message of a queue no longer listed", "queue", name)
+		return
+	}
+	q := v.(*schedQueue)
+	q.holdMu.Lock()
+	if q.held > 0 {
+		q.held--
+	}
+	q.holdMu.Unlock()
+}
+
+// sweepSched drops the scheduled queues that hold no message, whose cached config is stale (it
+// would be asked for again anyway) and whose rate limit has nothing booked ahead (a fresh
+// bucket could let a message through early), and reports how many. A message for a dropped
+// queue later gets a fresh one.
+func (m *Manager) sweepSched(now time.Time) int {
+	n := 0
+	m.sched.Range(func(k, v any) bool {
+		q := v.(*schedQueue)
+		q.holdMu.Lock()
+		defer q.holdMu.Unlock()
+		if q.held > 0 || q.dead {
+			return true
+		}
+		// No message holds q, and none can join while holdMu is held: nothing fetches its
+		// config or books its rate meanwhile.
+		q.mu.Lock()
+		stale := q.fetched.IsZero() || now.Sub(q.fetched) >= m.opt.RefreshInterval
+		rate := q.rate
+		q.mu.Unlock()
+		if stale && rate.idle(now) {
+			q.dead = true
+			m.sched.CompareAndDelete(k, q)
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// schedKept is the number of scheduled queues listed.
+func (m *Manager) schedKept() int {
+	n := 0
+	m.sched.Range(func(_, _ any) bool { n++; return true })
+	return n
 }
 
 // config returns the queue's config, asking the source once and again after RefreshInterval.
@@ -674,7 +770,7 @@ func (m *Manager) outcome(it *item, at place, peer *route.Host, reply message.Re
 // carries (design.md §6 and §12).
 func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS, reply message.Reply, err error) {
 	if err == nil {
-		m.removed()
+		m.removed(it.msg.Queue)
 		m.delivered.Add(1)
 		m.delete(it.msg)
 		rec := m.record(logs.Delivery, it.msg, reply, at, peer)
@@ -711,7 +807,7 @@ func (m *Manager) record(typ string, msg *message.Message, r message.Reply, at p
 }
 
 func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer *route.Host) {
-	m.removed()
+	m.removed(msg.Queue)
 	m.bounced.Add(1)
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
@@ -779,7 +875,7 @@ func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, at p
 }
 
 func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f Failure) {
-	m.removed()
+	m.removed(msg.Queue)
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
