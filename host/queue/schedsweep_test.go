@@ -113,8 +113,21 @@ func TestEmptySchedQueuesAreDropped(t *testing.T) {
 	}
 	eventually(t, func() bool { return h.m.Summary().SchedKept == 0 }, "scheduled_queues_kept back to 0 (%d)", h.m.Summary().SchedKept)
 
-	// A new message for a dropped queue gets a fresh one and is delivered.
+	// A suspension made while its queue is dropped holds a new message for it (rules are kept
+	// apart and match by name); a new message for a dropped queue gets a fresh one, and is
+	// delivered once the suspension is cancelled.
+	rule, err := h.m.Suspend(RuleRequest{Selector: Selector{QueueNames: []string{"deliver001.test"}}, Reason: "test", Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	again := h.submitQueues("deliver001.test")[0]
+	eventually(t, func() bool {
+		sc := h.m.Summary().Scheduled
+		return len(sc) == 1 && sc[0].SuspendedUntil != nil
+	}, "the new message held by the suspension")
+	if err := h.m.CancelRule(KindSuspend, rule.ID); err != nil {
+		t.Fatal(err)
+	}
 	h.waitRecords("Delivery", again.ID, 1)
 }
 
