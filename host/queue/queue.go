@@ -186,6 +186,8 @@ type Manager struct {
 	rules   atomic.Pointer[rules] // admin rules, read lock-free on the delivery path
 
 	pickers map[string]*picker // per pool in Options.Pools; read-only after New
+
+	flying flights // messages being attempted (flight.go)
 }
 
 // New returns a Manager; call Start to run it.
@@ -769,6 +771,7 @@ func (m *Manager) outcome(it *item, at place, peer *route.Host, reply message.Re
 // outcomeTLS is outcome with the TLS session of the connection, which the Delivery record
 // carries (design.md §6 and §12).
 func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS, reply message.Reply, err error) {
+	rebinds := m.land(it.msg.ID) // the attempt is over: its message may change again
 	if err == nil {
 		m.removed(it.msg.Queue)
 		m.delivered.Add(1)
@@ -780,7 +783,7 @@ func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS
 	}
 	e := message.AsError(err)
 	if e.Temporary() {
-		m.retry(it.msg, it.cfg, e, at, peer)
+		m.retryWith(it.msg, it.cfg, e, at, peer, rebinds)
 	} else {
 		m.bounce(it.msg, e, at, peer)
 	}
@@ -849,6 +852,13 @@ func jitter(cfg Config) time.Duration {
 }
 
 func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, at place, peer *route.Host) {
+	m.retryWith(msg, cfg, e, at, peer, nil)
+}
+
+// retryWith is retry for an attempt during which an operator asked for rebinds: they are
+// applied once the failure is recorded, and a bounce rule in force ends the message at once
+// (not at its next attempt, when the rule may be gone).
+func (m *Manager) retryWith(msg *message.Message, cfg Config, e *message.Error, at place, peer *route.Host, rebinds []RebindRequest) {
 	msg.Attempts++
 	delay := Delay(cfg, msg.Attempts) + jitter(cfg)
 	now := m.opt.Clock.Now()
@@ -865,10 +875,20 @@ func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, at p
 	}
 	msg.Due = next
 	m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, at, peer))
+	for _, req := range rebinds {
+		m.rebindOne(msg, req, now)
+	}
 	if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
 		m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
 	}
 	if m.ctx.Err() != nil {
+		return
+	}
+	if m.bounceRuled(msg, at.site) {
+		return
+	}
+	if len(rebinds) > 0 {
+		m.requeue(msg) // due now when a rebind moved or flushed it
 		return
 	}
 	m.wait(msg) // in brief until it comes due again: the Update above holds its record

@@ -404,6 +404,10 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		*settled = true
 		return false
 	}
+	// From here until its outcome the message is in no queue: the admin API finds it in
+	// flight. Every outcome lands it first (outcomeTLS); this covers the rest.
+	m.fly(it.msg, rq.name)
+	defer m.land(it.msg.ID)
 	if w.conn != nil && !sameDialer(w.dialer, rq.dialer()) {
 		// The path's transport changed (a reload, a refresh): TLS mode, credentials, EHLO name
 		// or source address of this connection are no longer the path's.
@@ -430,6 +434,7 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	}
 	body, err := m.opt.Store.Body(it.msg)
 	if err != nil {
+		m.land(it.msg.ID)
 		m.opt.Diag.Error("spool read failed", "id", it.msg.ID, "err", err)
 		*settled = true
 		if errors.Is(err, message.ErrNotInSpool) {
