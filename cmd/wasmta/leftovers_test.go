@@ -145,3 +145,96 @@ func TestAdminBounceMidDelivery(t *testing.T) {
 		t.Fatalf("inspect of the bounced message: %d", code)
 	}
 }
+
+// A relay that hands a message to a next hop without DSN can no longer honour NOTIFY=SUCCESS
+// for it, so it tells the sender so itself: a "relayed" DSN (RFC 3461 §5.2.2), Action relayed,
+// Status 2.0.0, with the next hop's reply and only the original's headers even on RET=FULL
+// (RFC 3461 §4.3: no failure, no content). None goes out for a recipient that did not ask for
+// SUCCESS, nor for one whose next hop offers DSN (the parameters went on with the message, so
+// the notification is that hop's to send).
+func TestRelayedDSN(t *testing.T) {
+	t.Parallel()
+	port, sinks := testutil.StartSinks(t, "127.0.0.93", "127.0.0.94")
+	plain, senderDom := sinks[0], sinks[1]
+	capable := testutil.StartSinkWith(t, fmt.Sprintf("127.0.0.92:%d", port), testutil.SinkOptions{DSN: true})
+	dns := testutil.StartDNS(t, "plain.test. A 127.0.0.93\ncapable.test. A 127.0.0.92\nrelayed-sender.test. A 127.0.0.94\n")
+	dir := t.TempDir()
+	cfg, addr := testutil.RelayConfig(t, dir, testutil.DeliveryConfig(dns.Addr, port))
+	relay := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+
+	const sender = "alice@relayed-sender.test"
+	c := testutil.Dial(t, relay.SMTP)
+	defer c.Close()
+	c.Hello("client.test")
+	orig := "From: <" + sender + ">\r\nSubject: relayed\r\nMessage-ID: <rel-1@relayed-sender.test>\r\n\r\nthe secret body\r\n"
+	var ids []string
+	for _, tx := range []struct{ mail, rcpt string }{
+		{"MAIL FROM:<" + sender + "> RET=FULL ENVID=QQ314", "RCPT TO:<bob@plain.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Bob@plain.test"},
+		{"MAIL FROM:<" + sender + ">", "RCPT TO:<carol@plain.test> NOTIFY=FAILURE"},
+		{"MAIL FROM:<" + sender + ">", "RCPT TO:<dan@plain.test>"},
+		{"MAIL FROM:<" + sender + ">", "RCPT TO:<erin@capable.test> NOTIFY=SUCCESS"},
+	} {
+		c.Expect(250, "%s", tx.mail)
+		c.Expect(250, "%s", tx.rcpt)
+		code, msg := c.Data(orig)
+		if code != 250 {
+			t.Fatalf("DATA: %d %s", code, msg)
+		}
+		ids = append(ids, spoolID(t, msg))
+	}
+	for _, rcpt := range []string{"bob@plain.test", "carol@plain.test", "dan@plain.test", "erin@capable.test"} {
+		relay.WaitLog(recipientIs("Delivery", rcpt), 15*time.Second)
+	}
+	// A DSN is spooled (its Reception record) before the Delivery record of the message it
+	// reports on: every DSN there will be is in the log by now.
+	var dsnOf []any
+	for _, r := range relay.LogRecords() {
+		if meta, _ := r["meta"].(map[string]any); r["type"] == "Reception" && meta["bounce_type"] == "dsn" {
+			dsnOf = append(dsnOf, meta["bounce_of"])
+		}
+	}
+	if len(dsnOf) != 1 || dsnOf[0] != ids[0] {
+		t.Fatalf("DSNs spooled for %v, want one for %s (NOTIFY=SUCCESS to a next hop without DSN)", dsnOf, ids[0])
+	}
+	if got := capable.WaitCount(t, 1, 10*time.Second)[0].DSN.Notify; len(got) != 1 || got[0] != "SUCCESS" {
+		t.Fatalf("the DSN-capable next hop got NOTIFY %v", got)
+	}
+	if n := plain.WaitCount(t, 3, 10*time.Second); len(n) != 3 {
+		t.Fatalf("plain next hop got %d", len(n))
+	}
+
+	got := senderDom.WaitCount(t, 1, 15*time.Second)[0]
+	if got.From != "" || len(got.To) != 1 || got.To[0] != sender {
+		t.Fatalf("DSN envelope: from <%s> to %v, want <> to %s", got.From, got.To, sender)
+	}
+	r := parseDSN(t, got.Data)
+	if s := r.header.Get("Subject"); !strings.Contains(strings.ToLower(s), "relayed") {
+		t.Errorf("Subject %q", s)
+	}
+	if v := r.header.Get("In-Reply-To"); v != "<rel-1@relayed-sender.test>" {
+		t.Errorf("In-Reply-To %q", v)
+	}
+	if v := r.perMessage.Get("Original-Envelope-Id"); v != "QQ314" {
+		t.Errorf("Original-Envelope-Id %q", v)
+	}
+	for k, want := range map[string]string{
+		"Action": "relayed", "Status": "2.0.0", "Final-Recipient": "rfc822; bob@plain.test",
+		"Original-Recipient": "rfc822; Bob@plain.test", "Final-Log-ID": ids[0],
+	} {
+		if v := r.recipient.Get(k); v != want {
+			t.Errorf("%s: %q, want %q", k, v, want)
+		}
+	}
+	if v := r.recipient.Get("Diagnostic-Code"); !strings.HasPrefix(v, "smtp; 250") {
+		t.Errorf("Diagnostic-Code %q", v)
+	}
+	if v := r.recipient.Get("Remote-MTA"); !strings.HasPrefix(v, "dns; ") {
+		t.Errorf("Remote-MTA %q", v)
+	}
+	if r.types[2] != "text/rfc822-headers" || strings.Contains(r.returned, "secret body") {
+		t.Errorf("a relayed DSN returned %s:\n%s", r.types[2], r.returned)
+	}
+	if !strings.Contains(r.text, "relayed") {
+		t.Errorf("text part:\n%s", r.text)
+	}
+}

@@ -131,6 +131,40 @@ type Options struct {
 	// is removed (so its body can still be read), on the goroutine that ended it; delivery
 	// status notifications hang here. Admin bounces do not call it.
 	OnFailure func(msg *message.Message, f Failure)
+
+	// OnRelayed, when set, is called as a message whose client asked for NOTIFY=SUCCESS is
+	// delivered to a next hop that does not offer DSN (its Conn says so, see DSNOfferer):
+	// that hop will not report the delivery, so the relay must send the sender a "relayed" DSN
+	// (RFC 3461 §5.2.2). It runs before the message's spool entry is removed, on the goroutine
+	// that delivered it.
+	OnRelayed func(msg *message.Message, r Relayed)
+}
+
+// Relayed is a delivery to a next hop without DSN, for Options.OnRelayed.
+type Relayed struct {
+	Reply message.Reply // the next hop's reply to the end of data
+	Site  string
+	Peer  *route.Host // the host that gave Reply
+}
+
+// DSNOfferer is what a Conn may also be: one that tells whether its server offers the DSN
+// extension (RFC 3461). A Conn that is not one is taken to offer it (no relayed DSN is sent).
+type DSNOfferer interface {
+	OffersDSN() bool
+}
+
+// wantsSuccessDSN reports whether the client that sent msg asked to hear of its delivery:
+// NOTIFY with SUCCESS (RFC 3461 §4.1), and a sender to tell.
+func wantsSuccessDSN(msg *message.Message) bool {
+	if msg.Sender == "" || msg.DSN == nil {
+		return false
+	}
+	for _, n := range msg.DSN.Notify {
+		if n == message.NotifySuccess {
+			return true
+		}
+	}
+	return false
 }
 
 // Failure is how a message ended without delivery, for Options.OnFailure.
@@ -765,14 +799,18 @@ func (m *Manager) unpin(rq *readyQueue) { rq.pins.Add(-1) }
 
 // outcome handles the result of one delivery attempt.
 func (m *Manager) outcome(it *item, at place, peer *route.Host, reply message.Reply, err error) {
-	m.outcomeTLS(it, at, peer, nil, reply, err)
+	m.outcomeTLS(it, at, peer, nil, reply, err, true)
 }
 
 // outcomeTLS is outcome with the TLS session of the connection, which the Delivery record
-// carries (design.md §6 and §12).
-func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS, reply message.Reply, err error) {
+// carries (design.md §6 and §12), and whether the next hop offered DSN (hopDSN; see
+// Options.OnRelayed).
+func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS, reply message.Reply, err error, hopDSN bool) {
 	rebinds := m.land(it.msg.ID) // the attempt is over: its message may change again
 	if err == nil {
+		if !hopDSN && m.opt.OnRelayed != nil && wantsSuccessDSN(it.msg) {
+			m.opt.OnRelayed(it.msg, Relayed{Reply: reply, Site: at.site, Peer: peer})
+		}
 		m.removed(it.msg.Queue)
 		m.delivered.Add(1)
 		m.delete(it.msg)

@@ -458,13 +458,17 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	}
 	var peer *route.Host
 	var tls *logs.TLS
+	hopDSN := true
 	if w.conn != nil {
 		h := w.conn.Host()
 		peer, tls = &h, w.conn.TLSInfo()
+		if d, ok := w.conn.(DSNOfferer); ok {
+			hopDSN = d.OffersDSN()
+		}
 	}
 	*settled = true
 	rq.note(reply, err)
-	m.outcomeTLS(it, rq.at(it), peer, tls, reply, err)
+	m.outcomeTLS(it, rq.at(it), peer, tls, reply, err, hopDSN)
 	rq.mu.Lock()
 	maxSent := rq.path.MaxDeliveriesPerConnection
 	rq.mu.Unlock()
