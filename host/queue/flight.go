@@ -3,7 +3,6 @@ package queue
 import (
 	"maps"
 	"sync"
-	"time"
 
 	"github.com/wasmta/wasmta/host/message"
 )
@@ -17,9 +16,9 @@ import (
 
 // flight is a message being attempted.
 type flight struct {
-	msg   *message.Message // read-only while in flight: the connection reads it, nothing writes it
-	site  string           // the ready queue whose connection attempts it
-	since time.Time
+	id   message.ID
+	msg  *message.Message // read-only while in flight: the connection reads it, nothing writes it
+	site string           // the ready queue whose connection attempts it
 	// rebinds are rebinds asked for during the attempt, applied in order when it ends
 	// (landed), if the message is still queued then.
 	rebinds []RebindRequest
@@ -33,13 +32,25 @@ type flights struct {
 
 // fly registers msg as being attempted by a connection of site. Nothing may write msg until
 // land: admin readers copy it under the registry's lock.
-func (m *Manager) fly(msg *message.Message, site string) {
-	f := &flight{msg: msg, site: site, since: m.opt.Clock.Now()}
+func (m *Manager) fly(msg *message.Message, site string) *flight {
+	f := &flight{id: msg.ID, msg: msg, site: site}
 	m.flying.mu.Lock()
 	if m.flying.m == nil {
 		m.flying.m = map[message.ID]*flight{}
 	}
 	m.flying.m[msg.ID] = f
+	m.flying.mu.Unlock()
+	return f
+}
+
+// landed ends f if it is still in flight (an outcome that did not go through land: a panic,
+// a path that requeued the message without a record). It never ends a later flight of the
+// same message: once landed, the message may be requeued and attempted again at once.
+func (m *Manager) landed(f *flight) {
+	m.flying.mu.Lock()
+	if m.flying.m[f.id] == f {
+		delete(m.flying.m, f.id)
+	}
 	m.flying.mu.Unlock()
 }
 

@@ -406,8 +406,7 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	}
 	// From here until its outcome the message is in no queue: the admin API finds it in
 	// flight. Every outcome lands it first (outcomeTLS); this covers the rest.
-	m.fly(it.msg, rq.name)
-	defer m.land(it.msg.ID)
+	defer m.landed(m.fly(it.msg, rq.name))
 	if w.conn != nil && !sameDialer(w.dialer, rq.dialer()) {
 		// The path's transport changed (a reload, a refresh): TLS mode, credentials, EHLO name
 		// or source address of this connection are no longer the path's.
