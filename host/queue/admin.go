@@ -602,13 +602,18 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 		m.requeue(msg)
 	}
 	m.eachFlight(func(f *flight) {
-		if match(f.msg.Queue) {
+		if match(f.msg.Queue) && len(f.rebinds) < MaxFlightRebinds {
 			f.rebinds = append(f.rebinds, req)
 			res.InFlight++
 		}
 	})
 	return res, nil
 }
+
+// MaxFlightRebinds bounds the rebinds kept for one message while it is being attempted (a
+// script retrying a rebind in a loop during a slow attempt must not grow it without end);
+// further ones leave that message alone and are not counted in RebindResult.InFlight.
+const MaxFlightRebinds = 32
 
 // rebindOne applies req to msg, which the caller owns: meta, scheduled queue (moving its count
 // there), due now when it moved or req flushes, and the AdminRebind record. The caller updates
