@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,5 +70,38 @@ func TestAdminDuringAttemptsRace(t *testing.T) {
 	}
 	if !sawDelivering.Load() {
 		t.Log("no reader met an attempt in flight this run")
+	}
+}
+
+// A message being attempted keeps at most MaxFlightRebinds rebinds; the rest leave it alone
+// and say so (in_flight 0). When the attempt fails, the kept ones are applied in order.
+func TestFlightRebindsAreBounded(t *testing.T) {
+	h := newHarness(t, Config{RetryInterval: time.Hour, MaxAge: week}, nil)
+	release := make(chan struct{})
+	var attempts atomic.Int32
+	h.dialer.send = func(*fakeConn, string) (message.Reply, error) {
+		if attempts.Add(1) == 1 {
+			<-release
+			return message.Reply{}, errTemp
+		}
+		return message.Reply{Code: 250, Text: "ok"}, nil
+	}
+	msg := h.submit(1)[0]
+	eventually(t, func() bool { _, _, _, sending := h.dialer.stats(); return sending == 1 }, "the attempt to start")
+	for i := range MaxFlightRebinds + 3 {
+		res, err := h.m.Rebind(RebindRequest{Reason: "r", Data: map[string]string{"n": fmt.Sprint(i)}, AlwaysFlush: true, SuppressLogging: true})
+		want := 1
+		if i >= MaxFlightRebinds {
+			want = 0
+		}
+		if err != nil || res.InFlight != want || res.Matched != 0 {
+			t.Fatalf("rebind %d: %+v %v, want in_flight %d", i, res, err, want)
+		}
+	}
+	close(release)
+	h.waitRecords("Delivery", msg.ID, 1)
+	stored := h.records("Delivery", msg.ID)[0]
+	if meta, _ := stored["meta"].(map[string]any); meta["n"] != fmt.Sprint(MaxFlightRebinds-1) {
+		t.Fatalf("meta after the kept rebinds: %v", stored["meta"])
 	}
 }
