@@ -189,6 +189,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		Rules:                      rules,
 		Shared:                     sharedLimits(a.cluster),
 		OnFailure:                  a.bounceHook(),
+		OnRelayed:                  a.relayedHook(),
 	})
 	a.smtp = smtpserver.New(smtpserver.Options{
 		Hostname:       cfg.Hostname,
@@ -354,3 +355,4 @@ func (d dialer) Connect(ctx context.Context, hosts []route.Host) (queue.Conn, er
 }
 
 var _ queue.Conn = (*delivery.Conn)(nil)
+var _ queue.DSNOfferer = (*delivery.Conn)(nil)

@@ -9,6 +9,7 @@ import (
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/queue"
+	"github.com/wasmta/wasmta/host/route"
 )
 
 // bounceHook is the queue's OnFailure when [bounce] enabled is true (nil otherwise): it sends
@@ -24,49 +25,73 @@ func (a *App) bounceHook() func(*message.Message, queue.Failure) {
 	if !a.cfg.Bounce.Enabled {
 		return nil
 	}
-	opt := bounce.Options{
-		Hostname:        a.cfg.Hostname,
-		MaxReturnedSize: int(a.cfg.Bounce.MaxReturnedSize),
-		Tenant:          a.cfg.Bounce.Tenant,
-	}
+	opt := a.dsnOptions()
 	return func(m *message.Message, f queue.Failure) {
-		// A failing notification must never disturb the record of the failure it reports.
-		defer func() {
-			if p := recover(); p != nil {
-				a.diag.Error("panic while building a DSN", "id", m.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			}
-		}()
 		if !m.WantsFailureDSN() {
 			return
 		}
-		now := time.Now()
 		bf := bounce.Failure{Msg: m, Expired: f.Type == logs.Expiration, Reply: f.Reply}
 		if bf.Expired {
 			bf.Reply = f.Last // the Expiration record's 551 5.4.7 is the relay's verdict; Last is why
 		}
-		if f.Peer != nil {
-			bf.RemoteMTA = f.Peer.Name
-			if bf.RemoteMTA == "" {
-				bf.RemoteMTA = f.Peer.Addr.String()
-			}
-		}
-		if bf.Reply.Code != 0 {
-			bf.LastAttempt = now
-		}
-		body, err := a.spool.Body(m)
-		if err != nil {
-			a.diag.Warn("DSN sent without the original message: its body is unreadable", "id", m.ID, "err", err)
-			body = nil
-		}
-		dsn, data, err := bounce.New(opt, bf, body, now)
-		if err != nil {
-			a.diag.Error("DSN not built", "id", m.ID, "err", err)
-			return
-		}
-		if err := a.queue.Submit([]*message.Message{dsn}, data); err != nil {
-			a.diag.Error("DSN not spooled", "id", m.ID, "dsn", dsn.ID, "err", err)
-			return
-		}
-		a.diag.Debug("DSN queued", "id", m.ID, "dsn", dsn.ID, "to", m.Sender)
+		a.sendDSN(opt, bf, f.Peer)
 	}
+}
+
+// relayedHook is the queue's OnRelayed when [bounce] enabled is true (nil otherwise): a
+// message whose client asked for NOTIFY=SUCCESS went to a next hop without DSN, which will
+// not report its delivery, so the sender gets a "relayed" DSN now (RFC 3461 §5.2.2). It is
+// built, spooled and ordered like a failure DSN (see bounceHook).
+func (a *App) relayedHook() func(*message.Message, queue.Relayed) {
+	if !a.cfg.Bounce.Enabled {
+		return nil
+	}
+	opt := a.dsnOptions()
+	return func(m *message.Message, r queue.Relayed) {
+		a.sendDSN(opt, bounce.Failure{Msg: m, Relayed: true, Reply: r.Reply}, r.Peer)
+	}
+}
+
+func (a *App) dsnOptions() bounce.Options {
+	return bounce.Options{
+		Hostname:        a.cfg.Hostname,
+		MaxReturnedSize: int(a.cfg.Bounce.MaxReturnedSize),
+		Tenant:          a.cfg.Bounce.Tenant,
+	}
+}
+
+// sendDSN builds the DSN bf describes (peer: the host that gave its reply) and spools it.
+func (a *App) sendDSN(opt bounce.Options, bf bounce.Failure, peer *route.Host) {
+	m := bf.Msg
+	// A failing notification must never disturb the record of the failure it reports.
+	defer func() {
+		if p := recover(); p != nil {
+			a.diag.Error("panic while building a DSN", "id", m.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	now := time.Now()
+	if peer != nil {
+		bf.RemoteMTA = peer.Name
+		if bf.RemoteMTA == "" {
+			bf.RemoteMTA = peer.Addr.String()
+		}
+	}
+	if bf.Reply.Code != 0 {
+		bf.LastAttempt = now
+	}
+	body, err := a.spool.Body(m)
+	if err != nil {
+		a.diag.Warn("DSN sent without the original message: its body is unreadable", "id", m.ID, "err", err)
+		body = nil
+	}
+	dsn, data, err := bounce.New(opt, bf, body, now)
+	if err != nil {
+		a.diag.Error("DSN not built", "id", m.ID, "err", err)
+		return
+	}
+	if err := a.queue.Submit([]*message.Message{dsn}, data); err != nil {
+		a.diag.Error("DSN not spooled", "id", m.ID, "dsn", dsn.ID, "err", err)
+		return
+	}
+	a.diag.Debug("DSN queued", "id", m.ID, "dsn", dsn.ID, "to", m.Sender)
 }

@@ -1,8 +1,9 @@
 // Package bounce builds the delivery status notifications (DSN, RFC 3464) the relay sends to a
-// message's sender when the message bounces or expires: a multipart/report (RFC 6522) with a
-// human-readable part, a message/delivery-status part, and the original message's header block
-// (text/rfc822-headers) or, when the client asked with RET=FULL (RFC 3461 §4.3), the whole
-// message (message/rfc822).
+// message's sender when the message bounces or expires, or when it was relayed to a next hop
+// without DSN although the client asked for NOTIFY=SUCCESS (a "relayed" DSN, RFC 3461 §5.2.2):
+// a multipart/report (RFC 6522) with a human-readable part, a message/delivery-status part, and
+// the original message's header block (text/rfc822-headers) or, when the client asked with
+// RET=FULL (RFC 3461 §4.3) and the message failed, the whole message (message/rfc822).
 //
 // A DSN has the null envelope sender, so it can never cause another one (RFC 5321 §4.5.5,
 // RFC 3461 §6.2), comes From MAILER-DAEMON@hostname and says Auto-Submitted: auto-replied
@@ -66,11 +67,16 @@ type Options struct {
 	Tenant string
 }
 
-// Failure is one recipient's failed delivery: what a DSN reports.
+// Failure is what a DSN reports of one recipient: a failed delivery, or with Relayed a
+// delivery to a next hop that will not report further.
 type Failure struct {
 	Msg *message.Message // the message that failed (its sender gets the DSN)
 	// Expired is set when the message ran out of time (Status 4.4.7) rather than bounced.
 	Expired bool
+	// Relayed is set when the message did not fail: it was delivered to a next hop that does
+	// not offer DSN, so no notification of its final delivery can follow (Action relayed,
+	// Status 2.0.0; RFC 3461 §5.2.2). Reply is then the next hop's acceptance.
+	Relayed bool
 	// Reply is the bounce's reply (the remote's, or the relay's own), or on expiry the last
 	// attempt's reply (zero when not known, e.g. after a restart).
 	Reply message.Reply
@@ -145,8 +151,11 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 		return nil, err
 	}
 
-	full := m.DSN != nil && m.DSN.Ret == "FULL" && original != nil && len(original) <= opt.MaxReturnedSize
-	cut := m.DSN != nil && m.DSN.Ret == "FULL" && original != nil && !full
+	// RET=FULL asks for the content in a DSN of failure; one that reports no failure returns
+	// the headers only (RFC 3461 §4.3).
+	retFull := m.DSN != nil && m.DSN.Ret == "FULL" && !f.Relayed
+	full := retFull && original != nil && len(original) <= opt.MaxReturnedSize
+	cut := retFull && original != nil && !full
 
 	// Part 1: for people.
 	text := humanText(opt, f, original != nil, full, cut)
@@ -175,6 +184,9 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 	// Part 3, optional (RFC 3464 §2): what is returned of the message.
 	if original != nil {
 		typ, desc, content := "text/rfc822-headers", "Undelivered message headers", origHeaders // RFC 6522 §4
+		if f.Relayed {
+			desc = "Relayed message headers"
+		}
 		utf8Headers := nonASCII(string(origHeaders))
 		switch {
 		case full && utf8Headers:
@@ -202,6 +214,9 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 }
 
 func subject(f Failure) string {
+	if f.Relayed {
+		return "Delivery Status Notification (relayed)"
+	}
 	if f.Expired {
 		return "Undelivered Mail Returned to Sender (delivery time expired)"
 	}
@@ -213,10 +228,15 @@ func humanText(opt Options, f Failure, haveOriginal, full, cut bool) string {
 	m := f.Msg
 	var b strings.Builder
 	fmt.Fprintf(&b, "This is the mail system at host %s.\r\n\r\n", opt.Hostname)
-	if f.Expired {
+	switch {
+	case f.Relayed:
+		b.WriteString("Your message to the recipient below was relayed to a mail server that does\r\n" +
+			"not offer delivery status notifications, so you will not be told whether it\r\n" +
+			"reaches the recipient in the end.\r\n\r\n")
+	case f.Expired:
 		b.WriteString("Your message could not be delivered before it expired, and the relay has\r\n" +
 			"stopped trying. No further attempts will be made.\r\n\r\n")
-	} else {
+	default:
 		b.WriteString("Your message could not be delivered to the recipient below, and no\r\n" +
 			"further attempts will be made.\r\n\r\n")
 	}
@@ -230,6 +250,8 @@ func humanText(opt Options, f Failure, haveOriginal, full, cut bool) string {
 		fmt.Fprintf(&b, "delivery time expired; the last attempt got:\r\n    %s", printable(f.Reply.String()))
 	case f.Expired:
 		b.WriteString("delivery time expired")
+	case f.Relayed && f.RemoteMTA != "":
+		fmt.Fprintf(&b, "relayed to host %s, which said:\r\n    %s", printable(f.RemoteMTA), printable(f.Reply.String()))
 	case f.RemoteMTA != "":
 		fmt.Fprintf(&b, "host %s said:\r\n    %s", printable(f.RemoteMTA), printable(f.Reply.String()))
 	default:
@@ -280,7 +302,7 @@ func deliveryStatus(opt Options, f Failure, global bool) ([]byte, error) {
 	}
 	rcpt = append(rcpt,
 		"Final-Recipient", addrType(m.Recipient)+"; "+addr(m.Recipient, global),
-		"Action", "failed",
+		"Action", action(f),
 		"Status", status(f),
 	)
 	if f.RemoteMTA != "" {
@@ -303,9 +325,21 @@ func deliveryStatus(opt Options, f Failure, global bool) ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\r\n")), nil
 }
 
+// action is the Action field (RFC 3464 §2.3.3).
+func action(f Failure) string {
+	if f.Relayed {
+		return "relayed"
+	}
+	return "failed"
+}
+
 // status is the Status field (RFC 3464 §2.3.4, RFC 3463): the bounce's enhanced code when it
-// has a well-formed permanent one, else 5.0.0; 4.4.7 "delivery time expired" on expiry.
+// has a well-formed permanent one, else 5.0.0; 4.4.7 "delivery time expired" on expiry; 2.0.0
+// for a relayed message (the next hop's own code says nothing of the final delivery).
 func status(f Failure) string {
+	if f.Relayed {
+		return "2.0.0"
+	}
 	if f.Expired {
 		return "4.4.7"
 	}

@@ -75,6 +75,10 @@ func TestGolden(t *testing.T) {
 		{"expired-unknown", opt, Failure{Msg: msg("slow@example.com", nil), Expired: true}, []byte(original)},
 		{"body-lost", opt, Failure{Msg: msg("bob@example.com", nil),
 			Reply: message.Reply{Code: 550, Enhanced: "5.3.0", Text: "message body missing from the spool"}, LastAttempt: failed}, nil},
+		// RET=FULL, but nothing failed: the headers only (RFC 3461 §4.3).
+		{"relayed", opt, Failure{Msg: msg("bob@example.com", &message.DSN{Ret: "FULL", EnvID: "QQ314159", Notify: []string{"SUCCESS"}}),
+			Relayed: true, Reply: message.Reply{Code: 250, Enhanced: "2.0.0", Text: "ok queued as 42"}, RemoteMTA: "mx1.example.com", LastAttempt: failed},
+			[]byte(original)},
 		{"utf8", opt, Failure{Msg: msg("jörg@example.com", nil),
 			Reply: message.Reply{Code: 550, Enhanced: "5.1.1", Text: "unknown\r\nuser \x00"}, RemoteMTA: "mx1.example.com", LastAttempt: failed},
 			[]byte(utf8Orig)},

@@ -7,6 +7,14 @@ import (
 	"github.com/wasmta/wasmta/host/message"
 )
 
+// OffersDSN reports whether the server offered the DSN extension (RFC 3461) in its EHLO
+// reply: when it did not, the client's NOTIFY, RET, ENVID and ORCPT stop here, and the queue
+// sends a "relayed" DSN to a sender who asked for NOTIFY=SUCCESS (RFC 3461 §5.2.2).
+func (c *Conn) OffersDSN() bool {
+	_, ok := c.ext["DSN"]
+	return ok
+}
+
 // dsnMailParams are MAIL FROM's RFC 3461 parameters for dsn: RET (§4.3) and ENVID (§4.4,
 // xtext).
 func dsnMailParams(dsn *message.DSN) string {

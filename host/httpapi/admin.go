@@ -45,7 +45,7 @@ type Admin interface {
 	Messages(queue string, limit int) ([]queue.Queued, int)
 	Body(m *message.Message) ([]byte, error)
 	Suspend(queue.RuleRequest) (queue.Rule, error)
-	Bounce(queue.RuleRequest) (queue.Rule, map[string]int, error)
+	Bounce(queue.RuleRequest) (queue.Rule, queue.Swept, error)
 	Rules(kind string) []queue.RuleInfo
 	CancelRule(kind, id string) error
 	Rebind(queue.RebindRequest) (queue.RebindResult, error)
@@ -156,8 +156,12 @@ type messageInfo struct {
 	Created     time.Time         `json:"created"`
 	Queue       string            `json:"queue"`
 	Size        int               `json:"size"`
-	// Site is the ready queue holding the message; "" while it waits for its due time.
+	// Site is the ready queue holding the message, or whose connection is attempting it; ""
+	// while it waits for its due time.
 	Site string `json:"site"`
+	// State is "waiting" (for its due time), "ready" (waiting for a connection) or
+	// "delivering" (being attempted at this moment).
+	State string `json:"state"`
 }
 
 type inspectResponse struct {
@@ -167,7 +171,7 @@ type inspectResponse struct {
 
 func (s *Server) info(q queue.Queued, wantBody bool) (inspectResponse, error) {
 	mi := messageInfo{Sender: q.Sender, Recipient: q.Recipient, Meta: q.Meta, Due: q.Due, NumAttempts: q.Attempts,
-		Created: q.Created, Queue: q.Queue, Size: q.Size, Site: q.Site}
+		Created: q.Created, Queue: q.Queue, Size: q.Size, Site: q.Site, State: q.State}
 	if mi.Meta == nil {
 		mi.Meta = map[string]string{}
 	}
@@ -354,6 +358,9 @@ type bounceResponse struct {
 	ID           string         `json:"id"`
 	Bounced      map[string]int `json:"bounced"`
 	TotalBounced int            `json:"total_bounced"`
+	// InFlight counts matching messages being attempted when the rule was made: each is
+	// bounced when its attempt ends without a delivery or a bounce, if the rule lasts.
+	InFlight int `json:"in_flight"`
 }
 
 func (s *Server) addRule(w http.ResponseWriter, r *http.Request, kind string) {
@@ -388,10 +395,10 @@ func (s *Server) addRule(w http.ResponseWriter, r *http.Request, kind string) {
 		return
 	}
 	total := 0
-	for _, n := range swept {
+	for _, n := range swept.Bounced {
 		total += n
 	}
-	writeJSON(w, http.StatusOK, bounceResponse{ID: rule.ID, Bounced: swept, TotalBounced: total})
+	writeJSON(w, http.StatusOK, bounceResponse{ID: rule.ID, Bounced: swept.Bounced, TotalBounced: total, InFlight: swept.InFlight})
 }
 
 // ruleEntry is KumoMTA's SuspendV1ListEntry / BounceV1ListEntry: duration is the time left.

@@ -271,15 +271,29 @@ func (m *Manager) Suspend(req RuleRequest) (Rule, error) {
 	return r.Rule, nil
 }
 
+// Swept is what a new bounce rule did at once.
+type Swept struct {
+	Bounced map[string]int // messages bounced, per scheduled queue
+	// InFlight counts matching messages being attempted at this moment: each is bounced when
+	// its attempt ends without a delivery or a bounce, if the rule still lasts then.
+	InFlight int
+}
+
 // Bounce adds a bounce rule and bounces every matching message queued now (those being
-// attempted at this moment are bounced when they come back, if the attempt fails). It returns
-// the rule and what the sweep bounced per scheduled queue.
-func (m *Manager) Bounce(req RuleRequest) (Rule, map[string]int, error) {
+// attempted at this moment are bounced when their attempt ends, if it fails temporarily). It
+// returns the rule and what the sweep did.
+func (m *Manager) Bounce(req RuleRequest) (Rule, Swept, error) {
 	r, err := m.addRule(KindBounce, req)
 	if err != nil {
-		return Rule{}, nil, err
+		return Rule{}, Swept{}, err
 	}
-	return r.Rule, m.sweep(r), nil
+	s := Swept{Bounced: m.sweep(r)}
+	m.eachFlight(func(f *flight) {
+		if r.Match(f.msg.Queue, m.comps(f.msg.Queue)) {
+			s.InFlight++
+		}
+	})
+	return r.Rule, s, nil
 }
 
 // sweep bounces every queued message a new bounce rule matches.
@@ -402,8 +416,15 @@ func (m *Manager) release(r *activeRule) {
 	}
 }
 
-// comps are the parts of a queue name (zero for a name that does not parse).
-func (m *Manager) comps(name string) route.Components { return m.schedQueue(name).comps }
+// comps are the parts of a queue name (zero for a name that does not parse). It lists no
+// queue: admin selectors ask about names no message may hold.
+func (m *Manager) comps(name string) route.Components {
+	if q, ok := m.sched.Load(name); ok {
+		return q.(*schedQueue).comps
+	}
+	c, _ := route.ParseQueueName(name)
+	return c
+}
 
 // intercept applies the rules to a message about to be attempted: it reports true when a
 // bounce rule ended it or a suspension put it back on the timer heap, due when the suspension
@@ -436,6 +457,24 @@ func (m *Manager) intercept(msg *message.Message, site string) bool {
 	return true
 }
 
+// bounceRuled ends msg by the first bounce rule in force that matches it, if any: a message
+// whose attempt failed while a rule was made (suspensions are left to its next attempt).
+func (m *Manager) bounceRuled(msg *message.Message, site string) bool {
+	rs := m.rules.Load()
+	if rs == nil || len(rs.list) == 0 {
+		return false
+	}
+	c := m.comps(msg.Queue)
+	now := m.opt.Clock.Now()
+	for _, r := range rs.list {
+		if r.Kind == KindBounce && r.active(now) && r.Match(msg.Queue, c) {
+			m.adminBounce(msg, r, site)
+			return true
+		}
+	}
+	return false
+}
+
 // suspendedUntil is when the last suspension of the queue ends (zero: not suspended).
 func (m *Manager) suspendedUntil(name string, c route.Components, now time.Time) time.Time {
 	var until time.Time
@@ -452,7 +491,7 @@ func (m *Manager) suspendedUntil(name string, c route.Components, now time.Time)
 // adminBounce ends a message by an operator's rule: KumoMTA's AdminBounce record,
 // 551 5.7.1 "Administrator bounced with reason: ...".
 func (m *Manager) adminBounce(msg *message.Message, r *activeRule, site string) {
-	m.removed()
+	m.removed(msg.Queue)
 	m.forgetSlots(msg.ID)
 	m.adminBounced.Add(1)
 	r.count(msg.Queue)
@@ -528,10 +567,14 @@ type RebindResult struct {
 	Matched int `json:"matched"` // messages selected
 	Moved   int `json:"moved"`   // of those, now in another scheduled queue
 	Flushed int `json:"flushed"` // made due now
+	// InFlight counts matching messages being attempted at this moment: the rebind is applied
+	// to each when its attempt ends, unless the attempt delivered or bounced it.
+	InFlight int `json:"in_flight"`
 }
 
-// Rebind applies req to every matching message queued now (not to those being attempted at
-// this moment). Each message moved or flushed gets an AdminRebind record, "Rebound from <old>
+// Rebind applies req to every matching message queued now; a matching message being
+// attempted at this moment gets it when its attempt ends, unless the attempt delivered or
+// bounced it. Each message moved or flushed gets an AdminRebind record, "Rebound from <old>
 // to <new>: <reason>".
 func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 	req.normalize()
@@ -540,43 +583,69 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 	}
 	var res RebindResult
 	now := m.opt.Clock.Now()
-	for _, w := range m.extract(func(name string) bool { return req.Match(name, m.comps(name)) }) {
+	match := func(name string) bool { return req.Match(name, m.comps(name)) }
+	for _, w := range m.extract(match) {
 		msg := w.msg
 		res.Matched++
-		old := msg.Queue
-		if len(req.Data) > 0 {
-			// Recipients of one transaction share their meta map: copy before writing.
-			meta := maps.Clone(msg.Meta)
-			if meta == nil {
-				meta = map[string]string{}
-			}
-			maps.Copy(meta, req.Data)
-			msg.Meta = meta
-			if _, domain, err := route.ParseMailbox(msg.Recipient); err == nil {
-				msg.Queue = route.QueueName(meta, domain)
-			}
-		}
-		moved := msg.Queue != old
-		flush := moved || req.AlwaysFlush
+		moved, flushed := m.rebindOne(msg, req, now)
 		if moved {
 			res.Moved++
 		}
-		if flush {
+		if flushed {
 			res.Flushed++
-			msg.Due = now
 		}
-		if len(req.Data) > 0 || flush {
+		if len(req.Data) > 0 || flushed {
 			if err := m.opt.Store.Update(msg); err != nil {
 				m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
 			}
 		}
-		if (moved || req.AlwaysFlush) && !req.SuppressLogging {
-			reply := message.Reply{Code: 250, Text: fmt.Sprintf("Rebound from %s to %s: %s", old, msg.Queue, req.Reason)}
-			m.opt.Log.Log(m.record(logs.AdminRebind, msg, reply, place{}, nil))
-		}
 		m.requeue(msg)
 	}
+	m.eachFlight(func(f *flight) {
+		if match(f.msg.Queue) && len(f.rebinds) < MaxFlightRebinds {
+			f.rebinds = append(f.rebinds, req)
+			res.InFlight++
+		}
+	})
 	return res, nil
+}
+
+// MaxFlightRebinds bounds the rebinds kept for one message while it is being attempted (a
+// script retrying a rebind in a loop during a slow attempt must not grow it without end);
+// further ones leave that message alone and are not counted in RebindResult.InFlight.
+const MaxFlightRebinds = 32
+
+// rebindOne applies req to msg, which the caller owns: meta, scheduled queue (moving its count
+// there), due now when it moved or req flushes, and the AdminRebind record. The caller updates
+// the spool and requeues it.
+func (m *Manager) rebindOne(msg *message.Message, req RebindRequest, now time.Time) (moved, flushed bool) {
+	old := msg.Queue
+	if len(req.Data) > 0 {
+		// Recipients of one transaction share their meta map: copy before writing.
+		meta := maps.Clone(msg.Meta)
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		maps.Copy(meta, req.Data)
+		msg.Meta = meta
+		if _, domain, err := route.ParseMailbox(msg.Recipient); err == nil {
+			msg.Queue = route.QueueName(meta, domain)
+		}
+	}
+	moved = msg.Queue != old
+	flushed = moved || req.AlwaysFlush
+	if moved {
+		m.hold(msg.Queue) // before the old queue lets go, so the message is never in none
+		m.unhold(old)
+	}
+	if flushed {
+		msg.Due = now
+	}
+	if flushed && !req.SuppressLogging {
+		reply := message.Reply{Code: 250, Text: fmt.Sprintf("Rebound from %s to %s: %s", old, msg.Queue, req.Reason)}
+		m.opt.Log.Log(m.record(logs.AdminRebind, msg, reply, place{}, nil))
+	}
+	return moved, flushed
 }
 
 // Summary is a snapshot of what the queue holds.
@@ -585,6 +654,10 @@ type Summary struct {
 	Queued    int64          `json:"queued"` // every message held, including those being attempted
 	Scheduled []SchedSummary `json:"scheduled_queues"`
 	Ready     []ReadySummary `json:"ready_queues"`
+	// SchedKept counts the scheduled queues whose state (cached config, rate limit) the relay
+	// keeps: those listed above, those whose messages are all being attempted, and empty ones
+	// not dropped yet (sweepSched).
+	SchedKept int `json:"scheduled_queues_kept"`
 }
 
 // SchedSummary is one scheduled queue: the messages waiting for their next attempt (on the
@@ -595,6 +668,8 @@ type SchedSummary struct {
 	Oldest         time.Time  `json:"oldest"`             // creation time of the oldest message
 	NextDue        *time.Time `json:"next_due,omitempty"` // of the messages on the timer heap
 	SuspendedUntil *time.Time `json:"suspended_until,omitempty"`
+	// Delivering counts the queue's messages being attempted at this moment (not in Count).
+	Delivering int `json:"delivering"`
 }
 
 // ReadySummary is one ready queue (a site: the hosts a destination resolved to).
@@ -602,6 +677,7 @@ type ReadySummary struct {
 	Name           string     `json:"name"`
 	Count          int        `json:"count"`       // due, waiting for a connection
 	Connections    int        `json:"connections"` // connection workers (open or opening)
+	Delivering     int        `json:"delivering"`  // messages being attempted on them now
 	LastResponse   string     `json:"last_response,omitempty"`
 	LastResponseAt *time.Time `json:"last_response_at,omitempty"`
 }
@@ -647,6 +723,21 @@ func (m *Manager) Summary() Summary {
 		rq.mu.Unlock()
 		s.Ready = append(s.Ready, rs)
 	}
+	delivering := map[string]int{} // by site
+	m.eachFlight(func(f *flight) {
+		delivering[f.site]++
+		q := byName[f.msg.Queue]
+		if q == nil {
+			q = &SchedSummary{Name: f.msg.Queue, Oldest: f.msg.Created}
+			byName[f.msg.Queue] = q
+		} else if f.msg.Created.Before(q.Oldest) {
+			q.Oldest = f.msg.Created
+		}
+		q.Delivering++
+	})
+	for i := range s.Ready {
+		s.Ready[i].Delivering = delivering[s.Ready[i].Name]
+	}
 	for _, q := range byName {
 		if u := m.suspendedUntil(q.Name, m.comps(q.Name), now); !u.IsZero() {
 			q.SuspendedUntil = &u
@@ -654,18 +745,28 @@ func (m *Manager) Summary() Summary {
 		s.Scheduled = append(s.Scheduled, *q)
 	}
 	slices.SortFunc(s.Scheduled, func(a, b SchedSummary) int { return strings.Compare(a.Name, b.Name) })
+	s.SchedKept = m.schedKept()
 	return s
 }
 
 // Queued is a copy of a queued message as the admin API shows it.
 type Queued struct {
 	message.Message
-	// Site is the ready queue holding it, "" while it waits on the timer heap.
+	// Site is the ready queue holding it or attempting it, "" while it waits on the timer heap.
 	Site string
+	// State is where it is: StateWaiting, StateReady or StateDelivering.
+	State string
 }
 
-// Inspect finds a queued message by id. It does not see a message while it is being attempted.
-// A message waiting in brief is shown with its record read from the spool.
+// Queued.State values.
+const (
+	StateWaiting    = "waiting"    // on the timer heap, until its due time
+	StateReady      = "ready"      // due, in its site's ready queue, waiting for a connection
+	StateDelivering = "delivering" // being attempted by a connection at this moment
+)
+
+// Inspect finds a queued message by id: waiting, ready, or being attempted at this moment. A
+// message waiting in brief is shown with its record read from the spool.
 func (m *Manager) Inspect(id message.ID) (Queued, bool) {
 	k, isKey := id.Key()
 	got, _ := m.find(func(e *entry) bool {
@@ -694,12 +795,10 @@ func (m *Manager) find(onHeap func(*entry) bool, ready func(*message.Message) bo
 	var out []Queued
 	var brief []entry
 	n := 0
-	take := func(msg *message.Message, site string) {
+	take := func(msg *message.Message, site, state string) {
 		n++
 		if len(out)+len(brief) < limit {
-			c := *msg
-			c.Meta = maps.Clone(msg.Meta)
-			out = append(out, Queued{Message: c, Site: site})
+			out = append(out, Queued{Message: copyOf(msg), Site: site, State: state})
 		}
 	}
 	m.timers.each(func(e *entry) {
@@ -707,7 +806,7 @@ func (m *Manager) find(onHeap func(*entry) bool, ready func(*message.Message) bo
 			return
 		}
 		if e.msg != nil {
-			take(e.msg, "")
+			take(e.msg, "", StateWaiting)
 			return
 		}
 		n++
@@ -719,11 +818,16 @@ func (m *Manager) find(onHeap func(*entry) bool, ready func(*message.Message) bo
 		rq.mu.Lock()
 		for _, it := range rq.items {
 			if ready(it.msg) {
-				take(it.msg, rq.name)
+				take(it.msg, rq.name, StateReady)
 			}
 		}
 		rq.mu.Unlock()
 	}
+	m.eachFlight(func(f *flight) {
+		if ready(f.msg) {
+			take(f.msg, f.site, StateDelivering)
+		}
+	})
 	for _, e := range brief {
 		msg, err := m.read(e)
 		if err != nil {
@@ -732,7 +836,7 @@ func (m *Manager) find(onHeap func(*entry) bool, ready func(*message.Message) bo
 			}
 			continue
 		}
-		out = append(out, Queued{Message: *msg})
+		out = append(out, Queued{Message: *msg, State: StateWaiting})
 	}
 	return out, n
 }

@@ -211,7 +211,7 @@ func TestAdminBounce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if swept["t1@site.test"] != 1 || len(swept) != 1 {
+	if swept.Bounced["t1@site.test"] != 1 || len(swept.Bounced) != 1 {
 		t.Fatalf("swept %v", swept)
 	}
 	rec := h.waitRecords("AdminBounce", a.ID, 1)[0]

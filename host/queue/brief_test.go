@@ -159,7 +159,7 @@ func TestAdminBounceOfBriefMessage(t *testing.T) {
 	}
 	h.m.RecoverSched(message.Sched{ID: msg.ID, Queue: msg.Queue, Created: msg.Created, Due: msg.Due, Attempts: 1})
 	_, swept, err := h.m.Bounce(RuleRequest{Selector: Selector{Tenant: str("t1")}, Reason: "gone", Duration: time.Hour})
-	if err != nil || swept["t1@site.test"] != 1 {
+	if err != nil || swept.Bounced["t1@site.test"] != 1 {
 		t.Fatalf("swept %v, %v", swept, err)
 	}
 	rec := h.waitRecords("AdminBounce", msg.ID, 1)[0]

@@ -131,6 +131,40 @@ type Options struct {
 	// is removed (so its body can still be read), on the goroutine that ended it; delivery
 	// status notifications hang here. Admin bounces do not call it.
 	OnFailure func(msg *message.Message, f Failure)
+
+	// OnRelayed, when set, is called as a message whose client asked for NOTIFY=SUCCESS is
+	// delivered to a next hop that does not offer DSN (its Conn says so, see DSNOfferer):
+	// that hop will not report the delivery, so the relay must send the sender a "relayed" DSN
+	// (RFC 3461 §5.2.2). It runs before the message's spool entry is removed, on the goroutine
+	// that delivered it.
+	OnRelayed func(msg *message.Message, r Relayed)
+}
+
+// Relayed is a delivery to a next hop without DSN, for Options.OnRelayed.
+type Relayed struct {
+	Reply message.Reply // the next hop's reply to the end of data
+	Site  string
+	Peer  *route.Host // the host that gave Reply
+}
+
+// DSNOfferer is what a Conn may also be: one that tells whether its server offers the DSN
+// extension (RFC 3461). A Conn that is not one is taken to offer it (no relayed DSN is sent).
+type DSNOfferer interface {
+	OffersDSN() bool
+}
+
+// wantsSuccessDSN reports whether the client that sent msg asked to hear of its delivery:
+// NOTIFY with SUCCESS (RFC 3461 §4.1), and a sender to tell.
+func wantsSuccessDSN(msg *message.Message) bool {
+	if msg.Sender == "" || msg.DSN == nil {
+		return false
+	}
+	for _, n := range msg.DSN.Notify {
+		if n == message.NotifySuccess {
+			return true
+		}
+	}
+	return false
 }
 
 // Failure is how a message ended without delivery, for Options.OnFailure.
@@ -186,6 +220,8 @@ type Manager struct {
 	rules   atomic.Pointer[rules] // admin rules, read lock-free on the delivery path
 
 	pickers map[string]*picker // per pool in Options.Pools; read-only after New
+
+	flying flights // messages being attempted (flight.go)
 }
 
 // New returns a Manager; call Start to run it.
@@ -232,7 +268,8 @@ func (m *Manager) Start() {
 	m.scheduleSweep()
 }
 
-// scheduleSweep drops idle ready queues once a minute (sweepReady) until Stop.
+// scheduleSweep drops idle ready queues (sweepReady) and empty scheduled queues (sweepSched)
+// once a minute until Stop.
 func (m *Manager) scheduleSweep() {
 	m.opt.Clock.AfterFunc(time.Minute, func() {
 		if m.ctx.Err() != nil {
@@ -241,6 +278,11 @@ func (m *Manager) scheduleSweep() {
 		m.guard("ready queue sweep", nil, func() {
 			if n := m.sweepReady(m.opt.Clock.Now()); n > 0 {
 				m.opt.Diag.Debug("idle ready queues dropped", "count", n)
+			}
+		})
+		m.guard("scheduled queue sweep", nil, func() {
+			if n := m.sweepSched(m.opt.Clock.Now()); n > 0 {
+				m.opt.Diag.Debug("empty scheduled queues dropped", "count", n)
 			}
 		})
 		m.scheduleSweep()
@@ -363,7 +405,7 @@ func (m *Manager) load(e entry) *message.Message {
 	}
 	msg, err := m.read(e)
 	if errors.Is(err, message.ErrNotInSpool) {
-		m.removed()
+		m.removed(e.q.name)
 		m.forgetSlots(e.key.ID())
 		m.opt.Diag.Error("queued message missing from the spool; dropped", "id", e.key.ID())
 		return nil
@@ -472,16 +514,16 @@ func (m *Manager) RecoverSched(s message.Sched) {
 			m.opt.Diag.Error("spool read failed; the message stays spooled until the next start", "id", s.ID, "err", err)
 			return
 		}
-		m.queued.Add(1)
+		m.admit(msg.Queue)
 		m.waitFull(msg)
 		return
 	}
-	m.queued.Add(1)
-	m.timers.push(entry{key: k, due: nanos(s.Due), created: nanos(s.Created), q: m.schedQueue(s.Queue), attempts: int32(s.Attempts)})
+	q := m.admit(s.Queue)
+	m.timers.push(entry{key: k, due: nanos(s.Due), created: nanos(s.Created), q: q, attempts: int32(s.Attempts)})
 }
 
 func (m *Manager) insert(msg *message.Message) {
-	m.queued.Add(1)
+	m.admit(msg.Queue)
 	if !msg.Due.After(m.opt.Clock.Now()) {
 		m.goDispatch(msg)
 		return
@@ -489,8 +531,24 @@ func (m *Manager) insert(msg *message.Message) {
 	m.waitFull(msg)
 }
 
-func (m *Manager) removed() { m.queued.Add(-1) }
+// admit counts a message the manager takes on, in the queued total and in its scheduled queue.
+func (m *Manager) admit(queue string) *schedQueue {
+	m.queued.Add(1)
+	return m.hold(queue)
+}
 
+// removed counts out a message the manager no longer holds (delivered, bounced, expired, gone
+// from the spool).
+func (m *Manager) removed(queue string) {
+	m.queued.Add(-1)
+	m.unhold(queue)
+}
+
+// schedQueue is a scheduled queue: its name's parts, its cached config and its rate limit.
+// Waiting messages point at it from the timer heap (entry.q), so it must stay listed in
+// Manager.sched while any message of its name is held: held counts them (hold, unhold), and
+// sweepSched drops a queue only when held is zero, under holdMu, marking it dead so that an
+// arrival that found it just before finds a fresh one instead (hold).
 type schedQueue struct {
 	name    string
 	comps   route.Components
@@ -501,8 +559,14 @@ type schedQueue struct {
 	cfgErr  error
 	fetched time.Time
 	rate    *bucket // cfg.MaxMessageRate; nil: unlimited
+
+	holdMu sync.Mutex
+	held   int  // messages of the queue the manager holds: waiting, due, being attempted
+	dead   bool // dropped from Manager.sched; never used again
 }
 
+// schedQueue returns the listed queue of that name, listing a new one when there is none. For
+// the name of a message held (hold) it is that message's queue.
 func (m *Manager) schedQueue(name string) *schedQueue {
 	if q, ok := m.sched.Load(name); ok {
 		return q.(*schedQueue)
@@ -511,6 +575,74 @@ func (m *Manager) schedQueue(name string) *schedQueue {
 	q.comps, q.compErr = route.ParseQueueName(name)
 	actual, _ := m.sched.LoadOrStore(name, q)
 	return actual.(*schedQueue)
+}
+
+// hold counts one more message in the queue of that name and returns the queue, which stays
+// listed until the matching unhold. A queue the sweep dropped meanwhile is never returned.
+func (m *Manager) hold(name string) *schedQueue {
+	for {
+		q := m.schedQueue(name)
+		q.holdMu.Lock()
+		if !q.dead {
+			q.held++
+			q.holdMu.Unlock()
+			return q
+		}
+		q.holdMu.Unlock()
+		m.sched.CompareAndDelete(name, q) // the sweep did it already; this only makes sure
+	}
+}
+
+// unhold ends what hold began: the message left the queue (delivered, bounced, expired,
+// dropped, or moved to another queue).
+func (m *Manager) unhold(name string) {
+	v, ok := m.sched.Load(name)
+	if !ok {
+		m.opt.Diag.Error("released a message of a queue no longer listed", "queue", name)
+		return
+	}
+	q := v.(*schedQueue)
+	q.holdMu.Lock()
+	if q.held > 0 {
+		q.held--
+	}
+	q.holdMu.Unlock()
+}
+
+// sweepSched drops the scheduled queues that hold no message, whose cached config is stale (it
+// would be asked for again anyway) and whose rate limit has nothing booked ahead (a fresh
+// bucket could let a message through early), and reports how many. A message for a dropped
+// queue later gets a fresh one.
+func (m *Manager) sweepSched(now time.Time) int {
+	n := 0
+	m.sched.Range(func(k, v any) bool {
+		q := v.(*schedQueue)
+		q.holdMu.Lock()
+		defer q.holdMu.Unlock()
+		if q.held > 0 || q.dead {
+			return true
+		}
+		// No message holds q, and none can join while holdMu is held: nothing fetches its
+		// config or books its rate meanwhile.
+		q.mu.Lock()
+		stale := q.fetched.IsZero() || now.Sub(q.fetched) >= m.opt.RefreshInterval
+		rate := q.rate
+		q.mu.Unlock()
+		if stale && rate.idle(now) {
+			q.dead = true
+			m.sched.CompareAndDelete(k, q)
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// schedKept is the number of scheduled queues listed.
+func (m *Manager) schedKept() int {
+	n := 0
+	m.sched.Range(func(_, _ any) bool { n++; return true })
+	return n
 }
 
 // config returns the queue's config, asking the source once and again after RefreshInterval.
@@ -667,14 +799,19 @@ func (m *Manager) unpin(rq *readyQueue) { rq.pins.Add(-1) }
 
 // outcome handles the result of one delivery attempt.
 func (m *Manager) outcome(it *item, at place, peer *route.Host, reply message.Reply, err error) {
-	m.outcomeTLS(it, at, peer, nil, reply, err)
+	m.outcomeTLS(it, at, peer, nil, reply, err, true)
 }
 
 // outcomeTLS is outcome with the TLS session of the connection, which the Delivery record
-// carries (design.md §6 and §12).
-func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS, reply message.Reply, err error) {
+// carries (design.md §6 and §12), and whether the next hop offered DSN (hopDSN; see
+// Options.OnRelayed).
+func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS, reply message.Reply, err error, hopDSN bool) {
+	rebinds := m.land(it.msg.ID) // the attempt is over: its message may change again
 	if err == nil {
-		m.removed()
+		if !hopDSN && m.opt.OnRelayed != nil && wantsSuccessDSN(it.msg) {
+			m.opt.OnRelayed(it.msg, Relayed{Reply: reply, Site: at.site, Peer: peer})
+		}
+		m.removed(it.msg.Queue)
 		m.delivered.Add(1)
 		m.delete(it.msg)
 		rec := m.record(logs.Delivery, it.msg, reply, at, peer)
@@ -684,7 +821,7 @@ func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS
 	}
 	e := message.AsError(err)
 	if e.Temporary() {
-		m.retry(it.msg, it.cfg, e, at, peer)
+		m.retryWith(it.msg, it.cfg, e, at, peer, rebinds)
 	} else {
 		m.bounce(it.msg, e, at, peer)
 	}
@@ -711,7 +848,7 @@ func (m *Manager) record(typ string, msg *message.Message, r message.Reply, at p
 }
 
 func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer *route.Host) {
-	m.removed()
+	m.removed(msg.Queue)
 	m.bounced.Add(1)
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
@@ -753,6 +890,13 @@ func jitter(cfg Config) time.Duration {
 }
 
 func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, at place, peer *route.Host) {
+	m.retryWith(msg, cfg, e, at, peer, nil)
+}
+
+// retryWith is retry for an attempt during which an operator asked for rebinds: they are
+// applied once the failure is recorded, and a bounce rule in force ends the message at once
+// (not at its next attempt, when the rule may be gone).
+func (m *Manager) retryWith(msg *message.Message, cfg Config, e *message.Error, at place, peer *route.Host, rebinds []RebindRequest) {
 	msg.Attempts++
 	delay := Delay(cfg, msg.Attempts) + jitter(cfg)
 	now := m.opt.Clock.Now()
@@ -769,17 +913,27 @@ func (m *Manager) retry(msg *message.Message, cfg Config, e *message.Error, at p
 	}
 	msg.Due = next
 	m.opt.Log.Log(m.record(logs.TransientFailure, msg, e.Reply, at, peer))
+	for _, req := range rebinds {
+		m.rebindOne(msg, req, now)
+	}
 	if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
 		m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
 	}
 	if m.ctx.Err() != nil {
 		return
 	}
+	if m.bounceRuled(msg, at.site) {
+		return
+	}
+	if len(rebinds) > 0 {
+		m.requeue(msg) // due now when a rebind moved or flushed it
+		return
+	}
 	m.wait(msg) // in brief until it comes due again: the Update above holds its record
 }
 
 func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f Failure) {
-	m.removed()
+	m.removed(msg.Queue)
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}

@@ -404,6 +404,9 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		*settled = true
 		return false
 	}
+	// From here until its outcome the message is in no queue: the admin API finds it in
+	// flight. Every outcome lands it first (outcomeTLS); this covers the rest.
+	defer m.landed(m.fly(it.msg, rq.name))
 	if w.conn != nil && !sameDialer(w.dialer, rq.dialer()) {
 		// The path's transport changed (a reload, a refresh): TLS mode, credentials, EHLO name
 		// or source address of this connection are no longer the path's.
@@ -430,6 +433,7 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	}
 	body, err := m.opt.Store.Body(it.msg)
 	if err != nil {
+		m.land(it.msg.ID)
 		m.opt.Diag.Error("spool read failed", "id", it.msg.ID, "err", err)
 		*settled = true
 		if errors.Is(err, message.ErrNotInSpool) {
@@ -453,13 +457,17 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	}
 	var peer *route.Host
 	var tls *logs.TLS
+	hopDSN := true
 	if w.conn != nil {
 		h := w.conn.Host()
 		peer, tls = &h, w.conn.TLSInfo()
+		if d, ok := w.conn.(DSNOfferer); ok {
+			hopDSN = d.OffersDSN()
+		}
 	}
 	*settled = true
 	rq.note(reply, err)
-	m.outcomeTLS(it, rq.at(it), peer, tls, reply, err)
+	m.outcomeTLS(it, rq.at(it), peer, tls, reply, err, hopDSN)
 	rq.mu.Lock()
 	maxSent := rq.path.MaxDeliveriesPerConnection
 	rq.mu.Unlock()

@@ -139,6 +139,11 @@ type SinkOptions struct {
 	DataDelay time.Duration
 	// DSN offers the DSN extension (RFC 3461) and records its parameters (Received.DSN).
 	DSN bool
+	// HoldData, when set, holds the reply to the end of each DATA until a value is received
+	// from it (or the sink closes), so that a test can look at a relay while its attempt is
+	// under way; Sink.Holding counts the replies held now. The reply then follows Behavior
+	// (a failure At "DATA" is held too).
+	HoldData chan struct{}
 }
 
 // Sink is a real SMTP server (github.com/emersion/go-smtp) listening on a
@@ -164,6 +169,7 @@ type Sink struct {
 	open     int // connections open now
 	maxOpen  int // most connections open at once
 	authFail int // failed AUTH attempts
+	holding  int // DATA replies held now (SinkOptions.HoldData)
 
 	opts SinkOptions
 }
@@ -345,6 +351,13 @@ func (s *Sink) AuthFailures() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.authFail
+}
+
+// Holding is the number of DATA replies held now (SinkOptions.HoldData): attempts under way.
+func (s *Sink) Holding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holding
 }
 
 // Connections returns the number of TCP connections accepted so far,
@@ -703,6 +716,18 @@ func (ss *session) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err // e.g. smtp.ErrDataTooLarge
+	}
+	if hold := ss.sink.opts.HoldData; hold != nil {
+		ss.sink.mu.Lock()
+		ss.sink.holding++
+		ss.sink.mu.Unlock()
+		select {
+		case <-hold:
+		case <-ss.sink.closed:
+		}
+		ss.sink.mu.Lock()
+		ss.sink.holding--
+		ss.sink.mu.Unlock()
 	}
 	if err := ss.fail("DATA"); err != nil {
 		return err

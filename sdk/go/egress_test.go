@@ -40,6 +40,15 @@ func TestOnGetEgressPathConfigOnTheHost(t *testing.T) {
 		*cfg.SMTPAuthPlainPassword != "smarthost" || *cfg.SourceAddress != "127.0.0.9" {
 		t.Fatalf("%+v %v", cfg, err)
 	}
+	// smtp_port and the timeouts, as the Rust, C and AssemblyScript SDKs set them.
+	cfg, _, err = c.EgressPathConfig(ctx, plugin.EgressPathInput{RoutingDomain: "timeouts.test", Site: "mx.timeouts.test"})
+	if err != nil || cfg == nil || cfg.SMTPPort == nil || *cfg.SMTPPort != 2525 ||
+		cfg.ConnectTimeout == nil || time.Duration(*cfg.ConnectTimeout) != 1500*time.Millisecond ||
+		cfg.CommandTimeout == nil || time.Duration(*cfg.CommandTimeout) != time.Minute ||
+		cfg.DataTimeout == nil || time.Duration(*cfg.DataTimeout) != 10*time.Minute ||
+		cfg.IdleTimeout == nil || time.Duration(*cfg.IdleTimeout) != 90*time.Second || cfg.ConnectionLimit != nil {
+		t.Fatalf("port and timeouts: %+v %v", cfg, err)
+	}
 	if cfg, _, err := c.EgressPathConfig(ctx, plugin.EgressPathInput{RoutingDomain: "other.test", Site: "mx.other.test"}); cfg != nil || err != nil {
 		t.Fatalf("no opinion: %+v %v", cfg, err)
 	}

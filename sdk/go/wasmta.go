@@ -403,6 +403,17 @@ type EgressPathConfig struct {
 	AllowSMTPAuthPlainWithoutTLS *bool
 	EHLODomain                   string
 	SourceAddress                string // a local IP address
+	// SMTPPort is the port connected to when the destination names none (a literal, routing
+	// domain or mx_list entry with its own port keeps it); 0: the server's.
+	SMTPPort int
+	// The delivery client's timeouts (ABI.md make_egress_path_config); 0: the server's.
+	// ConnectTimeout is the TCP connect to each host; CommandTimeout every reply but the one to
+	// the final dot, and every command write; DataTimeout the body's write and the reply to its
+	// final dot; IdleTimeout how long an unused connection stays open for the next message.
+	ConnectTimeout time.Duration
+	CommandTimeout time.Duration
+	DataTimeout    time.Duration
+	IdleTimeout    time.Duration
 
 	raw []byte // set by RawEgressPathConfig
 }
@@ -434,6 +445,16 @@ func (c *EgressPathConfig) JSON() ([]byte, error) {
 	doc.EnableTLS, doc.EHLODomain, doc.SourceAddress = str(c.EnableTLS), str(c.EHLODomain), str(c.SourceAddress)
 	doc.SMTPAuthPlainUsername, doc.SMTPAuthPlainPassword = str(c.SMTPAuthPlainUsername), str(c.SMTPAuthPlainPassword)
 	doc.AllowSMTPAuthPlainWithoutTLS = c.AllowSMTPAuthPlainWithoutTLS
+	doc.SMTPPort = num(c.SMTPPort)
+	dur := func(d time.Duration) *abi.Duration {
+		if d == 0 {
+			return nil
+		}
+		v := abi.Duration(d)
+		return &v
+	}
+	doc.ConnectTimeout, doc.CommandTimeout = dur(c.ConnectTimeout), dur(c.CommandTimeout)
+	doc.DataTimeout, doc.IdleTimeout = dur(c.DataTimeout), dur(c.IdleTimeout)
 	return json.Marshal(&doc)
 }
 
