@@ -320,19 +320,33 @@ func TestSpecAuditRouterBadLiteralIsConfigError(t *testing.T) {
 	}
 }
 
-// TestSpecAuditMalformedLiteralBouncesAtDelivery: design §3 — a literal that cannot be parsed
-// (here a queue meta missing its ']', set by an admin rebind, which plugins cannot reach) is
-// a bounce (5xx) naming the problem when delivery is attempted, not a retry loop.
-func TestSpecAuditMalformedLiteralBouncesAtDelivery(t *testing.T) {
+// TestSpecAuditRebindRefusesMalformedRouting: a rebind whose data would give a queue or
+// routing domain that delivery cannot parse is refused with the parse error, and the message
+// stays queued where it was: one typo in an admin command must not bounce the mail it selects.
+func TestSpecAuditRebindRefusesMalformedRouting(t *testing.T) {
 	t.Parallel()
 	e := newAdminEnv(t, []string{"127.0.0.4"}, "[queue]\nretry_interval = \"1h\"\n")
 	e.sinks["127.0.0.4"].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT"})
 	e.send("a@sender.test", "m@implicit.test", "rebind me")
 	e.relay.WaitLog(recipientIs("TransientFailure", "m@implicit.test"), 10*time.Second)
-	e.mustCLI("retry", "--domain", "implicit.test", "--set", "queue=[10.0.0.1")
-	rec := e.relay.WaitLog(recipientIs("Bounce", "m@implicit.test"), 10*time.Second)
-	if rec["queue"] != "[10.0.0.1" || testutil.Code(rec)/100 != 5 || !strings.Contains(fmt.Sprint(rec["response"]), "missing ']'") {
-		t.Fatalf("bounce record %v, want a 5xx naming the missing ']'", rec)
+	for _, set := range []string{"queue=[10.0.0.1", "routing_domain=[10.0.0.256]", "queue=@"} {
+		out, err := e.cli("retry", "--domain", "implicit.test", "--set", set)
+		if err == nil || !strings.Contains(out, "400") {
+			t.Errorf("retry --set %s: err %v, output %q; want a refusal (400)", set, err, out)
+		}
+	}
+	// The message was left where it was: a valid rebind still finds it, and its next attempt
+	// is a retry from the new queue, not a bounce.
+	if out := e.mustCLI("retry", "--domain", "implicit.test", "--set", "routing_domain=[127.0.0.4]"); !strings.Contains(out, "1 message") {
+		t.Fatalf("a valid rebind after the refused ones: %q, want it to find the message", out)
+	}
+	e.relay.WaitLog(func(r map[string]any) bool {
+		return recipientIs("TransientFailure", "m@implicit.test")(r) && r["queue"] == "implicit.test![127.0.0.4]"
+	}, 10*time.Second)
+	for _, r := range e.relay.LogRecords() {
+		if recipientIs("Bounce", "m@implicit.test")(r) {
+			t.Fatalf("a refused rebind bounced the message: %v", r)
+		}
 	}
 }
 

@@ -306,20 +306,6 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	return abi.OK
 }
 
-// checkRoutingValue parses a routing_domain or queue value (uncached: see routingCache).
-func checkRoutingValue(key, val string) error {
-	dest := val
-	if key == abi.MetaQueue {
-		c, err := route.ParseQueueName(val)
-		if err != nil {
-			return err
-		}
-		dest = c.Destination()
-	}
-	_, err := route.ParseTarget(dest)
-	return err
-}
-
 func safeText(err error) string {
 	var e *message.Error
 	if errors.As(err, &e) {

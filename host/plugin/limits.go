@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/route"
 )
 
 // This file holds the guards against a plugin (or a client steering one) that misbehaves
@@ -234,7 +235,7 @@ func (c *routingCache) check(key, val string) error {
 	if ok {
 		return nil
 	}
-	if err := checkRoutingValue(key, val); err != nil {
+	if err := route.CheckMeta(key, val); err != nil {
 		return err
 	}
 	c.mu.Lock()

@@ -581,6 +581,17 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 	if strings.TrimSpace(req.Reason) == "" {
 		return RebindResult{}, badRequest("reason is required")
 	}
+	// Refuse a queue or routing domain delivery could not parse before touching any message:
+	// applied, it would bounce every message it selects (one typo in an admin command).
+	for _, k := range slices.Sorted(maps.Keys(req.Data)) {
+		if err := route.CheckMeta(k, req.Data[k]); err != nil {
+			text := err.Error()
+			if e, ok := errors.AsType[*message.Error](err); ok {
+				text = e.Text
+			}
+			return RebindResult{}, badRequest("data %s %q: %s", k, req.Data[k], text)
+		}
+	}
 	var res RebindResult
 	now := m.opt.Clock.Now()
 	match := func(name string) bool { return req.Match(name, m.comps(name)) }

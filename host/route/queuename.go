@@ -122,3 +122,23 @@ func (c Components) String() string {
 	}
 	return FormatQueueName(c.Campaign, c.Tenant, c.Domain, c.RoutingDomain)
 }
+
+// CheckMeta parses a value of the routing meta keys (MetaQueue: a whole queue name;
+// MetaRoutingDomain: a destination) the way delivery will, so that a bad one is refused where
+// it is set (a plugin's set_meta, an admin rebind) instead of bouncing every message it
+// touches at delivery. Other keys and empty values are not routing input: nil.
+func CheckMeta(key, val string) error {
+	if val == "" || (key != MetaQueue && key != MetaRoutingDomain) {
+		return nil
+	}
+	dest := val
+	if key == MetaQueue {
+		c, err := ParseQueueName(val)
+		if err != nil {
+			return err
+		}
+		dest = c.Destination()
+	}
+	_, err := ParseTarget(dest)
+	return err
+}
