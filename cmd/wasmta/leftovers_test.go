@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -88,12 +89,24 @@ func TestAdminSeesMessageMidDelivery(t *testing.T) {
 		t.Fatalf("summary's ready queues: %+v", s.Ready)
 	}
 
+	// The CLI's tables show it too: 0 waiting, 1 delivering, in both the scheduled and the
+	// ready queue.
+	table := e.mustCLI("summary")
+	if !regexp.MustCompile(`(?m)^implicit\.test +0 +1 `).MatchString(table) ||
+		!regexp.MustCompile(`(?m)^\S+ +0 +1 +1 `).MatchString(table[strings.Index(table, "READY QUEUE"):]) {
+		t.Fatalf("summary tables do not show the message being delivered:\n%s", table)
+	}
+
 	code, body = e.request("POST", "/api/admin/rebind/v1", strings.NewReader(
 		`{"queue_names": ["implicit.test"], "reason": "move", "data": {"routing_domain": "smarthost.test"}}`),
 		"Authorization", "Bearer "+adminToken, "Content-Type", "application/json")
 	var res queue.RebindResult
 	if code != 200 || json.Unmarshal([]byte(body), &res) != nil || res.Matched != 0 || res.InFlight != 1 {
 		t.Fatalf("rebind during the attempt: %d %s", code, body)
+	}
+	// The same asked from the CLI says what will happen to it.
+	if out := e.mustCLI("retry", "--domain", "implicit.test", "--set", "routing_domain=smarthost.test", "--reason", "move"); !strings.Contains(out, "1 more being attempted: rebound when the attempt ends") {
+		t.Fatalf("queue retry during the attempt: %q", out)
 	}
 	hold <- struct{}{} // the attempt ends: 451 at DATA
 	e.relay.WaitLog(recipientIs("TransientFailure", "mid@implicit.test"), 10*time.Second)

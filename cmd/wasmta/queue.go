@@ -160,21 +160,21 @@ func ago(now time.Time, t *time.Time) string {
 func printSummary(out io.Writer, s queue.Summary) {
 	fmt.Fprintf(out, "%d message(s) held\n\n", s.Queued)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SCHEDULED QUEUE\tCOUNT\tOLDEST\tNEXT DUE\tSUSPENDED")
+	fmt.Fprintln(w, "SCHEDULED QUEUE\tCOUNT\tDELIVERING\tOLDEST\tNEXT DUE\tSUSPENDED")
 	for _, q := range s.Scheduled {
 		oldest := q.Oldest
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", q.Name, q.Count, ago(s.Now, &oldest), ago(s.Now, q.NextDue), ago(s.Now, q.SuspendedUntil))
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\n", q.Name, q.Count, q.Delivering, ago(s.Now, &oldest), ago(s.Now, q.NextDue), ago(s.Now, q.SuspendedUntil))
 	}
 	w.Flush()
 	fmt.Fprintln(out)
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "READY QUEUE (SITE)\tCOUNT\tCONNS\tLAST RESPONSE")
+	fmt.Fprintln(w, "READY QUEUE (SITE)\tCOUNT\tCONNS\tDELIVERING\tLAST RESPONSE")
 	for _, r := range s.Ready {
 		last := "-"
 		if r.LastResponse != "" {
 			last = fmt.Sprintf("%s (%s)", r.LastResponse, ago(s.Now, r.LastResponseAt))
 		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", r.Name, r.Count, r.Connections, last)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", r.Name, r.Count, r.Connections, r.Delivering, last)
 	}
 	w.Flush()
 }
@@ -244,12 +244,16 @@ func ruleCmd(c *apiClient, kind string) *cobra.Command {
 				ID           string         `json:"id"`
 				Bounced      map[string]int `json:"bounced"`
 				TotalBounced int            `json:"total_bounced"`
+				InFlight     int            `json:"in_flight"`
 			}
 			if err := c.do("POST", path, nil, req, &resp); err != nil {
 				return err
 			}
 			if kind == queue.KindBounce {
 				fmt.Fprintf(w, "%s\nbounced %d message(s) now\n", resp.ID, resp.TotalBounced)
+				if resp.InFlight > 0 {
+					fmt.Fprintf(w, "%d more being attempted: bounced when the attempt ends, unless it delivers\n", resp.InFlight)
+				}
 			} else {
 				fmt.Fprintln(w, resp.ID)
 			}
@@ -347,6 +351,9 @@ func retryCmd(c *apiClient) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d message(s) due now (%d moved to another queue)\n", res.Flushed, res.Moved)
+			if res.InFlight > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d more being attempted: rebound when the attempt ends, unless it delivers or bounces\n", res.InFlight)
+			}
 			return nil
 		},
 	}
