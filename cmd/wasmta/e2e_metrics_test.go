@@ -161,6 +161,10 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	if got := after.value("wasmta_http_requests_total", "route", "GET /metrics", "code", "200"); got < 1 {
 		t.Errorf("the scrapes themselves are not counted: %v", got)
 	}
+	// Three queues were used and are all empty now; their state is kept about a minute.
+	if got := after.value("wasmta_scheduled_queues"); got < 3 {
+		t.Errorf("wasmta_scheduled_queues = %v, want the 3 queues used", got)
+	}
 	if after.value("wasmta_spool_reserve_bytes") != 32<<20 || after.value("wasmta_spool_free_bytes") <= 0 {
 		t.Errorf("spool figures: reserve %v free %v", after.value("wasmta_spool_reserve_bytes"), after.value("wasmta_spool_free_bytes"))
 	}

@@ -10,6 +10,7 @@ type scrapeCollector struct {
 	src Sources
 
 	queued, scheduled, ready, conns, sessions *prometheus.Desc
+	schedKept                                 *prometheus.Desc
 	deleteFailures, panics                    *prometheus.Desc
 	free, reserve, below, refusals            *prometheus.Desc
 	reloads, breaker                          *prometheus.Desc
@@ -28,6 +29,7 @@ func newScrapeCollector(src Sources) *scrapeCollector {
 		queued:         desc("queued_messages", "Messages in the relay's care: received and not yet delivered, bounced or expired."),
 		scheduled:      desc("scheduled_messages", "Messages waiting for their next attempt, by scheduled queue (the largest queues; the rest in queue=\"other\").", "queue"),
 		ready:          desc("ready_messages", "Messages waiting for a connection, by site (the largest sites; the rest in site=\"other\").", "site"),
+		schedKept:      desc("scheduled_queues", "Scheduled queues the relay keeps state for (cached queue config, rate limit): those holding messages and empty ones not yet dropped (about a minute after their config was last read)."),
 		conns:          desc("outbound_connections", "Open outgoing SMTP connections."),
 		sessions:       desc("smtp_sessions", "Inbound SMTP connections being served."),
 		deleteFailures: desc("spool_delete_failures_total", "Finished messages whose spool entry could not be removed (they come back after a restart)."),
@@ -52,7 +54,7 @@ func newScrapeCollector(src Sources) *scrapeCollector {
 }
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.queued, c.scheduled, c.ready, c.conns, c.sessions, c.deleteFailures,
+	for _, d := range []*prometheus.Desc{c.queued, c.scheduled, c.schedKept, c.ready, c.conns, c.sessions, c.deleteFailures,
 		c.panics, c.free, c.reserve, c.below, c.refusals, c.reloads, c.breaker,
 		c.redisUp, c.redisErrors, c.fallbacks, c.leases,
 		c.whQueue, c.whBatches, c.whRecords, c.whFailed, c.whDropped, c.whFailing} {
@@ -70,6 +72,7 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	if f := c.src.Queue; f != nil {
 		st := f()
 		gauge(c.queued, float64(st.Queued))
+		gauge(c.schedKept, float64(st.SchedKept))
 		counter(c.deleteFailures, float64(st.DeleteFailures))
 		counter(c.panics, float64(st.Panics))
 	}

@@ -190,6 +190,9 @@ type Stats struct {
 	AdminBounced int64
 	// Throttled counts the times a message waited for a max_message_rate slot.
 	Throttled int64
+	// SchedKept counts the scheduled queues the relay keeps state for (Summary.SchedKept):
+	// counted when asked, by a walk of the map, so Stats is for scrapes, not hot paths.
+	SchedKept int
 }
 
 // Manager owns every queued message.
@@ -468,7 +471,7 @@ func (m *Manager) Stats() Stats {
 		Queued: m.queued.Load(), Received: m.received.Load(), Delivered: m.delivered.Load(),
 		Transient: m.transient.Load(), Bounced: m.bounced.Load(), Expired: m.expired.Load(),
 		DeleteFailures: m.deleteFailures.Load(), Panics: m.panics.Load(), AdminBounced: m.adminBounced.Load(),
-		Throttled: m.throttled.Load(),
+		Throttled: m.throttled.Load(), SchedKept: m.schedKept(),
 	}
 }
 
