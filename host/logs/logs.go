@@ -232,7 +232,7 @@ func (l *Logger) Log(r Record) {
 		}
 		r.BounceClassification = l.classify.Classify(r.Response.Code, e, r.Response.Content)
 	}
-	l.write(r)
+	l.writeLine(append(appendRecord(make([]byte, 0, 1024), &r), '\n'))
 	if l.observe != nil {
 		l.observe(&r)
 	}
@@ -272,7 +272,11 @@ func (l *Logger) write(v any) {
 	if err != nil {
 		return // our record types always marshal; nothing sensible to do otherwise
 	}
-	b = append(b, '\n')
+	l.writeLine(append(b, '\n'))
+}
+
+// writeLine is write for a line already encoded (with its newline).
+func (l *Logger) writeLine(b []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pending = append(l.pending, b...)
