@@ -80,7 +80,8 @@ type Response struct {
 	EnhancedCode *EnhancedCode `json:"enhanced_code"`
 	Content      string        `json:"content"`
 	// Command is the command the reply answered, as sent ("MAIL FROM:<a@b>", "RCPT TO:<c@d>",
-	// "DATA", or "." for the end of the message data, as KumoMTA writes it); omitted when
+	// "DATA", or "." for the end of the message data, as KumoMTA writes it, also when the
+	// content went as BDAT's last chunk, RFC 3030); omitted when
 	// the reply answered no command of ours (the relay's own replies, reception).
 	Command string `json:"command,omitempty"`
 }
