@@ -186,3 +186,20 @@ func TestBDATServerClosesMidChunk(t *testing.T) {
 		t.Fatalf("commands %q", cmds)
 	}
 }
+
+// TestRefusedEnvelopeWithoutPipelining: without PIPELINING a refused MAIL or RCPT ends the
+// transaction there — no stray "." goes out for a DATA that was never sent (a server counts it
+// as a protocol error, and go-smtp hangs up after three) — so the connection carries on.
+func TestRefusedEnvelopeWithoutPipelining(t *testing.T) {
+	sink, conn := sinkConn(t, "127.0.0.14", "PIPELINING", "CHUNKING")
+	body := []byte("Subject: p\r\n\r\nhello\r\n")
+	sink.SetBehavior(testutil.Behavior{Mode: testutil.PermFail, At: "RCPT", Code: 550, Times: 4})
+	for i := range 4 {
+		if _, err := conn.Send("a@x.test", "b@y.test", nil, body); message.AsError(err).Code != 550 {
+			t.Fatalf("refusal %d: %v", i+1, err)
+		}
+	}
+	if reply, err := conn.Send("a@x.test", "b@y.test", nil, body); err != nil || reply.Code != 250 || conn.Broken() {
+		t.Fatalf("after four refusals: %+v %v (broken %v)", reply, err, conn.Broken())
+	}
+}

@@ -415,8 +415,10 @@ func (c *Conn) Send(sender, rcpt string, dsn *message.DSN, body []byte) (message
 		return message.Reply{}, firstErr(mailErr, rcptErr, dataErr, endErr)
 	}
 	if mailErr != nil || rcptErr != nil {
-		if !chunked && dataErr == nil {
-			// The server said 354 although the envelope failed: end the empty message.
+		if pipelining && !chunked && dataErr == nil {
+			// The server said 354 to the pipelined DATA although the envelope failed: end
+			// the empty message. (Without PIPELINING no DATA was sent, and a "." would be a
+			// stray command.)
 			c.w.WriteString(".\r\n")
 			if c.flush() == nil {
 				_, _ = c.expect(c.opt.DataTimeout, 2)
