@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net/textproto"
+	"strconv"
 )
 
 // writeData writes body as the content of DATA (RFC 5321 §4.5.2: a line starting with "." gets
@@ -64,3 +65,25 @@ func crlfClean(b []byte) bool {
 }
 
 var cr, lf = []byte{'\r'}, []byte{'\n'}
+
+// maxPipelinedChunk is the largest body sent in the same write as its envelope. A server that
+// refuses the sender or the recipient must still read the whole chunk (RFC 3030 §2), so a
+// larger body waits for the envelope's replies: one more round trip, small beside the
+// transfer, and no megabytes pushed at a server that has already said no.
+const maxPipelinedChunk = 64 << 10
+
+// chunkable reports whether body goes out as one BDAT chunk exactly as DATA would deliver it:
+// not empty, CRLF-clean and ending in CRLF (writeData would repair anything else).
+func chunkable(body []byte) bool {
+	return len(body) > 0 && body[len(body)-1] == '\n' && crlfClean(body)
+}
+
+// writeChunk writes body as the only and last chunk of BDAT (RFC 3030 §2): the command with
+// the chunk's size in octets, then the octets as they are.
+func writeChunk(w *bufio.Writer, body []byte) {
+	var n [20]byte
+	w.WriteString("BDAT ")
+	w.Write(strconv.AppendInt(n[:0], int64(len(body)), 10))
+	w.WriteString(" LAST\r\n")
+	w.Write(body)
+}

@@ -80,7 +80,8 @@ type Response struct {
 	EnhancedCode *EnhancedCode `json:"enhanced_code"`
 	Content      string        `json:"content"`
 	// Command is the command the reply answered, as sent ("MAIL FROM:<a@b>", "RCPT TO:<c@d>",
-	// "DATA", or "." for the end of the message data, as KumoMTA writes it); omitted when
+	// "DATA", or "." for the end of the message data, as KumoMTA writes it, also when the
+	// content went as BDAT's last chunk, RFC 3030); omitted when
 	// the reply answered no command of ours (the relay's own replies, reception).
 	Command string `json:"command,omitempty"`
 }
@@ -232,7 +233,7 @@ func (l *Logger) Log(r Record) {
 		}
 		r.BounceClassification = l.classify.Classify(r.Response.Code, e, r.Response.Content)
 	}
-	l.write(r)
+	l.writeLine(append(appendRecord(make([]byte, 0, 1024), &r), '\n'))
 	if l.observe != nil {
 		l.observe(&r)
 	}
@@ -272,7 +273,11 @@ func (l *Logger) write(v any) {
 	if err != nil {
 		return // our record types always marshal; nothing sensible to do otherwise
 	}
-	b = append(b, '\n')
+	l.writeLine(append(b, '\n'))
+}
+
+// writeLine is write for a line already encoded (with its newline).
+func (l *Logger) writeLine(b []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pending = append(l.pending, b...)

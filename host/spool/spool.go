@@ -237,7 +237,7 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 		bodies[bi].refs += int32(len(b.Msgs))
 		for _, m := range b.Msgs {
 			m.BodyID = bodies[bi].id
-			v, err := json.Marshal(m)
+			v, err := encode(m)
 			if err != nil {
 				return err
 			}
@@ -361,7 +361,7 @@ func refKey(id message.ID) message.Key { return id.MapKey() }
 // Update rewrites a message's envelope, meta and scheduling state. It does not wait for the
 // disk: losing an update to a crash only means an earlier retry with a lower attempt count.
 func (s *Spool) Update(m *message.Message) error {
-	v, err := json.Marshal(m)
+	v, err := encode(m)
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ type Behavior struct {
 	// forever.
 	Times int
 	// Without names EHLO keywords ("8BITMIME", "SMTPUTF8", "PIPELINING",
-	// case-insensitive) the sink stops offering on connections accepted
+	// "CHUNKING", case-insensitive) the sink stops offering on connections accepted
 	// afterwards, whatever the mode. The sink offers SMTPUTF8 by default.
 	Without []string
 }
@@ -112,6 +112,9 @@ type Received struct {
 	// DSN holds the RFC 3461 parameters the client sent (the sink offers DSN only with
 	// SinkOptions.DSN): RET and ENVID of MAIL, NOTIFY and ORCPT of each RCPT, decoded.
 	DSN SinkDSN
+	// Chunked reports whether the content came in BDAT chunks (RFC 3030) rather than by DATA.
+	// The sink offers CHUNKING unless Behavior.Without names it.
+	Chunked bool
 }
 
 // SinkOptions make a sink look like a smarthost: STARTTLS with a certificate, and AUTH.
@@ -713,6 +716,8 @@ func (ss *session) Rcpt(to string, opt *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	// go-smtp hands BDAT content over through a pipe, DATA content through its dot reader.
+	_, chunked := r.(*io.PipeReader)
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err // e.g. smtp.ErrDataTooLarge
@@ -751,6 +756,7 @@ func (ss *session) Data(r io.Reader) error {
 		AuthUser: ss.user,
 		AuthMech: ss.mech,
 		Remote:   remoteIP(ss.conn.Conn()),
+		Chunked:  chunked,
 		DSN: SinkDSN{Ret: ss.dsn.Ret, EnvID: ss.dsn.EnvID,
 			Notify: append([]string(nil), ss.dsn.Notify...), ORcpt: append([]string(nil), ss.dsn.ORcpt...)},
 	})
