@@ -66,6 +66,9 @@ const (
 	opEnd       = 0x0b
 )
 
+// ErrReserved: the module exports one of abi.Reserved itself.
+var ErrReserved = errors.New("a name the host reserves for itself")
+
 // Refill is how many checks a guest passes between two trips into Go (see the package comment):
 // the longest a garbage collector pause can wait for it is Refill times the longest
 // straight-line stretch of its code. The slow path costs about as much as a host call, so a
@@ -338,7 +341,7 @@ func exports(body []byte, stop uint32, start *uint32) ([]byte, error) {
 				return nil, fmt.Errorf("export %d: %w", i, err)
 			}
 			if slices.Contains(abi.Reserved, string(name)) {
-				return nil, fmt.Errorf("the module exports %q, a name the host reserves for itself", name)
+				return nil, fmt.Errorf("the module exports %q, %w", name, ErrReserved)
 			}
 			kind, err := r.byte()
 			if err != nil {
