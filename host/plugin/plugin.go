@@ -212,8 +212,8 @@ func stopCall(in *instance, d, why int64) {
 }
 
 // guardedCall runs f on in until deadline (unix nanoseconds), or until ctx ends if it can.
-// It returns the call's error and, if the call was stopped, why (stoppedDeadline,
-// stoppedCaller), else 0. in.stack holds the arguments and results.
+// It returns why the call was stopped (stoppedDeadline, stoppedCaller; 0 if it was not) and
+// the call's error. in.stack holds the arguments and results.
 func guardedCall(ctx, cctx context.Context, in *instance, f api.Function, deadline int64) (int64, error) {
 	in.deadline.Store(deadline)
 	var unwatch func() bool
