@@ -45,25 +45,26 @@ var magic = []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
 
 // Section ids (WebAssembly core spec §5.5.2; tag from the exception-handling proposal).
 const (
-	secCustom   = 0
-	secImport   = 2
-	secMemory   = 5
-	secGlobal   = 6
-	secExport   = 7
-	secStart    = 8
-	secCode     = 10
-	rankGlobal  = 7
-	rankExport  = 8
-	kindFunc    = 0
-	kindTable   = 1
-	kindMemory  = 2
-	kindGlobal  = 3
-	kindTag     = 4
-	valI32      = 0x7f
-	mutable     = 1
-	opGlobalGet = 0x23
-	opGlobalSet = 0x24
-	opEnd       = 0x0b
+	secCustom    = 0
+	secImport    = 2
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secDataCount = 12
+	secCode      = 10
+	rankGlobal   = 7
+	rankExport   = 8
+	kindFunc     = 0
+	kindTable    = 1
+	kindMemory   = 2
+	kindGlobal   = 3
+	kindTag      = 4
+	valI32       = 0x7f
+	mutable      = 1
+	opGlobalGet  = 0x23
+	opGlobalSet  = 0x24
+	opEnd        = 0x0b
 )
 
 // ErrReserved: the module exports one of abi.Reserved itself.
@@ -118,6 +119,15 @@ func Instrument(wasm []byte) ([]byte, error) {
 			}
 			last = n
 			known[id] = body
+			// Every entry of a vector takes at least a byte. wazero sizes its tables from
+			// the count before it reads the entries, so a corrupt count would otherwise make
+			// it allocate gigabytes (and the process fail) before it finds the error.
+			if id != secStart && id != secDataCount {
+				br := &reader{b: body}
+				if count, err := br.u32(); err == nil && uint64(count) > uint64(len(body)) {
+					return nil, fmt.Errorf("section %d announces %d entries in %d bytes", id, count, len(body))
+				}
+			}
 		}
 		secs = append(secs, section{id, body})
 	}

@@ -199,7 +199,8 @@ func TestRefusals(t *testing.T) {
 		{"garbage", []byte("this is not WebAssembly at all"), "not a WebAssembly binary module"},
 		{"empty", nil, "not a WebAssembly binary module"},
 		{"section past the end", append(mod(typeVoid), 10, 50, 1), "unexpected end"},
-		{"huge count", mod(typeVoid, oneFunc, memory, sec(10, 0xff, 0xff, 0xff, 0xff, 0x0f)), "unexpected end"},
+		{"count past the section's size", mod(sec(1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x60)), "section 1 announces 4294967295 entries in 6 bytes"},
+		{"more functions than bodies", mod(typeVoid, oneFunc, memory, sec(10, 2, 2, 0, opEnd)), "function 1 size: unexpected end"},
 		{"overlong LEB", append(mod(), 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00), "section 1 size: LEB128 number longer than 5 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
