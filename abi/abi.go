@@ -32,6 +32,25 @@ const (
 	ExportMemory     = "memory"
 )
 
+// Reserved export names: the host adds these exports to a plugin when it loads it (the
+// termination checks of ABI.md §6), so a plugin that exports any of them itself is refused.
+const (
+	// ReservedStop is a mutable i32 global, added by the host and 0 while a call may run, that
+	// the checks at guest function entries and loop heads read; the host sets it to 1 to end
+	// an overdue call.
+	ReservedStop = "wasmta.stop"
+	// ReservedFuel is the countdown, added by the host, of the checks before the guest's next
+	// trip into the host (where it also reads the stop global); the host sets it to 0 with
+	// the stop global so the guest stops at its next check.
+	ReservedFuel = "wasmta.fuel"
+	// ReservedStart is the module's start function (the start section), which the host runs
+	// as an export under the init deadline instead of inside instantiation.
+	ReservedStart = "wasmta.start"
+)
+
+// Reserved lists the export names a plugin may not use.
+var Reserved = []string{ReservedStop, ReservedFuel, ReservedStart}
+
 // Hooks: optional guest exports with type () -> i32, named after KumoMTA's events.
 const (
 	HookSMTPServerMessageReceived = "smtp_server_message_received"

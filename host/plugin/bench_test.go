@@ -2,15 +2,17 @@ package plugin
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/plugin/guard"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -23,6 +25,7 @@ func benchHook(b *testing.B, p *Plugin) {
 	lat := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime()
 	for i := 0; i < b.N; i++ {
 		m.Data, m.Meta = data, map[string]string{"tenant": "t1"}
 		start := time.Now()
@@ -32,7 +35,23 @@ func benchHook(b *testing.B, p *Plugin) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
+	reportCPU(b, cpu)
 	testutil.ReportPercentiles(b, lat)
+}
+
+// cpuTime is the CPU time this process has used so far (user and system, all threads): on a
+// shared machine a benchmark's wall time per op includes waiting for a CPU, its CPU time not.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time per op since since (cpuTime).
+func reportCPU(b *testing.B, since time.Duration) {
+	b.ReportMetric(float64(cpuTime()-since)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkMessageHook compares a hand-written WAT plugin (testdata/meta.wat: set_meta,
@@ -90,31 +109,96 @@ func BenchmarkInstantiate(b *testing.B) {
 	}
 }
 
-// BenchmarkCallFloor is the floor under every hook call: a bare wazero call of a function that
-// returns at once, on a runtime built as the host builds it (WithCloseOnContextDone, which makes
-// wazero start a goroutine per call to watch the context) and without it.
-func BenchmarkCallFloor(b *testing.B) {
-	code, err := os.ReadFile("testdata/noop.wasm")
+// checkModes are the ways a runtime can make guest code stoppable: wazero's own checks
+// (WithCloseOnContextDone, a goroutine per call and a trip into Go at every loop iteration),
+// package guard's checks in the code (what the host does), or none at all (for reference: a
+// guest that loops forever could then not be stopped).
+var checkModes = []string{"closeOnContextDone", "guard", "none"}
+
+// instantiateAs compiles and instantiates testdata/name.wasm as mode says.
+func instantiateAs(b *testing.B, name, mode string) (api.Module, func()) {
+	code, err := os.ReadFile("testdata/" + name + ".wasm")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, closeOnDone := range []bool{true, false} {
-		b.Run(fmt.Sprintf("closeOnContextDone=%v", closeOnDone), func(b *testing.B) {
+	if mode == "guard" {
+		if code, err = guard.Instrument(code); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(mode == "closeOnContextDone"))
+	mod, err := rt.InstantiateWithConfig(ctx, code, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return mod, func() { rt.Close(ctx) }
+}
+
+// BenchmarkCallFloor is the floor under every hook call: a bare wazero call of a function that
+// returns at once, in each check mode.
+func BenchmarkCallFloor(b *testing.B) {
+	for _, mode := range checkModes {
+		b.Run(mode, func(b *testing.B) {
+			mod, done := instantiateAs(b, "noop", mode)
+			defer done()
 			ctx := context.Background()
-			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(closeOnDone))
-			defer rt.Close(ctx)
-			mod, err := rt.Instantiate(ctx, code)
-			if err != nil {
-				b.Fatal(err)
-			}
 			f, stack := mod.ExportedFunction("f"), make([]uint64, 1)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if err := f.CallWithStack(ctx, stack); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
+}
+
+// BenchmarkLoop is what the checks cost in a tight loop: one call of 1,000,000 iterations of an
+// add and a decrement (testdata/count.wat), in each check mode.
+func BenchmarkLoop(b *testing.B) {
+	const n = 1_000_000
+	for _, mode := range checkModes {
+		b.Run(mode, func(b *testing.B) {
+			mod, done := instantiateAs(b, "count", mode)
+			defer done()
+			ctx := context.Background()
+			f, stack := mod.ExportedFunction("count"), make([]uint64, 1)
+			b.ResetTimer()
+			cpu := cpuTime()
+			for i := 0; i < b.N; i++ {
+				stack[0] = n
+				if err := f.CallWithStack(ctx, stack); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// BenchmarkInstrument is what package guard adds to loading the largest plugin we have, the Go
+// router (plugins/router, several MB): one pass over its code.
+func BenchmarkInstrument(b *testing.B) {
+	wasm, err := testutil.BuildGoPlugin(b.TempDir(), "./plugins/router", "router")
+	if err != nil {
+		b.Fatal(err)
+	}
+	code, err := os.ReadFile(wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(code)))
+	b.ResetTimer()
+	var out []byte
+	for i := 0; i < b.N; i++ {
+		if out, err = guard.Instrument(code); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(code)), "in-bytes")
+	b.ReportMetric(float64(len(out)), "out-bytes")
 }

@@ -85,23 +85,23 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	}
 	st.gen = g
 	start := time.Now()
-	in.deadline.Store(start.Add(g.spec.Timeout).UnixNano())
 	cctx := in.ctx // the usual case: context.Background, nothing to watch (see instance.ctx)
 	if ctx.Done() != nil {
-		cctx = context.WithValue(ctx, stateKey{}, st) // wazero closes the module if ctx ends
+		cctx = context.WithValue(ctx, stateKey{}, st)
 	}
 	in.st = st
-	err = in.fns[st.hook].CallWithStack(cctx, in.stack)
+	why, err := guardedCall(ctx, cctx, in, in.fns[st.hook], start.Add(g.spec.Timeout).UnixNano())
 	in.st = nil
-	// The watchdog claims an overdue call by swapping its deadline to -1 before closing the
-	// module; whoever loses that race knows: a claimed instance is never reused, even when
-	// the call itself managed to return.
-	killed := in.deadline.Swap(0) == -1
 	<-p.host.running
-	if err != nil || killed {
+	// A stopped call's instance is never reused, even when the call itself managed to return:
+	// its stop global is set.
+	if err != nil || why != 0 {
 		g.discard(in)
-		if killed || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if why == stoppedDeadline || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fail(fmt.Sprintf("exceeded its %s deadline", g.spec.Timeout), err)
+		}
+		if why == stoppedCaller {
+			return fail("stopped: "+context.Cause(ctx).Error(), context.Cause(ctx))
 		}
 		return fail("trapped: "+err.Error(), err)
 	}

@@ -7,9 +7,12 @@
 // whose wasmta_init must return 0 — so a broken plugin fails at start or reload with a precise
 // message, never mid-session.
 //
-// Every call is bounded: a deadline (WithCloseOnContextDone), a memory cap
-// (WithMemoryLimitPages), a host-call budget. An instance is never shared by two calls, and
-// any call error (trap, deadline, host panic) discards it. Effects are staged and applied only
+// Every call is bounded: a deadline, a memory cap (WithMemoryLimitPages), a host-call budget.
+// The deadline is enforced by checks that package guard adds to the plugin's code when it is
+// loaded (at every function entry and loop head), not by wazero's WithCloseOnContextDone,
+// which costs a goroutine and a channel per call: a watchdog sets an overdue call's stop global
+// and the guest traps at its next check. An instance is never shared by two calls, and any call
+// error (trap, deadline, host panic) discards it. Effects are staged and applied only
 // when the hook returns 0. A crash-loop breaker stops calling a plugin that keeps failing for
 // many clients (one client that can make it trap only gets its own failures).
 package plugin
@@ -34,6 +37,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmta/wasmta/abi"
+	"github.com/wasmta/wasmta/host/plugin/guard"
 )
 
 // Spec says what to load and with which limits.
@@ -165,10 +169,9 @@ func (h *Host) Close() error {
 	return h.cache.Close(context.Background())
 }
 
-// watchdog ends calls that overran their deadline by closing their module (wazero checks for
-// that at every loop back-edge because the runtime is built WithCloseOnContextDone). One
-// goroutine for all calls is cheaper than a context with a timer per call, which cost about
-// 0.5 µs of every hook call (measured: BenchmarkMessageHookWAT).
+// watchdog ends calls that overran their deadline through their instance's stop global (see
+// stopCall). One goroutine for all calls is cheaper than a context with a timer per call, which
+// cost about 0.5 µs of every hook call (measured: BenchmarkMessageHookWAT).
 func (h *Host) watchdog() {
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
@@ -180,10 +183,8 @@ func (h *Host) watchdog() {
 			n := now.UnixNano()
 			h.mu.Lock()
 			for in := range h.instances {
-				// Claim the call (deadline -> -1) before closing, so a call that ends right
-				// now and the next call on this instance are never mistaken for it.
-				if d := in.deadline.Load(); d > 0 && n > d && in.deadline.CompareAndSwap(d, -1) {
-					_ = in.mod.CloseWithExitCode(context.Background(), exitDeadline)
+				if d := in.deadline.Load(); d > 0 && n > d {
+					stopCall(in, d, stoppedDeadline)
 				}
 			}
 			h.mu.Unlock()
@@ -191,8 +192,44 @@ func (h *Host) watchdog() {
 	}
 }
 
-// exitDeadline is the exit code a module closed by the watchdog reports.
-const exitDeadline = 0xdead
+// Why a call was stopped: the values instance.deadline is swapped to when it is claimed.
+const (
+	stoppedDeadline = -1 // by the watchdog
+	stoppedCaller   = -2 // because the caller's context ended
+)
+
+// stopCall ends the call on in whose deadline is d, if it still runs. It first claims the call
+// (deadline -> why), so that neither a call that ends right now nor the next call on the
+// instance is mistaken for it, then sets the stop global and empties the fuel (package guard):
+// the guest traps at its next check, and the caller, seeing the claim, discards the instance.
+// The stop global goes first: a guest that refilled its fuel without seeing it would run on
+// for another guard.Refill checks.
+func stopCall(in *instance, d, why int64) {
+	if in.deadline.CompareAndSwap(d, why) {
+		in.stop.Set(1)
+		in.fuel.Set(0)
+	}
+}
+
+// guardedCall runs f on in until deadline (unix nanoseconds), or until ctx ends if it can.
+// It returns why the call was stopped (stoppedDeadline, stoppedCaller; 0 if it was not) and
+// the call's error. in.stack holds the arguments and results.
+func guardedCall(ctx, cctx context.Context, in *instance, f api.Function, deadline int64) (int64, error) {
+	in.deadline.Store(deadline)
+	var unwatch func() bool
+	if ctx.Done() != nil { // rare: most callers' contexts never end (see instance.ctx)
+		unwatch = context.AfterFunc(ctx, func() { stopCall(in, deadline, stoppedCaller) })
+	}
+	err := f.CallWithStack(cctx, in.stack)
+	if unwatch != nil {
+		unwatch()
+	}
+	why := in.deadline.Swap(0)
+	if why > 0 {
+		why = 0
+	}
+	return why, err
+}
 
 // Plugin is one configured plugin; its code can be swapped (Reload) while it serves. Each call
 // loads the current generation once, so one call never mixes two versions.
@@ -352,11 +389,14 @@ func (g *Generation) Has(hook string) bool { return g.hooks[hook] }
 func (g *Generation) Plugin() *Plugin { return g.plugin }
 
 type instance struct {
-	mod      api.Module
-	fns      map[string]api.Function
-	stack    []uint64
-	calls    int
-	deadline atomic.Int64 // unix nanoseconds while a call runs, 0 when idle, -1 once the watchdog claimed it
+	mod        api.Module
+	fns        map[string]api.Function
+	stack      []uint64
+	calls      int
+	stop, fuel api.MutableGlobal // the guard's globals (abi.ReservedStop, abi.ReservedFuel)
+	// deadline is in unix nanoseconds while a call runs, 0 when idle, and stoppedDeadline or
+	// stoppedCaller once stopCall claimed the call.
+	deadline atomic.Int64
 
 	// ctx carries the instance itself under stateKey, made once: a call whose caller's context
 	// can never be cancelled runs under it, with st set for the call (see stateOf), instead of
@@ -378,9 +418,9 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
 	pages := uint32((spec.MaxMemory + abi.PageSize - 1) / abi.PageSize)
+	// No WithCloseOnContextDone: the guard's checks end overdue calls (see the package comment).
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(h.cache).
-		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(pages)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	g := &Generation{
@@ -397,8 +437,17 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		rt.Close(context.Background())
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
+	// The instrumented code is what is compiled, and what the compilation cache keys on; the
+	// generation ID stays that of the operator's file.
+	wasm, err := guard.Instrument(code)
+	if errors.Is(err, guard.ErrReserved) {
+		return fail(err)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("not a valid WebAssembly module: %w", err))
+	}
 	// Compile on every core: a Go plugin compiles in about 1 s on one (reload latency).
-	cm, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0)), code)
+	cm, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0)), wasm)
 	if err != nil {
 		return fail(fmt.Errorf("not a valid WebAssembly module: %w", err))
 	}
@@ -424,7 +473,8 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 	out := &guestOutput{diag: h.diag, plugin: p.name, limit: p.logs}
 	g.modCfg = wazero.NewModuleConfig().
 		WithName(""). // anonymous: many instances of one module
-		WithStartFunctions(abi.ExportInitialize).
+		// None: newInstance runs them, under the init deadline (instantiation cannot be stopped).
+		WithStartFunctions().
 		WithSysWalltime().WithSysNanotime().
 		WithRandSource(cryptoRand{}).
 		WithStdout(out).WithStderr(out)
@@ -439,17 +489,26 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 	return g, nil
 }
 
-// newInstance instantiates the module and runs wasmta_init. The caller holds a sem token.
+// startFunctions are run, in this order, on every new instance under the init deadline: the
+// module's start function (moved out of instantiation by package guard), the WASI reactor
+// start, and the plugin's own init.
+var startFunctions = []string{abi.ReservedStart, abi.ExportInitialize, abi.ExportInit}
+
+// newInstance instantiates the module and runs its start functions. The caller holds a sem token.
 func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
-	ictx, cancel := context.WithTimeout(ctx, g.spec.InitTimeout)
-	defer cancel()
 	st := &callState{gen: g}
-	ictx = context.WithValue(ictx, stateKey{}, st)
+	ictx := context.WithValue(ctx, stateKey{}, st)
 	mod, err := g.rt.InstantiateModule(ictx, g.cm, g.modCfg)
 	if err != nil {
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
 	in := &instance{mod: mod, fns: map[string]api.Function{}, stack: make([]uint64, 1)}
+	in.stop, _ = mod.ExportedGlobal(abi.ReservedStop).(api.MutableGlobal)
+	in.fuel, _ = mod.ExportedGlobal(abi.ReservedFuel).(api.MutableGlobal)
+	if in.stop == nil || in.fuel == nil { // guard.Instrument adds them: cannot happen
+		mod.Close(context.Background())
+		return nil, errors.New("start failed: the module lacks the host's termination checks")
+	}
 	in.ctx = context.WithValue(context.Background(), stateKey{}, in)
 	g.plugin.host.mu.Lock()
 	g.plugin.host.instances[in] = struct{}{}
@@ -457,14 +516,32 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 	for h := range g.hooks {
 		in.fns[h] = mod.ExportedFunction(h)
 	}
-	if f := mod.ExportedFunction(abi.ExportInit); f != nil {
-		if err := f.CallWithStack(ictx, in.stack); err != nil {
-			g.closeInstance(in)
-			return nil, fmt.Errorf("%s failed: %w", abi.ExportInit, err)
+	deadline := time.Now().Add(g.spec.InitTimeout).UnixNano()
+	for _, name := range startFunctions {
+		f := mod.ExportedFunction(name)
+		if f == nil {
+			continue
 		}
-		if rc := int32(in.stack[0]); rc != 0 {
+		// wasmta_init's type was checked at load; a start section's function, now an export,
+		// was not: wazero checks that only for a start section.
+		if d := f.Definition(); name != abi.ExportInit && (len(d.ParamTypes()) != 0 || len(d.ResultTypes()) != 0) {
 			g.closeInstance(in)
-			return nil, fmt.Errorf("%s returned %d%s", abi.ExportInit, rc, st.errSuffix())
+			return nil, fmt.Errorf("%s must have type () -> (), has %s", name, sig(d))
+		}
+		why, err := guardedCall(ctx, ictx, in, f, deadline)
+		switch {
+		case why == stoppedDeadline:
+			err = fmt.Errorf("%s exceeded its %s init deadline", name, g.spec.InitTimeout)
+		case why == stoppedCaller:
+			err = fmt.Errorf("%s stopped: %w", name, context.Cause(ctx))
+		case err != nil:
+			err = fmt.Errorf("%s failed: %w", name, err)
+		case name == abi.ExportInit && int32(in.stack[0]) != 0:
+			err = fmt.Errorf("%s returned %d%s", abi.ExportInit, int32(in.stack[0]), st.errSuffix())
+		}
+		if err != nil {
+			g.closeInstance(in)
+			return nil, err
 		}
 	}
 	return in, nil

@@ -228,8 +228,8 @@ func TestGetMetaInQueueHookIsReadOnlyInput(t *testing.T) {
 }
 
 // A caller that cancels its context ends a running guest call at once, long before the
-// plugin's own deadline (wazero closes the module when the call's context ends; calls under
-// a context that can never end skip that machinery).
+// plugin's own deadline (the host sets the instance's stop global when the context ends; calls
+// under a context that can never end skip that machinery).
 func TestCallerCancelEndsGuest(t *testing.T) {
 	p, err := load(t, "loop", func(s *Spec) { s.Timeout = 10 * time.Minute })
 	if err != nil {
