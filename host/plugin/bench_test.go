@@ -26,8 +26,13 @@ func benchHook(b *testing.B, p *Plugin) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := cpuTime()
+	// The message's own meta map is reception's, made whether or not a plugin runs: reused
+	// here so that the figures are the hook's cost alone.
+	meta := map[string]string{}
 	for i := 0; i < b.N; i++ {
-		m.Data, m.Meta = data, map[string]string{"tenant": "t1"}
+		clear(meta)
+		meta["tenant"] = "t1"
+		m.Data, m.Meta = data, meta
 		start := time.Now()
 		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m); err != nil {
 			b.Fatal(err)

@@ -58,7 +58,12 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if st.msg != nil {
 		client = st.msg.Client
 	}
+	now := st.start
+	if now.IsZero() {
+		now = time.Now()
+	}
 	fail := func(reason string, err error) error {
+		st.took = time.Since(now)
 		if g.breaker.fail(time.Now(), client) {
 			p.host.diag.Error("plugin breaker opened: not called for a minute", "plugin", p.name, "generation", g.ID)
 		}
@@ -67,24 +72,27 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if !g.hooks[st.hook] {
 		return errNoHook
 	}
-	now := time.Now()
 	if !g.breaker.allow(now) {
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrBreakerOpen.Error(), Err: ErrBreakerOpen}
 	}
 	waitUntil := now.Add(g.spec.Timeout)
-	in, err := g.acquire(ctx, waitUntil)
+	in, waitedIn, err := g.acquireWait(ctx, waitUntil)
 	if errors.Is(err, errRetired) {
 		return err
 	}
 	if err != nil {
 		return fail("no instance: "+err.Error(), err)
 	}
-	if err := p.host.run(ctx, waitUntil); err != nil {
+	waitedRun, err := p.host.run(ctx, waitUntil)
+	if err != nil {
 		g.release(in)
 		return fail("no instance: "+err.Error(), err)
 	}
 	st.gen = g
-	start := time.Now()
+	start := now // the call's own deadline starts when it gets to run
+	if waitedIn || waitedRun {
+		start = time.Now()
+	}
 	cctx := in.ctx // the usual case: context.Background, nothing to watch (see instance.ctx)
 	if ctx.Done() != nil {
 		cctx = context.WithValue(ctx, stateKey{}, st)
@@ -105,7 +113,9 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		}
 		return fail("trapped: "+err.Error(), err)
 	}
-	if time.Since(start) > refreshAfter {
+	end := time.Now()
+	st.took = end.Sub(now)
+	if end.Sub(start) > refreshAfter {
 		// A long call may have grown the guest stack, which wazero keeps with the function
 		// for the instance's life (up to about 84 MiB); a fresh function starts at 10 KiB.
 		in.fns[st.hook] = in.mod.ExportedFunction(st.hook)
@@ -147,13 +157,10 @@ func (c *Chain) Observe(o CallObserver) { c.obs = o }
 
 // call runs one hook on p and tells the observer.
 func (c *Chain) call(ctx context.Context, p *Plugin, st *callState) (*Generation, error) {
-	if c.obs == nil {
-		return p.call(ctx, st)
-	}
-	start := time.Now()
+	st.start = time.Now()
 	g, err := p.call(ctx, st)
-	if !errors.Is(err, errNoHook) {
-		c.obs.HookCall(p.name, st.hook, time.Since(start), err != nil)
+	if c.obs != nil && !errors.Is(err, errNoHook) {
+		c.obs.HookCall(p.name, st.hook, st.took, err != nil)
 	}
 	return g, err
 }
@@ -214,7 +221,11 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 			return o, err
 		}
 		st.commit()
-		o.Handled = append(o.Handled, g.Label)
+		if o.Handled == nil {
+			o.Handled = g.handledOnly // most chains have one plugin: no allocation
+		} else {
+			o.Handled = append(o.Handled, g.Label)
+		}
 		if st.reject != nil {
 			o.Reject = st.reject
 			return o, nil

@@ -104,22 +104,22 @@ type Host struct {
 // throughput, only memory.
 func maxRunning() int { return 2 * runtime.GOMAXPROCS(0) }
 
-// run takes a run slot, waiting until deadline at most.
-func (h *Host) run(ctx context.Context, deadline time.Time) error {
+// run takes a run slot, waiting until deadline at most; waited says it had to wait.
+func (h *Host) run(ctx context.Context, deadline time.Time) (waited bool, err error) {
 	select {
 	case h.running <- struct{}{}:
-		return nil
+		return false, nil
 	default:
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case h.running <- struct{}{}:
-		return nil
+		return true, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return true, ctx.Err()
 	case <-t.C:
-		return errPoolWait
+		return true, errPoolWait
 	}
 }
 
@@ -353,15 +353,18 @@ func generationID(code []byte, spec Spec) string {
 
 // Generation is one loaded version of a plugin's code and config.
 type Generation struct {
-	plugin   *Plugin
-	spec     Spec
-	ID       string // sha256 of code and config, first 12 hex digits
-	Label    string // "name@ID", as log records and outcomes name it
-	LoadedAt time.Time
-	hooks    map[string]bool
-	rt       wazero.Runtime
-	cm       wazero.CompiledModule
-	modCfg   wazero.ModuleConfig
+	plugin *Plugin
+	spec   Spec
+	ID     string // sha256 of code and config, first 12 hex digits
+	Label  string // "name@ID", as log records and outcomes name it
+	// handledOnly is Outcome.Handled when this generation is the only plugin that handled a
+	// message; its capacity is 1, so an append by a second plugin copies it.
+	handledOnly []string
+	LoadedAt    time.Time
+	hooks       map[string]bool
+	rt          wazero.Runtime
+	cm          wazero.CompiledModule
+	modCfg      wazero.ModuleConfig
 
 	sem  chan struct{}  // one token per live instance
 	idle chan *instance // instances ready for a call
@@ -424,14 +427,15 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		WithMemoryLimitPages(pages)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	g := &Generation{
-		plugin:   p,
-		spec:     spec,
-		ID:       generationID(code, spec),
-		Label:    p.name + "@" + generationID(code, spec),
-		LoadedAt: time.Now(),
-		rt:       rt,
-		sem:      make(chan struct{}, spec.PoolSize),
-		idle:     make(chan *instance, spec.PoolSize),
+		plugin:      p,
+		spec:        spec,
+		ID:          generationID(code, spec),
+		Label:       p.name + "@" + generationID(code, spec),
+		handledOnly: []string{p.name + "@" + generationID(code, spec)}[:1:1],
+		LoadedAt:    time.Now(),
+		rt:          rt,
+		sem:         make(chan struct{}, spec.PoolSize),
+		idle:        make(chan *instance, spec.PoolSize),
 	}
 	fail := func(err error) (*Generation, error) {
 		rt.Close(context.Background())
@@ -556,14 +560,25 @@ var errPoolWait = errors.New("every instance busy until the wait deadline")
 // acquire takes an idle instance or starts one while the pool has room, else waits for one
 // until deadline (then errPoolWait: the caller fails like any plugin failure, 451 at reception).
 func (g *Generation) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
+	in, _, err := g.acquireWait(ctx, deadline)
+	return in, err
+}
+
+// acquireWait is acquire, also saying whether it had to wait or start an instance.
+func (g *Generation) acquireWait(ctx context.Context, deadline time.Time) (_ *instance, waited bool, _ error) {
 	if g.closed.Load() {
-		return nil, errRetired
+		return nil, false, errRetired
 	}
 	select {
 	case in := <-g.idle:
-		return in, nil
+		return in, false, nil
 	default:
 	}
+	in, err := g.acquireSlow(ctx, deadline)
+	return in, true, err
+}
+
+func (g *Generation) acquireSlow(ctx context.Context, deadline time.Time) (*instance, error) {
 	start := func() (*instance, error) {
 		in, err := g.newInstance(context.Background())
 		if err != nil {
