@@ -98,7 +98,7 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		cctx = context.WithValue(ctx, stateKey{}, st)
 	}
 	in.st = st
-	why, err := guardedCall(ctx, cctx, in, in.fns[st.hook], start.Add(g.spec.Timeout).UnixNano())
+	why, err := p.host.guardedCall(ctx, cctx, in, in.fns[st.hook], start.Add(g.spec.Timeout).UnixNano())
 	in.st = nil
 	<-p.host.running
 	// A stopped call's instance is never reused, even when the call itself managed to return:

@@ -82,3 +82,45 @@ func TestReservedExportRefused(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// An idle host's watchdog sleeps: it stops scanning (it used to tick every 2 ms for ever, about
+// 3 % of a CPU on an idle relay). A call wakes it, so a hook that loops is still ended at its
+// deadline, and so is one that starts after the watchdog went back to sleep.
+func TestWatchdogSleepsWhenIdle(t *testing.T) {
+	p, err := load(t, "loop", func(s *Spec) { s.Timeout = 50 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := p.host
+	asleep := func() {
+		t.Helper()
+		limit := time.Now().Add(20 * time.Second)
+		for {
+			before := h.scans.Load()
+			time.Sleep(300 * time.Millisecond) // 150 ticks if it were awake
+			if h.scans.Load() == before {
+				return
+			}
+			if time.Now().After(limit) {
+				t.Fatalf("the watchdog still scans after 20 s without a call (%d scans)", h.scans.Load())
+			}
+		}
+	}
+	for round := range 2 {
+		asleep()
+		done := make(chan error, 1)
+		go func() {
+			_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			var f *Failure
+			if !errors.As(err, &f) || !strings.Contains(f.Reason, "deadline") {
+				t.Fatalf("round %d: got %v, want a deadline Failure", round, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: a looping hook still runs 20 s after its 50 ms deadline: the sleeping watchdog was not woken", round)
+		}
+	}
+}
