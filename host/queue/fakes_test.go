@@ -109,6 +109,8 @@ type fakeStore struct {
 	msgs      map[message.ID]message.Message // copies, as a spool would hold them
 	body      []byte
 	deleteErr error
+	// bodyErrs, while not empty, fail the next Body reads in turn (a disk that hiccups).
+	bodyErrs []error
 }
 
 func (s *fakeStore) PutBatches(batches []message.Batch) error {
@@ -143,6 +145,11 @@ func (s *fakeStore) Delete(m *message.Message) error {
 func (s *fakeStore) Body(*message.Message) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.bodyErrs) > 0 {
+		err := s.bodyErrs[0]
+		s.bodyErrs = s.bodyErrs[1:]
+		return nil, err
+	}
 	return s.body, nil
 }
 

@@ -105,3 +105,64 @@ func TestFlightRebindsAreBounded(t *testing.T) {
 		t.Fatalf("meta after the kept rebinds: %v", stored["meta"])
 	}
 }
+
+// flightRebindHarness submits one message whose first connection waits for release, so that
+// it is in flight while the test rebinds it (one kept rebind, data and a flush, logged), and
+// returns the message and release. The rebind, applied when the attempt fails, makes the
+// message due at once; without it the retry would wait an hour of a clock that never moves.
+func flightRebindHarness(t *testing.T, connect func(n int) error) (*harness, *message.Message, chan struct{}) {
+	t.Helper()
+	h := newHarness(t, Config{RetryInterval: time.Hour, MaxAge: week}, nil)
+	release := make(chan struct{})
+	h.dialer.connect = func(n int) error {
+		if n == 1 {
+			<-release
+		}
+		return connect(n)
+	}
+	msg := h.submit(1)[0]
+	eventually(t, func() bool { q, ok := h.m.Inspect(msg.ID); return ok && q.State == StateDelivering }, "the attempt to start")
+	res, err := h.m.Rebind(RebindRequest{Reason: "moved by hand", Data: map[string]string{"tag": "x"}, AlwaysFlush: true})
+	if err != nil || res.InFlight != 1 {
+		t.Fatalf("rebind: %+v %v, want in_flight 1", res, err)
+	}
+	return h, msg, release
+}
+
+// A rebind asked for during an attempt that fails because the spool could not read the body
+// for now (a transient 451) is applied when the attempt ends, as for any temporary failure:
+// the operator was told in_flight 1.
+func TestFlightRebindSurvivesBodyReadFailure(t *testing.T) {
+	h, msg, release := flightRebindHarness(t, func(int) error { return nil })
+	h.store.mu.Lock()
+	h.store.bodyErrs = []error{fmt.Errorf("disk hiccup")}
+	h.store.mu.Unlock()
+	close(release)
+	h.waitRecords("TransientFailure", msg.ID, 1)
+	h.waitRecords("AdminRebind", msg.ID, 1)
+	d := h.waitRecords("Delivery", msg.ID, 1)[0]
+	if meta, _ := d["meta"].(map[string]any); meta["tag"] != "x" {
+		t.Fatalf("meta of the delivered message: %v", d["meta"])
+	}
+}
+
+// A rebind asked for during an attempt that ends in a panic (here in the dialer) is applied
+// when the panic is turned into a temporary failure, not dropped with the flight.
+func TestFlightRebindSurvivesPanic(t *testing.T) {
+	h, msg, release := flightRebindHarness(t, func(n int) error {
+		if n == 1 {
+			panic("injected panic in connect")
+		}
+		return nil
+	})
+	close(release)
+	h.waitRecords("TransientFailure", msg.ID, 1)
+	h.waitRecords("AdminRebind", msg.ID, 1)
+	d := h.waitRecords("Delivery", msg.ID, 1)[0]
+	if meta, _ := d["meta"].(map[string]any); meta["tag"] != "x" {
+		t.Fatalf("meta of the delivered message: %v", d["meta"])
+	}
+	if q, ok := h.m.Inspect(msg.ID); ok {
+		t.Fatalf("delivered message still listed: %+v", q)
+	}
+}

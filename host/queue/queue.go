@@ -313,9 +313,10 @@ func (m *Manager) guard(what string, msg *message.Message, f func()) (panicked b
 var errInternal = message.Errorf(451, "4.3.0", "internal error during delivery")
 
 // failSafely records a transient failure for a message whose attempt ended in a panic, so that
-// it is retried; if even that panics, the message is left to the spool and the next start.
+// it is retried, with the rebinds asked for during the attempt (see flight); if even that
+// panics, the message is left to the spool and the next start.
 func (m *Manager) failSafely(msg *message.Message, cfg Config, at place) {
-	m.guard("recording a failed attempt", msg, func() { m.retry(msg, cfg, errInternal, at, nil) })
+	m.guard("recording a failed attempt", msg, func() { m.retryWith(msg, cfg, errInternal, at, nil, m.land(msg.ID)) })
 }
 
 // Stop stops dispatching and lets each connection finish the message it is sending. When ctx

@@ -405,8 +405,14 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		return false
 	}
 	// From here until its outcome the message is in no queue: the admin API finds it in
-	// flight. Every outcome lands it first (outcomeTLS); this covers the rest.
-	defer m.landed(m.fly(it.msg, rq.name))
+	// flight. Every outcome lands it first (outcomeTLS); this covers the rest. A panic before
+	// the outcome leaves the flight to failSafely, which applies its rebinds.
+	f := m.fly(it.msg, rq.name)
+	defer func() {
+		if *settled {
+			m.landed(f)
+		}
+	}()
 	if w.conn != nil && !sameDialer(w.dialer, rq.dialer()) {
 		// The path's transport changed (a reload, a refresh): TLS mode, credentials, EHLO name
 		// or source address of this connection are no longer the path's.
@@ -433,10 +439,10 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	}
 	body, err := m.opt.Store.Body(it.msg)
 	if err != nil {
-		m.land(it.msg.ID)
 		m.opt.Diag.Error("spool read failed", "id", it.msg.ID, "err", err)
 		*settled = true
 		if errors.Is(err, message.ErrNotInSpool) {
+			m.land(it.msg.ID) // the rebinds asked for meanwhile go with it
 			// Retrying cannot bring it back: end it with a record instead of retrying
 			// until max_age.
 			m.bounce(it.msg, errBodyLost.Wrap(err), rq.at(it), nil)
