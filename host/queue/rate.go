@@ -57,8 +57,14 @@ func (b *bucket) idle(now time.Time) bool {
 	b.mu.Lock()
 	tat, fallback := b.tat, b.fallback
 	b.mu.Unlock()
+	// A shared batch's slots not handed out count only while one may still be (next drops a
+	// slot more than batchHorizon late): a batch a burst left half used is past, not ahead,
+	// and must not keep its queue listed for ever.
 	b.fill.Lock()
-	pending := b.used < b.booked
+	b.mu.Lock()
+	last := b.base.Add(time.Duration(b.booked-1)*b.rate.Interval() + batchHorizon)
+	pending := b.used < b.booked && !last.Before(now)
+	b.mu.Unlock()
 	b.fill.Unlock()
 	return !tat.After(now) && !pending && fallback.idle(now)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/testutil"
 )
 
 // submitTo queues one message due now for each queue name (the recipient's domain is the name).
@@ -188,5 +189,25 @@ func TestSchedQueueArrivalRacesRemoval(t *testing.T) {
 	h.m.sweepSched(far)
 	if kept := h.m.Summary().SchedKept; kept != 0 {
 		t.Fatalf("scheduled_queues_kept %d after the last sweep", kept)
+	}
+}
+
+// A queue whose max_message_rate is shared in a cluster and fast enough to be booked in
+// batches is dropped too once its mail is gone: the slots of its last batch that no message
+// used are past (the cluster counted them already), not a booking ahead that would keep the
+// queue, and scheduled_queues_kept, for ever.
+func TestSchedQueueWithSharedRateIsDropped(t *testing.T) {
+	r := testutil.StartRedis(t)
+	s := clusterNode(t, r, "a", false)
+	h := sharedHarness(t, Config{RetryInterval: time.Minute, MaxAge: ever, MaxMessageRate: rate(t, "10000/s")}, s, nil)
+	// Two messages book a batch of one slot, then one of two: one slot is never used.
+	for _, msg := range h.submitQueues("shared.test", "shared.test") {
+		h.waitRecords("Delivery", msg.ID, 1)
+	}
+	eventually(t, func() bool { return h.m.Stats().Queued == 0 }, "every message to end")
+	far := time.Now().Add(24 * time.Hour) // the config stale, every slot long past
+	h.m.sweepSched(far)
+	if kept := h.m.Summary().SchedKept; kept != 0 {
+		t.Fatalf("scheduled_queues_kept %d after the sweep, want 0", kept)
 	}
 }
