@@ -53,7 +53,7 @@ func FuzzInstrument(f *testing.F) {
 		cm.Close(ctx)
 		out, err := Instrument(wasm)
 		if err != nil {
-			if errors.Is(err, ErrReserved) || strings.Contains(err.Error(), "no memory") {
+			if errors.Is(err, ErrReserved) || errors.Is(err, ErrLimit) || strings.Contains(err.Error(), "no memory") {
 				return
 			}
 			t.Fatalf("wazero compiles the module, Instrument refuses it: %v", err)
