@@ -62,6 +62,9 @@ func FuzzInstrument(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the instrumented module does not compile: %v", err)
 		}
+		if err := checked(out); err != nil {
+			t.Fatalf("a check is missing: %v", err)
+		}
 		defer cm.Close(ctx)
 		if len(cm.ImportedFunctions()) > 0 || len(cm.ImportedMemories()) > 0 {
 			return // nothing to instantiate it with

@@ -72,6 +72,9 @@ func TestCommittedModules(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
+		if err := checked(out); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 		_, before := rt.CompileModule(ctx, code)
 		_, after := rt.CompileModule(ctx, out)
 		if (before == nil) != (after == nil) {
