@@ -432,6 +432,11 @@ func (c *Conn) Send(sender, rcpt string, dsn *message.DSN, body []byte) (message
 		return message.Reply{}, dataErr
 	}
 	if !bodySent {
+		if c.outOfStep() {
+			// A reply came before the content it would answer was sent (an early "250"):
+			// it must not be taken for the reply to the content.
+			return message.Reply{}, errOutOfStep(c.host.Name)
+		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.opt.DataTimeout))
 		var err error
 		if chunked {
@@ -449,6 +454,11 @@ func (c *Conn) Send(sender, rcpt string, dsn *message.DSN, body []byte) (message
 	if endErr != nil {
 		c.reset()
 		return message.Reply{}, endErr
+	}
+	if c.outOfStep() {
+		// More replies than commands: which of them answers the content is not known, so
+		// the message is not reported delivered (a retry may duplicate it, never lose it).
+		return message.Reply{}, errOutOfStep(c.host.Name)
 	}
 	c.sent++
 	r := parseReply(code, lines)
@@ -492,12 +502,31 @@ func (c *Conn) Close() {
 func (c *Conn) Abort() { c.nc.Close() }
 
 func (c *Conn) reset() {
-	if c.broken {
+	if c.broken || c.outOfStep() {
 		return
 	}
 	if err := c.roundTrip("RSET", 2); err != nil {
 		c.broken = true
 	}
+	c.outOfStep()
+}
+
+// outOfStep reports whether the server sent more than the replies it was asked for (they are
+// already read, waiting in the buffer, when every expected reply has been read): every later
+// reply would be taken for the answer to the wrong command (RFC 5321 §4.2: exactly one reply
+// per command), so the connection is closed and never reused. Only what already arrived is
+// seen: a stray reply in a later packet than the expected one goes unnoticed.
+func (c *Conn) outOfStep() bool {
+	if c.broken || c.r.Buffered() == 0 {
+		return false
+	}
+	c.broken = true
+	c.nc.Close()
+	return true
+}
+
+func errOutOfStep(host string) error {
+	return message.Errorf(451, "4.5.0", "%s sent a reply out of step", host)
 }
 
 func (c *Conn) roundTrip(line string, class int) error {

@@ -143,6 +143,8 @@ func TestMisbehavingPlugins(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
 		{"trap", "unreachable"},
 		{"loop", "deadline"},
+		{"brtableloop", "deadline"},
+		{"indirectrecurse", "deadline"},
 		{"memory", "unreachable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -53,7 +53,7 @@ func FuzzInstrument(f *testing.F) {
 		cm.Close(ctx)
 		out, err := Instrument(wasm)
 		if err != nil {
-			if errors.Is(err, ErrReserved) || strings.Contains(err.Error(), "no memory") {
+			if errors.Is(err, ErrReserved) || errors.Is(err, ErrLimit) || strings.Contains(err.Error(), "no memory") {
 				return
 			}
 			t.Fatalf("wazero compiles the module, Instrument refuses it: %v", err)
@@ -61,6 +61,9 @@ func FuzzInstrument(f *testing.F) {
 		cm, err = rt.CompileModule(ctx, out)
 		if err != nil {
 			t.Fatalf("the instrumented module does not compile: %v", err)
+		}
+		if err := checked(out); err != nil {
+			t.Fatalf("a check is missing: %v", err)
 		}
 		defer cm.Close(ctx)
 		if len(cm.ImportedFunctions()) > 0 || len(cm.ImportedMemories()) > 0 {

@@ -47,6 +47,7 @@ var magic = []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
 const (
 	secCustom    = 0
 	secImport    = 2
+	secTable     = 4
 	secMemory    = 5
 	secGlobal    = 6
 	secExport    = 7
@@ -67,6 +68,9 @@ const (
 	opEnd        = 0x0b
 )
 
+// ErrLimit: the module would need more than the host allows (MaxTableEntries).
+var ErrLimit = errors.New("more than the host allows")
+
 // ErrReserved: the module exports one of abi.Reserved itself.
 var ErrReserved = errors.New("a name the host reserves for itself")
 
@@ -75,6 +79,13 @@ var ErrReserved = errors.New("a name the host reserves for itself")
 // straight-line stretch of its code. The slow path costs about as much as a host call, so a
 // tight loop pays it once in a thousand iterations.
 const Refill = 1000
+
+// MaxTableEntries bounds the entries of all of a module's tables together. Each entry is 8
+// bytes of host memory that max_memory does not count, and wazero lets a table without a
+// maximum grow to 2^32 entries (32 GiB, allocated and copied at once), so tablesSection gives
+// every table a maximum within it: table.grow past it returns -1, as memory.grow does past
+// max_memory. 1 Mi entries (8 MiB) is many times the function count of a large Go plugin.
+const MaxTableEntries = 1 << 20
 
 // rank orders the known sections as the binary format requires them; custom sections may
 // appear anywhere.
@@ -179,6 +190,13 @@ func Instrument(wasm []byte) ([]byte, error) {
 		return nil, fmt.Errorf("export section: %w", err)
 	}
 
+	var tables []byte
+	if body, ok := known[secTable]; ok {
+		if tables, err = tablesSection(body); err != nil {
+			return nil, fmt.Errorf("table section: %w", err)
+		}
+	}
+
 	var code []byte
 	if body, ok := known[secCode]; ok {
 		if code, err = instrumentCode(body, stop); err != nil {
@@ -214,6 +232,8 @@ func Instrument(wasm []byte) ([]byte, error) {
 			doneExport = true
 		case secStart:
 			// Dropped: the function is exported as abi.ReservedStart instead.
+		case secTable:
+			emit(secTable, tables)
 		case secCode:
 			emit(secCode, code)
 		default:
@@ -257,9 +277,8 @@ func imports(body []byte) (globals, memories uint32, err error) {
 		case kindFunc:
 			_, err = r.u32()
 		case kindTable:
-			if err = r.refType(); err == nil {
-				_, err = r.limits()
-			}
+			// The host provides none, and one would escape MaxTableEntries.
+			err = fmt.Errorf("imports a table: %w", ErrLimit)
 		case kindMemory:
 			err = r.memoryType()
 			memories++
@@ -285,6 +304,72 @@ func imports(body []byte) (globals, memories uint32, err error) {
 		return 0, 0, errors.New("bytes after the last import")
 	}
 	return globals, memories, nil
+}
+
+// tablesSection rewrites the table section so that the tables' maxima add up to at most
+// MaxTableEntries (see there): each table may grow by an equal share of what the minima leave.
+// A module whose minima alone exceed it is refused.
+func tablesSection(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	type table struct {
+		ref      []byte
+		min, max uint64
+		hasMax   bool
+	}
+	ts := make([]table, 0, min(n, 64))
+	var mins uint64
+	for i := uint32(0); i < n; i++ {
+		from := r.off
+		if err := r.refType(); err != nil {
+			return nil, fmt.Errorf("table %d: %w", i, err)
+		}
+		t := table{ref: body[from:r.off]}
+		flags, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		if flags > 1 { // shared or 64-bit: neither exists for tables in wazero
+			return nil, fmt.Errorf("table %d: limits flags %#x", i, flags)
+		}
+		v, err := r.u32()
+		if err != nil {
+			return nil, fmt.Errorf("table %d: %w", i, err)
+		}
+		t.min = uint64(v)
+		if flags == 1 {
+			if v, err = r.u32(); err != nil {
+				return nil, fmt.Errorf("table %d: %w", i, err)
+			}
+			t.max, t.hasMax = uint64(v), true
+		}
+		if mins += t.min; mins > MaxTableEntries {
+			return nil, fmt.Errorf("the tables' minimum sizes exceed %d entries: %w", MaxTableEntries, ErrLimit)
+		}
+		ts = append(ts, t)
+	}
+	if !r.done() {
+		return nil, errors.New("bytes after the last table")
+	}
+	out := appendU32(nil, n)
+	if n == 0 {
+		return out, nil
+	}
+	share := (MaxTableEntries - mins) / uint64(n)
+	for _, t := range ts {
+		max := t.min + share
+		if t.hasMax && t.max < max {
+			max = t.max // a maximum below the minimum stays, for wazero to refuse
+		}
+		out = append(out, t.ref...)
+		out = append(out, 1)
+		out = appendU32(out, uint32(t.min))
+		out = appendU32(out, uint32(max))
+	}
+	return out, nil
 }
 
 // memorySection reads the memory section and returns its count.

@@ -67,7 +67,11 @@ func (r *reader) u32() (uint32, error) {
 	return uint32(v), nil
 }
 
-// s33 reads a signed 33-bit number (block types, heap types) as a signed value.
+// s33 reads a signed 33-bit number (block types, heap types) as a signed value, the value
+// wazero's leb128.DecodeInt33AsInt64 gives: of a five-byte number only the low 33 of its 35
+// bits count, the top one ignored. Reading all 35 made E3 FF FF FF 3F a large type index where
+// wazero reads -29 (ref null, a heap type follows): the walker then took the heap type's bytes
+// for instructions and could be made to swallow a loop opcode (TestBlockTypeCannotHideALoop).
 func (r *reader) s33() (int64, error) {
 	start := r.off
 	v, err := r.leb(5)
@@ -75,8 +79,12 @@ func (r *reader) s33() (int64, error) {
 		return 0, err
 	}
 	n := 7 * (r.off - start)
-	if n < 64 && r.b[r.off-1]&0x40 != 0 {
+	if n < 33 && r.b[r.off-1]&0x40 != 0 {
 		v |= ^uint64(0) << n // sign-extend
+	}
+	v &= 1<<33 - 1
+	if v&(1<<32) != 0 {
+		return int64(v) - 1<<33, nil
 	}
 	return int64(v), nil
 }
