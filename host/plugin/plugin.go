@@ -97,10 +97,11 @@ type Host struct {
 	mu        sync.Mutex
 	instances map[*instance]struct{} // every live instance, for the watchdog
 	stop      chan struct{}
-	// wake (capacity 1) is a call's "watch me" to a watchdog asleep for lack of calls; scans
-	// counts the watchdog's scans (tests: it does none while asleep).
-	wake  chan struct{}
-	scans atomic.Int64
+	// wake (capacity 1) is a call's "watch me" to a watchdog that is going to sleep for lack
+	// of calls (sleeping); scans counts the watchdog's scans (tests: none while asleep).
+	wake     chan struct{}
+	sleeping atomic.Bool
+	scans    atomic.Int64
 }
 
 // maxRunning is how many hook calls run guest code at once per host: as many as the default
@@ -195,13 +196,16 @@ func (h *Host) watchdog() {
 			if idle++; idle < watchdogIdleScans {
 				continue
 			}
-			// Take the token a call may have left, then look once more: a call that started
-			// before this and saw the token did not send one.
-			select {
+			// Say so, then look once more. A call stores its deadline, then reads sleeping (both
+			// atomic, so sequentially consistent): either this scan sees the deadline, or the
+			// call sees sleeping and sends a token, which the wait below then finds.
+			h.sleeping.Store(true)
+			select { // a token from before this
 			case <-h.wake:
 			default:
 			}
 			if h.scan(time.Now()) {
+				h.sleeping.Store(false)
 				idle = 0
 				continue
 			}
@@ -210,6 +214,7 @@ func (h *Host) watchdog() {
 				return
 			case <-h.wake:
 			}
+			h.sleeping.Store(false)
 			idle = 0
 		}
 	}
@@ -237,10 +242,10 @@ func (h *Host) scan(now time.Time) (running bool) {
 	return running
 }
 
-// watch makes sure the watchdog is awake for a call whose deadline is stored: a token left in
-// wake means it is, or will be before it sleeps (see watchdog).
+// watch makes sure the watchdog is awake for a call whose deadline is stored (see watchdog).
+// While it is awake this is one atomic load.
 func (h *Host) watch() {
-	if len(h.wake) == 0 {
+	if h.sleeping.Load() {
 		select {
 		case h.wake <- struct{}{}:
 		default:
