@@ -18,7 +18,8 @@ func TestConfigCheckFailsWhereServeFails(t *testing.T) {
 	cases := []struct {
 		name, text, want string
 	}{
-		{"missing plugin", base + "[[plugins]]\npath = \"no/such/plugin.wasm\"\n", "no/such/plugin.wasm"},
+		{"missing plugin", base + "[[plugins]]\npath = \"no/such/plugin.wasm\"\n", "configuration key plugins[0]: plugin plugin.wasm: open no/such/plugin.wasm"},
+		{"second plugin broken", base + "[[plugins]]\npath = \"" + fixture(t, "setmeta") + "\"\n[[plugins]]\npath = \"" + fixture(t, "initfail") + "\"\n", "configuration key plugins[1]: plugin initfail.wasm"},
 		{"init refuses config", base + "[[plugins]]\npath = \"" + fixture(t, "initfail") + "\"\n", "config missing"},
 		{"missing TLS file", withTLS, "smtp.tls_certificate"},
 		{"bad bounce rules", strings.Replace(base, "[logs]\n", "[logs]\nbounce_rules = \"no-such-rules.toml\"\n", 1), "logs.bounce_rules"},

@@ -83,6 +83,7 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 			np, err := a.host.Load(ctx, spec)
 			r := control.ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path}
 			if err != nil {
+				err = fmt.Errorf("plugins[%d]: %w", i, err) // which entry: two may share a file name
 				r.Error = err.Error()
 				errs = append(errs, err)
 			} else {
@@ -100,6 +101,7 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 			r.Previous, changed = before, true
 		}
 		if err != nil {
+			err = fmt.Errorf("plugins[%d]: %w", i, err)
 			r.Error = err.Error()
 			errs = append(errs, err)
 		}

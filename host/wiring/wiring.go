@@ -51,7 +51,7 @@ func LoadPlugins(ctx context.Context, h *plugin.Host, cfgs []config.PluginConfig
 		p, err := h.Load(ctx, spec)
 		if err != nil {
 			c.Close(ctx)
-			return nil, err
+			return nil, fmt.Errorf("configuration key plugins[%d]: %w", i, err) // which entry: two may share a file name
 		}
 		c.Set(append(c.Plugins(), p))
 	}
