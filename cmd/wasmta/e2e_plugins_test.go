@@ -176,6 +176,14 @@ smtp_port = 2525
 	if err != nil || i1 < 0 || i2 < i1 {
 		t.Fatalf("plain MX explain: %v\n%s", err, out)
 	}
+	// A host whose address is prohibited is named as left out, not silently missing.
+	os.WriteFile(cfg, []byte("[dns]\nresolvers = [\""+dns.Addr+"\"]\n[delivery]\nprohibited_hosts = [\"127.0.0.2/32\"]\n"), 0o600)
+	out, err = runBin(dir, "route", "explain", "--config", cfg, "--rcpt", "bob@example.com")
+	tried, left, _ := strings.Cut(out, "left out, their address is in delivery.prohibited_hosts:")
+	if err != nil || !strings.Contains(tried, "mx2.example.com [127.0.0.3]") || strings.Contains(tried, "mx1.example.com [") ||
+		!strings.Contains(left, "mx1.example.com [127.0.0.2]") {
+		t.Fatalf("explain with a prohibited MX host: %v\n%s", err, out)
+	}
 	out, _ = runBin(dir, "route", "explain", "--config", cfg, "--rcpt", "x@nullmx.test")
 	if !strings.Contains(out, "delivery would fail: 556 5.1.10") {
 		t.Fatalf("null MX explain:\n%s", out)

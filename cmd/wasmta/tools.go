@@ -208,6 +208,12 @@ func routeCmd() *cobra.Command {
 			for _, h := range ex.Site.Hosts {
 				fmt.Fprintf(w, "  %s [%s]:%d\n", h.Name, h.Addr, h.Port)
 			}
+			if len(ex.Prohibited) > 0 {
+				fmt.Fprintln(w, "left out, their address is in delivery.prohibited_hosts:")
+				for _, h := range ex.Prohibited {
+					fmt.Fprintf(w, "  %s [%s]:%d\n", h.Name, h.Addr, h.Port)
+				}
+			}
 			return nil
 		},
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 
 	"github.com/wasmta/wasmta/abi"
@@ -27,6 +28,9 @@ type Explanation struct {
 	ConfigBy string // plugin@generation whose get_queue_config decided, "" = defaults
 	Site     route.Site
 	Err      error // resolution error (what delivery would log: transient or bounce)
+	// Prohibited lists the hosts the destination resolved to that delivery leaves out because
+	// their address is in delivery.prohibited_hosts (when some are left: none left is Err).
+	Prohibited []route.Host
 }
 
 // Explain runs the configured plugins and routing for one recipient: message hook → queue
@@ -84,6 +88,17 @@ func Explain(ctx context.Context, cfg *config.Config, diag *slog.Logger, sender,
 		return nil, err
 	}
 	ex.Site, ex.Err = r.Resolve(ctx, comps.Destination(), ex.Config.MXList)
+	if ex.Err == nil && len(r.Prohibited) > 0 {
+		// Resolve again without the list to name what it left out (delivery does not need to).
+		all := &route.Resolver{Servers: r.Servers, Timeout: r.Timeout, NegativeTTL: r.NegativeTTL, DefaultPort: r.DefaultPort}
+		if site, err := all.Resolve(ctx, comps.Destination(), ex.Config.MXList); err == nil {
+			for _, h := range site.Hosts {
+				if !slices.ContainsFunc(ex.Site.Hosts, func(k route.Host) bool { return k.Addr == h.Addr && k.Port == h.Port }) {
+					ex.Prohibited = append(ex.Prohibited, h)
+				}
+			}
+		}
+	}
 	return ex, nil
 }
 
