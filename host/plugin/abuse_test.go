@@ -148,19 +148,8 @@ func TestPoolWaitHasDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.release(in)
-	done := make(chan error, 1)
-	go func() {
-		_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		var f *Failure
-		if !errors.As(err, &f) || !strings.Contains(f.Reason, "no instance") {
-			t.Fatalf("got %v, want a Failure for the wait", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a call waits for an instance with no deadline")
+	if f := hookFailure(t, p, 10*time.Second, "a call waits for an instance with no deadline"); !strings.Contains(f.Reason, "no instance") {
+		t.Fatalf("got %v, want a Failure for the wait", f)
 	}
 }
 

@@ -108,19 +108,31 @@ func TestWatchdogSleepsWhenIdle(t *testing.T) {
 	}
 	for round := range 2 {
 		asleep()
-		done := make(chan error, 1)
-		go func() {
-			_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			var f *Failure
-			if !errors.As(err, &f) || !strings.Contains(f.Reason, "deadline") {
-				t.Fatalf("round %d: got %v, want a deadline Failure", round, err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("round %d: a looping hook still runs 20 s after its 50 ms deadline: the sleeping watchdog was not woken", round)
+		f := hookFailure(t, p, 20*time.Second, "a looping hook still runs 20 s after its 50 ms deadline: the sleeping watchdog was not woken")
+		if !strings.Contains(f.Reason, "deadline") {
+			t.Fatalf("round %d: got %v, want a deadline Failure", round, f)
 		}
+	}
+}
+
+// hookFailure runs p's message hook in the background and returns the Failure it ends with;
+// the test fails when the call is still running after wait (late says what that means).
+func hookFailure(t *testing.T, p *Plugin, wait time.Duration, late string) *Failure {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var f *Failure
+		if !errors.As(err, &f) {
+			t.Fatalf("got %v, want a Failure", err)
+		}
+		return f
+	case <-time.After(wait):
+		t.Fatal(late)
+		return nil
 	}
 }

@@ -488,12 +488,14 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		WithCompilationCache(h.cache).
 		WithMemoryLimitPages(pages)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	id := generationID(code, spec) // a hash of the whole module: once
+	label := p.name + "@" + id
 	g := &Generation{
 		plugin:      p,
 		spec:        spec,
-		ID:          generationID(code, spec),
-		Label:       p.name + "@" + generationID(code, spec),
-		handledOnly: []string{p.name + "@" + generationID(code, spec)}[:1:1],
+		ID:          id,
+		Label:       label,
+		handledOnly: []string{label}[:1:1],
 		LoadedAt:    time.Now(),
 		rt:          rt,
 		sem:         make(chan struct{}, spec.PoolSize),

@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-
-	"github.com/wasmta/wasmta/abi"
 )
 
 // hiddenLoop is a module whose loop the walker would not see if it read a block type's s33
@@ -67,19 +64,8 @@ func TestBlockTypeCannotHideALoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.ExportedFunction("spin").Call(ctx)
-		done <- err
-	}()
-	for n, deadline := uint32(0), time.Now().Add(10*time.Second); n < 1000; n, _ = m.Memory().ReadUint32Le(0) {
-		if time.Now().After(deadline) {
-			t.Fatal("the loop did not start")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	m.ExportedGlobal(abi.ReservedStop).(api.MutableGlobal).Set(1)
-	m.ExportedGlobal(abi.ReservedFuel).(api.MutableGlobal).Set(0)
+	done := spinning(t, ctx, m)
+	stopGuest(m)
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "unreachable") {

@@ -116,18 +116,7 @@ func TestStopEndsALoop(t *testing.T) {
 	if !ok || stop.Type() != api.ValueTypeI32 || stop.Get() != 0 {
 		t.Fatalf("stop global: %v", mod.ExportedGlobal(abi.ReservedStop))
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := mod.ExportedFunction("spin").Call(ctx)
-		done <- err
-	}()
-	// Wait until the loop runs (its counter moves), so the check that fires is the loop's.
-	for n, deadline := uint32(0), time.Now().Add(10*time.Second); n < 1000; n, _ = mod.Memory().ReadUint32Le(0) {
-		if time.Now().After(deadline) {
-			t.Fatal("the loop did not start")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	done := spinning(t, ctx, mod)
 	// A collection stops the world: it must not wait for the spinning guest forever.
 	gc := make(chan struct{})
 	go func() { runtime.GC(); close(gc) }()
@@ -136,8 +125,7 @@ func TestStopEndsALoop(t *testing.T) {
 	case <-time.After(10 * time.Second): // only fires if the world was not stopped for good
 		t.Fatal("a garbage collection waited for the spinning guest")
 	}
-	stop.Set(1)
-	mod.ExportedGlobal(abi.ReservedFuel).(api.MutableGlobal).Set(0)
+	stopGuest(mod)
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "unreachable") {
@@ -268,4 +256,29 @@ func TestOutputShape(t *testing.T) {
 	if string(out) != string(want) {
 		t.Fatalf("got  % x\nwant % x", out, want)
 	}
+}
+
+// spinning calls m's "spin" export in the background and returns once its loop runs (the
+// counter at memory offset 0 passed 1000), so the check that fires next is the loop's. The
+// channel gets the call's error.
+func spinning(t *testing.T, ctx context.Context, m api.Module) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.ExportedFunction("spin").Call(ctx)
+		done <- err
+	}()
+	for n, deadline := uint32(0), time.Now().Add(10*time.Second); n < 1000; n, _ = m.Memory().ReadUint32Le(0) {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return done
+}
+
+// stopGuest does what the host's watchdog does to an overdue call.
+func stopGuest(m api.Module) {
+	m.ExportedGlobal(abi.ReservedStop).(api.MutableGlobal).Set(1)
+	m.ExportedGlobal(abi.ReservedFuel).(api.MutableGlobal).Set(0)
 }
