@@ -352,6 +352,14 @@ func (r *Resolver) resolveList(ctx context.Context, destination string, list []M
 func (r *Resolver) resolveNames(ctx context.Context, names []string) (addrs [][]netip.Addr, errs []error) {
 	addrs = make([][]netip.Addr, len(names))
 	perName := make([]error, len(names))
+	if len(names) == 1 {
+		// The usual case (one MX host, or an implicit MX): no goroutine to wait for.
+		addrs[0], perName[0] = r.resolveAddrs(ctx, names[0])
+		if perName[0] != nil {
+			errs = perName
+		}
+		return addrs, errs
+	}
 	sem := make(chan struct{}, maxParallel)
 	var wg sync.WaitGroup
 	for i, n := range names {
@@ -380,13 +388,21 @@ func (r *Resolver) resolveAddrs(ctx context.Context, name string) ([]netip.Addr,
 		aErr   error
 		aaaErr error
 	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		aaa, aaaErr = r.lookup(ctx, name, dns.TypeAAAA)
-	}()
-	a, aErr = r.lookup(ctx, name, dns.TypeA)
-	wg.Wait()
+	// Both answers are usually cached (every message to a domain resolves it again): only a
+	// miss is worth a goroutine, so that the two queries of a miss run in parallel.
+	fqdn := strings.ToLower(dns.Fqdn(name))
+	if ans, ok := r.cached(cacheKey{fqdn, dns.TypeAAAA}); ok {
+		aaa = ans
+		a, aErr = r.lookup(ctx, fqdn, dns.TypeA)
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			aaa, aaaErr = r.lookup(ctx, fqdn, dns.TypeAAAA)
+		}()
+		a, aErr = r.lookup(ctx, fqdn, dns.TypeA)
+		wg.Wait()
+	}
 	out := append(slices.Clip(a.addrs), aaa.addrs...)
 	if len(out) > 0 {
 		return out, nil

@@ -98,3 +98,66 @@ func TestDeleteWaitsWhenTooManyUnsynced(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Deletes that nobody waits for are committed without a sync of their own; the sync that gives
+// their tokens back comes with the next Put, or by itself within deferredSyncDelay when no
+// Put comes. Either way none of them stays unsynced: Delete never blocks for good on an idle
+// relay, and what was deleted stays deleted when the spool is opened again.
+func TestDeferredDeleteSync(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenContext(context.Background(), Options{Path: dir, MinFree: 1 << 20, MaxUnsyncedDeletes: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*message.Message
+	for i := range 40 {
+		msgs = append(msgs, msg(i))
+	}
+	if err := s.Put(msgs, []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	// More deletes than tokens, and no other write: the committer must sync on its own.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, m := range msgs[:30] {
+			if err := s.Delete(m); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deletes blocked with nothing else written: their sync never came")
+	}
+	if err := s.Flush(); err != nil { // every token back
+		t.Fatal(err)
+	}
+	// One more delete, then nothing: its token comes back by the deferred sync.
+	if err := s.Delete(msgs[30]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.unsynced) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deletes still unsynced after 10 s without other writes", len(s.unsynced))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenContext(context.Background(), Options{Path: dir, MinFree: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := 0
+	if err := s.Scan(func(*message.Message) error { n++; return nil }, func(k []byte, err error) { t.Errorf("%s: %v", k, err) }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 9 {
+		t.Fatalf("%d messages after reopening, want the 9 not deleted", n)
+	}
+}

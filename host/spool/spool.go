@@ -81,6 +81,8 @@ type Spool struct {
 	// committer takes it back after the sync. Its capacity bounds how many finished messages a
 	// crash can bring back (and deliver again): see Delete.
 	unsynced chan struct{}
+	// dirty: a commit nobody waited for has not been synced yet (committer goroutine only).
+	dirty bool
 }
 
 type op struct {
@@ -667,7 +669,31 @@ func (s *Spool) Close() error {
 func (s *Spool) commitLoop() {
 	defer close(s.done)
 	batch := make([]*request, 0, 256)
-	for r := range s.reqs {
+	// held counts deletes committed without a sync (in batches nobody waited for): their
+	// unsynced tokens are given back by the next sync, which comes with the next batch that
+	// someone waits for, or once deferredSyncDelay has passed.
+	held := 0
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var r *request
+		var ok bool
+		if held > 0 || s.dirty {
+			select {
+			case r, ok = <-s.reqs:
+			case <-timer.C:
+				s.syncDeferred(&held)
+				continue
+			}
+		} else {
+			r, ok = <-s.reqs
+		}
+		if !ok {
+			if held > 0 || s.dirty {
+				s.syncDeferred(&held)
+			}
+			return
+		}
 		batch = append(batch[:0], r)
 	gather:
 		for len(batch) < cap(batch) {
@@ -681,22 +707,69 @@ func (s *Spool) commitLoop() {
 				break gather
 			}
 		}
+		wasDeferred := held > 0 || s.dirty
 		if s.obs == nil {
-			s.commit(batch)
-			continue
+			s.commit(batch, &held)
+		} else {
+			start := time.Now()
+			s.commit(batch, &held)
+			s.obs.Commit(time.Since(start), len(batch))
 		}
-		start := time.Now()
-		s.commit(batch)
-		s.obs.Commit(time.Since(start), len(batch))
+		if !wasDeferred && (held > 0 || s.dirty) {
+			timer.Reset(deferredSyncDelay)
+		}
 	}
 }
 
-// commit writes a batch in as few transactions as Badger's size limit allows, syncing after
-// each, and answers the waiters. A request is all-or-nothing: when one fails (too big alone,
-// or invalid) the transaction is rebuilt without it, so none of its keys is written; the others
-// still commit.
-func (s *Spool) commit(batch []*request) {
+// deferredSyncDelay bounds how long a commit nobody waits for (deletes and state updates)
+// stays unsynced when no write that needs a sync comes along.
+const deferredSyncDelay = 20 * time.Millisecond
+
+// syncDeferred syncs what commits without a sync left, and gives back their deletes' tokens.
+func (s *Spool) syncDeferred(held *int) {
+	if err := s.db.Sync(); err != nil {
+		s.failed.Store(&err)
+		s.log.Error("spool sync failed", "err", err)
+	}
+	s.release(held)
+}
+
+// release gives back the unsynced tokens of deletes committed before the sync just made.
+func (s *Spool) release(held *int) {
+	for ; *held > 0; *held-- {
+		<-s.unsynced
+	}
+	s.dirty = false
+}
+
+// commit writes a batch in as few transactions as Badger's size limit allows and answers the
+// waiters. A request is all-or-nothing: when one fails (too big alone, or invalid) the
+// transaction is rebuilt without it, so none of its keys is written; the others still commit.
+//
+// A batch that someone waits for (a Put, a Flush) is synced after each of its transactions,
+// so a memtable rotation never strands an acknowledged message in an immutable memtable whose
+// write-ahead log was not synced. A batch of deletes and state updates alone is committed
+// without a sync: its data is in the kernel's page cache at once (Badger's log is a shared
+// mapping), so a killed process loses none of it, and the sync that makes it safe from a power
+// loss is the next waiter's (reception writes all the time under load) or the deferred one.
+// Syncing those batches on their own was half of the relay's msync calls, each of which also
+// made the next message's Put wait behind it. The bound of Delete still holds: a delete's
+// token comes back only after a sync; when half the tokens are out the batch is synced at once.
+func (s *Spool) commit(batch []*request, held *int) {
 	results := make([]error, len(batch))
+	needSync := false
+	dels := 0
+	for _, r := range batch {
+		if r.done != nil {
+			needSync = true
+		}
+		if r.del {
+			dels++
+		}
+	}
+	if 2*(*held+dels) >= cap(s.unsynced) {
+		needSync = true
+	}
 	var included []int // requests in the open transaction
 	txn := s.db.NewTransaction(true)
 	rebuild := func() {
@@ -706,11 +779,14 @@ func (s *Spool) commit(batch []*request) {
 			_ = apply(txn, batch[i]) // fitted before, fits again
 		}
 	}
+	synced := false
 	flush := func() {
 		err := txn.Commit()
-		if err == nil {
+		if err == nil && needSync {
 			if err = s.db.Sync(); err != nil {
 				s.failed.Store(&err)
+			} else {
+				synced = true
 			}
 		}
 		if err != nil {
@@ -741,12 +817,22 @@ func (s *Spool) commit(batch []*request) {
 		flush()
 	}
 	txn.Discard()
+	if synced {
+		s.release(held) // the sync covered every earlier commit too
+	}
 	for i, r := range batch {
 		if r.upd {
 			s.settle(r)
 		}
 		if r.del {
-			<-s.unsynced // synced, or failed and reported: no longer pending
+			if synced || results[i] != nil {
+				<-s.unsynced // synced, or failed and reported: no longer pending
+			} else {
+				*held++
+			}
+		}
+		if !synced && results[i] == nil && (r.del || r.upd) {
+			s.dirty = true
 		}
 		if r.done != nil {
 			r.done <- results[i]
