@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -195,12 +196,13 @@ type Outcome = message.HookOutcome
 // caller must not accept the message (451 4.3.0: the client keeps it).
 func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outcome, error) {
 	var o Outcome
-	// One allocation for the message's state and the first plugin's call state: most chains
-	// have one plugin.
-	run := &struct {
-		ms msgState
-		st callState
-	}{ms: msgState{Message: m}}
+	// The message's state and the first plugin's call state come from a pool: most chains have
+	// one plugin, and allocating them (about 400 bytes with pointers) was a fifth of a one-call
+	// hook. Nothing keeps a pointer into them after MessageHook returns: commit copies what it
+	// applies, a Reply is allocated apart, and the instance forgets st when its call returns.
+	run := runPool.Get().(*messageRun)
+	defer putRun(run)
+	run.ms.Message = m
 	ms := &run.ms
 	first := true
 	for _, p := range c.Plugins() {
@@ -232,6 +234,20 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 		}
 	}
 	return o, nil
+}
+
+// messageRun is what MessageHook needs for one message besides the message itself.
+type messageRun struct {
+	ms msgState
+	st callState
+}
+
+var runPool = sync.Pool{New: func() any { return new(messageRun) }}
+
+// putRun clears run, so that nothing of a message outlives it in the pool, and returns it.
+func putRun(run *messageRun) {
+	*run = messageRun{}
+	runPool.Put(run)
 }
 
 // QueueConfig runs get_queue_config on each plugin exporting it until one makes a config

@@ -217,20 +217,37 @@ func clientKey(c string) string {
 // routingCache remembers routing values already found valid: plugins set the same few routing
 // domains on every message, and parsing them each time was a fifth of a hook call. It belongs
 // to a Host and holds at most routingCacheSize values; when full it is emptied and refilled,
-// so values a plugin sets from message data cannot grow it.
+// so values a plugin sets from message data cannot grow it. It keeps each value as a string,
+// which set_meta then uses instead of copying the guest's bytes again: a hook that sets a known
+// routing value allocates nothing.
 const routingCacheSize = 4096
 
 type routingCache struct {
 	mu sync.RWMutex
-	m  map[routingKey]struct{}
+	// queue and domain map each value found valid for abi.MetaQueue and abi.MetaRoutingDomain
+	// to itself.
+	queue, domain map[string]string
 }
 
-type routingKey struct{ key, val string }
+func (c *routingCache) of(key string) map[string]string {
+	if key == abi.MetaQueue {
+		return c.queue
+	}
+	return c.domain
+}
 
-func (c *routingCache) check(key, val string) error {
-	ck := routingKey{key, val}
+// lookup returns val as the string kept for it if it was found valid for key before.
+func (c *routingCache) lookup(key string, val []byte) (string, bool) {
 	c.mu.RLock()
-	_, ok := c.m[ck]
+	v, ok := c.of(key)[string(val)] // an index by string(val) does not copy val
+	c.mu.RUnlock()
+	return v, ok
+}
+
+// check checks val for key with route.CheckMeta, unless it was found valid before.
+func (c *routingCache) check(key, val string) error {
+	c.mu.RLock()
+	_, ok := c.of(key)[val]
 	c.mu.RUnlock()
 	if ok {
 		return nil
@@ -239,10 +256,10 @@ func (c *routingCache) check(key, val string) error {
 		return err
 	}
 	c.mu.Lock()
-	if c.m == nil || len(c.m) >= routingCacheSize {
-		c.m = make(map[routingKey]struct{}, 64)
+	if c.queue == nil || len(c.queue)+len(c.domain) >= routingCacheSize {
+		c.queue, c.domain = make(map[string]string, 32), make(map[string]string, 32)
 	}
-	c.m[ck] = struct{}{}
+	c.of(key)[val] = val
 	c.mu.Unlock()
 	return nil
 }
@@ -250,5 +267,5 @@ func (c *routingCache) check(key, val string) error {
 func (c *routingCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return len(c.m)
+	return len(c.queue) + len(c.domain)
 }
