@@ -60,12 +60,13 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		client = st.msg.Client
 	}
 	now := st.start
-	if now.IsZero() {
-		now = time.Now()
+	if now == 0 {
+		now = mono()
 	}
 	fail := func(reason string, err error) error {
-		st.took = time.Since(now)
-		if g.breaker.fail(time.Now(), client) {
+		end := mono()
+		st.took = time.Duration(end - now)
+		if g.breaker.fail(end, client) {
 			p.host.diag.Error("plugin breaker opened: not called for a minute", "plugin", p.name, "generation", g.ID)
 		}
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: reason, Err: err}
@@ -76,7 +77,7 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if !g.breaker.allow(now) {
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrBreakerOpen.Error(), Err: ErrBreakerOpen}
 	}
-	waitUntil := now.Add(g.spec.Timeout)
+	waitUntil := now + int64(g.spec.Timeout)
 	in, waitedIn, err := g.acquireWait(ctx, waitUntil)
 	if errors.Is(err, errRetired) {
 		return err
@@ -84,7 +85,7 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if err != nil {
 		return fail("no instance: "+err.Error(), err)
 	}
-	waitedRun, err := p.host.run(ctx, waitUntil)
+	waitedRun, err := p.host.running.acquire(ctx, waitUntil)
 	if err != nil {
 		g.release(in)
 		return fail("no instance: "+err.Error(), err)
@@ -92,16 +93,16 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	st.gen = g
 	start := now // the call's own deadline starts when it gets to run
 	if waitedIn || waitedRun {
-		start = time.Now()
+		start = mono()
 	}
 	cctx := in.ctx // the usual case: context.Background, nothing to watch (see instance.ctx)
 	if ctx.Done() != nil {
 		cctx = context.WithValue(ctx, stateKey{}, st)
 	}
 	in.st = st
-	why, err := p.host.guardedCall(ctx, cctx, in, in.fns[st.hook], start.Add(g.spec.Timeout).UnixNano())
+	why, err := p.host.guardedCall(ctx, cctx, in, in.fns[st.hook], start+int64(g.spec.Timeout))
 	in.st = nil
-	<-p.host.running
+	p.host.running.release()
 	// A stopped call's instance is never reused, even when the call itself managed to return:
 	// its stop global is set.
 	if err != nil || why != 0 {
@@ -114,9 +115,9 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		}
 		return fail("trapped: "+err.Error(), err)
 	}
-	end := time.Now()
-	st.took = end.Sub(now)
-	if end.Sub(start) > refreshAfter {
+	end := mono()
+	st.took = time.Duration(end - now)
+	if time.Duration(end-start) > refreshAfter {
 		// A long call may have grown the guest stack, which wazero keeps with the function
 		// for the instance's life (up to about 84 MiB); a fresh function starts at 10 KiB.
 		in.fns[st.hook] = in.mod.ExportedFunction(st.hook)
@@ -158,7 +159,7 @@ func (c *Chain) Observe(o CallObserver) { c.obs = o }
 
 // call runs one hook on p and tells the observer.
 func (c *Chain) call(ctx context.Context, p *Plugin, st *callState) (*Generation, error) {
-	st.start = time.Now()
+	st.start = mono()
 	g, err := p.call(ctx, st)
 	if c.obs != nil && !errors.Is(err, errNoHook) {
 		c.obs.HookCall(p.name, st.hook, st.took, err != nil)

@@ -113,27 +113,28 @@ const (
 )
 
 type breaker struct {
-	openUntil atomic.Int64 // unix nanoseconds
+	openUntil atomic.Int64 // mono
 	mu        sync.Mutex
 	buckets   [breakerBuckets]breakerBucket
 }
 
 type breakerBucket struct {
-	epoch     atomic.Int64 // unix seconds / breakerBucketSecs this bucket counts for
+	epoch     atomic.Int64 // the mono period (of breakerBucketSecs) this bucket counts for
 	calls     atomic.Int64
 	failures  int      // under mu
 	clients   []string // under mu: distinct failing clients, at most breakerMinClients
 	anonymous int      // under mu: failures without a client
 }
 
-func (b *breaker) allow(now time.Time) bool {
-	return now.UnixNano() >= b.openUntil.Load()
+// allow reports whether a call may run at now (mono).
+func (b *breaker) allow(now int64) bool {
+	return now >= b.openUntil.Load()
 }
 
 // bucket returns the bucket for now, reset when it last counted an older period. A call
 // counted by another goroutine during the reset may be lost; the rule is a rate, not a tally.
-func (b *breaker) bucket(now time.Time) *breakerBucket {
-	e := now.Unix() / breakerBucketSecs
+func (b *breaker) bucket(now int64) *breakerBucket {
+	e := now / (breakerBucketSecs * int64(time.Second))
 	k := &b.buckets[e%breakerBuckets]
 	if k.epoch.Load() != e {
 		b.mu.Lock()
@@ -148,11 +149,11 @@ func (b *breaker) bucket(now time.Time) *breakerBucket {
 }
 
 // success counts a call that did not fail: one atomic add on the hot path.
-func (b *breaker) success(now time.Time) { b.bucket(now).calls.Add(1) }
+func (b *breaker) success(now int64) { b.bucket(now).calls.Add(1) }
 
 // fail counts a failed call from client ("" when unknown) and reports whether it opened the
 // breaker.
-func (b *breaker) fail(now time.Time, client string) (opened bool) {
+func (b *breaker) fail(now int64, client string) (opened bool) {
 	k := b.bucket(now)
 	k.calls.Add(1)
 	b.mu.Lock()
@@ -167,7 +168,7 @@ func (b *breaker) fail(now time.Time, client string) (opened bool) {
 	var calls int64
 	failures, anonymous := 0, 0
 	var clients []string
-	oldest := now.Unix()/breakerBucketSecs - breakerBuckets + 1
+	oldest := now/(breakerBucketSecs*int64(time.Second)) - breakerBuckets + 1
 	for i := range b.buckets {
 		x := &b.buckets[i]
 		if x.epoch.Load() < oldest {
@@ -185,7 +186,7 @@ func (b *breaker) fail(now time.Time, client string) (opened bool) {
 	if calls < breakerMinCalls || int64(2*failures) < calls || len(clients)+anonymous < breakerMinClients {
 		return false
 	}
-	b.openUntil.Store(now.Add(breakerOpenFor).UnixNano())
+	b.openUntil.Store(now + int64(breakerOpenFor))
 	for i := range b.buckets {
 		x := &b.buckets[i]
 		x.calls.Store(0)
