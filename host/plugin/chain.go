@@ -71,7 +71,8 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 		}
 		return &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: reason, Err: err}
 	}
-	if !g.hooks[st.hook] {
+	hook := hookIndex(st.hook)
+	if !g.has(hook) {
 		return errNoHook
 	}
 	if !g.breaker.allow(now) {
@@ -99,9 +100,9 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if ctx.Done() != nil {
 		cctx = context.WithValue(ctx, stateKey{}, st)
 	}
-	in.st = st
-	why, err := p.host.guardedCall(ctx, cctx, in, in.fns[st.hook], start+int64(g.spec.Timeout))
-	in.st = nil
+	in.st, st.in = st, in
+	why, err := p.host.guardedCall(ctx, cctx, in, in.fns[hook], start+int64(g.spec.Timeout))
+	in.st, st.in = nil, nil
 	p.host.running.release()
 	// A stopped call's instance is never reused, even when the call itself managed to return:
 	// its stop global is set.
@@ -120,7 +121,7 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if time.Duration(end-start) > refreshAfter {
 		// A long call may have grown the guest stack, which wazero keeps with the function
 		// for the instance's life (up to about 84 MiB); a fresh function starts at 10 KiB.
-		in.fns[st.hook] = in.mod.ExportedFunction(st.hook)
+		in.fns[hook] = in.mod.ExportedFunction(st.hook)
 	}
 	rc := int32(in.stack[0])
 	if rc != 0 {
@@ -205,9 +206,9 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 	defer putRun(run)
 	run.ms.Message = m
 	ms := &run.ms
-	first := true
+	first, hookIdx := true, hookIndex(hook)
 	for _, p := range c.Plugins() {
-		if !p.gen.Load().Has(hook) {
+		if !p.gen.Load().has(hookIdx) {
 			continue
 		}
 		st := &run.st

@@ -302,7 +302,7 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	val, known := "", false
 	if routing {
 		// A routing value found valid before passed every check below.
-		val, known = st.gen.plugin.host.routing.lookup(key, raw)
+		val, known = st.knownRouting(key, raw)
 	}
 	if !known {
 		val = string(raw)
@@ -316,6 +316,9 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 			if err := st.gen.plugin.host.routing.check(key, val); err != nil {
 				return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
 			}
+			if st.in != nil {
+				st.in.routed[routedSlot(key)] = val
+			}
 		}
 	}
 	if _, exists := st.getMeta(key); !exists && len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
@@ -323,6 +326,29 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	st.setMeta(key, val)
 	return abi.OK
+}
+
+// knownRouting returns raw as a string if it was found valid for the routing key before: by
+// this instance last (st.in.routed), else by any plugin of the host (routingCache).
+func (st *callState) knownRouting(key string, raw []byte) (string, bool) {
+	in, i := st.in, routedSlot(key)
+	if in != nil && in.routed[i] != "" && in.routed[i] == string(raw) {
+		return in.routed[i], true
+	}
+	v, ok := st.gen.plugin.host.routing.lookup(key, raw)
+	if ok && in != nil {
+		in.routed[i] = v
+	}
+	return v, ok
+}
+
+// routedSlot is the place of a routing key (abi.MetaQueue, abi.MetaRoutingDomain) in
+// instance.routed.
+func routedSlot(key string) int {
+	if key == abi.MetaQueue {
+		return 0
+	}
+	return 1
 }
 
 func safeText(err error) string {

@@ -410,7 +410,7 @@ type Generation struct {
 	// message; its capacity is 1, so an append by a second plugin copies it.
 	handledOnly []string
 	LoadedAt    time.Time
-	hooks       map[string]bool
+	hooks       uint32 // bit i: exports abi.Hooks[i]
 	rt          wazero.Runtime
 	cm          wazero.CompiledModule
 	modCfg      wazero.ModuleConfig
@@ -444,7 +444,7 @@ type poolWaiter struct {
 func (g *Generation) Hooks() []string {
 	var out []string
 	for _, h := range abi.Hooks {
-		if g.hooks[h] {
+		if g.Has(h) {
 			out = append(out, h)
 		}
 	}
@@ -452,14 +452,28 @@ func (g *Generation) Hooks() []string {
 }
 
 // Has reports whether the generation exports hook.
-func (g *Generation) Has(hook string) bool { return g.hooks[hook] }
+func (g *Generation) Has(hook string) bool { return g.has(hookIndex(hook)) }
+
+// has reports whether the generation exports the hook abi.Hooks[i] (i may be -1).
+func (g *Generation) has(i int) bool { return i >= 0 && g.hooks&(1<<i) != 0 }
+
+// hookIndex is hook's place in abi.Hooks, -1 if it is none: hooks are found by index on every
+// call, not in a map (looking a name up in a map three times was a tenth of a one-call hook).
+func hookIndex(hook string) int {
+	for i, h := range abi.Hooks {
+		if h == hook {
+			return i
+		}
+	}
+	return -1
+}
 
 // Plugin is the plugin this generation belongs to.
 func (g *Generation) Plugin() *Plugin { return g.plugin }
 
 type instance struct {
 	mod        api.Module
-	fns        map[string]api.Function
+	fns        []api.Function // by hook index (abi.Hooks)
 	stack      []uint64
 	calls      int
 	stop, fuel api.MutableGlobal // the guard's globals (abi.ReservedStop, abi.ReservedFuel)
@@ -472,6 +486,11 @@ type instance struct {
 	// allocating a context per call. Only the calling goroutine reads st.
 	ctx context.Context
 	st  *callState
+
+	// routed is the last queue (0) and routing_domain (1) value set_meta found valid on this
+	// instance: a plugin sets the same one on most messages, and comparing is cheaper than the
+	// host's cache (a lock and a hash). Only the calling goroutine uses it.
+	routed [2]string
 }
 
 func (h *Host) newGeneration(ctx context.Context, p *Plugin, spec Spec) (*Generation, error) {
@@ -526,10 +545,9 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 	if err != nil {
 		return fail(err)
 	}
-	g.hooks = map[string]bool{}
-	for _, name := range abi.Hooks {
+	for i, name := range abi.Hooks {
 		if _, ok := cm.ExportedFunctions()[name]; ok {
-			g.hooks[name] = true
+			g.hooks |= 1 << i
 		}
 	}
 	if usesWASI {
@@ -594,7 +612,7 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
-	in := &instance{mod: mod, fns: map[string]api.Function{}, stack: make([]uint64, 1)}
+	in := &instance{mod: mod, fns: make([]api.Function, len(abi.Hooks)), stack: make([]uint64, 1)}
 	in.stop, _ = mod.ExportedGlobal(abi.ReservedStop).(api.MutableGlobal)
 	in.fuel, _ = mod.ExportedGlobal(abi.ReservedFuel).(api.MutableGlobal)
 	if in.stop == nil || in.fuel == nil { // guard.Instrument adds them: cannot happen
@@ -605,8 +623,10 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 	g.plugin.host.mu.Lock()
 	g.plugin.host.instances[in] = struct{}{}
 	g.plugin.host.mu.Unlock()
-	for h := range g.hooks {
-		in.fns[h] = mod.ExportedFunction(h)
+	for i, h := range abi.Hooks {
+		if g.has(i) {
+			in.fns[i] = mod.ExportedFunction(h)
+		}
 	}
 	deadline := mono() + int64(g.spec.InitTimeout)
 	for _, name := range startFunctions {
