@@ -823,10 +823,12 @@ func (g *Generation) retire() {
 	g.closed.Store(true)
 	idle, line := g.idle, g.line
 	g.idle, g.line = nil, nil
+	for _, w := range line {
+		w.err = errRetired // under mu: a waiter whose wait ended meanwhile reads it under mu
+	}
 	last := g.live == 0
 	g.mu.Unlock()
 	for _, w := range line {
-		w.err = errRetired
 		close(w.ready)
 	}
 	for _, in := range idle {
