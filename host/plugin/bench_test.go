@@ -105,7 +105,9 @@ func BenchmarkInstantiate(b *testing.B) {
 	g := p.Generation()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		g.sem <- struct{}{}
+		if !g.reserve() {
+			b.Fatal("pool full")
+		}
 		in, err := g.newInstance(context.Background())
 		if err != nil {
 			b.Fatal(err)

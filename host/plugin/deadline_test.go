@@ -57,7 +57,7 @@ func TestSpinningGuestDoesNotBlockGC(t *testing.T) {
 		_, err := NewChain(p).MessageHook(ctx, abi.HookSMTPServerMessageReceived, testMessage())
 		done <- err
 	}()
-	for len(p.host.running) == 0 { // the call took its run slot: it is about to run or running
+	for p.host.running.taken() == 0 { // the call took its run slot: it is about to run or running
 		time.Sleep(time.Millisecond)
 	}
 	for range 3 {

@@ -252,7 +252,17 @@ func validMetaKey(k string) bool {
 	return true
 }
 
+// printable reports whether s is UTF-8 without control characters.
 func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f { // not printable ASCII: look closer
+			return printableUTF8(s)
+		}
+	}
+	return true
+}
+
+func printableUTF8(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}
@@ -284,19 +294,31 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 		return st.fail(abi.NotAllowed, "set_meta is available in message hooks only")
 	}
 	key := metaKey(read(mod, u32(s[0]), u32(s[1])))
-	val := string(read(mod, u32(s[2]), u32(s[3])))
+	raw := read(mod, u32(s[2]), u32(s[3]))
 	if !validMetaKey(key) {
 		return st.fail(abi.Invalid, "meta key %q: use 1-%d of A-Z a-z 0-9 _ - .", key, abi.MaxMetaKey)
 	}
-	if len(val) > abi.MaxMetaValue {
-		return st.fail(abi.Limit, "meta %s: value longer than %d bytes", key, abi.MaxMetaValue)
+	routing := len(raw) > 0 && (key == abi.MetaRoutingDomain || key == abi.MetaQueue)
+	val, known := "", false
+	if routing {
+		// A routing value found valid before passed every check below.
+		val, known = st.knownRouting(key, raw)
 	}
-	if !printable(val) {
-		return st.fail(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
-	}
-	if val != "" && (key == abi.MetaRoutingDomain || key == abi.MetaQueue) {
-		if err := st.gen.plugin.host.routing.check(key, val); err != nil {
-			return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
+	if !known {
+		val = string(raw)
+		if len(val) > abi.MaxMetaValue {
+			return st.fail(abi.Limit, "meta %s: value longer than %d bytes", key, abi.MaxMetaValue)
+		}
+		if !printable(val) {
+			return st.fail(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
+		}
+		if routing {
+			if err := st.gen.plugin.host.routing.check(key, val); err != nil {
+				return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
+			}
+			if st.in != nil {
+				st.in.routed[routedSlot(key)] = val
+			}
 		}
 	}
 	if _, exists := st.getMeta(key); !exists && len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
@@ -304,6 +326,29 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	st.setMeta(key, val)
 	return abi.OK
+}
+
+// knownRouting returns raw as a string if it was found valid for the routing key before: by
+// this instance last (st.in.routed), else by any plugin of the host (routingCache).
+func (st *callState) knownRouting(key string, raw []byte) (string, bool) {
+	in, i := st.in, routedSlot(key)
+	if in != nil && in.routed[i] != "" && in.routed[i] == string(raw) {
+		return in.routed[i], true
+	}
+	v, ok := st.gen.plugin.host.routing.lookup(key, raw)
+	if ok && in != nil {
+		in.routed[i] = v
+	}
+	return v, ok
+}
+
+// routedSlot is the place of a routing key (abi.MetaQueue, abi.MetaRoutingDomain) in
+// instance.routed.
+func routedSlot(key string) int {
+	if key == abi.MetaQueue {
+		return 0
+	}
+	return 1
 }
 
 func safeText(err error) string {

@@ -113,27 +113,28 @@ const (
 )
 
 type breaker struct {
-	openUntil atomic.Int64 // unix nanoseconds
+	openUntil atomic.Int64 // mono
 	mu        sync.Mutex
 	buckets   [breakerBuckets]breakerBucket
 }
 
 type breakerBucket struct {
-	epoch     atomic.Int64 // unix seconds / breakerBucketSecs this bucket counts for
+	epoch     atomic.Int64 // the mono period (of breakerBucketSecs) this bucket counts for
 	calls     atomic.Int64
 	failures  int      // under mu
 	clients   []string // under mu: distinct failing clients, at most breakerMinClients
 	anonymous int      // under mu: failures without a client
 }
 
-func (b *breaker) allow(now time.Time) bool {
-	return now.UnixNano() >= b.openUntil.Load()
+// allow reports whether a call may run at now (mono).
+func (b *breaker) allow(now int64) bool {
+	return now >= b.openUntil.Load()
 }
 
 // bucket returns the bucket for now, reset when it last counted an older period. A call
 // counted by another goroutine during the reset may be lost; the rule is a rate, not a tally.
-func (b *breaker) bucket(now time.Time) *breakerBucket {
-	e := now.Unix() / breakerBucketSecs
+func (b *breaker) bucket(now int64) *breakerBucket {
+	e := now / (breakerBucketSecs * int64(time.Second))
 	k := &b.buckets[e%breakerBuckets]
 	if k.epoch.Load() != e {
 		b.mu.Lock()
@@ -148,11 +149,11 @@ func (b *breaker) bucket(now time.Time) *breakerBucket {
 }
 
 // success counts a call that did not fail: one atomic add on the hot path.
-func (b *breaker) success(now time.Time) { b.bucket(now).calls.Add(1) }
+func (b *breaker) success(now int64) { b.bucket(now).calls.Add(1) }
 
 // fail counts a failed call from client ("" when unknown) and reports whether it opened the
 // breaker.
-func (b *breaker) fail(now time.Time, client string) (opened bool) {
+func (b *breaker) fail(now int64, client string) (opened bool) {
 	k := b.bucket(now)
 	k.calls.Add(1)
 	b.mu.Lock()
@@ -167,7 +168,7 @@ func (b *breaker) fail(now time.Time, client string) (opened bool) {
 	var calls int64
 	failures, anonymous := 0, 0
 	var clients []string
-	oldest := now.Unix()/breakerBucketSecs - breakerBuckets + 1
+	oldest := now/(breakerBucketSecs*int64(time.Second)) - breakerBuckets + 1
 	for i := range b.buckets {
 		x := &b.buckets[i]
 		if x.epoch.Load() < oldest {
@@ -185,7 +186,7 @@ func (b *breaker) fail(now time.Time, client string) (opened bool) {
 	if calls < breakerMinCalls || int64(2*failures) < calls || len(clients)+anonymous < breakerMinClients {
 		return false
 	}
-	b.openUntil.Store(now.Add(breakerOpenFor).UnixNano())
+	b.openUntil.Store(now + int64(breakerOpenFor))
 	for i := range b.buckets {
 		x := &b.buckets[i]
 		x.calls.Store(0)
@@ -217,20 +218,37 @@ func clientKey(c string) string {
 // routingCache remembers routing values already found valid: plugins set the same few routing
 // domains on every message, and parsing them each time was a fifth of a hook call. It belongs
 // to a Host and holds at most routingCacheSize values; when full it is emptied and refilled,
-// so values a plugin sets from message data cannot grow it.
+// so values a plugin sets from message data cannot grow it. It keeps each value as a string,
+// which set_meta then uses instead of copying the guest's bytes again: a hook that sets a known
+// routing value allocates nothing.
 const routingCacheSize = 4096
 
 type routingCache struct {
 	mu sync.RWMutex
-	m  map[routingKey]struct{}
+	// queue and domain map each value found valid for abi.MetaQueue and abi.MetaRoutingDomain
+	// to itself.
+	queue, domain map[string]string
 }
 
-type routingKey struct{ key, val string }
+func (c *routingCache) of(key string) map[string]string {
+	if key == abi.MetaQueue {
+		return c.queue
+	}
+	return c.domain
+}
 
-func (c *routingCache) check(key, val string) error {
-	ck := routingKey{key, val}
+// lookup returns val as the string kept for it if it was found valid for key before.
+func (c *routingCache) lookup(key string, val []byte) (string, bool) {
 	c.mu.RLock()
-	_, ok := c.m[ck]
+	v, ok := c.of(key)[string(val)] // an index by string(val) does not copy val
+	c.mu.RUnlock()
+	return v, ok
+}
+
+// check checks val for key with route.CheckMeta, unless it was found valid before.
+func (c *routingCache) check(key, val string) error {
+	c.mu.RLock()
+	_, ok := c.of(key)[val]
 	c.mu.RUnlock()
 	if ok {
 		return nil
@@ -239,10 +257,10 @@ func (c *routingCache) check(key, val string) error {
 		return err
 	}
 	c.mu.Lock()
-	if c.m == nil || len(c.m) >= routingCacheSize {
-		c.m = make(map[routingKey]struct{}, 64)
+	if c.queue == nil || len(c.queue)+len(c.domain) >= routingCacheSize {
+		c.queue, c.domain = make(map[string]string, 32), make(map[string]string, 32)
 	}
-	c.m[ck] = struct{}{}
+	c.of(key)[val] = val
 	c.mu.Unlock()
 	return nil
 }
@@ -250,5 +268,5 @@ func (c *routingCache) check(key, val string) error {
 func (c *routingCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return len(c.m)
+	return len(c.queue) + len(c.domain)
 }

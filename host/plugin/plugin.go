@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +91,7 @@ type Host struct {
 	// host. Each can hold a guest stack of up to about 84 MiB (wazero's fixed ceiling, see
 	// abi/ABI.md §6), so this, not the number of plugins or their pool sizes,
 	// bounds the memory deep recursion can take.
-	running chan struct{}
+	running *slots
 
 	dkimKeys atomic.Value // of DKIMKeys: the names dkim_sign accepts (SetDKIMKeys)
 
@@ -109,24 +110,14 @@ type Host struct {
 // throughput, only memory.
 func maxRunning() int { return 2 * runtime.GOMAXPROCS(0) }
 
-// run takes a run slot, waiting until deadline at most; waited says it had to wait.
-func (h *Host) run(ctx context.Context, deadline time.Time) (waited bool, err error) {
-	select {
-	case h.running <- struct{}{}:
-		return false, nil
-	default:
-	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case h.running <- struct{}{}:
-		return true, nil
-	case <-ctx.Done():
-		return true, ctx.Err()
-	case <-t.C:
-		return true, errPoolWait
-	}
-}
+// monoEpoch anchors mono.
+var monoEpoch = time.Now()
+
+// mono is the monotonic clock in nanoseconds since the package started: deadlines, call
+// durations and the breaker's windows use it. Reading it (time.Since of a time with a monotonic
+// reading) reads one clock; time.Now reads the wall clock as well, which costs about half as
+// much again, and a hook call reads the clock twice.
+func mono() int64 { return int64(time.Since(monoEpoch)) }
 
 // watchdogTick bounds how late a deadline is enforced.
 const watchdogTick = 2 * time.Millisecond
@@ -150,7 +141,7 @@ func NewHost(cacheDir string, diag *slog.Logger) (*Host, error) {
 		cache = wazero.NewCompilationCache()
 	}
 	h := &Host{cache: cache, diag: diag, instances: map[*instance]struct{}{}, stop: make(chan struct{}),
-		running: make(chan struct{}, maxRunning()), wake: make(chan struct{}, 1)}
+		running: newSlots(maxRunning()), wake: make(chan struct{}, 1)}
 	go h.watchdog()
 	return h, nil
 }
@@ -188,8 +179,8 @@ func (h *Host) watchdog() {
 		select {
 		case <-h.stop:
 			return
-		case now := <-t.C:
-			if h.scan(now) {
+		case <-t.C:
+			if h.scan(mono()) {
 				idle = 0
 				continue
 			}
@@ -204,7 +195,7 @@ func (h *Host) watchdog() {
 			case <-h.wake:
 			default:
 			}
-			if h.scan(time.Now()) {
+			if h.scan(mono()) {
 				h.sleeping.Store(false)
 				idle = 0
 				continue
@@ -224,10 +215,10 @@ func (h *Host) watchdog() {
 // relay under any steady load never pays for waking it.
 const watchdogIdleScans = 50
 
-// scan stops the calls past their deadline at now and reports whether any call was running.
-func (h *Host) scan(now time.Time) (running bool) {
+// scan stops the calls past their deadline at now (mono) and reports whether any call was
+// running.
+func (h *Host) scan(n int64) (running bool) {
 	h.scans.Add(1)
-	n := now.UnixNano()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for in := range h.instances {
@@ -272,7 +263,7 @@ func stopCall(in *instance, d, why int64) {
 	}
 }
 
-// guardedCall runs f on in until deadline (unix nanoseconds), or until ctx ends if it can.
+// guardedCall runs f on in until deadline (mono), or until ctx ends if it can.
 // It returns why the call was stopped (stoppedDeadline, stoppedCaller; 0 if it was not) and
 // the call's error. in.stack holds the arguments and results.
 func (h *Host) guardedCall(ctx, cctx context.Context, in *instance, f api.Function, deadline int64) (int64, error) {
@@ -355,14 +346,10 @@ func (p *Plugin) Reload(ctx context.Context, spec Spec) (g *Generation, changed 
 	}
 	// Warm as many instances as the old generation had, so the swap does not make the next
 	// calls under load each start one (a Go guest takes milliseconds to start).
-	for n := min(len(cur.sem), cap(g.sem)) - len(g.sem); n > 0; n-- {
-		g.sem <- struct{}{}
-		in, err := g.newInstance(ctx)
-		if err != nil {
-			g.free()
+	for n := min(cur.Busy(), g.spec.PoolSize) - g.Busy(); n > 0; n-- {
+		if g.grow(ctx) != nil {
 			break
 		}
-		g.idle <- in
 	}
 	old := p.gen.Swap(g)
 	old.retire()
@@ -423,24 +410,41 @@ type Generation struct {
 	// message; its capacity is 1, so an append by a second plugin copies it.
 	handledOnly []string
 	LoadedAt    time.Time
-	hooks       map[string]bool
+	hooks       uint32 // bit i: exports abi.Hooks[i]
 	rt          wazero.Runtime
 	cm          wazero.CompiledModule
 	modCfg      wazero.ModuleConfig
 
-	sem  chan struct{}  // one token per live instance
-	idle chan *instance // instances ready for a call
+	// The instance pool. A mutex and a slice, not channels: taking an idle instance and giving
+	// it back is then a lock each, uncontended in the usual case, where a channel operation
+	// took a runtime lock and more.
+	mu   sync.Mutex
+	live int         // instances alive (idle, busy, or starting): at most spec.PoolSize
+	idle []*instance // ready for a call; the last one returned is taken first (warm caches)
+	line []*poolWaiter
 
 	breaker breaker
-	closed  atomic.Bool // retired: no new calls; closes when the last busy instance returns
-	rtOnce  sync.Once
+	// closed: retired, no new calls; the runtime closes when the last busy instance returns.
+	// Set under mu, so that a release that holds mu either sees it or came before the drain.
+	closed atomic.Bool
+	rtOnce sync.Once
+}
+
+// poolWaiter is a call waiting for an instance. When ready is closed, exactly one of these
+// says what it got: an instance, leave to start one (a slot in live is already counted for
+// it), or errRetired.
+type poolWaiter struct {
+	ready chan struct{}
+	in    *instance
+	start bool
+	err   error
 }
 
 // Hooks lists the hooks this generation exports.
 func (g *Generation) Hooks() []string {
 	var out []string
 	for _, h := range abi.Hooks {
-		if g.hooks[h] {
+		if g.Has(h) {
 			out = append(out, h)
 		}
 	}
@@ -448,18 +452,32 @@ func (g *Generation) Hooks() []string {
 }
 
 // Has reports whether the generation exports hook.
-func (g *Generation) Has(hook string) bool { return g.hooks[hook] }
+func (g *Generation) Has(hook string) bool { return g.has(hookIndex(hook)) }
+
+// has reports whether the generation exports the hook abi.Hooks[i] (i may be -1).
+func (g *Generation) has(i int) bool { return i >= 0 && g.hooks&(1<<i) != 0 }
+
+// hookIndex is hook's place in abi.Hooks, -1 if it is none: hooks are found by index on every
+// call, not in a map (looking a name up in a map three times was a tenth of a one-call hook).
+func hookIndex(hook string) int {
+	for i, h := range abi.Hooks {
+		if h == hook {
+			return i
+		}
+	}
+	return -1
+}
 
 // Plugin is the plugin this generation belongs to.
 func (g *Generation) Plugin() *Plugin { return g.plugin }
 
 type instance struct {
 	mod        api.Module
-	fns        map[string]api.Function
+	fns        []api.Function // by hook index (abi.Hooks)
 	stack      []uint64
 	calls      int
 	stop, fuel api.MutableGlobal // the guard's globals (abi.ReservedStop, abi.ReservedFuel)
-	// deadline is in unix nanoseconds while a call runs, 0 when idle, and stoppedDeadline or
+	// deadline is a mono time while a call runs, 0 when idle, and stoppedDeadline or
 	// stoppedCaller once stopCall claimed the call.
 	deadline atomic.Int64
 
@@ -468,6 +486,11 @@ type instance struct {
 	// allocating a context per call. Only the calling goroutine reads st.
 	ctx context.Context
 	st  *callState
+
+	// routed is the last queue (0) and routing_domain (1) value set_meta found valid on this
+	// instance: a plugin sets the same one on most messages, and comparing is cheaper than the
+	// host's cache (a lock and a hash). Only the calling goroutine uses it.
+	routed [2]string
 }
 
 func (h *Host) newGeneration(ctx context.Context, p *Plugin, spec Spec) (*Generation, error) {
@@ -498,8 +521,6 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		handledOnly: []string{label}[:1:1],
 		LoadedAt:    time.Now(),
 		rt:          rt,
-		sem:         make(chan struct{}, spec.PoolSize),
-		idle:        make(chan *instance, spec.PoolSize),
 	}
 	fail := func(err error) (*Generation, error) {
 		rt.Close(context.Background())
@@ -524,10 +545,9 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 	if err != nil {
 		return fail(err)
 	}
-	g.hooks = map[string]bool{}
-	for _, name := range abi.Hooks {
+	for i, name := range abi.Hooks {
 		if _, ok := cm.ExportedFunctions()[name]; ok {
-			g.hooks[name] = true
+			g.hooks |= 1 << i
 		}
 	}
 	if usesWASI {
@@ -547,14 +567,35 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		WithRandSource(cryptoRand{}).
 		WithStdout(out).WithStderr(out)
 	// One eager instance: a plugin whose start or wasmta_init fails is refused now.
-	g.sem <- struct{}{}
-	in, err := g.newInstance(ctx)
-	if err != nil {
-		<-g.sem
+	if err := g.grow(ctx); err != nil {
 		return fail(err)
 	}
-	g.idle <- in
 	return g, nil
+}
+
+// grow starts one more instance and puts it in the pool, if the pool has room.
+func (g *Generation) grow(ctx context.Context) error {
+	if !g.reserve() {
+		return errPoolWait
+	}
+	in, err := g.newInstance(ctx)
+	if err != nil {
+		g.free()
+		return err
+	}
+	g.release(in)
+	return nil
+}
+
+// reserve counts one more live instance, if the pool has room and g serves.
+func (g *Generation) reserve() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed.Load() || g.live >= g.spec.PoolSize {
+		return false
+	}
+	g.live++
+	return true
 }
 
 // startFunctions are run, in this order, on every new instance under the init deadline: the
@@ -562,7 +603,8 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 // start, and the plugin's own init.
 var startFunctions = []string{abi.ReservedStart, abi.ExportInitialize, abi.ExportInit}
 
-// newInstance instantiates the module and runs its start functions. The caller holds a sem token.
+// newInstance instantiates the module and runs its start functions. The caller counted it in
+// live (reserve).
 func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 	st := &callState{gen: g}
 	ictx := context.WithValue(ctx, stateKey{}, st)
@@ -570,7 +612,7 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
-	in := &instance{mod: mod, fns: map[string]api.Function{}, stack: make([]uint64, 1)}
+	in := &instance{mod: mod, fns: make([]api.Function, len(abi.Hooks)), stack: make([]uint64, 1)}
 	in.stop, _ = mod.ExportedGlobal(abi.ReservedStop).(api.MutableGlobal)
 	in.fuel, _ = mod.ExportedGlobal(abi.ReservedFuel).(api.MutableGlobal)
 	if in.stop == nil || in.fuel == nil { // guard.Instrument adds them: cannot happen
@@ -581,10 +623,12 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 	g.plugin.host.mu.Lock()
 	g.plugin.host.instances[in] = struct{}{}
 	g.plugin.host.mu.Unlock()
-	for h := range g.hooks {
-		in.fns[h] = mod.ExportedFunction(h)
+	for i, h := range abi.Hooks {
+		if g.has(i) {
+			in.fns[i] = mod.ExportedFunction(h)
+		}
 	}
-	deadline := time.Now().Add(g.spec.InitTimeout).UnixNano()
+	deadline := mono() + int64(g.spec.InitTimeout)
 	for _, name := range startFunctions {
 		f := mod.ExportedFunction(name)
 		if f == nil {
@@ -622,71 +666,120 @@ var errRetired = errors.New("plugin generation retired")
 var errPoolWait = errors.New("every instance busy until the wait deadline")
 
 // acquire takes an idle instance or starts one while the pool has room, else waits for one
-// until deadline (then errPoolWait: the caller fails like any plugin failure, 451 at reception).
-func (g *Generation) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
+// until deadline (mono; then errPoolWait: the caller fails like any plugin failure, 451 at
+// reception).
+func (g *Generation) acquire(ctx context.Context, deadline int64) (*instance, error) {
 	in, _, err := g.acquireWait(ctx, deadline)
 	return in, err
 }
 
 // acquireWait is acquire, also saying whether it had to wait or start an instance.
-func (g *Generation) acquireWait(ctx context.Context, deadline time.Time) (_ *instance, waited bool, _ error) {
+func (g *Generation) acquireWait(ctx context.Context, deadline int64) (_ *instance, waited bool, _ error) {
 	if g.closed.Load() {
 		return nil, false, errRetired
 	}
-	select {
-	case in := <-g.idle:
-		return in, false, nil
-	default:
+	g.mu.Lock()
+	if g.closed.Load() {
+		g.mu.Unlock()
+		return nil, false, errRetired
 	}
-	in, err := g.acquireSlow(ctx, deadline)
-	return in, true, err
+	if n := len(g.idle); n > 0 {
+		in := g.idle[n-1]
+		g.idle[n-1] = nil
+		g.idle = g.idle[:n-1]
+		g.mu.Unlock()
+		return in, false, nil
+	}
+	if g.live < g.spec.PoolSize {
+		g.live++
+		g.mu.Unlock()
+		in, err := g.start()
+		return in, true, err
+	}
+	w := &poolWaiter{ready: make(chan struct{})}
+	g.line = append(g.line, w)
+	g.mu.Unlock()
+
+	t := time.NewTimer(time.Duration(deadline - mono()))
+	defer t.Stop()
+	var err error
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-t.C:
+		err = errPoolWait
+	}
+	if err != nil {
+		g.mu.Lock()
+		i := slices.Index(g.line, w)
+		if i >= 0 {
+			g.line = slices.Delete(g.line, i, i+1)
+		}
+		g.mu.Unlock()
+		if i >= 0 {
+			return nil, true, err
+		}
+		// Served just as the wait ended: w says with what (written under mu, read after it).
+	}
+	switch {
+	case w.err != nil:
+		return nil, true, w.err
+	case w.start:
+		in, err := g.start()
+		return in, true, err
+	}
+	return w.in, true, nil
 }
 
-func (g *Generation) acquireSlow(ctx context.Context, deadline time.Time) (*instance, error) {
-	start := func() (*instance, error) {
-		in, err := g.newInstance(context.Background())
-		if err != nil {
-			g.free()
-			if g.closed.Load() {
-				return nil, errRetired
-			}
-			return nil, err
+// start starts an instance already counted in live.
+func (g *Generation) start() (*instance, error) {
+	in, err := g.newInstance(context.Background())
+	if err != nil {
+		g.free()
+		if g.closed.Load() {
+			return nil, errRetired
 		}
-		return in, nil
+		return nil, err
 	}
-	select {
-	case g.sem <- struct{}{}:
-		return start()
-	default:
-	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case in := <-g.idle:
-		return in, nil
-	case g.sem <- struct{}{}:
-		return start()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-t.C:
-		return nil, errPoolWait
-	}
+	return in, nil
 }
 
 // recycleAfter bounds an instance's life: linear memory never shrinks, and long-lived guest
 // heaps fragment.
 const recycleAfter = 100_000
 
+// release gives an instance that finished a call back: to the first call waiting for one, or
+// to the idle pool; an instance of a retired generation closes.
 func (g *Generation) release(in *instance) {
 	in.calls++
 	if in.calls >= recycleAfter {
 		g.discard(in)
 		return
 	}
-	g.idle <- in
-	if g.closed.Load() {
-		g.drainIdle() // retired while this call ran
+	g.mu.Lock()
+	if g.closed.Load() { // retired while this call ran
+		g.mu.Unlock()
+		g.discard(in)
+		return
 	}
+	if len(g.line) > 0 {
+		w := g.nextWaiter()
+		w.in = in
+		g.mu.Unlock()
+		close(w.ready)
+		return
+	}
+	g.idle = append(g.idle, in)
+	g.mu.Unlock()
+}
+
+// nextWaiter takes the first call in line; the caller holds mu and knows there is one.
+func (g *Generation) nextWaiter() *poolWaiter {
+	w := g.line[0]
+	g.line[0] = nil
+	g.line = g.line[1:]
+	return w
 }
 
 func (g *Generation) discard(in *instance) {
@@ -694,10 +787,22 @@ func (g *Generation) discard(in *instance) {
 	g.free()
 }
 
-// free returns an instance's token; the runtime of a retired generation closes with the last.
+// free gives up the place of an instance that closed (or failed to start): the first call
+// waiting may start one in its place. The runtime of a retired generation closes with the
+// last instance.
 func (g *Generation) free() {
-	<-g.sem
-	if g.closed.Load() && len(g.sem) == 0 {
+	g.mu.Lock()
+	if len(g.line) > 0 { // only while serving: retire empties the line
+		w := g.nextWaiter()
+		w.start = true
+		g.mu.Unlock()
+		close(w.ready)
+		return
+	}
+	g.live--
+	last := g.closed.Load() && g.live == 0
+	g.mu.Unlock()
+	if last {
 		g.rtOnce.Do(func() { g.rt.Close(context.Background()) })
 	}
 }
@@ -711,34 +816,55 @@ func (g *Generation) closeInstance(in *instance) {
 }
 
 // retire stops new calls on g; idle instances close now, busy ones when their call returns, and
-// the runtime with the last of them.
+// the runtime with the last of them. Calls waiting for an instance get errRetired, and so go to
+// the generation that serves now.
 func (g *Generation) retire() {
+	g.mu.Lock()
 	g.closed.Store(true)
-	g.drainIdle()
-	if len(g.sem) == 0 {
+	idle, line := g.idle, g.line
+	g.idle, g.line = nil, nil
+	for _, w := range line {
+		w.err = errRetired // under mu: a waiter whose wait ended meanwhile reads it under mu
+	}
+	last := g.live == 0
+	g.mu.Unlock()
+	for _, w := range line {
+		close(w.ready)
+	}
+	for _, in := range idle {
+		g.discard(in)
+	}
+	if last {
 		g.rtOnce.Do(func() { g.rt.Close(context.Background()) })
 	}
 }
 
-func (g *Generation) drainIdle() {
-	for {
-		select {
-		case in := <-g.idle:
-			g.discard(in)
-		default:
-			return
-		}
-	}
+// waitingCount is how many calls wait for an instance (tests).
+func (g *Generation) waitingCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.line)
+}
+
+// idleCount is how many instances are idle (tests).
+func (g *Generation) idleCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.idle)
 }
 
 // BreakerOpen reports whether g's failure breaker is open now (calls fail without running).
-func (g *Generation) BreakerOpen() bool { return !g.breaker.allow(time.Now()) }
+func (g *Generation) BreakerOpen() bool { return !g.breaker.allow(mono()) }
 
 // Retired reports whether g was replaced or closed.
 func (g *Generation) Retired() bool { return g.closed.Load() }
 
 // Busy is the number of live instances (in a retired generation: calls still running).
-func (g *Generation) Busy() int { return len(g.sem) }
+func (g *Generation) Busy() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.live
+}
 
 // ImportsHostFunction reports whether the module in the file at path imports the host
 // function fn (abi.HostModule). It only compiles the module: SDK tests use it to show that a
@@ -797,7 +923,9 @@ type Report struct {
 // StartInstanceForBenchmark starts one more instance (start + wasmta_init) and closes it: the
 // cost the pool pays to grow, measured by the per-language benchmarks.
 func (g *Generation) StartInstanceForBenchmark() error {
-	g.sem <- struct{}{}
+	if !g.reserve() {
+		return errors.New("the pool is full")
+	}
 	in, err := g.newInstance(context.Background())
 	if err != nil {
 		g.free()

@@ -160,7 +160,7 @@ func TestMisbehavingPlugins(t *testing.T) {
 					t.Fatalf("call took %s", el)
 				}
 			}
-			if n := len(p.gen.Load().sem); n != 0 {
+			if n := p.gen.Load().Busy(); n != 0 {
 				t.Fatalf("%d instances alive after failures: failed instances must be discarded", n)
 			}
 		})
@@ -244,7 +244,7 @@ func TestCallerCancelEndsGuest(t *testing.T) {
 		_, err := c.MessageHook(ctx, abi.HookSMTPServerMessageReceived, testMessage())
 		done <- err
 	}()
-	for len(p.host.running) == 0 { // the call took its run slot: it is about to run or running
+	for p.host.running.taken() == 0 { // the call took its run slot: it is about to run or running
 		select {
 		case err := <-done:
 			t.Fatalf("returned before it ran: %v", err)

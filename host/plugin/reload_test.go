@@ -191,7 +191,7 @@ func TestReloadShrinksPool(t *testing.T) {
 	g := p.Generation()
 	var ins []*instance
 	for range 4 {
-		in, err := g.acquire(context.Background(), time.Now().Add(time.Second))
+		in, err := g.acquire(context.Background(), mono()+int64(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

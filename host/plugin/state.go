@@ -63,11 +63,12 @@ func (st *callState) setMeta(k, v string) {
 // it through the call's context; nothing here outlives the call except what commit applies.
 type callState struct {
 	gen  *Generation
+	in   *instance // the instance the call runs on; nil while one starts
 	hook string
-	// start is when the chain began this call and took how long it lasted, waiting for an
-	// instance included: the clock is read once at each end of a call, not by every layer
-	// (a read costs about 70 ns on a VM).
-	start  time.Time
+	// start (mono) is when the chain began this call and took how long it lasted, waiting for
+	// an instance included: the clock is read once at each end of a call, not by every layer
+	// (a read costs about 50 ns on a VM).
+	start  int64
 	took   time.Duration
 	msg    *msgState
 	queue  *QueueInput
