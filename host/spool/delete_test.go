@@ -99,10 +99,10 @@ func TestDeleteWaitsWhenTooManyUnsynced(t *testing.T) {
 	}
 }
 
-// Deletes that nobody waits for are committed without a sync of their own; the sync that gives
-// their tokens back comes with the next Put, or by itself within deferredSyncDelay when no
-// Put comes. Either way none of them stays unsynced: Delete never blocks for good on an idle
-// relay, and what was deleted stays deleted when the spool is opened again.
+// Deletes that nobody waits for wait for the next Put's commit; when no Put comes they are
+// committed on their own, within lazyCommitDelay or once half the tokens are theirs. Either
+// way none of them stays uncommitted: Delete never blocks for good on an idle relay, and what
+// was deleted stays deleted when the spool is opened again.
 func TestDeferredDeleteSync(t *testing.T) {
 	dir := t.TempDir()
 	s, err := OpenContext(context.Background(), Options{Path: dir, MinFree: 1 << 20, MaxUnsyncedDeletes: 8})

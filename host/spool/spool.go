@@ -2,12 +2,14 @@
 // each message under "m/<id>", its body under "b/<id>".
 //
 // Writes go through one committer goroutine that gathers every request waiting at that moment
-// into one transaction and makes it durable with one db.Sync (group commit). Badger runs with
-// SyncWrites off because a per-transaction fsync caps the spool near 4k commits/s on our machines
-// (about 4,300/s with 20 writers; docs/RATIONALE.md); grouping keeps one fsync per batch instead
-// of one per message while every Put still returns only after its data is on disk. The
-// committer syncs after every transaction, so a memtable rotation never strands unsynced entries
-// in an immutable memtable.
+// into one transaction (group commit), synced by Badger as it commits (SyncWrites on: its
+// write-ahead log, and the value log only when a big body went there). A per-transaction sync
+// would cap the spool near 4k commits/s on our machines (about 4,300/s with 20 writers;
+// docs/RATIONALE.md); grouping keeps one sync per batch instead of one per message while every
+// Put still returns only after its data is on disk. Since every transaction is synced when it
+// commits, a memtable rotation never strands unsynced entries in an immutable memtable.
+// Deletes and state updates, which nobody waits for, join the next Put's transaction instead
+// of costing a sync of their own (commitLoop).
 //
 // Badger faults (SIGBUS) instead of failing when its disk is full, so the spool keeps a reserve
 // of free space (space.go): Room and Put refuse new mail with 452 4.3.1 before the reserve is
@@ -81,8 +83,6 @@ type Spool struct {
 	// committer takes it back after the sync. Its capacity bounds how many finished messages a
 	// crash can bring back (and deliver again): see Delete.
 	unsynced chan struct{}
-	// dirty: a commit nobody waited for has not been synced yet (committer goroutine only).
-	dirty bool
 }
 
 type op struct {
@@ -155,7 +155,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		return nil, err
 	}
 	opts := badger.DefaultOptions(o.Path).
-		WithSyncWrites(false). // we sync once per group commit, see the package comment
+		WithSyncWrites(true). // each group commit is one transaction, synced by its commit (see commit)
 		WithLogger(badgerLogger{log}).
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(valueThreshold). // big bodies go to the value log, keeping the LSM small
@@ -390,15 +390,15 @@ func (s *Spool) settle(r *request) {
 }
 
 // Delete removes a message, and its body when no other message shares it. It does not wait for
-// the disk: the committer never waits to gather a batch, so the delete is synced by the group
-// commit that starts next (after at most the one in progress). A crash before that sync brings
-// the message back at the next start, to be delivered a second time, never lost.
+// the disk: the delete joins the next commit that someone waits for (a Put), or is committed on
+// its own within lazyCommitDelay. A crash before that commit brings the message back at the
+// next start, to be delivered a second time, never lost.
 //
-// What bounds that window is a count, not a time (a sync takes what the disk takes): at most
-// MaxUnsyncedDeletes deletes wait for their sync at once; one more blocks its caller (a
-// delivery connection) until a sync frees a place, so delivery cannot run ahead of a slow disk.
-// After a crash at most MaxUnsyncedDeletes messages, plus the deliveries in flight at that
-// moment, are delivered again.
+// What bounds that window is a count, not a time (a commit takes what the disk takes): at most
+// MaxUnsyncedDeletes deletes wait for their commit at once, and when half of them wait they are
+// committed without waiting for a Put; one more blocks its caller (a delivery connection) until
+// a commit frees a place, so delivery cannot run ahead of a slow disk. After a crash at most
+// MaxUnsyncedDeletes messages, plus the deliveries in flight at that moment, are delivered again.
 func (s *Spool) Delete(m *message.Message) error {
 	s.unsynced <- struct{}{}
 	s.pendMu.Lock()
@@ -669,28 +669,31 @@ func (s *Spool) Close() error {
 func (s *Spool) commitLoop() {
 	defer close(s.done)
 	batch := make([]*request, 0, 256)
-	// held counts deletes committed without a sync (in batches nobody waited for): their
-	// unsynced tokens are given back by the next sync, which comes with the next batch that
-	// someone waits for, or once deferredSyncDelay has passed.
-	held := 0
+	// lazy holds deletes and state updates nobody waits for, not yet committed: they join the
+	// next commit that someone waits for, or are committed on their own once lazyCommitDelay
+	// has passed or half the unsynced-delete tokens are theirs (see commit).
+	var lazy []*request
+	lazyDels := 0
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
 		var r *request
 		var ok bool
-		if held > 0 || s.dirty {
+		if len(lazy) > 0 {
 			select {
 			case r, ok = <-s.reqs:
 			case <-timer.C:
-				s.syncDeferred(&held)
+				s.observe(lazy)
+				clear(lazy)
+				lazy, lazyDels = lazy[:0], 0
 				continue
 			}
 		} else {
 			r, ok = <-s.reqs
 		}
 		if !ok {
-			if held > 0 || s.dirty {
-				s.syncDeferred(&held)
+			if len(lazy) > 0 {
+				s.observe(lazy)
 			}
 			return
 		}
@@ -707,69 +710,59 @@ func (s *Spool) commitLoop() {
 				break gather
 			}
 		}
-		wasDeferred := held > 0 || s.dirty
-		if s.obs == nil {
-			s.commit(batch, &held)
-		} else {
-			start := time.Now()
-			s.commit(batch, &held)
-			s.obs.Commit(time.Since(start), len(batch))
+		wait := false
+		for _, r := range batch {
+			if r.done != nil {
+				wait = true
+			}
+			if r.del {
+				lazyDels++
+			}
 		}
-		if !wasDeferred && (held > 0 || s.dirty) {
-			timer.Reset(deferredSyncDelay)
+		wasLazy := len(lazy) > 0
+		lazy = append(lazy, batch...)
+		if !wait && 2*lazyDels < cap(s.unsynced) {
+			if !wasLazy {
+				timer.Reset(lazyCommitDelay)
+			}
+			continue
 		}
+		s.observe(lazy)
+		clear(lazy) // no request outlives its commit here
+		lazy, lazyDels = lazy[:0], 0
 	}
 }
 
-// deferredSyncDelay bounds how long a commit nobody waits for (deletes and state updates)
-// stays unsynced when no write that needs a sync comes along.
-const deferredSyncDelay = 20 * time.Millisecond
+// lazyCommitDelay bounds how long a delete or state update waits for a commit that someone
+// waits for (a Put) before it is committed on its own.
+const lazyCommitDelay = 20 * time.Millisecond
 
-// syncDeferred syncs what commits without a sync left, and gives back their deletes' tokens.
-func (s *Spool) syncDeferred(held *int) {
-	if err := s.db.Sync(); err != nil {
-		s.failed.Store(&err)
-		s.log.Error("spool sync failed", "err", err)
+// observe commits batch, timed for the observer when there is one.
+func (s *Spool) observe(batch []*request) {
+	if s.obs == nil {
+		s.commit(batch)
+		return
 	}
-	s.release(held)
-}
-
-// release gives back the unsynced tokens of deletes committed before the sync just made.
-func (s *Spool) release(held *int) {
-	for ; *held > 0; *held-- {
-		<-s.unsynced
-	}
-	s.dirty = false
+	start := time.Now()
+	s.commit(batch)
+	s.obs.Commit(time.Since(start), len(batch))
 }
 
 // commit writes a batch in as few transactions as Badger's size limit allows and answers the
 // waiters. A request is all-or-nothing: when one fails (too big alone, or invalid) the
 // transaction is rebuilt without it, so none of its keys is written; the others still commit.
 //
-// A batch that someone waits for (a Put, a Flush) is synced after each of its transactions,
-// so a memtable rotation never strands an acknowledged message in an immutable memtable whose
-// write-ahead log was not synced. A batch of deletes and state updates alone is committed
-// without a sync: its data is in the kernel's page cache at once (Badger's log is a shared
-// mapping), so a killed process loses none of it, and the sync that makes it safe from a power
-// loss is the next waiter's (reception writes all the time under load) or the deferred one.
-// Syncing those batches on their own was half of the relay's msync calls, each of which also
-// made the next message's Put wait behind it. The bound of Delete still holds: a delete's
-// token comes back only after a sync; when half the tokens are out the batch is synced at once.
-func (s *Spool) commit(batch []*request, held *int) {
+// Badger runs with SyncWrites on, so each transaction's commit syncs Badger's write-ahead log
+// before it returns, and the value log only when the transaction wrote to it (a body of
+// valueThreshold or more). A db.Sync after each commit would sync both logs every time: two
+// device flushes where one is needed, each about 0.2 ms of CPU on our VMs.
+//
+// Deletes and state updates are not committed when they come (see commitLoop): they ride in the
+// next Put's transaction, so that under load they cost no flush of their own. A delete's token
+// is given back only after its commit, so what a crash can bring back is still bounded by
+// MaxUnsyncedDeletes.
+func (s *Spool) commit(batch []*request) {
 	results := make([]error, len(batch))
-	needSync := false
-	dels := 0
-	for _, r := range batch {
-		if r.done != nil {
-			needSync = true
-		}
-		if r.del {
-			dels++
-		}
-	}
-	if 2*(*held+dels) >= cap(s.unsynced) {
-		needSync = true
-	}
 	var included []int // requests in the open transaction
 	txn := s.db.NewTransaction(true)
 	rebuild := func() {
@@ -779,17 +772,10 @@ func (s *Spool) commit(batch []*request, held *int) {
 			_ = apply(txn, batch[i]) // fitted before, fits again
 		}
 	}
-	synced := false
 	flush := func() {
-		err := txn.Commit()
-		if err == nil && needSync {
-			if err = s.db.Sync(); err != nil {
-				s.failed.Store(&err)
-			} else {
-				synced = true
-			}
-		}
-		if err != nil {
+		if err := txn.Commit(); err != nil {
+			// The write or its sync failed: what is on disk is uncertain.
+			s.failed.Store(&err)
 			s.log.Error("spool commit failed", "err", err, "requests", len(included))
 			for _, i := range included {
 				results[i] = err
@@ -817,22 +803,12 @@ func (s *Spool) commit(batch []*request, held *int) {
 		flush()
 	}
 	txn.Discard()
-	if synced {
-		s.release(held) // the sync covered every earlier commit too
-	}
 	for i, r := range batch {
 		if r.upd {
 			s.settle(r)
 		}
 		if r.del {
-			if synced || results[i] != nil {
-				<-s.unsynced // synced, or failed and reported: no longer pending
-			} else {
-				*held++
-			}
-		}
-		if !synced && results[i] == nil && (r.del || r.upd) {
-			s.dirty = true
+			<-s.unsynced // synced, or failed and reported: no longer pending
 		}
 		if r.done != nil {
 			r.done <- results[i]
