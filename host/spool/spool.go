@@ -63,6 +63,7 @@ type Spool struct {
 	// transaction, then costs no entry at all (a million queued messages would otherwise hold
 	// a million entries).
 	refs   map[message.Key]int32
+	bodies *bodyCache // the newest bodies, for first delivery attempts (bodycache.go)
 	log    *slog.Logger
 	reqs   chan *request
 	mu     sync.RWMutex // guards closed against sends on reqs
@@ -179,7 +180,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", o.Path, err)
 	}
-	s := &Spool{db: db, log: log, refs: map[message.Key]int32{}, pending: map[message.Key][]byte{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
+	s := &Spool{db: db, log: log, refs: map[message.Key]int32{}, bodies: newBodyCache(), pending: map[message.Key][]byte{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
 		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer,
 		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes)}
 	go s.commitLoop()
@@ -274,6 +275,9 @@ func (s *Spool) PutBatches(batches []message.Batch) error {
 			s.unref(b.id, b.refs)
 		}
 		return err
+	}
+	for _, b := range bodies {
+		s.bodies.add(b.id, b.data)
 	}
 	return nil
 }
@@ -406,6 +410,7 @@ func (s *Spool) Delete(m *message.Message) error {
 	s.pendMu.Unlock()
 	ops := []op{{key: metaKey(m.ID)}}
 	if s.unref(m.BodyID, 1) {
+		s.bodies.drop(m.BodyID)
 		ops = append(ops, op{key: bodyKey(m.BodyID)})
 	}
 	if err := s.send(&request{ops: ops, del: true}); err != nil {
@@ -437,9 +442,13 @@ func (s *Spool) send(r *request) error {
 	return nil
 }
 
-// Body returns a message's body.
+// Body returns a message's body: from memory while it is among the newest (bodycache.go), else
+// from Badger. The caller must not write into it.
 func (s *Spool) Body(m *message.Message) ([]byte, error) {
 	id := m.BodyID
+	if b, ok := s.bodies.get(id); ok {
+		return b, nil
+	}
 	var out []byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(bodyKey(id))

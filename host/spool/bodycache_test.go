@@ -1,0 +1,61 @@
+package spool
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/wasmta/wasmta/host/message"
+)
+
+// The newest bodies are served from memory, within the cache's budget, and every body reads
+// back as it was put whether it comes from memory or from Badger; a reader's append cannot
+// change what the next reader gets, and a body is gone with its last message.
+func TestBodyCache(t *testing.T) {
+	s, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 3 * bodyCacheBytes / (64 << 10) // three budgets' worth of 64 KiB bodies
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = msg(i)
+		body := bytes.Repeat([]byte(fmt.Sprintf("%07d\r\n", i)), (64<<10)/9)
+		if err := s.Put(msgs[i:i+1], body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.bodies.bytes > bodyCacheBytes {
+		t.Fatalf("cache holds %d bytes, budget %d", s.bodies.bytes, bodyCacheBytes)
+	}
+	if _, ok := s.bodies.get(msgs[0].BodyID); ok {
+		t.Fatal("the oldest body is still cached past the budget")
+	}
+	if _, ok := s.bodies.get(msgs[n-1].BodyID); !ok {
+		t.Fatal("the newest body is not cached")
+	}
+	for _, i := range []int{0, n / 2, n - 1} {
+		b, err := s.Body(msgs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Repeat([]byte(fmt.Sprintf("%07d\r\n", i)), (64<<10)/9)
+		if !bytes.Equal(b, want) {
+			t.Fatalf("body %d reads back wrong", i)
+		}
+		_ = append(b, "X-Appended: by a reader\r\n"...)
+		if again, _ := s.Body(msgs[i]); !bytes.Equal(again, want) {
+			t.Fatalf("body %d changed by a reader's append", i)
+		}
+	}
+	if err := s.Delete(msgs[n-1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Body(msgs[n-1]); err != ErrNotFound {
+		t.Fatalf("body of a deleted message: %v, want ErrNotFound", err)
+	}
+}
