@@ -84,6 +84,8 @@ type Spool struct {
 	// committer takes it back after the sync. Its capacity bounds how many finished messages a
 	// crash can bring back (and deliver again): see Delete.
 	unsynced chan struct{}
+	// vlogSize is Badger's value-log file size: what one transaction may write there (commit).
+	vlogSize int64
 }
 
 type op struct {
@@ -182,7 +184,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	}
 	s := &Spool{db: db, log: log, refs: map[message.Key]int32{}, bodies: newBodyCache(), pending: map[message.Key][]byte{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
 		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer,
-		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes)}
+		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes), vlogSize: vlogSize}
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
@@ -770,9 +772,15 @@ func (s *Spool) observe(batch []*request) {
 // next Put's transaction, so that under load they cost no flush of their own. A delete's token
 // is given back only after its commit, so what a crash can bring back is still bounded by
 // MaxUnsyncedDeletes.
+//
+// Badger addresses its value log with 32-bit offsets and refuses, whole, a write that would end
+// past 4 GiB in one file; a commit error marks the spool failed. Big bodies that arrive together
+// (65 of 64 MiB) would make such a write, so a transaction takes at most one value-log file's
+// worth of them (vlogSize, under 2 GiB, which is also the most a file holds before a write).
 func (s *Spool) commit(batch []*request) {
 	results := make([]error, len(batch))
 	var included []int // requests in the open transaction
+	var vlog int64     // what the open transaction writes to the value log
 	txn := s.db.NewTransaction(true)
 	rebuild := func() {
 		txn.Discard()
@@ -790,13 +798,19 @@ func (s *Spool) commit(batch []*request) {
 				results[i] = err
 			}
 		}
-		included = included[:0]
+		included, vlog = included[:0], 0
 		txn = s.db.NewTransaction(true)
 	}
 	for i := 0; i < len(batch); {
+		n := valueLogBytes(batch[i])
+		if len(included) > 0 && vlog+n > s.vlogSize {
+			flush()
+			continue
+		}
 		err := apply(txn, batch[i])
 		if err == nil {
 			included = append(included, i)
+			vlog += n
 			i++
 			continue
 		}
@@ -825,6 +839,17 @@ func (s *Spool) commit(batch []*request) {
 			s.log.Error("spool background write failed", "err", results[i])
 		}
 	}
+}
+
+// valueLogBytes bounds what r writes to Badger's value log: its values of valueThreshold or more.
+func valueLogBytes(r *request) int64 {
+	var n int64
+	for _, o := range r.ops {
+		if len(o.val) >= valueThreshold {
+			n += int64(len(o.key) + len(o.val) + recordOverhead)
+		}
+	}
+	return n
 }
 
 func apply(txn *badger.Txn, r *request) error {
