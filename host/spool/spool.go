@@ -2,14 +2,13 @@
 // each message under "m/<id>", its body under "b/<id>".
 //
 // Writes go through one committer goroutine that gathers every request waiting at that moment
-// into one transaction (group commit), synced by Badger as it commits (SyncWrites on: its
-// write-ahead log, and the value log only when a big body went there). A per-transaction sync
-// would cap the spool near 4k commits/s on our machines (about 4,300/s with 20 writers;
-// docs/RATIONALE.md); grouping keeps one sync per batch instead of one per message while every
-// Put still returns only after its data is on disk. Since every transaction is synced when it
-// commits, a memtable rotation never strands unsynced entries in an immutable memtable.
-// Deletes and state updates, which nobody waits for, join the next Put's transaction instead
-// of costing a sync of their own (commitLoop).
+// into one transaction and makes it durable with one db.Sync (group commit). Badger runs with
+// SyncWrites off because a per-transaction fsync caps the spool near 4k commits/s on our machines
+// (about 4,300/s with 20 writers; docs/RATIONALE.md); grouping keeps one fsync per batch instead
+// of one per message while every Put still returns only after its data is on disk. The
+// committer syncs after every transaction, so a memtable rotation never strands unsynced entries
+// in an immutable memtable. Deletes and state updates, which nobody waits for, join the next
+// Put's transaction instead of costing a sync of their own (commitLoop).
 //
 // Badger faults (SIGBUS) instead of failing when its disk is full, so the spool keeps a reserve
 // of free space (space.go): Room and Put refuse new mail with 452 4.3.1 before the reserve is
@@ -158,7 +157,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		return nil, err
 	}
 	opts := badger.DefaultOptions(o.Path).
-		WithSyncWrites(true). // each group commit is one transaction, synced by its commit (see commit)
+		WithSyncWrites(false). // we sync once per group commit, see the package comment
 		WithLogger(badgerLogger{log}).
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(valueThreshold). // big bodies go to the value log, keeping the LSM small
@@ -763,19 +762,17 @@ func (s *Spool) observe(batch []*request) {
 // waiters. A request is all-or-nothing: when one fails (too big alone, or invalid) the
 // transaction is rebuilt without it, so none of its keys is written; the others still commit.
 //
-// Badger runs with SyncWrites on, so each transaction's commit syncs Badger's write-ahead log
-// before it returns, and the value log only when the transaction wrote to it (a body of
-// valueThreshold or more). A db.Sync after each commit would sync both logs every time: two
-// device flushes where one is needed, each about 0.2 ms of CPU on our VMs.
+// Each transaction is synced (db.Sync: Badger's write-ahead log and its value log) before the
+// next one starts and before any waiter is answered.
 //
 // Deletes and state updates are not committed when they come (see commitLoop): they ride in the
-// next Put's transaction, so that under load they cost no flush of their own. A delete's token
+// next Put's transaction, so that under load they cost no sync of their own. A delete's token
 // is given back only after its commit, so what a crash can bring back is still bounded by
 // MaxUnsyncedDeletes.
 //
 // Badger addresses its value log with 32-bit offsets and refuses, whole, a write that would end
-// past 4 GiB in one file; a commit error marks the spool failed. Big bodies that arrive together
-// (65 of 64 MiB) would make such a write, so a transaction takes at most one value-log file's
+// past 4 GiB in one file. Big bodies that arrive together (65 of 64 MiB) would make such a
+// write and fail every one of their Puts, so a transaction takes at most one value-log file's
 // worth of them (vlogSize, under 2 GiB, which is also the most a file holds before a write).
 func (s *Spool) commit(batch []*request) {
 	results := make([]error, len(batch))
@@ -790,9 +787,13 @@ func (s *Spool) commit(batch []*request) {
 		}
 	}
 	flush := func() {
-		if err := txn.Commit(); err != nil {
-			// The write or its sync failed: what is on disk is uncertain.
-			s.failed.Store(&err)
+		err := txn.Commit()
+		if err == nil {
+			if err = s.db.Sync(); err != nil {
+				s.failed.Store(&err) // what is on disk is uncertain
+			}
+		}
+		if err != nil {
 			s.log.Error("spool commit failed", "err", err, "requests", len(included))
 			for _, i := range included {
 				results[i] = err
