@@ -136,11 +136,7 @@ func TestHookWaitsForRunSlot(t *testing.T) {
 		}
 	}
 	m := testMessage()
-	done := make(chan error, 1)
-	go func() {
-		_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
-		done <- err
-	}()
+	done := hookInBackground(p, m)
 	pollUntil(t, "the hook call waiting for a run slot", func() bool { return h.running.waiting() == 1 })
 	h.running.release()
 	select {
@@ -200,11 +196,7 @@ func TestPoolWaiterWoken(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := testMessage()
-		done := make(chan error, 1)
-		go func() {
-			_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
-			done <- err
-		}()
+		done := hookInBackground(p, m)
 		pollUntil(t, "the hook call waiting for an instance", func() bool { return g.waitingCount() == 1 })
 		giveBack(in)
 		select {
@@ -286,4 +278,14 @@ func TestOneCallHookAllocatesNothing(t *testing.T) {
 	if allocs != 0 || m.Meta["queue"] != "my.smarthost.test" {
 		t.Fatalf("%v allocations per call, meta %v", allocs, m.Meta)
 	}
+}
+
+// hookInBackground runs p's message hook on m in a goroutine; its error arrives on the channel.
+func hookInBackground(p *Plugin, m *Message) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := NewChain(p).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
+		done <- err
+	}()
+	return done
 }
