@@ -211,19 +211,22 @@ func hLastError(st *callState, mod api.Module, s []uint64) int32 {
 // fail records a readable reason for the guest (last_error) and returns the status. The text
 // is fmt.Sprintf(format, args...), built only when read (lastError): most guests never ask, and
 // formatting was a tenth of a hook that had one call refused. So args must not change after
-// the call: no views of guest memory; an error's text is taken now.
+// the call: strings the host owns (no views of guest memory), numbers, no errors (pass their
+// text).
 func (st *callState) fail(status int32, format string, args ...any) int32 {
 	if len(args) > len(st.errArgs) {
 		st.setLastError(fmt.Sprintf(format, args...))
 		return status
 	}
-	for i, a := range args {
-		if err, ok := a.(error); ok {
-			a = err.Error()
-		}
-		st.errArgs[i] = a
-	}
+	copy(st.errArgs[:], args)
 	st.errFormat, st.errArgc, st.lastErr = format, len(args), ""
+	return status
+}
+
+// failOn is fail with one string argument, kept without boxing it (an allocation): for the
+// refusals a working plugin meets, such as a header edit with a line break in it.
+func (st *callState) failOn(status int32, format, arg string) int32 {
+	st.errFormat, st.errArgc, st.errArg, st.lastErr = format, -1, arg, ""
 	return status
 }
 
@@ -339,7 +342,7 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 			return st.fail(abi.Limit, "meta %s: value longer than %d bytes", key, abi.MaxMetaValue)
 		}
 		if !printable(raw) {
-			return st.fail(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
+			return st.failOn(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
 		}
 		if routing {
 			// Its own copy: the instance keeps it (routed) across messages.
@@ -467,17 +470,17 @@ func (st *callState) stageHeader(name, val string, to *[]header) int32 {
 	}
 	for i := 0; i < len(name); i++ { // RFC 5322 §3.6.8 ftext: printable ASCII except ':'
 		if c := name[i]; c < 33 || c > 126 || c == ':' {
-			return st.fail(abi.Invalid, "header name %q: only printable ASCII without ':' or spaces", name)
+			return st.failOn(abi.Invalid, "header name %q: only printable ASCII without ':' or spaces", name)
 		}
 	}
 	if strings.ContainsAny(val, "\r\n") {
-		return st.fail(abi.Invalid, "header %s: CR or LF in the value (header injection refused)", name)
+		return st.failOn(abi.Invalid, "header %s: CR or LF in the value (header injection refused)", name)
 	}
 	if len(val) > abi.MaxHeaderValue {
 		return st.fail(abi.Limit, "header %s: value longer than %d bytes", name, abi.MaxHeaderValue)
 	}
 	if !utf8.ValidString(val) {
-		return st.fail(abi.Invalid, "header %s: value is not UTF-8", name)
+		return st.failOn(abi.Invalid, "header %s: value is not UTF-8", name)
 	}
 	if st.headerEdits >= abi.MaxHeaderEdits {
 		return st.fail(abi.Limit, "more than %d header edits in one call", abi.MaxHeaderEdits)
@@ -545,7 +548,7 @@ func hMakeQueueConfig(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	c, err := abi.ParseQueueConfig(read(mod, u32(s[0]), u32(s[1])))
 	if err != nil {
-		return st.fail(abi.Invalid, "%s", err)
+		return st.fail(abi.Invalid, "%s", err.Error())
 	}
 	for _, e := range c.MXList() {
 		if err := (route.MXEntry{Name: e.Name, Addr: e.Addr}).Validate(); err != nil {
@@ -568,7 +571,7 @@ func hDKIMSign(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	p, err := abi.ParseDKIMSign(read(mod, u32(s[0]), u32(s[1])))
 	if err != nil {
-		return st.fail(abi.Invalid, "%s", err)
+		return st.fail(abi.Invalid, "%s", err.Error())
 	}
 	if !st.gen.plugin.host.hasDKIMKey(p.Key) {
 		return st.fail(abi.Invalid, "dkim_sign: no [[dkim]] key named %q in the server config", p.Key)
@@ -592,11 +595,11 @@ func hMakeEgressPathConfig(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	c, err := abi.ParseEgressPathConfig(read(mod, u32(s[0]), u32(s[1])))
 	if err != nil {
-		return st.fail(abi.Invalid, "%s", err)
+		return st.fail(abi.Invalid, "%s", err.Error())
 	}
 	if st.egress.Check != nil {
 		if err := st.egress.Check(c); err != nil {
-			return st.fail(abi.Invalid, "egress path config: %s", err)
+			return st.fail(abi.Invalid, "egress path config: %s", err.Error())
 		}
 	}
 	st.egressPath = c

@@ -87,9 +87,11 @@ type callState struct {
 	dkim        []abi.DKIMSign
 	errText     string
 	// The host's last refusal (last_error): lastErr, or when errFormat is set
-	// fmt.Sprintf(errFormat, errArgs[:errArgc]...) not built yet (see fail, lastError).
+	// fmt.Sprintf(errFormat, errArgs[:errArgc]...) not built yet, or with errArgc -1
+	// fmt.Sprintf(errFormat, errArg) (see fail, failOn, lastError).
 	lastErr   string
 	errFormat string
+	errArg    string
 	errArgs   [3]any
 	errArgc   int
 	// arena holds the strings the call keeps (keep) in a few allocations, not one each.
@@ -117,15 +119,20 @@ func stateOf(ctx context.Context) *callState {
 
 // lastError is the text of the host's last refusal, "" if none.
 func (st *callState) lastError() string {
-	if st.errFormat != "" {
+	switch {
+	case st.errFormat == "":
+		return st.lastErr
+	case st.errArgc < 0:
+		st.lastErr = fmt.Sprintf(st.errFormat, st.errArg)
+	default:
 		st.lastErr = fmt.Sprintf(st.errFormat, st.errArgs[:st.errArgc]...)
-		st.errFormat, st.errArgs = "", [3]any{}
 	}
+	st.errFormat, st.errArg, st.errArgs = "", "", [3]any{}
 	return st.lastErr
 }
 
 func (st *callState) setLastError(text string) {
-	st.lastErr, st.errFormat, st.errArgs = text, "", [3]any{}
+	st.lastErr, st.errFormat, st.errArg, st.errArgs = text, "", "", [3]any{}
 }
 
 // keep returns b (guest memory, valid only during the host call) as a string that outlives the
