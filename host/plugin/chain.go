@@ -96,12 +96,15 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 	if waitedIn || waitedRun {
 		start = mono()
 	}
-	cctx := in.ctx // the usual case: context.Background, nothing to watch (see instance.ctx)
+	// Host functions find st in the context (stateOf). It hides the caller's context unless
+	// that can end (see instance.ctx), as before; either way nothing is allocated.
+	st.ctx = callCtx{Context: in.ctx, st: st}
 	if ctx.Done() != nil {
-		cctx = context.WithValue(ctx, stateKey{}, st)
+		st.ctx.Context = ctx
 	}
 	in.st, st.in = st, in
-	why, err := p.host.guardedCall(ctx, cctx, in, in.fns[hook], start+int64(g.spec.Timeout))
+	why, err := p.host.guardedCall(ctx, &st.ctx, in, in.fns[hook], start+int64(g.spec.Timeout))
+	st.ctx = callCtx{}
 	in.st, st.in = nil, nil
 	p.host.running.release()
 	// A stopped call's instance is never reused, even when the call itself managed to return:
