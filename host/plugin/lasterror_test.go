@@ -29,3 +29,22 @@ func TestLastErrorText(t *testing.T) {
 		}
 	}
 }
+
+// Host functions find the call's state when the caller's context can end too (the call then
+// runs under that context, not the instance's): the same effects as under context.Background.
+func TestHostCallsUnderCancellableContext(t *testing.T) {
+	c := NewChain(mustLoad(t, "meta"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	want := testMessage()
+	if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, want); err != nil {
+		t.Fatal(err)
+	}
+	m := testMessage()
+	if _, err := c.MessageHook(ctx, abi.HookSMTPServerMessageReceived, m); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(m.Meta) != fmt.Sprint(want.Meta) || string(m.Data) != string(want.Data) || len(m.Meta) <= 1 {
+		t.Fatalf("under a cancellable context: meta %v data %q; want meta %v data %q", m.Meta, m.Data, want.Meta, want.Data)
+	}
+}
