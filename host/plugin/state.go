@@ -157,7 +157,8 @@ func (st *callState) setLastError(text string) {
 // keep returns b (guest memory, valid only during the host call) as a string that outlives the
 // call, for what the call stages: meta keys and values, header edits. Short ones are copied
 // into arena chunks, never written again once a string points into them: a hook that sets ten
-// values allocates once, not ten times. A chunk lives while any of its strings does.
+// values allocates twice, not twenty times. A chunk lives while any of its strings does (the
+// message's meta, for as long as the message is held), so chunks start small and double.
 func (st *callState) keep(b []byte) string {
 	if len(b) == 0 {
 		return ""
@@ -166,18 +167,18 @@ func (st *callState) keep(b []byte) string {
 		return string(b)
 	}
 	if cap(st.arena)-len(st.arena) < len(b) {
-		st.arena = make([]byte, 0, keepChunk)
+		st.arena = make([]byte, 0, min(max(2*cap(st.arena), keepFirst), keepChunk))
 	}
 	i := len(st.arena)
 	st.arena = append(st.arena, b...)
 	return unsafe.String(&st.arena[i], len(b))
 }
 
-// keepChunk is the size of an arena chunk, keepMax the longest text keep copies into one: a
-// chunk holds a typical hook's staged texts (a dozen meta keys and values, a few header
-// edits), and a long value is not worth wasting one.
+// keepFirst and keepChunk bound an arena chunk's size; keepMax is the longest text keep copies
+// into one (a longer one would waste most of a chunk).
 const (
-	keepChunk = 256
+	keepFirst = 64
+	keepChunk = 512
 	keepMax   = 64
 )
 
