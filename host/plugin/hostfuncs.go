@@ -287,17 +287,17 @@ func validMetaKey(k []byte) bool {
 func printable(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f { // not printable ASCII: look closer
-			return printableUTF8(string(s)) // no copy: only read
+			return printableUTF8(s)
 		}
 	}
 	return true
 }
 
-func printableUTF8(s string) bool {
-	if !utf8.ValidString(s) {
+func printableUTF8(s []byte) bool {
+	if !utf8.Valid(s) {
 		return false
 	}
-	for _, r := range s {
+	for _, r := range string(s) { // a range over a conversion copies nothing
 		if r < 0x20 || r == 0x7f {
 			return false
 		}

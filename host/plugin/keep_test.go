@@ -28,3 +28,16 @@ func TestKeepCopies(t *testing.T) {
 		}
 	}
 }
+
+// A meta value is UTF-8 without control characters (C0 and DEL); other characters pass.
+func TestPrintableMetaValue(t *testing.T) {
+	for v, want := range map[string]bool{
+		"": true, "plain ascii ~": true, "café": true, "日本": true, "\u0085 NEL is not C0": true,
+		"tab\there": false, "line\nbreak": false, "\x00": false, "del\x7f": false, "caf\xe9": false,
+		"é\x01": false, "\xff": false,
+	} {
+		if got := printable([]byte(v)); got != want {
+			t.Errorf("printable(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
