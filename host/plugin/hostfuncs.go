@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -91,7 +92,8 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 				st.calls++
 				var rc int32
 				if st.calls > abi.MaxHostCalls && !budgetFree[name] {
-					rc, st.lastErr = abi.Limit, budgetText
+					rc = abi.Limit
+					st.setLastError(budgetText)
 				} else {
 					rc = hf.fn(st, mod, stack)
 				}
@@ -126,6 +128,19 @@ func out(mod api.Module, buf, limit uint32, data []byte) int32 {
 	}
 	if uint32(len(data)) <= limit && len(data) > 0 {
 		if !mod.Memory().Write(buf, data) {
+			panic(errOutOfBounds)
+		}
+	}
+	return int32(len(data))
+}
+
+// outString is out for a string, without converting it to bytes first.
+func outString(mod api.Module, buf, limit uint32, data string) int32 {
+	if len(data) > 1<<30 {
+		return abi.Limit
+	}
+	if uint32(len(data)) <= limit && len(data) > 0 {
+		if !mod.Memory().WriteString(buf, data) {
 			panic(errOutOfBounds)
 		}
 	}
@@ -190,27 +205,43 @@ func hSetError(st *callState, mod api.Module, s []uint64) int32 {
 }
 
 func hLastError(st *callState, mod api.Module, s []uint64) int32 {
-	return out(mod, u32(s[0]), u32(s[1]), []byte(st.lastErr))
+	return outString(mod, u32(s[0]), u32(s[1]), st.lastError())
 }
 
-// fail records a readable reason for the guest (last_error) and returns the status.
+// fail records a readable reason for the guest (last_error) and returns the status. The text
+// is fmt.Sprintf(format, args...), built only when read (lastError): most guests never ask, and
+// formatting was a tenth of a hook that had one call refused. So args must not change after
+// the call: strings the host owns (no views of guest memory), numbers, no errors (pass their
+// text).
 func (st *callState) fail(status int32, format string, args ...any) int32 {
-	st.lastErr = fmt.Sprintf(format, args...)
+	if len(args) > len(st.errArgs) {
+		st.setLastError(fmt.Sprintf(format, args...))
+		return status
+	}
+	copy(st.errArgs[:], args)
+	st.errFormat, st.errArgc, st.lastErr = format, len(args), ""
+	return status
+}
+
+// failOn is fail with one string argument, kept without boxing it (an allocation): for the
+// refusals a working plugin meets, such as a header edit with a line break in it.
+func (st *callState) failOn(status int32, format, arg string) int32 {
+	st.errFormat, st.errArgc, st.errArg, st.lastErr = format, -1, arg, ""
 	return status
 }
 
 func hGetMeta(st *callState, mod api.Module, s []uint64) int32 {
-	key := string(read(mod, u32(s[0]), u32(s[1])))
+	key := read(mod, u32(s[0]), u32(s[1])) // compared as string(key): no copy
 	switch {
 	case st.messageHook():
-		v, ok := st.getMeta(key)
+		v, ok := st.getMetaOf(key)
 		if !ok {
 			return abi.NotFound
 		}
-		return out(mod, u32(s[2]), u32(s[3]), []byte(v))
+		return outString(mod, u32(s[2]), u32(s[3]), v)
 	case st.queue != nil:
 		var v string
-		switch key {
+		switch string(key) {
 		case abi.QueueInputName:
 			v = st.queue.Name
 		case abi.QueueInputDomain:
@@ -224,24 +255,24 @@ func hGetMeta(st *callState, mod api.Module, s []uint64) int32 {
 		default:
 			return abi.NotFound
 		}
-		if v == "" && key != abi.QueueInputName && key != abi.QueueInputDomain {
+		if v == "" && string(key) != abi.QueueInputName && string(key) != abi.QueueInputDomain {
 			return abi.NotFound
 		}
-		return out(mod, u32(s[2]), u32(s[3]), []byte(v))
+		return outString(mod, u32(s[2]), u32(s[3]), v)
 	case st.egress != nil:
-		switch key {
+		switch string(key) {
 		case abi.EgressInputRoutingDomain:
-			return out(mod, u32(s[2]), u32(s[3]), []byte(st.egress.RoutingDomain))
+			return outString(mod, u32(s[2]), u32(s[3]), st.egress.RoutingDomain)
 		case abi.EgressInputSite:
-			return out(mod, u32(s[2]), u32(s[3]), []byte(st.egress.Site))
+			return outString(mod, u32(s[2]), u32(s[3]), st.egress.Site)
 		}
 		return abi.NotFound
 	}
 	return st.fail(abi.NotAllowed, "get_meta is available in hooks only")
 }
 
-func validMetaKey(k string) bool {
-	if k == "" || len(k) > abi.MaxMetaKey {
+func validMetaKey(k []byte) bool {
+	if len(k) == 0 || len(k) > abi.MaxMetaKey {
 		return false
 	}
 	for _, c := range k {
@@ -253,7 +284,7 @@ func validMetaKey(k string) bool {
 }
 
 // printable reports whether s is UTF-8 without control characters.
-func printable(s string) bool {
+func printable(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f { // not printable ASCII: look closer
 			return printableUTF8(s)
@@ -262,11 +293,11 @@ func printable(s string) bool {
 	return true
 }
 
-func printableUTF8(s string) bool {
-	if !utf8.ValidString(s) {
+func printableUTF8(s []byte) bool {
+	if !utf8.Valid(s) {
 		return false
 	}
-	for _, r := range s {
+	for _, r := range string(s) { // a range over a conversion copies nothing
 		if r < 0x20 || r == 0x7f {
 			return false
 		}
@@ -274,8 +305,9 @@ func printableUTF8(s string) bool {
 	return true
 }
 
-// metaKey is b as a string, without a copy for the keys the relay itself reads.
-func metaKey(b []byte) string {
+// metaKey is b as a string that outlives the call, without a copy for the keys the relay
+// itself reads.
+func (st *callState) metaKey(b []byte) string {
 	switch string(b) { // compiled without an allocation
 	case abi.MetaQueue:
 		return abi.MetaQueue
@@ -286,18 +318,19 @@ func metaKey(b []byte) string {
 	case abi.MetaCampaign:
 		return abi.MetaCampaign
 	}
-	return string(b)
+	return st.keep(b)
 }
 
 func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	if !st.messageHook() {
 		return st.fail(abi.NotAllowed, "set_meta is available in message hooks only")
 	}
-	key := metaKey(read(mod, u32(s[0]), u32(s[1])))
+	rawKey := read(mod, u32(s[0]), u32(s[1]))
 	raw := read(mod, u32(s[2]), u32(s[3]))
-	if !validMetaKey(key) {
-		return st.fail(abi.Invalid, "meta key %q: use 1-%d of A-Z a-z 0-9 _ - .", key, abi.MaxMetaKey)
+	if !validMetaKey(rawKey) {
+		return st.fail(abi.Invalid, "meta key %q: use 1-%d of A-Z a-z 0-9 _ - .", string(rawKey), abi.MaxMetaKey)
 	}
+	key := st.metaKey(rawKey)
 	routing := len(raw) > 0 && (key == abi.MetaRoutingDomain || key == abi.MetaQueue)
 	val, known := "", false
 	if routing {
@@ -305,24 +338,29 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 		val, known = st.knownRouting(key, raw)
 	}
 	if !known {
-		val = string(raw)
-		if len(val) > abi.MaxMetaValue {
+		if len(raw) > abi.MaxMetaValue {
 			return st.fail(abi.Limit, "meta %s: value longer than %d bytes", key, abi.MaxMetaValue)
 		}
-		if !printable(val) {
-			return st.fail(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
+		if !printable(raw) {
+			return st.failOn(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
 		}
 		if routing {
+			// Its own copy: the instance keeps it (routed) across messages.
+			val = string(raw)
 			if err := st.gen.plugin.host.routing.check(key, val); err != nil {
 				return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
 			}
 			if st.in != nil {
 				st.in.routed[routedSlot(key)] = val
 			}
+		} else {
+			val = st.keep(raw)
 		}
 	}
-	if _, exists := st.getMeta(key); !exists && len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
-		return st.fail(abi.Limit, "more than %d meta keys", abi.MaxMetaKeys)
+	if len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
+		if _, exists := st.getMeta(key); !exists {
+			return st.fail(abi.Limit, "more than %d meta keys", abi.MaxMetaKeys)
+		}
 	}
 	st.setMeta(key, val)
 	return abi.OK
@@ -363,7 +401,7 @@ func hGetSender(st *callState, mod api.Module, s []uint64) int32 {
 	if !st.messageHook() {
 		return st.fail(abi.NotAllowed, "get_sender is available in message hooks only")
 	}
-	return out(mod, u32(s[0]), u32(s[1]), []byte(st.msg.Sender))
+	return outString(mod, u32(s[0]), u32(s[1]), st.msg.Sender)
 }
 
 func hRecipientCount(st *callState, _ api.Module, _ []uint64) int32 {
@@ -381,19 +419,19 @@ func hGetRecipient(st *callState, mod api.Module, s []uint64) int32 {
 	if i < 0 || int(i) >= len(st.msg.Recipients) {
 		return abi.NotFound
 	}
-	return out(mod, u32(s[1]), u32(s[2]), []byte(st.msg.Recipients[i]))
+	return outString(mod, u32(s[1]), u32(s[2]), st.msg.Recipients[i])
 }
 
 func hGetHeader(st *callState, mod api.Module, s []uint64) int32 {
 	if !st.messageHook() {
 		return st.fail(abi.NotAllowed, "get_header is available in message hooks only")
 	}
-	name := string(read(mod, u32(s[0]), u32(s[1])))
+	name := read(mod, u32(s[0]), u32(s[1]))
 	idx := int32(s[2])
 	if idx < 0 {
 		return abi.NotFound
 	}
-	v, ok := st.msg.Header(name, int(idx))
+	v, ok := st.msg.headerOf(name, int(idx))
 	if !ok {
 		return abi.NotFound
 	}
@@ -413,9 +451,15 @@ func (st *callState) addHeader(mod api.Module, s []uint64, to *[]header) int32 {
 	if !st.messageHook() {
 		return st.fail(abi.NotAllowed, "header edits are available in message hooks only")
 	}
-	name := string(read(mod, u32(s[0]), u32(s[1])))
-	val := string(read(mod, u32(s[2]), u32(s[3])))
-	return st.stageHeader(name, val, to)
+	name := st.keep(read(mod, u32(s[0]), u32(s[1])))
+	raw := read(mod, u32(s[2]), u32(s[3]))
+	// The value is checked as a view of guest memory (stageHeader's texts never quote it) and
+	// copied only once staged.
+	rc := st.stageHeader(name, unsafe.String(unsafe.SliceData(raw), len(raw)), to)
+	if rc == abi.OK {
+		(*to)[len(*to)-1].value = st.keep(raw)
+	}
+	return rc
 }
 
 // stageHeader validates a header edit and stages it. A CR or LF in a name or value is refused:
@@ -426,17 +470,17 @@ func (st *callState) stageHeader(name, val string, to *[]header) int32 {
 	}
 	for i := 0; i < len(name); i++ { // RFC 5322 §3.6.8 ftext: printable ASCII except ':'
 		if c := name[i]; c < 33 || c > 126 || c == ':' {
-			return st.fail(abi.Invalid, "header name %q: only printable ASCII without ':' or spaces", name)
+			return st.failOn(abi.Invalid, "header name %q: only printable ASCII without ':' or spaces", name)
 		}
 	}
-	if strings.ContainsAny(val, "\r\n") {
-		return st.fail(abi.Invalid, "header %s: CR or LF in the value (header injection refused)", name)
+	if strings.IndexByte(val, '\r') >= 0 || strings.IndexByte(val, '\n') >= 0 {
+		return st.failOn(abi.Invalid, "header %s: CR or LF in the value (header injection refused)", name)
 	}
 	if len(val) > abi.MaxHeaderValue {
 		return st.fail(abi.Limit, "header %s: value longer than %d bytes", name, abi.MaxHeaderValue)
 	}
 	if !utf8.ValidString(val) {
-		return st.fail(abi.Invalid, "header %s: value is not UTF-8", name)
+		return st.failOn(abi.Invalid, "header %s: value is not UTF-8", name)
 	}
 	if st.headerEdits >= abi.MaxHeaderEdits {
 		return st.fail(abi.Limit, "more than %d header edits in one call", abi.MaxHeaderEdits)
@@ -504,7 +548,7 @@ func hMakeQueueConfig(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	c, err := abi.ParseQueueConfig(read(mod, u32(s[0]), u32(s[1])))
 	if err != nil {
-		return st.fail(abi.Invalid, "%s", err)
+		return st.fail(abi.Invalid, "%s", err.Error())
 	}
 	for _, e := range c.MXList() {
 		if err := (route.MXEntry{Name: e.Name, Addr: e.Addr}).Validate(); err != nil {
@@ -527,7 +571,7 @@ func hDKIMSign(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	p, err := abi.ParseDKIMSign(read(mod, u32(s[0]), u32(s[1])))
 	if err != nil {
-		return st.fail(abi.Invalid, "%s", err)
+		return st.fail(abi.Invalid, "%s", err.Error())
 	}
 	if !st.gen.plugin.host.hasDKIMKey(p.Key) {
 		return st.fail(abi.Invalid, "dkim_sign: no [[dkim]] key named %q in the server config", p.Key)
@@ -551,11 +595,11 @@ func hMakeEgressPathConfig(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	c, err := abi.ParseEgressPathConfig(read(mod, u32(s[0]), u32(s[1])))
 	if err != nil {
-		return st.fail(abi.Invalid, "%s", err)
+		return st.fail(abi.Invalid, "%s", err.Error())
 	}
 	if st.egress.Check != nil {
 		if err := st.egress.Check(c); err != nil {
-			return st.fail(abi.Invalid, "egress path config: %s", err)
+			return st.fail(abi.Invalid, "egress path config: %s", err.Error())
 		}
 	}
 	st.egressPath = c

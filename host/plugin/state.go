@@ -3,8 +3,11 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/message"
@@ -23,7 +26,7 @@ type msgState struct {
 }
 
 type field struct {
-	name  string
+	name  string // a view of Data (see index)
 	value []byte // after "Name:" with leading whitespace removed, folding kept, no final CRLF
 }
 
@@ -71,6 +74,7 @@ type callState struct {
 	start  int64
 	took   time.Duration
 	msg    *msgState
+	ctx    callCtx // what the call runs under (see Generation.call)
 	queue  *QueueInput
 	egress *EgressPathInput
 
@@ -83,7 +87,16 @@ type callState struct {
 	egressPath  *abi.EgressPathConfig
 	dkim        []abi.DKIMSign
 	errText     string
-	lastErr     string
+	// The host's last refusal (last_error): lastErr, or when errFormat is set
+	// fmt.Sprintf(errFormat, errArgs[:errArgc]...) not built yet, or with errArgc -1
+	// fmt.Sprintf(errFormat, errArg) (see fail, failOn, lastError).
+	lastErr   string
+	errFormat string
+	errArg    string
+	errArgs   [3]any
+	errArgc   int
+	// arena holds the strings the call keeps (keep) in a few allocations, not one each.
+	arena       []byte
 	calls       int
 	headerEdits int
 	logLines    int
@@ -94,8 +107,26 @@ type callState struct {
 // or the *instance whose st is the call's (instance.ctx).
 type stateKey struct{}
 
+// callCtx is the context a hook call runs under (callState.ctx): its state, found by a type
+// assertion instead of a lookup by key, which cost a quarter of a bare host call.
+type callCtx struct {
+	context.Context
+	st *callState
+}
+
+func (c *callCtx) Value(key any) any {
+	if _, ok := key.(stateKey); ok {
+		return c.st
+	}
+	return c.Context.Value(key)
+}
+
 // stateOf is the state of the call ctx belongs to; nil outside a hook call (_initialize).
 func stateOf(ctx context.Context) *callState {
+	if c, ok := ctx.(*callCtx); ok {
+		return c.st
+	}
+	// Starting an instance (Generation.newInstance) puts its state in the context by key.
 	switch v := ctx.Value(stateKey{}).(type) {
 	case *callState:
 		return v
@@ -104,6 +135,52 @@ func stateOf(ctx context.Context) *callState {
 	}
 	return nil
 }
+
+// lastError is the text of the host's last refusal, "" if none.
+func (st *callState) lastError() string {
+	switch {
+	case st.errFormat == "":
+		return st.lastErr
+	case st.errArgc < 0:
+		st.lastErr = fmt.Sprintf(st.errFormat, st.errArg)
+	default:
+		st.lastErr = fmt.Sprintf(st.errFormat, st.errArgs[:st.errArgc]...)
+	}
+	st.errFormat, st.errArg, st.errArgs = "", "", [3]any{}
+	return st.lastErr
+}
+
+func (st *callState) setLastError(text string) {
+	st.lastErr, st.errFormat, st.errArg, st.errArgs = text, "", "", [3]any{}
+}
+
+// keep returns b (guest memory, valid only during the host call) as a string that outlives the
+// call, for what the call stages: meta keys and values, header edits. Short ones are copied
+// into arena chunks, never written again once a string points into them: a hook that sets ten
+// values allocates twice, not twenty times. A chunk lives while any of its strings does (the
+// message's meta, for as long as the message is held), so chunks start small and double.
+func (st *callState) keep(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > keepMax {
+		return string(b)
+	}
+	if cap(st.arena)-len(st.arena) < len(b) {
+		st.arena = make([]byte, 0, min(max(2*cap(st.arena), keepFirst), keepChunk))
+	}
+	i := len(st.arena)
+	st.arena = append(st.arena, b...)
+	return unsafe.String(&st.arena[i], len(b))
+}
+
+// keepFirst and keepChunk bound an arena chunk's size; keepMax is the longest text keep copies
+// into one (a longer one would waste most of a chunk).
+const (
+	keepFirst = 64
+	keepChunk = 512
+	keepMax   = 64
+)
 
 func (st *callState) errSuffix() string {
 	if st.errText == "" {
@@ -127,6 +204,17 @@ func (st *callState) getMeta(k string) (string, bool) {
 	return v, ok
 }
 
+// getMetaOf is getMeta for a key in guest memory, without copying it.
+func (st *callState) getMetaOf(k []byte) (string, bool) {
+	for _, p := range st.meta {
+		if p.k == string(k) {
+			return p.v, true
+		}
+	}
+	v, ok := st.msg.Meta[string(k)]
+	return v, ok
+}
+
 // commit applies staged effects to the message (only after the hook returned 0).
 func (st *callState) commit() {
 	m := st.msg
@@ -144,46 +232,53 @@ func (st *callState) commit() {
 	}
 	m.index()
 	hdr, rest := m.Data[:m.hdrEnd], m.Data[m.hdrEnd:]
-	var out bytes.Buffer
-	out.Grow(len(m.Data) + 256)
+	n := len(m.Data) + 4 // room for the line breaks below
 	for _, h := range st.prepend {
-		writeHeader(&out, h)
+		n += len(h.name) + len(h.value) + 4
 	}
-	out.Write(hdr)
+	for _, h := range st.append {
+		n += len(h.name) + len(h.value) + 4
+	}
+	out := make([]byte, 0, n)
+	for _, h := range st.prepend {
+		out = appendHeader(out, h)
+	}
+	out = append(out, hdr...)
 	if len(st.append) > 0 && len(hdr) > 0 {
 		// Data that ends inside its last field ("A: 1", no line break): end that line first,
 		// or the appended field would run into it.
 		switch hdr[len(hdr)-1] {
 		case '\n':
 		case '\r':
-			out.WriteByte('\n')
+			out = append(out, '\n')
 		default:
-			out.WriteString("\r\n")
+			out = append(out, "\r\n"...)
 		}
 	}
 	for _, h := range st.append {
-		writeHeader(&out, h)
+		out = appendHeader(out, h)
 	}
 	if len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
 		// Data that starts with a folded line (no field to continue; index reads it as body):
 		// written after a new field it would fold into it, so the blank line that ends a header
 		// (RFC 5322 §2.1) goes first. Any other line that ends the header is left in place.
-		out.WriteString("\r\n")
+		out = append(out, "\r\n"...)
 	}
-	out.Write(rest)
-	m.Data = out.Bytes()
+	m.Data = append(out, rest...)
 	m.indexed = false
 }
 
-func writeHeader(b *bytes.Buffer, h header) {
-	b.WriteString(h.name)
-	b.WriteString(": ")
-	b.WriteString(h.value)
-	b.WriteString("\r\n")
+func appendHeader(b []byte, h header) []byte {
+	b = append(b, h.name...)
+	b = append(b, ": "...)
+	b = append(b, h.value...)
+	return append(b, "\r\n"...)
 }
 
 // index finds the header fields of Data (RFC 5322 §2.2: a field ends at a CRLF not followed
-// by whitespace; the header ends at the first empty line).
+// by whitespace; the header ends at the first empty line). Names and values are views of Data,
+// which nothing changes while a chain runs (commit writes a new one and indexes it again); only
+// a value folded with bare LFs is copied, because its value spells every line break CRLF.
 func (m *msgState) index() {
 	if m.indexed {
 		return
@@ -191,6 +286,7 @@ func (m *msgState) index() {
 	m.indexed, m.hdr, m.hdrEnd = true, m.hdr[:0], len(m.Data)
 	d := m.Data
 	pos := 0
+	end := -1 // where the last field's value ends in d while that value is a view of d, else -1
 	for pos < len(d) {
 		eol := bytes.IndexByte(d[pos:], '\n')
 		line := d[pos:]
@@ -210,11 +306,21 @@ func (m *msgState) index() {
 				return
 			}
 			f := &m.hdr[len(m.hdr)-1]
-			f.value = append(append(f.value, "\r\n"...), line...)
+			if end >= 0 && end+2 == pos && d[end] == '\r' {
+				// The value so far, CRLF and this line are contiguous in d: extend the view.
+				start := end - len(f.value)
+				end = pos + len(line)
+				f.value = d[start:end:end]
+			} else {
+				// A view's capacity ends with it (d[a:b:b]), so this append copies it.
+				f.value, end = append(append(f.value, "\r\n"...), line...), -1
+			}
 		} else if i := bytes.IndexByte(line, ':'); i > 0 && fieldName(bytes.TrimRight(line[:i], " \t")) {
 			// RFC 5322 §4.5.3 (obsolete syntax) allows whitespace before the colon.
 			name := bytes.TrimRight(line[:i], " \t")
-			m.hdr = append(m.hdr, field{name: string(name), value: append([]byte(nil), bytes.TrimLeft(line[i+1:], " \t")...)})
+			value := bytes.TrimLeft(line[i+1:], " \t")
+			end = pos + len(line)
+			m.hdr = append(m.hdr, field{name: unsafe.String(unsafe.SliceData(name), len(name)), value: value[:len(value):len(value)]})
 		} else {
 			// Not a header line: the header ended without a blank line.
 			m.hdrEnd = pos
@@ -248,4 +354,49 @@ func (m *msgState) Header(name string, idx int) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// headerOf is Header for a name in guest memory, without copying it: field names are ASCII
+// (fieldName), so an ASCII name compares byte by byte, ignoring the case of letters. Any other
+// name goes through Header, whose Unicode case folding can match ASCII too (U+212A KELVIN SIGN
+// folds to k).
+func (m *msgState) headerOf(name []byte, idx int) ([]byte, bool) {
+	for _, c := range name {
+		if c >= utf8.RuneSelf {
+			return m.Header(string(name), idx)
+		}
+	}
+	m.index()
+	for _, f := range m.hdr {
+		if equalFoldASCII(f.name, name) {
+			if idx == 0 {
+				return f.value, true
+			}
+			idx--
+		}
+	}
+	return nil, false
+}
+
+// equalFoldASCII reports whether the ASCII texts a and b are equal ignoring the case of letters.
+func equalFoldASCII(a string, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

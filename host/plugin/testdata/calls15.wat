@@ -1,0 +1,23 @@
+;; Message hook that calls recipient_count 15 times (unrolled: no loop checks): the bare cost of
+;; a host call that reads nothing from and writes nothing to guest memory (bench).
+(module
+  (import "wasmta" "recipient_count" (func $rc (result i32)))
+  (memory (export "memory") 1)
+  (func (export "wasmta_abi_v1"))
+  (func (export "smtp_server_message_received") (result i32)
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (drop (call $rc))
+    (i32.const 0)))

@@ -1,0 +1,23 @@
+;; Message hook that calls get_sender 15 times into a 256-byte buffer (unrolled): a host call
+;; that copies a short value into guest memory (bench).
+(module
+  (import "wasmta" "get_sender" (func $sender (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "wasmta_abi_v1"))
+  (func (export "smtp_server_message_received") (result i32)
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (drop (call $sender (i32.const 0) (i32.const 256)))
+    (i32.const 0)))
