@@ -10,7 +10,8 @@
 #   wasmta   smtp-source -> wasmta -> smtp-sink       wasmta on docs/bench/$BENCH_CONFIG, resolving
 #                                                     example.net through zonedns on loopback
 #
-# For each system: an unmeasured warm-up, then RUNS runs of N messages; a run's "accepted" rate is
+# For each system: sync(1) (nothing another system left dirty is written back during its runs), an
+# unmeasured warm-up, then RUNS runs of N messages; a run's "accepted" rate is
 # N over the time smtp-source took, its "delivered" rate N over the time until the sink has counted
 # all N, and "CPU ms/msg" the CPU time of the relay's process tree over the run divided by N. The
 # table prints the median run of each, with "syscalls/msg": the read and write system calls of
@@ -166,6 +167,10 @@ run() {
 # bench SYSTEM PORT ROOTPID: warm-up, RUNS runs, then one table row from the run with the median delivered rate.
 bench() {
 	local sys=$1 port=$2 root=$3 i row rows=()
+	# What the previous system (or wasmta's build) left dirty in the page cache is written
+	# back before this one is measured, so that no system's fsyncs queue behind another's
+	# writeback.
+	sync
 	if ((WARMUP > 0)); then run "$sys" "$port" "$root" "$WARMUP" >/dev/null || exit 1; fi
 	for ((i = 1; i <= RUNS; i++)); do
 		row=$(run "$sys" "$port" "$root" "$N") || exit 1
