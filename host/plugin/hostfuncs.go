@@ -236,7 +236,7 @@ func hGetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	case st.messageHook():
 		v, ok := st.getMetaOf(key)
 		if !ok {
-			return abi.NotFound
+			return st.fail(abi.NotFound, "get_meta: the message has no meta key by that name")
 		}
 		return outString(mod, u32(s[2]), u32(s[3]), v)
 	case st.queue != nil:
@@ -253,10 +253,10 @@ func hGetMeta(st *callState, mod api.Module, s []uint64) int32 {
 		case abi.QueueInputRoutingDomain:
 			v = st.queue.RoutingDomain
 		default:
-			return abi.NotFound
+			return st.fail(abi.NotFound, "get_meta: the queue has no value for that key")
 		}
 		if v == "" && string(key) != abi.QueueInputName && string(key) != abi.QueueInputDomain {
-			return abi.NotFound
+			return st.fail(abi.NotFound, "get_meta: the queue has no value for that key")
 		}
 		return outString(mod, u32(s[2]), u32(s[3]), v)
 	case st.egress != nil:
@@ -266,7 +266,7 @@ func hGetMeta(st *callState, mod api.Module, s []uint64) int32 {
 		case abi.EgressInputSite:
 			return outString(mod, u32(s[2]), u32(s[3]), st.egress.Site)
 		}
-		return abi.NotFound
+		return st.fail(abi.NotFound, "get_meta: the path has no value for that key")
 	}
 	return st.fail(abi.NotAllowed, "get_meta is available in hooks only")
 }
@@ -417,10 +417,12 @@ func hGetRecipient(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	i := int32(s[0])
 	if i < 0 || int(i) >= len(st.msg.Recipients) {
-		return abi.NotFound
+		return st.fail(abi.NotFound, "get_recipient: no recipient at that index")
 	}
 	return outString(mod, u32(s[1]), u32(s[2]), st.msg.Recipients[i])
 }
+
+const noHeader = "get_header: the message has no such header field (at that index)"
 
 func hGetHeader(st *callState, mod api.Module, s []uint64) int32 {
 	if !st.messageHook() {
@@ -429,11 +431,11 @@ func hGetHeader(st *callState, mod api.Module, s []uint64) int32 {
 	name := read(mod, u32(s[0]), u32(s[1]))
 	idx := int32(s[2])
 	if idx < 0 {
-		return abi.NotFound
+		return st.fail(abi.NotFound, noHeader)
 	}
 	v, ok := st.msg.headerOf(name, int(idx))
 	if !ok {
-		return abi.NotFound
+		return st.fail(abi.NotFound, noHeader)
 	}
 	return out(mod, u32(s[3]), u32(s[4]), v)
 }

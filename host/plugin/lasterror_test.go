@@ -10,7 +10,8 @@ import (
 
 // last_error gives the guest the exact text of the host's last refusal: nothing before the
 // first, and the name the guest passed even after the guest overwrote it in its memory (the
-// text may be built only when read, but from the host's own copy).
+// text may be built only when read, but from the host's own copy). After a NotFound it says
+// what was not found (ABI.md: after a negative result), not what an earlier call was refused for.
 func TestLastErrorText(t *testing.T) {
 	c := NewChain(mustLoad(t, "lasterror"))
 	m := testMessage()
@@ -22,6 +23,9 @@ func TestLastErrorText(t *testing.T) {
 		"err1": "header X-Bad: CR or LF in the value (header injection refused)",
 		"err2": fmt.Sprintf(`meta key "bad key!": use 1-%d of A-Z a-z 0-9 _ - .`, abi.MaxMetaKey),
 		"err3": "reject code 200: must be 4xx or 5xx",
+		"err4": "get_meta: the message has no meta key by that name",
+		"err5": "get_header: the message has no such header field (at that index)",
+		"err6": "get_recipient: no recipient at that index",
 	}
 	for k, v := range want {
 		if got, ok := m.Meta[k]; !ok || got != v {

@@ -1,8 +1,8 @@
 ;; Stages meta and header edits from a buffer, gets one call refused, then overwrites the
 ;; buffer and the header name it passed and sets more meta (enough to fill several arena
 ;; chunks). What the host keeps must be its own: the message gets the original texts. Before
-;; staging it checks that nothing of an earlier message shows: get_meta "probe" (staged by
-;; the earlier run) is NotFound and last_error is empty. An instance serves many messages, so it
+;; staging it checks that nothing of an earlier message shows: last_error is empty and
+;; get_meta "probe" (staged by the earlier run) is NotFound. An instance serves many messages, so it
 ;; first restores the name and the buffer (at 16 and 32) from their copies at 128 and 160.
 (module
   (import "wasmta" "get_meta" (func $get_meta (param i32 i32 i32 i32) (result i32)))
@@ -29,9 +29,9 @@
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $restore (i32.lt_u (local.get $i) (i32.const 16))))
     (local.set $i (i32.const 0))
+    (if (call $last_error (i32.const 256) (i32.const 64)) (then (return (i32.const 6))))
     (if (i32.ne (call $get_meta (i32.const 64) (i32.const 5) (i32.const 256) (i32.const 64)) (i32.const -1))
       (then (return (i32.const 5))))
-    (if (call $last_error (i32.const 256) (i32.const 64)) (then (return (i32.const 6))))
     (if (call $set_meta (i32.const 0) (i32.const 2) (i32.const 32) (i32.const 14)) (then (return (i32.const 1))))
     (if (call $prepend (i32.const 16) (i32.const 7) (i32.const 32) (i32.const 14)) (then (return (i32.const 2))))
     (if (call $append (i32.const 16) (i32.const 7) (i32.const 32) (i32.const 14)) (then (return (i32.const 3))))
