@@ -22,13 +22,20 @@ const bodyCacheBytes = 8 << 20
 // writes into a body.
 type bodyCache struct {
 	mu    sync.Mutex
-	m     map[message.Key][]byte
+	m     map[message.Key]cachedBody
 	order []message.Key // insertion order; keys already dropped are skipped when reached
 	head  int           // order[head:] are the live entries (and dropped ones)
 	bytes int
 }
 
-func newBodyCache() *bodyCache { return &bodyCache{m: map[message.Key][]byte{}} }
+// cachedBody is a kept body and what it counts against the budget: the capacity of the array
+// it came from, which a slice capped at its length no longer shows.
+type cachedBody struct {
+	data []byte
+	size int
+}
+
+func newBodyCache() *bodyCache { return &bodyCache{m: map[message.Key]cachedBody{}} }
 
 // add keeps body as the body id refers to. A body bigger than a quarter of the budget is not
 // kept: it would push out many small ones.
@@ -46,7 +53,7 @@ func (c *bodyCache) add(id message.ID, body []byte) {
 	for c.bytes+size > bodyCacheBytes && c.head < len(c.order) {
 		c.evict()
 	}
-	c.m[k] = body[:len(body):len(body)]
+	c.m[k] = cachedBody{body[:len(body):len(body)], size}
 	c.order = append(c.order, k)
 	c.bytes += size
 	if c.head > 1024 && c.head > len(c.order)/2 {
@@ -62,7 +69,7 @@ func (c *bodyCache) evict() {
 	c.order[c.head] = message.Key{}
 	c.head++
 	if b, ok := c.m[k]; ok {
-		c.bytes -= cap(b)
+		c.bytes -= b.size
 		delete(c.m, k)
 	}
 }
@@ -73,7 +80,7 @@ func (c *bodyCache) get(id message.ID) ([]byte, bool) {
 	c.mu.Lock()
 	b, ok := c.m[k]
 	c.mu.Unlock()
-	return b, ok
+	return b.data, ok
 }
 
 // drop forgets the body of id: its last message is gone.
@@ -81,7 +88,7 @@ func (c *bodyCache) drop(id message.ID) {
 	k := id.MapKey()
 	c.mu.Lock()
 	if b, ok := c.m[k]; ok {
-		c.bytes -= cap(b)
+		c.bytes -= b.size
 		delete(c.m, k)
 	}
 	c.mu.Unlock()

@@ -59,3 +59,32 @@ func TestBodyCache(t *testing.T) {
 		t.Fatalf("body of a deleted message: %v, want ErrNotFound", err)
 	}
 }
+
+// Reception hands over bodies with spare capacity. The cache counts that capacity when a body
+// comes and must give back the same amount when it goes: it once gave back only the length, so
+// the budget filled with bodies long gone and, after about a thousand messages, almost every
+// first delivery read its body back from Badger.
+func TestBodyCacheCountsWhatItKeeps(t *testing.T) {
+	s, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 2 * bodyCacheBytes / (4 << 10) { // twice the budget in 4 KiB bodies
+		m := msg(i)
+		body := make([]byte, 4<<10, 12<<10) // as reception leaves it: room to spare
+		copy(body, fmt.Sprintf("body %d\r\n", i))
+		if err := s.Put([]*message.Message{m}, body); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := s.bodies.get(m.BodyID); !ok {
+			t.Fatalf("message %d: its body is not cached right after its Put", i)
+		}
+		if err := s.Delete(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.bodies.bytes != 0 || len(s.bodies.m) != 0 {
+		t.Fatalf("every message is deleted, yet the cache counts %d bytes in %d bodies", s.bodies.bytes, len(s.bodies.m))
+	}
+}
