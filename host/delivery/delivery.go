@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -338,7 +339,7 @@ func (c *Conn) Send(sender, rcpt string, dsn *message.DSN, body []byte) (message
 		// the relay does not downgrade addresses. 553 5.6.7 is the reply RFC 6531 §3.5 gives.
 		return message.Reply{}, message.Errorf(553, "5.6.7", "non-ASCII address and %s does not offer SMTPUTF8", c.host.Name)
 	}
-	body8bit := has8bit(body)
+	body8bit := bodyHas8bit(body)
 	if body8bit && !offers8bit && !offersUTF8 {
 		// RFC 6152 §3: 8-bit data must not go to a server without 8BITMIME (SMTPUTF8 implies
 		// it, RFC 6531 §3.1). The relay does not convert to 7 bits (that would break DKIM
@@ -611,9 +612,35 @@ func (c *Conn) readAny(timeout time.Duration) (int, []string, error) {
 	return code, lines, nil
 }
 
-func has8bit[T string | []byte](b T) bool {
-	for i := 0; i < len(b); i++ {
-		if b[i] >= 0x80 {
+func has8bit(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// bodyHas8bit reports whether body has an octet above 127. It runs on every message delivered,
+// so it tests 32 octets at a time: a byte-at-a-time loop over a 4 KiB body was 1 % of the
+// relay's CPU.
+func bodyHas8bit(body []byte) bool {
+	const high = 0x8080808080808080
+	i := 0
+	for ; len(body)-i >= 32; i += 32 {
+		w := body[i : i+32 : i+32]
+		if (binary.LittleEndian.Uint64(w)|binary.LittleEndian.Uint64(w[8:])|
+			binary.LittleEndian.Uint64(w[16:])|binary.LittleEndian.Uint64(w[24:]))&high != 0 {
+			return true
+		}
+	}
+	for ; len(body)-i >= 8; i += 8 {
+		if binary.LittleEndian.Uint64(body[i:])&high != 0 {
+			return true
+		}
+	}
+	for ; i < len(body); i++ {
+		if body[i] >= 0x80 {
 			return true
 		}
 	}
