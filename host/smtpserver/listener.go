@@ -372,6 +372,9 @@ func (c *conn) Close() error {
 		// deadline of their own: tls.Conn.Close has just set the write deadline to "now".
 		c.wmu.Lock()
 		if len(c.out) > 0 {
+			if tc, ok := c.Conn.(*net.TCPConn); ok && !c.shut.Load() {
+				corkForClose(tc) // the reply and the FIN in one segment
+			}
 			_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			_ = c.flushLocked()
 		}
