@@ -18,9 +18,10 @@ import (
 // (the spool itself is tested in host/spool and end to end in cmd/wasmta).
 
 type recorder struct {
-	mu     sync.Mutex
-	bodies []string
-	err    error // returned by Submit when set
+	mu        sync.Mutex
+	bodies    []string
+	envelopes []string // "sender>recipient" of every message spooled
+	err       error    // returned by Submit when set
 }
 
 func (r *recorder) SubmitBatches(batches []message.Batch) error {
@@ -31,6 +32,9 @@ func (r *recorder) SubmitBatches(batches []message.Batch) error {
 	}
 	for _, b := range batches {
 		r.bodies = append(r.bodies, string(b.Body))
+		for _, m := range b.Msgs {
+			r.envelopes = append(r.envelopes, m.Sender+">"+m.Recipient)
+		}
 	}
 	return nil
 }
@@ -207,8 +211,9 @@ func TestSizeLimitExact(t *testing.T) {
 	c.Expect(552, "MAIL FROM:<a@client.test> SIZE=1001")
 	c.Expect(250, "MAIL FROM:<a@client.test> SIZE=1000")
 	c.Expect(250, "RCPT TO:<b@example.com>")
-	// Within a transaction too (go-smtp's own check then allows one more, see goSMTP).
-	c.Expect(552, "MAIL FROM:<a@client.test> SIZE=1001")
+	// Within a transaction go-smtp's own check allows one more (see goSMTP); such a MAIL is
+	// refused all the same, as nested (TestNestedMailRefused).
+	c.Expect(503, "MAIL FROM:<a@client.test> SIZE=1001")
 	exact := hdr + lines(1000-len(hdr))
 	if code, msg := c.Data(exact); code != 250 {
 		t.Fatalf("exactly the limit: %d %s", code, msg)
@@ -290,6 +295,39 @@ func TestEightBitAddressNeedsSMTPUTF8(t *testing.T) {
 	}
 	if len(rec.got()) != 1 {
 		t.Fatal("not spooled")
+	}
+}
+
+// A second MAIL inside a transaction is refused with 503 (RFC 5321 §4.1.4: a transaction is
+// MAIL, RCPTs, DATA, in that order; RSET or a new EHLO ends one), as Postfix and sendmail do. go-smtp
+// took it and kept the recipients already given, so the message went to them under the second
+// sender.
+func TestNestedMailRefused(t *testing.T) {
+	rec, addr := start(t, nil)
+	c := testutil.Dial(t, addr)
+	c.Hello("client.test")
+	c.Expect(250, "MAIL FROM:<first@client.test>")
+	c.Expect(250, "RCPT TO:<one@example.com>")
+	if msg := c.Expect(503, "MAIL FROM:<second@client.test>"); !strings.HasPrefix(msg, "5.5.1") {
+		t.Fatal(msg)
+	}
+	c.Expect(250, "RCPT TO:<two@example.com>")
+	if code, msg := c.Data(hdr + "x\r\n"); code != 250 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	// After a transaction (and after RSET) MAIL starts a new one, the null sender included.
+	c.Expect(250, "MAIL FROM:<>")
+	c.Expect(250, "RSET")
+	c.Expect(250, "MAIL FROM:<third@client.test>")
+	c.Expect(250, "RCPT TO:<three@example.com>")
+	if code, msg := c.Data(hdr + "y\r\n"); code != 250 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	rec.mu.Lock()
+	got := strings.Join(rec.envelopes, " ")
+	rec.mu.Unlock()
+	if want := "first@client.test>one@example.com first@client.test>two@example.com third@client.test>three@example.com"; got != want {
+		t.Fatalf("spooled %q, want %q", got, want)
 	}
 }
 

@@ -298,6 +298,7 @@ type session struct {
 
 	utf8    bool // MAIL carried SMTPUTF8
 	from    string
+	mailed  bool // a MAIL was accepted and the transaction is open (from may be "", the null sender)
 	rcpts   []string
 	domains []string // of rcpts, parsed once at RCPT time
 	// DSN parameters (RFC 3461): RET and ENVID of MAIL, NOTIFY and ORCPT of each RCPT
@@ -321,6 +322,8 @@ var (
 	// RFC 6531 §3.5: non-ASCII addresses only in a transaction that asked for SMTPUTF8.
 	errNeedUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "non-ASCII address requires the SMTPUTF8 parameter on MAIL"}
 	errNoSpace  = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "insufficient system storage"}
+	// RFC 5321 §4.1.4, 503 "bad sequence of commands" (Postfix: "nested MAIL command").
+	errNestedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "nested MAIL command: RSET first"}
 )
 
 // errLineTooLong is the one reply to a message line over max_line_length (RFC 5321
@@ -337,7 +340,7 @@ func (ss *session) errTimeout() *smtp.SMTPError {
 }
 
 func (ss *session) Reset() {
-	ss.from, ss.utf8 = "", false
+	ss.from, ss.utf8, ss.mailed = "", false, false
 	ss.rcpts, ss.domains = ss.rcpts[:0], ss.domains[:0]
 	ss.ret, ss.envID, ss.rcptDSN = "", "", ss.rcptDSN[:0]
 	// Back to the advertised limit once no transaction is open (see Server.goSMTP).
@@ -406,6 +409,11 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if c := ss.raw(); c != nil {
 		ss.plain(c) // after STARTTLS: bulk from now on
 	}
+	if ss.mailed {
+		// go-smtp would start over without dropping the recipients already given. RFC 5321
+		// §4.1.4: a transaction is MAIL, RCPT..., DATA; RSET or EHLO ends one early.
+		return ss.reject(errNestedMail, from, "")
+	}
 	if ss.s.opt.MaxMessageSize > 0 && opts.Size > ss.s.opt.MaxMessageSize {
 		// go-smtp checks SIZE= too, but against the Server's field, which is one more during
 		// a transaction (see Server.goSMTP).
@@ -426,7 +434,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 				Message: "invalid sender address syntax: " + reason(err)}, from, "")
 		}
 	}
-	ss.from, ss.utf8 = from, opts.UTF8
+	ss.from, ss.utf8, ss.mailed = from, opts.UTF8, true
 	ss.ret, ss.envID = string(opts.Return), opts.EnvelopeID
 	return nil
 }
