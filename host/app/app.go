@@ -262,7 +262,18 @@ func (a *App) Start() error {
 	if a.fleet != nil {
 		a.fleet.start() // after HTTP: the heartbeat names the bound API address
 	}
+	// The watcher too is on before SMTP answers: an edit made once the banner is seen (by an
+	// operator's script, a test) must not fall before the watch and be missed.
+	if !a.cfg.Watch {
+		// reload with SIGHUP or wasmta plugin reload
+	} else if err := a.startWatcher(); err != nil {
+		a.diag.Warn("file watcher unavailable; reload plugins with SIGHUP", "err", err)
+	}
 	if err := a.smtp.Listen(); err != nil {
+		if a.watcher != nil {
+			a.watcher.Close()
+			a.watcher = nil
+		}
 		if a.fleet != nil {
 			a.fleet.stop()
 		}
@@ -274,11 +285,6 @@ func (a *App) Start() error {
 		return err
 	}
 	a.smtp.Serve()
-	if !a.cfg.Watch {
-		// reload with SIGHUP or wasmta plugin reload
-	} else if err := a.startWatcher(); err != nil {
-		a.diag.Warn("file watcher unavailable; reload plugins with SIGHUP", "err", err)
-	}
 	var plugins []string
 	for _, p := range a.chain.Plugins() {
 		plugins = append(plugins, p.Name()+"@"+p.Generation().ID)
