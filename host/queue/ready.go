@@ -77,7 +77,10 @@ func (rq *readyQueue) push(it *item) {
 	}
 	rq.items = append(rq.items, it)
 	rq.usedAt = rq.m.opt.Clock.Now()
-	if rq.idle > 0 {
+	// A connection woken for an earlier message counts as idle until it runs and takes one:
+	// the messages waiting are what the idle connections will take, and one more than those
+	// needs a connection of its own.
+	if rq.idle >= len(rq.items) {
 		rq.cond.Signal()
 		return
 	}
