@@ -191,6 +191,7 @@ type worker struct {
 	rq       *readyQueue
 	conn     Conn
 	dialer   Dialer // the one conn was made with
+	used     bool   // conn carried a transaction (delivered or refused): see deliver
 	released bool   // the connection slot was given back (drainAndRelease)
 	lease    Lease  // conn's place under a shared connection limit; nil: none
 	permit   bool   // conn holds one of rq.permits
@@ -382,7 +383,7 @@ func (w *worker) connect() error {
 		w.leave()
 		return err
 	}
-	w.conn, w.dialer = c, dialer
+	w.conn, w.dialer, w.used = c, dialer, false
 	m.track(c, true)
 	return nil
 }
@@ -454,13 +455,16 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		m.outcome(it, rq.at(it), nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
 		return false
 	}
-	reused := w.conn.Sent() > 0
+	// Reused: it carried a transaction before, refused or not (Sent counts deliveries only).
+	reused := w.used
+	w.used = true
 	reply, err := w.conn.Send(it.msg.Sender, it.msg.Recipient, it.msg.DSN, body)
 	if err != nil && reused && w.conn.Broken() && m.ctx.Err() == nil {
 		// A cached connection the server dropped while idle (or closed with 421) says
 		// nothing about this message: try it once on a fresh connection, as Postfix does.
 		w.hangUp()
 		if err = w.connect(); err == nil {
+			w.used = true
 			reply, err = w.conn.Send(it.msg.Sender, it.msg.Recipient, it.msg.DSN, body)
 		}
 	}
