@@ -334,9 +334,11 @@ func (rq *readyQueue) work() {
 		if !w.ready() {
 			return
 		}
-		// Without a connection, a worker holding a place in the cluster does not wait for
-		// messages: the place would be idle and kept from the other nodes.
-		it := rq.take(w.conn != nil || m.opt.Shared == nil)
+		// Without a connection a worker does not wait for messages: among the idle ones it
+		// could be woken instead of one whose connection is open, and open a connection the
+		// site did not need; in a cluster its place would also be kept from the other nodes.
+		// The next message that finds no idle connection starts a worker again (push).
+		it := rq.take(w.conn != nil)
 		if it == nil {
 			return
 		}

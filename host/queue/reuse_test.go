@@ -37,3 +37,51 @@ func TestDroppedAfterRefusalRetriesOnFreshConnection(t *testing.T) {
 		t.Fatalf("%d transient failures for a message a fresh connection delivered", n)
 	}
 }
+
+// A message that arrives while a connection is open and idle goes on that connection, even
+// when another worker of the site has none (the server closed its connection after its last
+// message). Workers without a connection once waited among the idle ones, and the longest
+// waiting was woken first: the message opened a new connection beside the idle open one.
+func TestIdleOpenConnectionTakesTheNextMessage(t *testing.T) {
+	h := newHarness(t, Config{RetryInterval: time.Minute, MaxAge: week}, nil)
+	gates := map[string]chan struct{}{"one@site.test": make(chan struct{}), "two@site.test": make(chan struct{})}
+	h.dialer.send = func(c *fakeConn, rcpt string) (message.Reply, error) {
+		if g := gates[rcpt]; g != nil {
+			<-g
+		}
+		if rcpt == "one@site.test" {
+			c.mu.Lock()
+			c.broken = true // the server said 421 after it: the connection ends
+			c.mu.Unlock()
+		}
+		return message.Reply{Code: 250, Text: "ok"}, nil
+	}
+	one := h.submitTo("site.test", "one@site.test")
+	eventually(t, func() bool { _, _, _, s := h.dialer.stats(); return s == 1 }, "the first send")
+	two := h.submitTo("site.test", "two@site.test")
+	eventually(t, func() bool { _, _, _, s := h.dialer.stats(); return s == 2 }, "the second send, on a second connection")
+	close(gates["one@site.test"]) // its worker is left without a connection
+	h.waitRecords("Delivery", one.ID, 1)
+	h.m.readyMu.Lock()
+	rq := h.m.ready["mx.site.test"]
+	h.m.readyMu.Unlock()
+	eventually(t, func() bool { _, open, _, _ := h.dialer.stats(); return open == 1 }, "the first connection closed")
+	// The first worker, without a connection, waits (or is gone) before the second is done.
+	eventually(t, func() bool {
+		rq.mu.Lock()
+		defer rq.mu.Unlock()
+		return rq.idle == 1 || rq.active == 1
+	}, "the first worker done")
+	close(gates["two@site.test"]) // its worker keeps its connection, idle
+	h.waitRecords("Delivery", two.ID, 1)
+	eventually(t, func() bool {
+		rq.mu.Lock()
+		defer rq.mu.Unlock()
+		return rq.active == rq.idle // every worker left waits: none is still delivering
+	}, "the workers waiting")
+	three := h.submitTo("site.test", "three@site.test")
+	h.waitRecords("Delivery", three.ID, 1)
+	if c, _, _, _ := h.dialer.stats(); c != 2 {
+		t.Fatalf("%d connections opened for 3 messages; the third should have gone on the idle one", c)
+	}
+}
