@@ -85,3 +85,41 @@ func TestIdleOpenConnectionTakesTheNextMessage(t *testing.T) {
 		t.Fatalf("%d connections opened for 3 messages; the third should have gone on the idle one", c)
 	}
 }
+
+// After a burst opened more connections than the traffic that follows needs, the surplus is
+// closed after the idle timeout: the next message goes on the connection idle the shortest
+// time, and the others age. The one idle the longest was taken first, so a trickle of a
+// message every two seconds kept two connections open for ever where one was enough (and, in
+// a cluster, kept a place under the shared connection limit from the other nodes).
+func TestSurplusConnectionsCloseWhenIdle(t *testing.T) {
+	h := newHarness(t, Config{RetryInterval: time.Minute, MaxAge: week}, nil)
+	gate := make(chan struct{})
+	h.dialer.send = func(c *fakeConn, rcpt string) (message.Reply, error) {
+		if rcpt == "burst@site.test" {
+			<-gate
+		}
+		return message.Reply{Code: 250, Text: "ok"}, nil
+	}
+	h.submitTo("site.test", "burst@site.test")
+	eventually(t, func() bool { _, _, _, s := h.dialer.stats(); return s == 1 }, "the first send")
+	h.submitTo("site.test", "burst@site.test")
+	eventually(t, func() bool { _, _, _, s := h.dialer.stats(); return s == 2 }, "two sends on two connections")
+	close(gate)
+	h.m.readyMu.Lock()
+	rq := h.m.ready["mx.site.test"]
+	h.m.readyMu.Unlock()
+	waiting := func() bool {
+		rq.mu.Lock()
+		defer rq.mu.Unlock()
+		return rq.active == rq.idle
+	}
+	eventually(t, waiting, "both connections idle")
+	for range 4 { // one message every 2 s; the idle timeout is 5 s
+		h.clock.Advance(2 * time.Second)
+		m := h.submitTo("site.test", "trickle@site.test")
+		h.waitRecords("Delivery", m.ID, 1)
+		eventually(t, waiting, "the connections idle")
+	}
+	eventually(t, func() bool { _, open, _, _ := h.dialer.stats(); return open == 1 },
+		"one connection left open for a message every 2 s")
+}
