@@ -721,6 +721,7 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	}
 	if now := m.opt.Clock.Now(); now.Sub(msg.Created) >= cfg.MaxAge {
 		*settled = true
+		m.forgetSlots(msg.ID)
 		m.expire(msg, cfg, now.Sub(msg.Created), Failure{})
 		return
 	}
@@ -730,7 +731,8 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		m.retry(msg, cfg, e, place{pool: cfg.EgressPool}, nil)
 		return
 	}
-	if m.throttle(msg, q.bucket(), heldQueueSlot) {
+	qrate := q.bucket()
+	if m.throttle(msg, qrate, heldQueueSlot) {
 		*settled = true // back on the timer heap, due at its slot
 		return
 	}
@@ -752,6 +754,7 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	cancel()
 	if err != nil {
 		*settled = true
+		m.forgetSlots(msg.ID) // its next attempt books again, as after a path failure
 		e := message.AsError(err)
 		if e.Temporary() {
 			m.retry(msg, cfg, e, place{}, nil)
@@ -774,6 +777,9 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	if m.throttle(msg, rate, heldPathSlot) {
 		*settled = true
 		return
+	}
+	if qrate != nil || rate != nil {
+		m.forgetSlots(msg.ID) // used: both stages passed
 	}
 	*settled = true
 	rq.push(&item{msg: msg, cfg: cfg, pool: pool})

@@ -275,6 +275,10 @@ const (
 // when the slot is in the future: msg is then back on the timer heap, due at its slot, and the
 // caller must let go of it. Waiting for a slot is not an attempt and writes no record; nor is
 // waiting for a shared limit's store to come back (fail_closed), which books nothing.
+//
+// A slot held is kept until the message leaves dispatch (forgetSlots): one that passed the
+// queue's stage holding its slot may still wait for the path's, and when it comes back from
+// that wait it must pass the queue's stage again without booking a second slot.
 func (m *Manager) throttle(msg *message.Message, b *bucket, stage uint8) bool {
 	if b == nil {
 		return false
@@ -282,16 +286,10 @@ func (m *Manager) throttle(msg *message.Message, b *bucket, stage uint8) bool {
 	k := msg.ID.MapKey()
 	m.slotsMu.Lock()
 	held := m.slots[k]
+	m.slotsMu.Unlock()
 	if held&stage != 0 {
-		if held &^= stage; held == 0 {
-			delete(m.slots, k)
-		} else {
-			m.slots[k] = held
-		}
-		m.slotsMu.Unlock()
 		return false
 	}
-	m.slotsMu.Unlock()
 	now := m.opt.Clock.Now()
 	wait, booked := m.reserve(b, now)
 	if wait <= 0 {

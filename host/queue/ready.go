@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,12 +28,15 @@ type readyQueue struct {
 	site   string // the bare site, which [[egress.path]] and get_egress_path_config see
 	source string // the egress source; "" for none
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	items    []*item
-	hosts    []route.Host
-	active   int // connection goroutines
-	idle     int // of those, waiting for a message
+	mu     sync.Mutex
+	items  []*item
+	hosts  []route.Host
+	active int // connection goroutines
+	idle   int // of those, waiting for a message and not woken for one: len(idlers)
+	// idlers are the connections waiting for a message, the one idle the shortest time last:
+	// it is woken first (as net/http reuses its idle connections), so the ones a burst left
+	// over age and close after the idle timeout instead of taking turns for ever.
+	idlers   []*idler
 	stopping bool
 	last     string    // the last delivery attempt's response, for the admin summary
 	lastAt   time.Time // when it came
@@ -55,9 +59,7 @@ type readyQueue struct {
 }
 
 func newReadyQueue(m *Manager, site, source string) *readyQueue {
-	rq := &readyQueue{m: m, name: readyQueueName(source, site), site: site, source: source, usedAt: m.opt.Clock.Now()}
-	rq.cond = sync.NewCond(&rq.mu)
-	return rq
+	return &readyQueue{m: m, name: readyQueueName(source, site), site: site, source: source, usedAt: m.opt.Clock.Now()}
 }
 
 // at is where an attempt of it through rq happens, for its log record.
@@ -77,8 +79,14 @@ func (rq *readyQueue) push(it *item) {
 	}
 	rq.items = append(rq.items, it)
 	rq.usedAt = rq.m.opt.Clock.Now()
-	if rq.idle > 0 {
-		rq.cond.Signal()
+	// A connection is woken for one message only: it leaves idlers at once, so that a
+	// message arriving before it ran finds no idle connection and opens one of its own.
+	if n := len(rq.idlers); n > 0 {
+		w := rq.idlers[n-1]
+		rq.idlers[n-1] = nil
+		rq.idlers = rq.idlers[:n-1]
+		rq.idle = len(rq.idlers)
+		w.wake()
 		return
 	}
 	if rq.active < rq.limit() && rq.m.spawn(rq.work) {
@@ -106,7 +114,11 @@ func (rq *readyQueue) spawnMore() {
 func (rq *readyQueue) stop() {
 	rq.mu.Lock()
 	rq.stopping = true
-	rq.cond.Broadcast()
+	for _, w := range rq.idlers {
+		w.wake()
+	}
+	clear(rq.idlers)
+	rq.idlers, rq.idle = rq.idlers[:0], 0
 	rq.mu.Unlock()
 }
 
@@ -120,16 +132,20 @@ func (rq *readyQueue) take(wait bool) *item {
 		idle := rq.idleTimeout()
 		clock := rq.m.opt.Clock
 		deadline := clock.Now().Add(idle)
-		t := clock.AfterFunc(idle, func() {
-			rq.mu.Lock()
-			rq.cond.Broadcast()
-			rq.mu.Unlock()
-		})
+		w := &idler{c: make(chan struct{}, 1)}
+		t := clock.AfterFunc(idle, w.wake)
 		defer t.Stop()
 		for len(rq.items) == 0 && !rq.stopping && clock.Now().Before(deadline) {
-			rq.idle++
-			rq.cond.Wait()
-			rq.idle--
+			rq.idlers = append(rq.idlers, w)
+			rq.idle = len(rq.idlers)
+			rq.mu.Unlock()
+			<-w.c
+			rq.mu.Lock()
+			// Still listed when the idle timeout woke it (a push takes it off, stop clears all).
+			if i := slices.Index(rq.idlers, w); i >= 0 {
+				rq.idlers = slices.Delete(rq.idlers, i, i+1)
+				rq.idle = len(rq.idlers)
+			}
 		}
 	}
 	if len(rq.items) == 0 || rq.stopping {
@@ -140,6 +156,16 @@ func (rq *readyQueue) take(wait bool) *item {
 	rq.items[0] = nil
 	rq.items = rq.items[1:]
 	return it
+}
+
+// idler is a connection waiting in take.
+type idler struct{ c chan struct{} } // capacity 1: a wake-up is never lost nor blocks
+
+func (w *idler) wake() {
+	select {
+	case w.c <- struct{}{}:
+	default:
+	}
 }
 
 // drainAndRelease removes every waiting message (after a connection failure that concerns
@@ -188,6 +214,7 @@ type worker struct {
 	rq       *readyQueue
 	conn     Conn
 	dialer   Dialer // the one conn was made with
+	used     bool   // conn carried a transaction (delivered or refused): see deliver
 	released bool   // the connection slot was given back (drainAndRelease)
 	lease    Lease  // conn's place under a shared connection limit; nil: none
 	permit   bool   // conn holds one of rq.permits
@@ -330,9 +357,11 @@ func (rq *readyQueue) work() {
 		if !w.ready() {
 			return
 		}
-		// Without a connection, a worker holding a place in the cluster does not wait for
-		// messages: the place would be idle and kept from the other nodes.
-		it := rq.take(w.conn != nil || m.opt.Shared == nil)
+		// Without a connection a worker does not wait for messages: among the idle ones it
+		// could be woken instead of one whose connection is open, and open a connection the
+		// site did not need; in a cluster its place would also be kept from the other nodes.
+		// The next message that finds no idle connection starts a worker again (push).
+		it := rq.take(w.conn != nil)
 		if it == nil {
 			return
 		}
@@ -379,7 +408,7 @@ func (w *worker) connect() error {
 		w.leave()
 		return err
 	}
-	w.conn, w.dialer = c, dialer
+	w.conn, w.dialer, w.used = c, dialer, false
 	m.track(c, true)
 	return nil
 }
@@ -451,13 +480,16 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 		m.outcome(it, rq.at(it), nil, message.Reply{}, message.Errorf(451, "4.3.0", "spool read failed").Wrap(err))
 		return false
 	}
-	reused := w.conn.Sent() > 0
+	// Reused: it carried a transaction before, refused or not (Sent counts deliveries only).
+	reused := w.used
+	w.used = true
 	reply, err := w.conn.Send(it.msg.Sender, it.msg.Recipient, it.msg.DSN, body)
 	if err != nil && reused && w.conn.Broken() && m.ctx.Err() == nil {
 		// A cached connection the server dropped while idle (or closed with 421) says
 		// nothing about this message: try it once on a fresh connection, as Postfix does.
 		w.hangUp()
 		if err = w.connect(); err == nil {
+			w.used = true
 			reply, err = w.conn.Send(it.msg.Sender, it.msg.Recipient, it.msg.DSN, body)
 		}
 	}

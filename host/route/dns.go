@@ -106,11 +106,61 @@ func (r *Resolver) servers() ([]string, error) {
 // lookup answers one question, from the cache when it can. NXDOMAIN and NODATA are answers (and
 // cached for NegativeTTL); an error means no server gave a usable answer (SERVFAIL, REFUSED,
 // timeout, network trouble), which is never cached so that the next attempt asks again.
+//
+// Concurrent lookups of one question that miss the cache send it once: the first asks, the
+// others wait for its answer (every message of a busy destination is dispatched on its own, so
+// an expired answer would otherwise be asked for by each message in flight at that moment).
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (answer, error) {
 	key := cacheKey{strings.ToLower(dns.Fqdn(name)), qtype}
-	if ans, ok := r.cached(key); ok {
-		return ans, nil
+	for {
+		r.mu.Lock()
+		if ans, ok := r.cachedLocked(key); ok {
+			r.mu.Unlock()
+			return ans, nil
+		}
+		f := r.asking[key]
+		if f == nil {
+			f = &asking{done: make(chan struct{})}
+			if r.asking == nil {
+				r.asking = make(map[cacheKey]*asking)
+			}
+			r.asking[key] = f
+			r.mu.Unlock()
+			defer func() {
+				r.mu.Lock()
+				delete(r.asking, key) // after ask stored the answer: a later lookup finds it
+				r.mu.Unlock()
+				close(f.done)
+			}()
+			f.ans, f.err = r.ask(ctx, key)
+			f.cut = ctx.Err() != nil
+			return f.ans, f.err
+		}
+		r.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return answer{}, ctx.Err()
+		}
+		if !f.cut || ctx.Err() != nil {
+			return f.ans, f.err
+		}
+		// The asker's own deadline cut its question short, not ours: ask again.
 	}
+}
+
+// asking is a question on its way to the DNS servers; lookups of the same question wait for
+// done, then share ans and err.
+type asking struct {
+	done chan struct{}
+	ans  answer
+	err  error
+	cut  bool // the asker's context ended: its error says nothing about the question
+}
+
+// ask sends one question to the servers in turn and caches what they answer (see lookup).
+func (r *Resolver) ask(ctx context.Context, key cacheKey) (answer, error) {
+	qtype := key.qtype
 	servers, err := r.servers()
 	if err != nil {
 		return answer{}, err
@@ -217,6 +267,11 @@ func parseAnswer(resp *dns.Msg, qtype uint16) (answer, time.Duration) {
 func (r *Resolver) cached(key cacheKey) (answer, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.cachedLocked(key)
+}
+
+// cachedLocked is cached with r.mu held.
+func (r *Resolver) cachedLocked(key cacheKey) (answer, bool) {
 	e, ok := r.cache[key]
 	if !ok {
 		return answer{}, false

@@ -24,6 +24,7 @@ type testDNS struct {
 	servfail map[string]bool
 	drop     map[string]bool
 	truncate map[string]bool
+	hold     map[string]chan struct{} // answers for these names wait until the channel closes
 	queries  []testQuery
 }
 
@@ -44,6 +45,7 @@ func newTestDNS(t *testing.T, zone string) *testDNS {
 		servfail: make(map[string]bool),
 		drop:     make(map[string]bool),
 		truncate: make(map[string]bool),
+		hold:     make(map[string]chan struct{}),
 	}
 	zp := dns.NewZoneParser(strings.NewReader(zone), ".", "zone")
 	zp.SetDefaultTTL(300)
@@ -103,7 +105,11 @@ func (s *testDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	s.queries = append(s.queries, testQuery{Name: name, Type: q.Qtype, Net: network})
 	servfail, drop, truncate := s.servfail[name], s.drop[name], s.truncate[name]
 	rrs, known := s.records[name]
+	hold := s.hold[name]
 	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 
 	m := new(dns.Msg)
 	m.SetReply(req)
@@ -152,6 +158,16 @@ func (s *testDNS) ServFail(names ...string) { s.set(s.servfail, names...) }
 func (s *testDNS) Drop(names ...string)     { s.set(s.drop, names...) }
 func (s *testDNS) Truncate(names ...string) { s.set(s.truncate, names...) }
 
+// Hold makes the answers for name wait until release is called (once, before the test ends).
+func (s *testDNS) Hold(name string) (release func()) {
+	c := make(chan struct{})
+	s.mu.Lock()
+	s.hold[strings.ToLower(dns.Fqdn(name))] = c
+	s.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(c) }) }
+}
+
 // Queries returns the questions asked so far, as "name TYPE", and forgets them.
 func (s *testDNS) Queries() []string {
 	s.mu.Lock()
@@ -162,6 +178,20 @@ func (s *testDNS) Queries() []string {
 	}
 	s.queries = nil
 	return out
+}
+
+// Asked is how many times name was asked about so far (with any type); it forgets nothing.
+func (s *testDNS) Asked(name string) int {
+	name = strings.ToLower(dns.Fqdn(name))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.queries {
+		if q.Name == name {
+			n++
+		}
+	}
+	return n
 }
 
 // RawQueries returns the questions asked so far with their transport, and forgets them.

@@ -102,6 +102,9 @@ type Resolver struct {
 
 	mu    sync.Mutex
 	cache map[cacheKey]cacheEntry // positive answers by record TTL, negative by NegativeTTL
+	// asking holds the questions sent and not answered yet, so that each goes out once
+	// (lookup).
+	asking map[cacheKey]*asking
 
 	sysOnce    sync.Once
 	sysServers []string

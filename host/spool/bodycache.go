@@ -61,6 +61,20 @@ func (c *bodyCache) add(id message.ID, body []byte) {
 		c.order = append(c.order[:0], c.order[c.head:]...)
 		c.head = 0
 	}
+	if n := len(c.order) - c.head; n > 1024 && n > 2*len(c.m) {
+		// Most places left in order are of bodies dropped (delivered) before eviction
+		// reached them: when every body is delivered in time eviction never runs, and
+		// without this order would grow by one key for every message. Keeping only the live
+		// ones costs their number, at most once per as many adds.
+		live := c.order[:0]
+		for _, k := range c.order[c.head:] {
+			if _, ok := c.m[k]; ok {
+				live = append(live, k)
+			}
+		}
+		clear(c.order[len(live):])
+		c.order, c.head = live, 0
+	}
 }
 
 // evict drops the oldest entry (c.mu held).

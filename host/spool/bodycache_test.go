@@ -88,3 +88,38 @@ func TestBodyCacheCountsWhatItKeeps(t *testing.T) {
 		t.Fatalf("every message is deleted, yet the cache counts %d bytes in %d bodies", s.bodies.bytes, len(s.bodies.m))
 	}
 }
+
+// A body delivered at once leaves the cache by drop, long before eviction would reach it; its
+// place in the insertion order must go too. It once stayed there, and since eviction (the only
+// thing that trimmed the order) never ran while every body was delivered in time, the order
+// grew by 16 bytes for every message the relay ever received: a relay that keeps up with its
+// traffic grew without bound.
+func TestBodyCacheForgetsDeliveredBodies(t *testing.T) {
+	s, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 4096
+	for i := 0; i < n; i += 64 { // 64 transactions of different bodies per write: a quick test
+		var batches []message.Batch
+		for j := i; j < i+64; j++ {
+			batches = append(batches, message.Batch{Msgs: []*message.Message{msg(j)}, Body: fmt.Appendf(nil, "body %d\r\n", j)})
+		}
+		if err := s.PutBatches(batches); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range batches {
+			if err := s.Delete(b.Msgs[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := s.bodies
+	c.mu.Lock()
+	kept, live := len(c.order)-c.head, len(c.m)
+	c.mu.Unlock()
+	if live != 0 || kept > 2048 {
+		t.Fatalf("after %d messages put and delivered, the cache keeps %d bodies and %d places in its order", n, live, kept)
+	}
+}
