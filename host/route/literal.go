@@ -67,17 +67,24 @@ func ParseTarget(s string) (Target, error) {
 	if s[0] == '[' {
 		return parseLiteral(s)
 	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		if a.Zone() != "" {
-			return Target{}, targetErr("invalid destination %s: an IPv6 zone cannot be delivered to", show(s))
+	// Only what could be an address is parsed as one: a host name (every message routed by
+	// name) would make netip build an error for each of the two tries.
+	colon := strings.IndexByte(s, ':') >= 0
+	if colon || onlyDigitsAndDots(s) {
+		if a, err := netip.ParseAddr(s); err == nil {
+			if a.Zone() != "" {
+				return Target{}, targetErr("invalid destination %s: an IPv6 zone cannot be delivered to", show(s))
+			}
+			return Target{IP: a}, nil
 		}
-		return Target{IP: a}, nil
 	}
-	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4() {
-		if ap.Port() == 0 {
-			return Target{}, targetErr("invalid destination %s: port 0", show(s))
+	if colon {
+		if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4() {
+			if ap.Port() == 0 {
+				return Target{}, targetErr("invalid destination %s: port 0", show(s))
+			}
+			return Target{IP: ap.Addr(), Port: ap.Port()}, nil
 		}
-		return Target{IP: ap.Addr(), Port: ap.Port()}, nil
 	}
 	name, port := s, uint16(0)
 	if i := strings.LastIndexByte(s, ':'); i >= 0 {
@@ -92,6 +99,17 @@ func ParseTarget(s string) (Target, error) {
 		return Target{}, targetErr("invalid destination %s: %s", show(s), reason)
 	}
 	return Target{Name: n, Port: port}, nil
+}
+
+// onlyDigitsAndDots reports whether s could be a dotted IPv4 address (the only form without a
+// colon that netip.ParseAddr accepts).
+func onlyDigitsAndDots(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // parseLiteral reads a destination that starts with '['.

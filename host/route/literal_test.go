@@ -130,3 +130,22 @@ func TestPunycode(t *testing.T) {
 		}
 	}
 }
+
+// ParseTarget asks netip only about strings that could be addresses (a colon, or only digits
+// and dots). That rests on netip accepting nothing else; this checks it on any input.
+func FuzzParseTargetSkipsNames(f *testing.F) {
+	for _, s := range []string{"example.net", "1.2.3.4", "::1", "1.2.3.4:25", "163.com", "0x7f.1", "1e2", "٣.٣.٣.٣"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if strings.IndexByte(s, ':') >= 0 {
+			return
+		}
+		if _, err := netip.ParseAddrPort(s); err == nil {
+			t.Fatalf("netip.ParseAddrPort(%q) accepts a string without a colon", s)
+		}
+		if _, err := netip.ParseAddr(s); err == nil && !onlyDigitsAndDots(s) {
+			t.Fatalf("netip.ParseAddr(%q) accepts a string with no colon that is not digits and dots", s)
+		}
+	})
+}
