@@ -193,6 +193,38 @@ func parsePort(s string) (uint16, bool) {
 // top-level domain is all-numeric), so a mistyped IP address is reported, not looked up.
 func normalizeName(name string) (string, string) {
 	name = strings.TrimSuffix(name, ".")
+	if alreadyNormal(name) {
+		return name, "" // the usual case, every dispatch: nothing to build
+	}
+	return normalizeSlow(name)
+}
+
+// alreadyNormal reports whether name is what normalizeSlow would return unchanged: lower-case
+// ASCII letters, digits, '-' and '_' in labels of 1-63 octets, at most 253 in all, the last not
+// numeric.
+func alreadyNormal(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	start := 0 // of the current label
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' {
+			if n := i - start; n == 0 || n > 63 {
+				return false
+			}
+			start = i + 1
+		} else if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	if n := len(name) - start; n == 0 || n > 63 {
+		return false
+	}
+	return !allDigits(name[start:])
+}
+
+// normalizeSlow is normalizeName for a name that is not already normal (alreadyNormal).
+func normalizeSlow(name string) (string, string) {
 	if len(name) > 4*253 {
 		// Checked before any work, so a hostile input costs nothing; 4 is the longest UTF-8 rune.
 		return "", "domain name longer than 253 octets"

@@ -149,3 +149,18 @@ func FuzzParseTargetSkipsNames(f *testing.F) {
 		}
 	})
 }
+
+// A name alreadyNormal lets through unchanged is one the full normalisation leaves unchanged.
+func FuzzAlreadyNormal(f *testing.F) {
+	for _, s := range []string{"example.net", "a-b_c.example", "Example.NET", "1.2.3.4", "a..b", "xn--bcher-kva.example", "bücher.example", strings.Repeat("a", 64) + ".test"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !alreadyNormal(s) {
+			return
+		}
+		if n, reason := normalizeSlow(s); n != s || reason != "" {
+			t.Fatalf("alreadyNormal(%q) but normalizeSlow gives %q, %q", s, n, reason)
+		}
+	})
+}
