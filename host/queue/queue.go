@@ -944,6 +944,7 @@ func (m *Manager) retryWith(msg *message.Message, cfg Config, e *message.Error, 
 
 func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f Failure) {
 	m.removed(msg.Queue)
+	m.forgetSlots(msg.ID) // one that waited for a rate slot may end before it reached a connection
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
