@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"github.com/wasmta/wasmta/host/message"
+	"github.com/wasmta/wasmta/host/route"
 	"testing"
 	"time"
 )
@@ -39,5 +41,33 @@ func TestStopLeavesWaitingMessagesAlone(t *testing.T) {
 		if want := due[string(m.ID)]; got.Attempts != 0 || !got.Due.Equal(want) {
 			t.Errorf("%s: attempts %d, due %s after the stop; want 0 and %s as spooled", m.ID, got.Attempts, got.Due, want)
 		}
+	}
+}
+
+// blockingResolver answers only when its context ends (a DNS query in progress at the stop).
+type blockingResolver struct{ entered chan struct{} }
+
+func (r blockingResolver) Resolve(ctx context.Context, _ string, _ []route.MXEntry) (route.Site, error) {
+	close(r.entered)
+	<-ctx.Done()
+	return route.Site{}, message.Errorf(451, "4.4.3", "DNS lookup failed").Wrap(ctx.Err())
+}
+
+// A message whose destination was being resolved when the relay stopped is left as it was
+// spooled: the lookup was cut short by the stop, not by DNS.
+func TestStopDuringResolveLeavesTheMessageAlone(t *testing.T) {
+	r := blockingResolver{entered: make(chan struct{})}
+	h := newHarness(t, Config{RetryInterval: 20 * time.Minute, MaxAge: week}, func(o *Options) { o.Resolver = r })
+	msgs := h.submit(1)
+	due := msgs[0].Due
+	<-r.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h.m.Stop(ctx)
+	if recs := h.records("TransientFailure", ""); len(recs) != 0 {
+		t.Errorf("%d TransientFailure record(s) written by the stop: %v", len(recs), recs[0]["response"])
+	}
+	if got, _ := h.store.get(msgs[0].ID); got.Attempts != 0 || !got.Due.Equal(due) {
+		t.Errorf("attempts %d, due %s after the stop; want 0 and %s as spooled", got.Attempts, got.Due, due)
 	}
 }
