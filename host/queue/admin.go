@@ -453,6 +453,9 @@ func (m *Manager) intercept(msg *message.Message, site string) bool {
 		return false
 	}
 	msg.Due = until
+	// A rate slot it waited for is past by the time the suspension ends: it books again
+	// then (as after a resume, see release), or every such message would go at once.
+	m.forgetSlots(msg.ID)
 	m.wait(msg) // its record is unchanged: only the due time moved, which the entry holds
 	return true
 }

@@ -713,6 +713,10 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		return
 	}
 	cfg, err := m.config(q)
+	if err != nil && m.ctx.Err() != nil {
+		*settled = true // the stop cut the fetch short: the message stays spooled as it is
+		return
+	}
 	if err != nil {
 		m.opt.Diag.Warn("queue config failed", "queue", q.name, "err", err)
 		*settled = true
@@ -752,6 +756,10 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.opt.ResolveTimeout)
 	site, err := m.opt.Resolver.Resolve(ctx, q.comps.Destination(), cfg.MXList)
 	cancel()
+	if err != nil && m.ctx.Err() != nil {
+		*settled = true // the stop cut the lookup short, not DNS: the message stays spooled as it is
+		return
+	}
 	if err != nil {
 		*settled = true
 		m.forgetSlots(msg.ID) // its next attempt books again, as after a path failure
@@ -767,6 +775,9 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	defer m.unpin(rq)
 	if err := m.refreshPath(rq, q.comps.Destination()); err != nil {
 		*settled = true
+		if m.ctx.Err() != nil {
+			return // the stop cut the fetch short: the message stays spooled as it is
+		}
 		m.forgetSlots(msg.ID)
 		m.retry(msg, cfg, message.AsError(err), place{rq.name, pool, source}, nil)
 		return
@@ -944,6 +955,7 @@ func (m *Manager) retryWith(msg *message.Message, cfg Config, e *message.Error, 
 
 func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f Failure) {
 	m.removed(msg.Queue)
+	m.forgetSlots(msg.ID) // one that waited for a rate slot may end before it reached a connection
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}

@@ -452,6 +452,15 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	}
 	if w.conn == nil {
 		if err := w.connect(); err != nil {
+			if m.ctx.Err() != nil {
+				// Stopping cut the wait for a connection short: nothing was attempted, so the
+				// messages stay in the spool as they are (no record, no attempt counted, no
+				// retry time pushed back) for the next start.
+				rq.drainAndRelease()
+				w.released = true
+				*settled = true
+				return true
+			}
 			rq.note(message.Reply{}, err)
 			// Every host of the site failed: that is the fate of every message waiting
 			// for this site right now, not only this one.

@@ -89,7 +89,13 @@ type Hook struct {
 
 	writeSeg atomic.Int64 // the segment being appended to
 	backlog  atomic.Int64 // bytes in segment files
-	wake     chan struct{}
+	// sent is the bytes of those files already acknowledged: the cursor's offset in its
+	// segment, and sent segments not deleted (undeleted). max_backlog bounds the rest, the
+	// unsent records: a segment is deleted only once the writer has moved past it, so the
+	// sent records of the segment being appended to are still on disk.
+	sent      atomic.Int64
+	undeleted int64 // sender only (and Open)
+	wake      chan struct{}
 
 	// For Stats (the metrics): batches and records the receiver accepted, POSTs it did not,
 	// and whether the last POST failed.
@@ -179,11 +185,16 @@ func Open(opt Options) (*Hook, error) {
 	for _, s := range segs {
 		// Sent already: a crash came between moving the cursor on and deleting the file.
 		if s < h.cur.Segment {
-			if st, err := os.Stat(h.segPath(s)); err == nil && os.Remove(h.segPath(s)) == nil {
-				h.backlog.Add(-st.Size())
+			if st, err := os.Stat(h.segPath(s)); err == nil {
+				if os.Remove(h.segPath(s)) == nil {
+					h.backlog.Add(-st.Size())
+				} else {
+					h.undeleted += st.Size()
+				}
 			}
 		}
 	}
+	h.sent.Store(h.undeleted + h.cur.Offset)
 	return h, nil
 }
 
@@ -312,7 +323,7 @@ func (h *Hook) Append(line []byte) {
 		return
 	}
 	n := int64(len(line))
-	if h.backlog.Load()+n > h.opt.MaxBacklog {
+	if h.backlog.Load()-h.sent.Load()+n > h.opt.MaxBacklog {
 		h.dropped++
 		if h.dropped == 1 || h.dropped%10000 == 0 {
 			h.opt.Diag.Error("logs.webhook: backlog full (logs.webhook.max_backlog); records are not queued for the webhook (they are in the log file)", "dropped", h.dropped, "max_backlog", h.opt.MaxBacklog)
@@ -428,6 +439,7 @@ func (h *Hook) commit(c cursor) error {
 	b, _ := json.Marshal(c)
 	err := writeAtomic(h.opt.Dir, cursorFile, b)
 	h.cur = c // the sender goes on from here either way
+	h.sent.Store(h.undeleted + c.Offset)
 	return err
 }
 
@@ -481,11 +493,14 @@ func (h *Hook) next() (*batch, error) {
 			if st.Size() > c.Offset {
 				h.opt.Diag.Warn("logs.webhook: skipped a record cut short by a crash", "segment", c.Segment, "bytes", st.Size()-c.Offset)
 			}
+			h.undeleted += st.Size() // all of it is done with, until it is deleted
 			if err := h.commit(cursor{Segment: nextSeg}); err != nil {
 				return nil, err
 			}
 			if os.Remove(h.segPath(c.Segment)) == nil {
 				h.backlog.Add(-st.Size())
+				h.undeleted -= st.Size()
+				h.sent.Store(h.undeleted + h.cur.Offset)
 			}
 		} else if err := h.commit(cursor{Segment: nextSeg}); err != nil {
 			return nil, err
