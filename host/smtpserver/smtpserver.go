@@ -340,6 +340,9 @@ func (ss *session) errTimeout() *smtp.SMTPError {
 }
 
 func (ss *session) Reset() {
+	// go-smtp resets the session for a second EHLO too, after taking its name: the trace
+	// header names the latest one (RFC 5321 §4.4, §4.1.4).
+	ss.helo = ss.conn.Hostname()
 	ss.from, ss.utf8, ss.mailed = "", false, false
 	ss.rcpts, ss.domains = ss.rcpts[:0], ss.domains[:0]
 	ss.ret, ss.envID, ss.rcptDSN = "", "", ss.rcptDSN[:0]
