@@ -191,14 +191,26 @@ func (s *Server) Serve() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			var pause time.Duration
 			for {
 				c, err := l.Accept()
-				if err != nil {
-					if !errors.Is(err, net.ErrClosed) {
-						s.opt.Diag.Error("smtp serve", "addr", l.Addr().String(), "err", err)
-					}
+				if errors.Is(err, net.ErrClosed) {
 					return
 				}
+				if err != nil {
+					// EMFILE, ENFILE, ENOBUFS: a client can bring them about by opening
+					// connections, and they pass. Retry after a pause, as net/http does;
+					// ending the loop would leave the relay up but deaf.
+					pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+					s.opt.Diag.Error("smtp accept failed, retrying", "addr", l.Addr().String(), "err", err, "pause", pause)
+					select {
+					case <-time.After(pause):
+					case <-s.done:
+						return
+					}
+					continue
+				}
+				pause = 0
 				go s.serveConn(c.(*conn))
 			}
 		}()
