@@ -277,10 +277,15 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 	s.connsMu.Lock()
 	s.closed = true
+	// All at once: closing one may take up to closeFlushTimeout (its last replies to a client
+	// that does not read them), and one after the other a few such clients would hold
+	// Shutdown for as many times that.
+	var closing sync.WaitGroup
 	for srv := range s.conns {
-		_ = srv.Close()
+		closing.Go(func() { _ = srv.Close() })
 	}
 	s.connsMu.Unlock()
+	closing.Wait()
 	s.wg.Wait()
 }
 
