@@ -2,6 +2,7 @@ package smtpserver
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,5 +71,32 @@ func TestRsetBetweenBDATChunksRecord(t *testing.T) {
 			t.Fatalf("Rejection record of an aborted BDAT names sender %q, recipient %q; want first@client.test, one@example.com",
 				r["sender"], r["recipient"])
 		}
+	}
+}
+
+// The same with the transfer cut short by a chunk over max_message_size (go-smtp answers 552
+// and resets): the pipelined next transaction gets its own reply.
+func TestOversizedBDATChunkThenNextTransaction(t *testing.T) {
+	rec, addr := start(t, nil) // max_message_size 1000
+	c := testutil.Dial(t, addr)
+	c.Hello("client.test")
+	const rounds = 50
+	big := strings.Repeat(strings.Repeat("x", 98)+"\r\n", 12) // lines within max_line_length: go-smtp discards the refused chunk under the command line limit
+	for round := range rounds {
+		c.Expect(250, "MAIL FROM:<first@client.test>")
+		c.Expect(250, "RCPT TO:<one@example.com>")
+		c.Write("BDAT 10\r\n0123456789")
+		c.ExpectReply(250)
+		c.Write("BDAT 1200\r\n" + big + "MAIL FROM:<second@client.test>\r\nRCPT TO:<two@example.com>\r\nBDAT 12 LAST\r\nSubject: x\r\n")
+		for _, want := range []int{552, 250, 250, 250} {
+			if code, msg, err := c.Reply(); err != nil || code != want {
+				t.Fatalf("round %d: %d %s %v, want %d", round, code, msg, err, want)
+			}
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.envelopes) != rounds {
+		t.Fatalf("%d spooled, want %d", len(rec.envelopes), rounds)
 	}
 }
