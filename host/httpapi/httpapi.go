@@ -195,7 +195,40 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
 		return
 	}
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		// No route: net/http's router answers 404 or 405 (with Allow) in plain text, and
+		// every error of this API is {"error": ...} (docs/http.md).
+		s.mux.ServeHTTP(&routerError{ResponseWriter: w}, r)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// routerError turns the router's plain-text 404 and 405 into the API's JSON error; anything
+// else (a redirect to the clean path) passes unchanged.
+type routerError struct {
+	http.ResponseWriter
+	replaced bool
+}
+
+func (e *routerError) WriteHeader(status int) {
+	if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+		e.ResponseWriter.WriteHeader(status)
+		return
+	}
+	e.replaced = true
+	msg := "no such route"
+	if status == http.StatusMethodNotAllowed {
+		msg = "method not allowed (Allow: " + e.Header().Get("Allow") + ")"
+	}
+	writeError(e.ResponseWriter, status, msg)
+}
+
+func (e *routerError) Write(p []byte) (int, error) {
+	if e.replaced {
+		return len(p), nil
+	}
+	return e.ResponseWriter.Write(p)
 }
 
 func (s *Server) authorized(r *http.Request) bool {

@@ -36,10 +36,15 @@ type injectResponse struct {
 // them under one fsync.
 const spoolWorkers = 64
 
+// spoolWindow bounds the octets of generated messages a request holds at once (plus one
+// message): they are spooled, and the disk space check made, a window at a time.
+const spoolWindow = 16 << 20
+
 // Replies recorded in Rejection log records for recipients that failed.
 var (
 	replyPolicy  = message.Reply{Code: 451, Enhanced: "4.3.0", Text: "policy check failed; try again later"}
 	replySpool   = message.Reply{Code: 451, Enhanced: "4.3.0", Text: "could not write the message to disk; try again later"}
+	replyNoSpace = message.Reply{Code: 452, Enhanced: "4.3.1", Text: "insufficient system storage"}
 	replyContent = func(text string) message.Reply { return message.Reply{Code: 554, Enhanced: "5.6.0", Text: text} }
 )
 
@@ -81,19 +86,40 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithoutCancel(r.Context())
 	now := s.opt.Now()
 	outs := make([]outcome, len(j.recipients))
-	var total int64
+	// Generated and spooled a window at a time: holding every recipient's message until the
+	// last was generated let one request within max_request_size hold its content times its
+	// recipients (1 MiB of content and 50,000 addresses are 50 GiB).
+	first := 0
+	var held int64
 	for i := range j.recipients {
 		outs[i] = s.generate(ctx, j, &j.recipients[i], peer, now)
-		total += int64(len(outs[i].body))
-	}
-	if g := s.opt.Guard; g != nil {
-		if err := g.Room(total); err != nil {
-			s.opt.Diag.Warn("http inject refused: spool short of space", "bytes", total, "err", err)
-			writeError(w, http.StatusServiceUnavailable, "disk is too full")
-			return
+		held += int64(len(outs[i].body))
+		if held < spoolWindow && i < len(outs)-1 {
+			continue
 		}
+		if g := s.opt.Guard; g != nil {
+			if err := g.Room(held); err != nil {
+				s.opt.Diag.Warn("http inject refused: spool short of space", "bytes", held, "err", err)
+				if first == 0 {
+					writeError(w, http.StatusServiceUnavailable, "disk is too full")
+					return
+				}
+				// Part of the request is on disk: the rest fails, and the client retries it.
+				for k := first; k < len(outs); k++ {
+					if outs[k].fail == nil {
+						rep := replyNoSpace
+						outs[k] = outcome{fail: &rep, error: rep.String()}
+					}
+				}
+				break
+			}
+		}
+		s.spool(outs[first : i+1])
+		for k := first; k <= i; k++ {
+			outs[k].body = nil
+		}
+		first, held = i+1, 0
 	}
-	s.spool(outs)
 	resp := injectResponse{FailedRecipients: []string{}, Errors: []string{}}
 	for i, o := range outs {
 		if o.fail == nil {

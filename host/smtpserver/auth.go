@@ -24,6 +24,8 @@ var (
 	// tries anyway gets this before any mechanism runs.
 	errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}
 	errAuthInvalid        = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	// RFC 4954 §4: AUTH during a mail transaction MUST get 503 (go-smtp takes it).
+	errAuthInTransaction = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "AUTH not permitted during a mail transaction"}
 )
 
 // tlsState is the session's TLS, after STARTTLS (go-smtp's *tls.Conn) or on a listen_tls
@@ -61,6 +63,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	}
 	if ss.s.opt.Auth == nil {
 		return nil, smtp.ErrAuthUnsupported
+	}
+	if ss.mailed {
+		return nil, errAuthInTransaction
 	}
 	if !ss.tls() {
 		return nil, errEncryptionRequired

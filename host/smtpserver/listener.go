@@ -79,6 +79,7 @@ type conn struct {
 	failed  atomic.Bool  // a read failed: the session is dead
 	readErr error        // the failure (set before failed)
 	shut    atomic.Bool  // the session wrote its last reply: drop writes, fail reads
+	closing atomic.Bool  // Close began: the write deadline is Close's (SetWriteDeadline)
 
 	// yield and unseen implement the DATA hand-back (see errYield); only the connection's
 	// goroutine touches them (DATA runs there).
@@ -237,6 +238,16 @@ func (c *conn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetWriteDeadline is what go-smtp calls before each reply. Once Close has begun it is
+// ignored: Close bounds the last writes itself, and the session, still answering commands it
+// had read, would otherwise push that bound out to idle_timeout again.
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	if c.closing.Load() {
+		return nil
+	}
 	return c.Conn.SetWriteDeadline(t)
 }
 
@@ -369,13 +380,17 @@ func (c *conn) Close() error {
 	c.once.Do(func() {
 		c.l.n.Add(-1)
 		// The last replies (221 to QUIT, the session's own final reply) go out now, under a
-		// deadline of their own: tls.Conn.Close has just set the write deadline to "now".
+		// deadline of their own: tls.Conn.Close has just set the write deadline to "now". It
+		// is set before taking wmu: a Close from another goroutine (Shutdown) may find the
+		// session blocked in a write to a client that does not read, holding wmu until the
+		// session's own deadline (idle_timeout); this one cuts that wait short.
+		c.closing.Store(true) // go-smtp's later write deadlines must not undo this one
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 		c.wmu.Lock()
 		if len(c.out) > 0 {
 			if tc, ok := c.Conn.(*net.TCPConn); ok && !c.shut.Load() {
 				corkForClose(tc) // the reply and the FIN in one segment
 			}
-			_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 			_ = c.flushLocked()
 		}
 		c.wmu.Unlock()

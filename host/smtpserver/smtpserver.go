@@ -23,6 +23,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -191,14 +192,26 @@ func (s *Server) Serve() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			var pause time.Duration
 			for {
 				c, err := l.Accept()
-				if err != nil {
-					if !errors.Is(err, net.ErrClosed) {
-						s.opt.Diag.Error("smtp serve", "addr", l.Addr().String(), "err", err)
-					}
+				if errors.Is(err, net.ErrClosed) {
 					return
 				}
+				if err != nil {
+					// EMFILE, ENFILE, ENOBUFS: a client can bring them about by opening
+					// connections, and they pass. Retry after a pause, as net/http does;
+					// ending the loop would leave the relay up but deaf.
+					pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+					s.opt.Diag.Error("smtp accept failed, retrying", "addr", l.Addr().String(), "err", err, "pause", pause)
+					select {
+					case <-time.After(pause):
+					case <-s.done:
+						return
+					}
+					continue
+				}
+				pause = 0
 				go s.serveConn(c.(*conn))
 			}
 		}()
@@ -265,10 +278,15 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 	s.connsMu.Lock()
 	s.closed = true
+	// All at once: closing one may take up to closeFlushTimeout (its last replies to a client
+	// that does not read them), and one after the other a few such clients would hold
+	// Shutdown for as many times that.
+	var closing sync.WaitGroup
 	for srv := range s.conns {
-		_ = srv.Close()
+		closing.Go(func() { _ = srv.Close() })
 	}
 	s.connsMu.Unlock()
+	closing.Wait()
 	s.wg.Wait()
 }
 
@@ -305,6 +323,12 @@ type session struct {
 	// (parallel to rcpts; nil where the RCPT had none).
 	ret, envID string
 	rcptDSN    []*message.DSN
+
+	// The BDAT content being read by Data in go-smtp's goroutine, and closed when that Data
+	// returns (see waitBDAT).
+	bdatMu   sync.Mutex
+	bdat     *io.PipeReader
+	bdatDone chan struct{}
 }
 
 // Replies (design.md §7). Texts are fixed: nothing internal reaches a client.
@@ -340,11 +364,41 @@ func (ss *session) errTimeout() *smtp.SMTPError {
 }
 
 func (ss *session) Reset() {
+	ss.waitBDAT()
+	// go-smtp resets the session for a second EHLO too, after taking its name: the trace
+	// header names the latest one (RFC 5321 §4.4, §4.1.4).
+	ss.helo = ss.conn.Hostname()
 	ss.from, ss.utf8, ss.mailed = "", false, false
 	ss.rcpts, ss.domains = ss.rcpts[:0], ss.domains[:0]
 	ss.ret, ss.envID, ss.rcptDSN = "", "", ss.rcptDSN[:0]
 	// Back to the advertised limit once no transaction is open (see Server.goSMTP).
 	ss.conn.Server().MaxMessageBytes = ss.s.opt.MaxMessageSize
+}
+
+// waitBDAT returns once the BDAT transfer that go-smtp has just ended (its pipe is closed
+// before Reset) is over: Data has returned, and go-smtp's goroutine has sent Data's result.
+// That goroutine sends to the connection's result channel of the moment, after Data returns;
+// when a transfer was cut short (RSET, EHLO, a chunk over the size limit) and a pipelined next
+// transaction's BDAT had already made a new channel, the late result landed there: the next
+// message got the aborted one's reply (451 after it was spooled, so the client sent it again),
+// its own goroutine blocked for ever, and the aborted Data read the session while Reset and the
+// next MAIL wrote it. go-smtp closes the pipe's reader right after that send.
+func (ss *session) waitBDAT() {
+	ss.bdatMu.Lock()
+	r, done := ss.bdat, ss.bdatDone
+	ss.bdat, ss.bdatDone = nil, nil
+	ss.bdatMu.Unlock()
+	if r == nil {
+		return
+	}
+	<-done
+	// The writer is closed, so Read does not block: it answers the writer's error until the
+	// reader is closed too, then io.ErrClosedPipe. A bounded wait: go-smtp's two statements.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); runtime.Gosched() {
+		if _, err := r.Read(nil); err == io.ErrClosedPipe {
+			return
+		}
+	}
 }
 
 // raw is the connection under go-smtp's (nil only for a foreign net.Conn in tests).
@@ -476,7 +530,14 @@ func (ss *session) Data(r io.Reader) error {
 	if ss.dead() {
 		return ss.abort(ss.errTimeout())
 	}
-	_, chunked := r.(*io.PipeReader) // BDAT content comes through a pipe, DATA through go-smtp's reader
+	pr, chunked := r.(*io.PipeReader) // BDAT content comes through a pipe, DATA through go-smtp's reader
+	if chunked {
+		done := make(chan struct{})
+		ss.bdatMu.Lock()
+		ss.bdat, ss.bdatDone = pr, done
+		ss.bdatMu.Unlock()
+		defer close(done)
+	}
 	raw := ss.raw()
 	if raw != nil && !chunked {
 		raw.startPhase(ss.s.opt.DataTimeout)
