@@ -159,8 +159,8 @@ type messageInfo struct {
 	// Site is the ready queue holding the message, or whose connection is attempting it; ""
 	// while it waits for its due time.
 	Site string `json:"site"`
-	// State is "waiting" (for its due time), "ready" (waiting for a connection) or
-	// "delivering" (being attempted at this moment).
+	// State is "waiting" (for its due time), "dispatching" (its destination being resolved),
+	// "ready" (waiting for a connection) or "delivering" (being attempted at this moment).
 	State string `json:"state"`
 }
 

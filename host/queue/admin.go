@@ -749,6 +749,9 @@ func (m *Manager) Summary() Summary {
 		}
 		q.Delivering++
 	})
+	m.eachDispatch(func(d dispatchEntry) {
+		add(d.queue, d.created, time.Time{}, false)
+	})
 	for i := range s.Ready {
 		s.Ready[i].Delivering = delivering[s.Ready[i].Name]
 	}
@@ -777,6 +780,9 @@ const (
 	StateWaiting    = "waiting"    // on the timer heap, until its due time
 	StateReady      = "ready"      // due, in its site's ready queue, waiting for a connection
 	StateDelivering = "delivering" // being attempted by a connection at this moment
+	// StateDispatching: leaving the timer heap (or reception) for a ready queue: its queue
+	// config read, its destination resolved, its egress path fetched (dispatching.go).
+	StateDispatching = "dispatching"
 )
 
 // Inspect finds a queued message by id: waiting, ready, or being attempted at this moment. A
@@ -788,7 +794,8 @@ func (m *Manager) Inspect(id message.ID) (Queued, bool) {
 			return e.msg.ID == id
 		}
 		return isKey && e.key == k
-	}, func(msg *message.Message) bool { return msg.ID == id }, 1)
+	}, func(msg *message.Message) bool { return msg.ID == id },
+		func(d dispatchEntry) bool { return d.id == id }, 1)
 	if len(got) == 0 {
 		return Queued{}, false
 	}
@@ -798,16 +805,19 @@ func (m *Manager) Inspect(id message.ID) (Queued, bool) {
 // Messages returns up to limit messages of a scheduled queue, and how many it holds.
 func (m *Manager) Messages(queue string, limit int) ([]Queued, int) {
 	return m.find(func(e *entry) bool { return e.q.name == queue },
-		func(msg *message.Message) bool { return msg.Queue == queue }, limit)
+		func(msg *message.Message) bool { return msg.Queue == queue },
+		func(d dispatchEntry) bool { return d.queue == queue }, limit)
 }
 
 // find copies up to limit matching messages and counts all matches: onHeap matches the timer
-// heap's entries, ready the ready queues' messages. The records of the messages held in brief
-// are read from the spool after the heap's lock is released; one delivered meanwhile is left
-// out of the copies (not of the count).
-func (m *Manager) find(onHeap func(*entry) bool, ready func(*message.Message) bool, limit int) ([]Queued, int) {
+// heap's entries, ready the ready queues' messages and those in flight, dispatched the messages
+// being dispatched. The records of the messages held in brief and of those being dispatched are
+// read from the spool after the locks are released; one delivered meanwhile is left out of the
+// copies (not of the count).
+func (m *Manager) find(onHeap func(*entry) bool, ready func(*message.Message) bool, dispatched func(dispatchEntry) bool, limit int) ([]Queued, int) {
 	var out []Queued
 	var brief []entry
+	var inDispatch []message.ID
 	n := 0
 	take := func(msg *message.Message, site, state string) {
 		n++
@@ -842,6 +852,24 @@ func (m *Manager) find(onHeap func(*entry) bool, ready func(*message.Message) bo
 			take(f.msg, f.site, StateDelivering)
 		}
 	})
+	m.eachDispatch(func(d dispatchEntry) {
+		if dispatched(d) {
+			n++
+			if len(out)+len(brief)+len(inDispatch) < limit {
+				inDispatch = append(inDispatch, d.id)
+			}
+		}
+	})
+	for _, id := range inDispatch {
+		msg, err := m.opt.Store.Get(id)
+		if err != nil {
+			if !errors.Is(err, message.ErrNotInSpool) {
+				m.opt.Diag.Warn("spool read failed", "id", id, "err", err)
+			}
+			continue
+		}
+		out = append(out, Queued{Message: *msg, State: StateDispatching})
+	}
 	for _, e := range brief {
 		msg, err := m.read(e)
 		if err != nil {

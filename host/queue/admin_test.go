@@ -73,7 +73,7 @@ func (h *harness) onHeap(id message.ID) time.Time {
 	eventually(h.t, func() bool {
 		q, ok := h.m.Inspect(id)
 		due = q.Due
-		return ok && q.Site == ""
+		return ok && q.State == StateWaiting
 	}, "%s on the timer heap", id)
 	return due
 }

@@ -224,7 +224,8 @@ type Manager struct {
 
 	pickers map[string]*picker // per pool in Options.Pools; read-only after New
 
-	flying flights // messages being attempted (flight.go)
+	flying      flights    // messages being attempted (flight.go)
+	dispatching dispatches // messages being dispatched (dispatching.go)
 }
 
 // New returns a Manager; call Start to run it.
@@ -367,12 +368,16 @@ func (m *Manager) spawn(f func()) bool {
 // goDispatch dispatches msg in a goroutine. A panic before the message found its next owner
 // (a ready queue, or a record that ends or reschedules it) fails the attempt transiently.
 func (m *Manager) goDispatch(msg *message.Message) {
-	m.spawn(func() {
+	k := m.beginDispatch(msg.ID, msg.Queue, msg.Created)
+	if !m.spawn(func() {
+		defer m.endDispatch(k)
 		settled := false
 		if m.guard("dispatch", msg, func() { m.dispatch(msg, &settled) }) && !settled {
 			m.failSafely(msg, m.opt.Defaults, place{})
 		}
-	})
+	}) {
+		m.endDispatch(k)
+	}
 }
 
 // goDispatchEntry dispatches a message from the timer heap, reading its record from the spool
@@ -382,7 +387,9 @@ func (m *Manager) goDispatchEntry(e entry) {
 		m.goDispatch(e.msg)
 		return
 	}
-	m.spawn(func() {
+	k := m.beginDispatch(e.key.ID(), e.q.name, e.createdTime())
+	if !m.spawn(func() {
+		defer m.endDispatch(k)
 		var msg *message.Message
 		m.guard("reading a message from the spool", nil, func() { msg = m.load(e) })
 		if msg == nil {
@@ -392,7 +399,9 @@ func (m *Manager) goDispatchEntry(e entry) {
 		if m.guard("dispatch", msg, func() { m.dispatch(msg, &settled) }) && !settled {
 			m.failSafely(msg, m.opt.Defaults, place{})
 		}
-	})
+	}) {
+		m.endDispatch(k)
+	}
 }
 
 // reloadDelay is how long a message whose record could not be read waits before the next try.
