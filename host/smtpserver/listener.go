@@ -75,11 +75,14 @@ type conn struct {
 	wmu sync.Mutex
 	out []byte
 
-	phase   atomic.Int64 // unix nanos; 0 = none
-	failed  atomic.Bool  // a read failed: the session is dead
-	readErr error        // the failure (set before failed)
-	shut    atomic.Bool  // the session wrote its last reply: drop writes, fail reads
-	closing atomic.Bool  // Close began: the write deadline is Close's (SetWriteDeadline)
+	phase atomic.Int64 // unix nanos; 0 = none
+	// transfer is a BDAT transfer's deadline (unix nanos; 0 = none): unlike phase, the reads
+	// of the BDAT commands between its chunks do not end it.
+	transfer atomic.Int64
+	failed   atomic.Bool // a read failed: the session is dead
+	readErr  error       // the failure (set before failed)
+	shut     atomic.Bool // the session wrote its last reply: drop writes, fail reads
+	closing  atomic.Bool // Close began: the write deadline is Close's (SetWriteDeadline)
 
 	// yield and unseen implement the DATA hand-back (see errYield); only the connection's
 	// goroutine touches them (DATA runs there).
@@ -258,6 +261,16 @@ func (c *conn) startPhase(d time.Duration) {
 	}
 }
 
+// startTransfer caps every read of a BDAT transfer, its chunks and the commands between them,
+// at d from now; endTransfer lifts the cap.
+func (c *conn) startTransfer(d time.Duration) {
+	if d > 0 {
+		c.transfer.Store(time.Now().Add(d).UnixNano())
+	}
+}
+
+func (c *conn) endTransfer() { c.transfer.Store(0) }
+
 // Read hands go-smtp what the client sent. On a plain-text connection it reads from the socket
 // into the conn's own buffer and hands on at most one line per call, so that go-smtp's bufio
 // never holds more than the line it is reading: when go-smtp calls Data, nothing of the message
@@ -340,6 +353,9 @@ func (c *conn) readRaw(p []byte) (int, error) {
 		dl := time.Now().Add(c.idle)
 		if ph := c.phase.Load(); ph != 0 && ph < dl.UnixNano() {
 			dl = time.Unix(0, ph)
+		}
+		if tr := c.transfer.Load(); tr != 0 && tr < dl.UnixNano() {
+			dl = time.Unix(0, tr)
 		}
 		if err := c.Conn.SetReadDeadline(dl); err != nil {
 			c.fail(err)

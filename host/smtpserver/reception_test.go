@@ -436,6 +436,46 @@ func TestDataTimeoutCapsPhase(t *testing.T) {
 	}
 }
 
+// data_timeout bounds a BDAT transfer as it bounds DATA: a client that sends one small chunk
+// just within each idle_timeout cannot hold its transaction (and a place under
+// max_connections, and shutdown) open for ever. Each BDAT command's read began a new phase, so
+// the transfer had no bound but the idle timeout between chunks.
+func TestDataTimeoutCapsBDAT(t *testing.T) {
+	rec, addr := start(t, func(o *Options) { o.IdleTimeout = 5 * time.Second; o.DataTimeout = 500 * time.Millisecond })
+	c := open(t, addr)
+	start := time.Now()
+	for i := 0; ; i++ {
+		if i == 100 {
+			t.Fatalf("100 chunks over %s accepted; data_timeout is 500ms", time.Since(start))
+		}
+		chunk := "part\r\n"
+		if i == 0 {
+			chunk = hdr
+		}
+		if _, err := c.WriteErr(fmt.Sprintf("BDAT %d\r\n%s", len(chunk), chunk)); err != nil {
+			break // closed: the reply was read below
+		}
+		code, msg, err := c.Reply()
+		if err != nil {
+			t.Fatalf("chunk %d: %v, want 250 or 421", i, err)
+		}
+		if code == 421 {
+			if !strings.HasPrefix(msg, "4.4.2") {
+				t.Fatalf("421 %s", msg)
+			}
+			break
+		}
+		if code != 250 {
+			t.Fatalf("chunk %d: %d %s", i, code, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.ExpectClosed()
+	if got := rec.got(); len(got) != 0 {
+		t.Fatalf("spooled %q", got)
+	}
+}
+
 // lines is n (>= 2) octets of CRLF-terminated lines of at most 120 octets.
 func lines(n int) string {
 	var b strings.Builder

@@ -539,6 +539,12 @@ func (ss *session) Data(r io.Reader) error {
 		defer close(done)
 	}
 	raw := ss.raw()
+	if raw != nil && chunked {
+		// data_timeout bounds the whole transfer, as it bounds DATA: Data runs from the first
+		// chunk to the last (or until the transfer is cut short).
+		raw.startTransfer(ss.s.opt.DataTimeout)
+		defer raw.endTransfer()
+	}
 	if raw != nil && !chunked {
 		raw.startPhase(ss.s.opt.DataTimeout)
 		if ss.plain(raw) {
