@@ -2,27 +2,15 @@ package smtpserver
 
 import (
 	"crypto/tls"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/wasmta/wasmta/host/auth"
 )
 
 // RFC 4954 §4: "The AUTH command is not permitted during a mail transaction. An AUTH command
 // issued during a mail transaction MUST be rejected with a 503 reply." go-smtp took it, so a
 // client could name its sender before proving who it is and then relay.
 func TestAuthInsideTransactionRefused(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "users")
-	// htpasswd -nbB -C 4 bob 'b0b pw'
-	if err := os.WriteFile(path, []byte("bob:$2y$04$vRzmCe9KPBN8V2tm0sZ8s.O39HoN80PSySmh0HqzMGuR3cQ12evOe\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	users, err := auth.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	users := bobUsers(t)
 	rec, addr := start(t, func(o *Options) {
 		o.TLS, o.Auth, o.RelayHosts = selfSigned(t), users, nil // relay only after AUTH
 	})

@@ -87,15 +87,7 @@ func TestAuthNotConfigured(t *testing.T) {
 // On listen_tls: an unknown mechanism gets 504, "*" cancels LOGIN (501, RFC 4954 §4), and the
 // session goes on; net/smtp's PLAIN client then logs in.
 func TestAuthMechanisms(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "users")
-	// htpasswd -nbB -C 4 bob 'b0b pw'
-	if err := os.WriteFile(path, []byte("bob:$2y$04$vRzmCe9KPBN8V2tm0sZ8s.O39HoN80PSySmh0HqzMGuR3cQ12evOe\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	users, err := auth.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	users := bobUsers(t)
 	var opt Options
 	start(t, func(o *Options) {
 		o.TLS, o.Auth, o.ListenTLS = selfSigned(t), users, []string{"127.0.0.1:0"}
@@ -129,4 +121,19 @@ func TestAuthMechanisms(t *testing.T) {
 	if code, _ := reply(t, c, "AUTH PLAIN AGJvYgBiMGIgcHc="); code != 503 {
 		t.Fatalf("second AUTH: %d, want 503", code)
 	}
+}
+
+// bobUsers is a users file with one user, bob, password "b0b pw".
+func bobUsers(t *testing.T) *auth.Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "users")
+	// htpasswd -nbB -C 4 bob 'b0b pw'
+	if err := os.WriteFile(path, []byte("bob:$2y$04$vRzmCe9KPBN8V2tm0sZ8s.O39HoN80PSySmh0HqzMGuR3cQ12evOe\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	users, err := auth.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return users
 }
