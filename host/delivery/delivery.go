@@ -247,7 +247,15 @@ func (c *Conn) handshake(ctx context.Context, tryTLS bool) error {
 		}
 		// ServerName is the MX (or mx_list) name: SNI, and the name the certificate must
 		// carry in the verifying modes (RFC 3207 §4.1 leaves the policy to the client).
-		cfg := &tls.Config{ServerName: c.host.Name, MinVersion: tls.VersionTLS12, RootCAs: c.opt.RootCAs}
+		serverName := c.host.Name
+		if strings.HasPrefix(serverName, "[") {
+			if t, err := route.ParseTarget(serverName); err == nil && t.IsLiteral() {
+				// A domain literal's host is its address: the certificate must carry that
+				// IP (and no SNI is sent for it, RFC 6066 §3), not route's "[IPv6:…]" text.
+				serverName = t.IP.String()
+			}
+		}
+		cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12, RootCAs: c.opt.RootCAs}
 		if !c.opt.verify() {
 			// RFC 7435 opportunistic security: encrypt against passive listeners without
 			// requiring a certificate that MX hosts often lack for their name.
