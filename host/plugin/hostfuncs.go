@@ -357,6 +357,13 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 			}
 		} else {
 			val = st.keep(raw)
+			if key == abi.MetaTenant || key == abi.MetaCampaign {
+				// Parts of the queue name: one that cannot be told apart in it would send
+				// the message to another domain (route.CheckMeta).
+				if err := route.CheckMeta(key, val); err != nil {
+					return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
+				}
+			}
 		}
 	}
 	if len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
