@@ -2,8 +2,12 @@ package plugin
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmta/wasmta/abi"
 )
@@ -48,5 +52,43 @@ func TestHugeLengthsAreNotCopied(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The same for a guest's stdout/stderr: one fd_write of 8 MiB (testdata/stdoutflood.wat) is
+// turned into lines without the host copying all of it; only what a log line keeps is copied.
+func TestHugeOutputIsNotCopied(t *testing.T) {
+	p, _ := loadDiag(t, "stdoutflood", func(s *Spec) { s.MaxMemory, s.PoolSize, s.Timeout = 16<<20, 1, 30*time.Second })
+	c := NewChain(p)
+	for i := range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage()); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > 2<<20 {
+			t.Fatalf("call %d: the host allocated %d bytes for an 8 MiB write", i+1, n)
+		}
+	}
+}
+
+// Lines split across writes come out whole, and a line longer than abi.MaxLogLine is cut, also
+// when it never ends.
+func TestGuestOutputLines(t *testing.T) {
+	d := &diagRecords{}
+	diag := slog.New(d)
+	o := &guestOutput{diag: diag, plugin: "p", limit: newLogLimiter(diag, "p")}
+	long := strings.Repeat("x", abi.MaxLogLine+10)
+	for _, w := range []string{"ab", "c\nd", "e\n\n", long[:100], long[100:] + "\nf", "g\n", long, "y\n"} {
+		o.Write([]byte(w))
+	}
+	var got []string
+	for _, r := range d.all("plugin output") {
+		got = append(got, r.attrs["line"])
+	}
+	want := []string{"abc", "de", "", long[:abi.MaxLogLine], "fg", long[:abi.MaxLogLine], "y"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("lines %q,\nwant %q", got, want)
 	}
 }
