@@ -35,13 +35,13 @@ import (
 //     and host name). A certificate that does not verify fails that host, which is not retried
 //     in plain text: a peer that offers TLS and shows a bad certificate may be an attacker
 //     stripping it. A handshake that fails for any other reason (no common cipher, a broken TLS
-//     stack) is retried in plain text on a new connection, as Postfix does (KumoMTA's
-//     opportunistic_tls_reconnect_on_failed_handshake).
+//     stack), or a STARTTLS the server refuses, is retried in plain text on a new connection,
+//     as Postfix does (KumoMTA's opportunistic_tls_reconnect_on_failed_handshake).
 //   - OpportunisticInsecure: STARTTLS when offered, any certificate accepted; handshake
 //     failures fall back to plain text as above. RFC 7435 opportunistic security: it defeats
 //     passive listeners only.
-//   - Required: STARTTLS must be offered and the certificate must verify, else the host fails
-//     (transient).
+//   - Required: STARTTLS must be offered and accepted and the certificate must verify, else
+//     the host fails (transient).
 //   - RequiredInsecure: STARTTLS must be offered; any certificate is accepted.
 //   - Disabled: never STARTTLS.
 const (
@@ -235,11 +235,27 @@ func (c *Conn) handshake(ctx context.Context, tryTLS bool) error {
 			return err
 		}
 		if _, err := c.expect(c.opt.CommandTimeout, 2); err != nil {
+			var e *message.Error
+			if errors.As(err, &e) && !c.broken {
+				// A refusal (RFC 3207 §4: 454, or a 5xx) is about TLS, not about the mail: a
+				// failure like a broken handshake, so the opportunistic modes go on in plain
+				// text and the Required ones fail the host transiently, never with a 5xx
+				// that would bounce every message waiting for the site.
+				return &tlsFailure{err: err, reply: message.Errorf(451, "4.7.0", "%s refused STARTTLS: %s", c.host.Name, e.Reply).Wrap(err)}
+			}
 			return err
 		}
 		// ServerName is the MX (or mx_list) name: SNI, and the name the certificate must
 		// carry in the verifying modes (RFC 3207 §4.1 leaves the policy to the client).
-		cfg := &tls.Config{ServerName: c.host.Name, MinVersion: tls.VersionTLS12, RootCAs: c.opt.RootCAs}
+		serverName := c.host.Name
+		if strings.HasPrefix(serverName, "[") {
+			if t, err := route.ParseTarget(serverName); err == nil && t.IsLiteral() {
+				// A domain literal's host is its address: the certificate must carry that
+				// IP (and no SNI is sent for it, RFC 6066 §3), not route's "[IPv6:…]" text.
+				serverName = t.IP.String()
+			}
+		}
+		cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12, RootCAs: c.opt.RootCAs}
 		if !c.opt.verify() {
 			// RFC 7435 opportunistic security: encrypt against passive listeners without
 			// requiring a certificate that MX hosts often lack for their name.

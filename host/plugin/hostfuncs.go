@@ -328,7 +328,9 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	rawKey := read(mod, u32(s[0]), u32(s[1]))
 	raw := read(mod, u32(s[2]), u32(s[3]))
 	if !validMetaKey(rawKey) {
-		return st.fail(abi.Invalid, "meta key %q: use 1-%d of A-Z a-z 0-9 _ - .", string(rawKey), abi.MaxMetaKey)
+		// Quoted up to one byte past the limit: the guest chose the length, and copying and
+		// quoting all of it (up to its whole memory) would cost the host that much again.
+		return st.fail(abi.Invalid, "meta key %q: use 1-%d of A-Z a-z 0-9 _ - .", string(rawKey[:min(len(rawKey), abi.MaxMetaKey+1)]), abi.MaxMetaKey)
 	}
 	key := st.metaKey(rawKey)
 	routing := len(raw) > 0 && (key == abi.MetaRoutingDomain || key == abi.MetaQueue)
@@ -355,6 +357,13 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 			}
 		} else {
 			val = st.keep(raw)
+			if key == abi.MetaTenant || key == abi.MetaCampaign {
+				// Parts of the queue name: one that cannot be told apart in it would send
+				// the message to another domain (route.CheckMeta).
+				if err := route.CheckMeta(key, val); err != nil {
+					return st.fail(abi.Invalid, "meta %s %q: %s", key, val, safeText(err))
+				}
+			}
 		}
 	}
 	if len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
@@ -453,7 +462,10 @@ func (st *callState) addHeader(mod api.Module, s []uint64, to *[]header) int32 {
 	if !st.messageHook() {
 		return st.fail(abi.NotAllowed, "header edits are available in message hooks only")
 	}
-	name := st.keep(read(mod, u32(s[0]), u32(s[1])))
+	rawName := read(mod, u32(s[0]), u32(s[1]))
+	// A name one byte over the limit is refused all the same (stageHeader), without copying
+	// the rest of a length the guest chose.
+	name := st.keep(rawName[:min(len(rawName), abi.MaxHeaderName+1)])
 	raw := read(mod, u32(s[2]), u32(s[3]))
 	// The value is checked as a view of guest memory (stageHeader's texts never quote it) and
 	// copied only once staged.
@@ -511,13 +523,14 @@ func hReject(st *callState, mod api.Module, s []uint64) int32 {
 		return st.fail(abi.NotAllowed, "reject is available in message hooks only")
 	}
 	code := int32(s[0])
-	text := string(read(mod, u32(s[1]), u32(s[2])))
+	raw := read(mod, u32(s[1]), u32(s[2]))
 	if code < 400 || code > 599 {
 		return st.fail(abi.Invalid, "reject code %d: must be 4xx or 5xx", code)
 	}
-	if len(text) > abi.MaxRejectText {
+	if len(raw) > abi.MaxRejectText {
 		return st.fail(abi.Limit, "reject text longer than %d bytes", abi.MaxRejectText)
 	}
+	text := string(raw) // copied once its length is known to be small
 	for i := 0; i < len(text); i++ {
 		if c := text[i]; c < 32 || c > 126 {
 			return st.fail(abi.Invalid, "reject text must be printable ASCII (RFC 5321 replies)")

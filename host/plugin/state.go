@@ -363,7 +363,8 @@ func (m *msgState) Header(name string, idx int) ([]byte, bool) {
 func (m *msgState) headerOf(name []byte, idx int) ([]byte, bool) {
 	for _, c := range name {
 		if c >= utf8.RuneSelf {
-			return m.Header(string(name), idx)
+			// A view, not a copy: Header keeps nothing of name, whose length the guest chose.
+			return m.Header(unsafe.String(unsafe.SliceData(name), len(name)), idx)
 		}
 	}
 	m.index()

@@ -106,34 +106,36 @@ type guestOutput struct {
 func (o *guestOutput) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.buf = append(o.buf, p...)
-	rest := o.buf
+	// p is a view of guest memory, as long as the guest likes: lines are emitted from it
+	// directly, and only the unfinished line before p (buf) and after it is copied, no more of
+	// either than a log line keeps (abi.MaxLogLine, one byte more to tell a long one).
+	rest := p
 	for {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
 			break
 		}
-		if !o.emit(rest[:i]) {
+		line := rest[:i]
+		if len(o.buf) > 0 {
+			line = append(o.buf, line[:min(len(line), max(0, abi.MaxLogLine-len(o.buf)))]...)
+			o.buf = line[:0]
+		}
+		rest = rest[i+1:]
+		if !o.emit(line) {
 			// Over the rate: count every other complete line as dropped in one pass.
-			if n := bytes.Count(rest[i+1:], []byte{'\n'}); n > 0 {
-				o.limit.drop(n, len(rest)-i-1)
+			if n := bytes.Count(rest, []byte{'\n'}); n > 0 {
+				o.limit.drop(n, len(rest))
 			}
 			rest = rest[bytes.LastIndexByte(rest, '\n')+1:]
 			break
 		}
-		rest = rest[i+1:]
 	}
-	if len(rest) > abi.MaxLogLine {
-		o.emit(rest)
-		rest = nil
+	line := append(o.buf, rest[:min(len(rest), max(0, abi.MaxLogLine+1-len(o.buf)))]...)
+	if len(line) > abi.MaxLogLine {
+		o.emit(line)
+		line = line[:0]
 	}
-	// Keep the unfinished line (at most abi.MaxLogLine bytes) at the start of buf, in a small
-	// buffer again after a big write.
-	if cap(o.buf) > 4*abi.MaxLogLine {
-		o.buf = append([]byte(nil), rest...)
-	} else {
-		o.buf = append(o.buf[:0], rest...)
-	}
+	o.buf = line
 	return len(p), nil
 }
 

@@ -133,27 +133,31 @@ func dnsFailure(format string, args ...any) *message.Error {
 //
 // Errors are *message.Error values: 451 4.4.4 (transient) for NXDOMAIN, DNS failures and MX sets
 // without any address; 556 5.1.10 for a null MX (RFC 7505); 550 5.1.2 for a destination or
-// mx_list entry that cannot be parsed; 550 5.4.4 when every address is prohibited.
+// mx_list entry that cannot be parsed; 550 5.4.4 when every address is prohibited (451 4.4.4
+// when, besides, a DNS lookup failed for another host).
 func (r *Resolver) Resolve(ctx context.Context, destination string, mxList []MXEntry) (Site, error) {
 	var (
-		site Site
-		err  error
+		site   Site
+		unsure error
+		err    error
 	)
 	if len(mxList) > 0 {
-		site, err = r.resolveList(ctx, destination, mxList)
+		site, unsure, err = r.resolveList(ctx, destination, mxList)
 	} else {
-		site, err = r.resolveDestination(ctx, destination)
+		site, unsure, err = r.resolveDestination(ctx, destination)
 	}
 	if err != nil {
 		return Site{}, err
 	}
-	return r.dropProhibited(site)
+	return r.dropProhibited(site, unsure)
 }
 
 // dropProhibited removes the hosts whose address is prohibited; with none left the message
 // bounces (550 5.4.4): delivering to ourselves would loop, and retrying cannot change the answer
-// until the operator changes the config.
-func (r *Resolver) dropProhibited(site Site) (Site, error) {
+// until the operator changes the config. unsure is the DNS failures of hosts left out of site:
+// with any, a host that did not resolve may be the one to deliver to, so the failure is
+// transient (RFC 5321 §5.1), like a set of which no host resolved.
+func (r *Resolver) dropProhibited(site Site, unsure error) (Site, error) {
 	if len(r.Prohibited) == 0 {
 		return site, nil
 	}
@@ -169,6 +173,9 @@ func (r *Resolver) dropProhibited(site Site) (Site, error) {
 		kept = append(kept, h)
 	}
 	if len(kept) == 0 {
+		if unsure != nil {
+			return Site{}, dnsFailure("%s is on the list of prohibited hosts, and DNS lookups failed for other hosts", first).Wrap(unsure)
+		}
 		return Site{}, message.Errorf(550, "5.4.4", "%s is on the list of prohibited hosts", first)
 	}
 	site.Hosts = kept
@@ -205,10 +212,10 @@ func withPort(name string, port uint16) string {
 
 // resolveDestination resolves a routing domain or queue domain: a literal directly, a name by
 // its MX records.
-func (r *Resolver) resolveDestination(ctx context.Context, destination string) (Site, error) {
+func (r *Resolver) resolveDestination(ctx context.Context, destination string) (Site, error, error) {
 	t, err := ParseTarget(destination)
 	if err != nil {
-		return Site{}, err
+		return Site{}, nil, err
 	}
 	port := r.portOr(t.Port)
 	if t.IsLiteral() {
@@ -216,17 +223,17 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 		return Site{
 			Name:  withPort(t.IP.String(), t.Port),
 			Hosts: []Host{{Name: Target{IP: t.IP}.String(), Addr: t.IP, Port: port, DefaultPort: t.Port == 0}},
-		}, nil
+		}, nil, nil
 	}
 
 	mx, err := r.lookup(ctx, t.Name, dns.TypeMX)
 	if err != nil {
-		return Site{}, dnsFailure("failed to resolve %s: DNS lookup failed", t.Name).Wrap(err)
+		return Site{}, nil, dnsFailure("failed to resolve %s: DNS lookup failed", t.Name).Wrap(err)
 	}
 	if mx.nxdomain {
 		// Transient rather than a bounce: a domain being set up, or a resolver's bad moment,
 		// must not destroy mail; max_age bounds the retries (design.md §4).
-		return Site{}, dnsFailure("failed to resolve %s: NXDOMAIN", t.Name)
+		return Site{}, nil, dnsFailure("failed to resolve %s: NXDOMAIN", t.Name)
 	}
 	records := mx.mx
 	if len(records) == 0 {
@@ -236,7 +243,7 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 	}
 	if len(records) == 1 && records[0].host == "" {
 		// RFC 7505 §3: a single MX of "." says the domain accepts no mail.
-		return Site{}, message.Errorf(556, "5.1.10", "Recipient address has a null MX")
+		return Site{}, nil, message.Errorf(556, "5.1.10", "Recipient address has a null MX")
 	}
 	// A "." among other MX records breaks RFC 7505 §3 ("MUST NOT advertise any other MX RR");
 	// it cannot be connected to, so it is skipped and the others are used. So is a host name
@@ -289,14 +296,14 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 		if err := errors.Join(errs...); err != nil {
 			e = e.Wrap(err)
 		}
-		return Site{}, e
+		return Site{}, nil, e
 	}
-	return Site{Name: withPort(strings.Join(names, ","), t.Port), Hosts: hosts}, nil
+	return Site{Name: withPort(strings.Join(names, ","), t.Port), Hosts: hosts}, lookupFailures(lookupErrs), nil
 }
 
 // resolveList resolves an mx_list: entries in order, names by A/AAAA only (design.md §4: never MX,
 // the operator already chose the hosts), literals and {name, addr} entries without DNS.
-func (r *Resolver) resolveList(ctx context.Context, destination string, list []MXEntry) (Site, error) {
+func (r *Resolver) resolveList(ctx context.Context, destination string, list []MXEntry) (Site, error, error) {
 	type parsed struct {
 		name Target
 		addr netip.Addr
@@ -309,7 +316,7 @@ func (r *Resolver) resolveList(ctx context.Context, destination string, list []M
 	for i, e := range list {
 		name, addr, port, err := e.parse()
 		if err != nil {
-			return Site{}, err
+			return Site{}, nil, err
 		}
 		entries[i] = parsed{name, addr, port}
 		labels[i] = e.Label()
@@ -344,9 +351,27 @@ func (r *Resolver) resolveList(ctx context.Context, destination string, list []M
 		if err := errors.Join(errs...); err != nil {
 			e = e.Wrap(err)
 		}
-		return Site{}, e
+		return Site{}, nil, e
 	}
-	return Site{Name: "mx_list:" + strings.Join(labels, ","), Hosts: hosts}, nil
+	return Site{Name: "mx_list:" + strings.Join(labels, ","), Hosts: hosts}, lookupFailures(errs), nil
+}
+
+// lookupFailure is a name whose A and AAAA lookups failed (no server answered usably), as
+// opposed to a name that does not exist or has no address: DNS may answer it later.
+type lookupFailure struct{ error }
+
+func (f *lookupFailure) Unwrap() error { return f.error }
+
+// lookupFailures joins the lookupFailures among errs; nil if there is none.
+func lookupFailures(errs []error) error {
+	var out []error
+	for _, err := range errs {
+		var f *lookupFailure
+		if errors.As(err, &f) {
+			out = append(out, err)
+		}
+	}
+	return errors.Join(out...)
 }
 
 // resolveNames looks up the A and AAAA addresses of each name, in parallel, and returns them
@@ -412,7 +437,7 @@ func (r *Resolver) resolveAddrs(ctx context.Context, name string) ([]netip.Addr,
 	}
 	switch {
 	case aErr != nil || aaaErr != nil:
-		return nil, errors.Join(aErr, aaaErr)
+		return nil, &lookupFailure{errors.Join(aErr, aaaErr)}
 	case a.nxdomain || aaa.nxdomain:
 		return nil, errors.New(name + ": NXDOMAIN")
 	default:

@@ -124,11 +124,21 @@ func (c Components) String() string {
 }
 
 // CheckMeta parses a value of the routing meta keys (MetaQueue: a whole queue name;
-// MetaRoutingDomain: a destination) the way delivery will, so that a bad one is refused where
-// it is set (a plugin's set_meta, an admin rebind) instead of bouncing every message it
-// touches at delivery. Other keys and empty values are not routing input: nil.
+// MetaRoutingDomain: a destination) the way delivery will, and checks that a MetaTenant or
+// MetaCampaign value can be told apart in the queue name it becomes part of, so that a bad one
+// is refused where it is set (a plugin's set_meta, an admin rebind) instead of bouncing every
+// message it touches at delivery. Other keys and empty values are not routing input: nil.
 func CheckMeta(key, val string) error {
-	if val == "" || (key != MetaQueue && key != MetaRoutingDomain) {
+	switch {
+	case val == "":
+		return nil
+	case key == MetaTenant && strings.IndexByte(val, '@') >= 0:
+		// "acme@corp" + "@example.com" would parse back as tenant "acme", domain
+		// "corp@example.com" (ParseQueueName splits at the first '@').
+		return message.Errorf(550, "5.1.2", "invalid tenant %s: '@' ends the tenant in a queue name", show(val))
+	case key == MetaCampaign && strings.ContainsAny(val, ":@"):
+		return message.Errorf(550, "5.1.2", "invalid campaign %s: ':' ends the campaign and '@' the tenant in a queue name", show(val))
+	case key != MetaQueue && key != MetaRoutingDomain:
 		return nil
 	}
 	dest := val

@@ -139,3 +139,38 @@ func TestQueueName(t *testing.T) {
 		})
 	}
 }
+
+// A tenant or campaign that could not be told apart in the queue name it becomes part of is
+// refused where it is set; one that round-trips is fine.
+func TestCheckMetaTenantAndCampaign(t *testing.T) {
+	for _, tc := range []struct {
+		key, val string
+		ok       bool
+	}{
+		{MetaTenant, "acme", true},
+		{MetaTenant, "a:b", true},
+		{MetaTenant, "a!b", true},
+		{MetaTenant, "user@example.com", false},
+		{MetaCampaign, "spring-2026", true},
+		{MetaCampaign, "q1:spring", false},
+		{MetaCampaign, "a@b", false},
+	} {
+		err := CheckMeta(tc.key, tc.val)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckMeta(%s, %q) = %v, want ok %v", tc.key, tc.val, err, tc.ok)
+			continue
+		}
+		if tc.ok {
+			campaign, tenant := "", ""
+			if tc.key == MetaTenant {
+				tenant = tc.val
+			} else {
+				campaign = tc.val
+			}
+			c, err := ParseQueueName(FormatQueueName(campaign, tenant, "example.com", ""))
+			if err != nil || c.Domain != "example.com" || c.Tenant != tenant || c.Campaign != campaign {
+				t.Errorf("%s %q: parses back as %+v, %v", tc.key, tc.val, c, err)
+			}
+		}
+	}
+}
