@@ -4,6 +4,9 @@
 package main
 
 import (
+	"errors"
+
+	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/plugins/router/policy"
 	wasmta "github.com/wasmta/wasmta/sdk/go"
 )
@@ -44,7 +47,11 @@ func route(m *wasmta.Message) error {
 			continue
 		}
 		if v, ok := m.Header(h.header); ok {
-			if err := m.SetMeta(h.meta, v); err != nil {
+			// A value the relay refuses as a tenant or campaign ('@' in a tenant, ':' or '@'
+			// in a campaign: it could not be told apart in the queue name) is the sender's
+			// header, not the operator's mistake: the message goes on without it.
+			var e *wasmta.Error
+			if err := m.SetMeta(h.meta, v); err != nil && !(errors.As(err, &e) && e.Status == abi.Invalid) {
 				return err
 			}
 		}

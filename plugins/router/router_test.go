@@ -54,6 +54,8 @@ retry_interval = "1s"
 		{"b@plain.example", "X-Tenant: bulk\r\nSubject: x\r\n\r\nhi\r\n"},
 		{"c@internal.example", "Subject: x\r\n\r\nhi\r\n"},
 		{"d@plain.example", "Subject: x\r\n\r\nhi\r\n"},
+		// A tenant header the relay cannot use in a queue name is left out, not an error.
+		{"e@plain.example", "X-Tenant: acme@corp\r\nSubject: x\r\n\r\nhi\r\n"},
 	} {
 		if code, msg := c.Send("s@sender.test", []string{tc.rcpt}, tc.body); code != 250 {
 			t.Fatalf("%s: %d %s", tc.rcpt, code, msg)
@@ -62,12 +64,13 @@ retry_interval = "1s"
 	smarthost.WaitCount(t, 1, 10*time.Second)
 	literal.WaitCount(t, 1, 10*time.Second)
 	internal.WaitCount(t, 1, 10*time.Second)
-	plain.WaitCount(t, 1, 10*time.Second)
+	plain.WaitCount(t, 2, 10*time.Second)
 	want := map[string]string{
 		"a@eu.smarthosted.example": "t1@eu.smarthosted.example!my.smarthost.com",
 		"b@plain.example":          "[127.0.0.5]",
 		"c@internal.example":       "internal.example",
 		"d@plain.example":          "plain.example",
+		"e@plain.example":          "plain.example",
 	}
 	for rcpt, queue := range want {
 		rec := relay.WaitLog(func(r map[string]any) bool { return r["type"] == "Delivery" && r["recipient"] == rcpt }, 5*time.Second)
