@@ -372,6 +372,12 @@ func (c *Config) validate() error {
 			return keyErr("smtp.listen_tls", "%q is not an ip:port address", a)
 		}
 	}
+	if err := c.HTTP.validate(); err != nil {
+		return err
+	}
+	if err := c.validateListeners(); err != nil {
+		return err
+	}
 	if _, err := ParsePrefixes(c.SMTP.RelayHosts); err != nil {
 		return keyErr("smtp.relay_hosts", "%v", err)
 	}
@@ -385,9 +391,6 @@ func (c *Config) validate() error {
 	}
 	if (c.SMTP.TLSCertificate == "") != (c.SMTP.TLSPrivateKey == "") {
 		return keyErr("smtp.tls_certificate", "tls_certificate and tls_private_key go together")
-	}
-	if err := c.HTTP.validate(); err != nil {
-		return err
 	}
 	positive := []struct {
 		key string

@@ -199,7 +199,9 @@ func (c *Config) validateEgress(md toml.MetaData) error {
 		}
 	}
 	if c.Egress.TLSCAFile != "" {
-		if _, err := os.Stat(c.Egress.TLSCAFile); err != nil {
+		// Read as serve reads it: a file that exists but holds no certificate stops serve, so
+		// it must fail here too (config check runs this).
+		if _, err := LoadCAFile(c.Egress.TLSCAFile); err != nil {
 			return keyErr("egress.tls_ca_file", "%v", err)
 		}
 	}
