@@ -1,0 +1,38 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// Values that were accepted but did not do what they say: dns.negative_ttl = 0 and a plugin's
+// timeout = "0s" or max_memory = 0 silently meant the defaults (5m, 100ms, 64MiB), and the
+// [redis] keys that only a cluster uses were taken without redis.url (a password naming no
+// secret, a CA file that does not exist) and did nothing. Each is refused naming the key.
+func TestAudit9ValuesThatDidNothing(t *testing.T) {
+	for _, tc := range []struct{ text, key string }{
+		{"[dns]\nnegative_ttl = \"0s\"", "configuration key dns.negative_ttl:"},
+		{"[dns]\nnegative_ttl = 0", "configuration key dns.negative_ttl:"},
+		{"[[plugins]]\npath = \"x.wasm\"\ntimeout = \"0s\"", "configuration key plugins[0].timeout:"},
+		{"[[plugins]]\npath = \"x.wasm\"\n[[plugins]]\npath = \"y.wasm\"\ntimeout = 0", "configuration key plugins[1].timeout:"},
+		{"[[plugins]]\npath = \"x.wasm\"\nmax_memory = 0", "configuration key plugins[0].max_memory:"},
+		{"[redis]\npassword = \"nosuch\"", "configuration key redis.password:"},
+		{"[secrets]\nr = \"pw\"\n[redis]\npassword = \"r\"", "configuration key redis.password:"},
+		{"[redis]\ntls_ca_file = \"nosuch.pem\"", "configuration key redis.tls_ca_file:"},
+		{"[redis]\nusername = \"u\"", "configuration key redis.username:"},
+		{"[redis]\nnode_name = \"n1\"", "configuration key redis.node_name:"},
+	} {
+		_, err := Parse(tc.text)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v, want one naming %s", tc.text, err, tc.key)
+		}
+	}
+	// Unset keeps the defaults; set in range is taken.
+	c, err := Parse("[[plugins]]\npath = \"x.wasm\"\n[[plugins]]\npath = \"y.wasm\"\ntimeout = \"2s\"\nmax_memory = \"1MiB\"")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Plugins[0].Timeout != nil || c.Plugins[0].MaxMemory != nil || c.Plugins[1].Timeout.D().String() != "2s" || int64(*c.Plugins[1].MaxMemory) != 1<<20 {
+		t.Fatalf("plugins: %+v", c.Plugins)
+	}
+}
