@@ -8,8 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wasmta/wasmta/host/testutil"
 )
 
 // serveBin runs `wasmta serve` expecting it to fail at start; a serve that is still running
@@ -104,4 +107,42 @@ func TestAudit9ConfigCheckFailsWhereServeFails(t *testing.T) {
 			t.Fatalf("config check: err=%v output %q, want ok", err, out)
 		}
 	})
+}
+
+// A reload applies the plugins and the DKIM keys; every other setting is read at start. An
+// operator who edits, say, smtp.max_recipients and sends SIGHUP was told nothing, and the old
+// limit went on. The reload now says which changed keys wait for a restart.
+func TestAudit9ReloadNamesSettingsItDoesNotApply(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg, addr := testutil.RelayConfig(t, dir, "watch = false\n[dns]\nresolvers = [\"127.0.0.1:1\"]\n")
+	r := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	edited := strings.Replace(cfg, "[smtp]\n", "[smtp]\nmax_recipients = 1\n", 1) + "[queue]\nretry_interval = \"1m\"\n"
+	if err := os.WriteFile(r.Config, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Process().Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	r.WaitStderr("apply only after a restart", 30*time.Second)
+	line := ""
+	for _, l := range strings.Split(r.Stderr(), "\n") {
+		if strings.Contains(l, "apply only after a restart") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "smtp.max_recipients") || !strings.Contains(line, "queue.retry_interval") || strings.Contains(line, "smtp.listen") {
+		t.Fatalf("warning %q, want smtp.max_recipients and queue.retry_interval named, nothing else", line)
+	}
+	// What it says is so: the old limit still holds.
+	c, err := dialQuiet(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, l := range []string{"EHLO x", "MAIL FROM:<a@relay.test>", "RCPT TO:<b@example.test>", "RCPT TO:<c@example.test>"} {
+		if code, err := c.cmd(l); err != nil || code != 250 {
+			t.Fatalf("%s: %d %v, want 250 (the limit changes at a restart)", l, code, err)
+		}
+	}
 }

@@ -36,3 +36,22 @@ func TestAudit9ValuesThatDidNothing(t *testing.T) {
 		t.Fatalf("plugins: %+v", c.Plugins)
 	}
 }
+
+// ChangedKeys names what a reload does not apply, by its TOML key, and leaves out what it does.
+func TestChangedKeys(t *testing.T) {
+	a, err := Parse("[secrets]\ns = \"one\"\n[[plugins]]\npath = \"x.wasm\"")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parse("[secrets]\ns = \"two\"\n[smtp]\nmax_recipients = 1\n[egress]\nconnection_limit = 2\n[[egress.path]]\nsite = \"x\"\n[[plugins]]\npath = \"y.wasm\"\n[[dkim]]\nname = \"k\"\nkey_file = \"k.pem\"")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(ChangedKeys(a, b), " ")
+	if want := "smtp.max_recipients egress.connection_limit egress.path secrets"; got != want {
+		t.Fatalf("ChangedKeys = %q, want %q", got, want)
+	}
+	if got := ChangedKeys(a, a); len(got) != 0 {
+		t.Fatalf("unchanged: %q", got)
+	}
+}
