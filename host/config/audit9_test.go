@@ -55,3 +55,21 @@ func TestChangedKeys(t *testing.T) {
 		t.Fatalf("unchanged: %q", got)
 	}
 }
+
+// A user name in redis.url was accepted and dropped: host/cluster gives the client
+// redis.username ("" when unset, the default user) over whatever the URL said. It is refused
+// naming the key, as a password in the URL already was.
+func TestAudit9RedisURLUser(t *testing.T) {
+	for _, tc := range []struct{ text, key string }{
+		{"[redis]\nurl = \"redis://alice@127.0.0.1:6379/0\"", "configuration key redis.url:"},
+		{"[redis]\nurl = \"rediss://alice@127.0.0.1:6379/0\"\nusername = \"alice\"", "configuration key redis.url:"},
+	} {
+		_, err := Parse(tc.text)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v, want one naming %s", tc.text, err, tc.key)
+		}
+	}
+	if _, err := Parse("[redis]\nurl = \"redis://127.0.0.1:6379/0\"\nusername = \"alice\""); err != nil {
+		t.Fatal(err)
+	}
+}

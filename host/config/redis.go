@@ -102,6 +102,10 @@ func (c *Config) validateRedis(md toml.MetaData) error {
 	if _, set := u.User.Password(); set {
 		return keyErr("redis.url", "has a password: put it in [secrets] and name that secret in redis.password")
 	}
+	if u.User != nil {
+		// The client is given redis.username, not the URL's: one taken here would be dropped.
+		return keyErr("redis.url", "has a user name: put it in redis.username")
+	}
 	if db := strings.Trim(u.Path, "/"); db != "" {
 		if n, err := strconv.Atoi(db); err != nil || n < 0 || n > 15 {
 			return keyErr("redis.url", "database %q: use a number 0-15", db)
