@@ -73,3 +73,18 @@ func TestAudit9RedisURLUser(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// [logs.webhook] keys without url were accepted unchecked (batch_size = 0 too) and did nothing.
+func TestAudit9WebhookKeysWithoutURL(t *testing.T) {
+	for _, k := range []string{"batch_size = 0", "timeout = \"1s\"", "bearer_token = \"t\"", "headers = { X-A = \"b\" }",
+		"retry_interval = \"1s\"", "max_retry_interval = \"1m\"", "max_backlog = \"2MiB\"", "dir = \"w\""} {
+		name, _, _ := strings.Cut(k, " ")
+		_, err := Parse("[logs.webhook]\n" + k)
+		if err == nil || !strings.Contains(err.Error(), "configuration key logs.webhook."+name+":") {
+			t.Errorf("%q: error %v, want one naming logs.webhook.%s", k, err, name)
+		}
+	}
+	if _, err := Parse("[logs.webhook]\nurl = \"http://127.0.0.1:1/\"\nbatch_size = 5"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -310,6 +310,15 @@ func Parse(text string) (*Config, error) {
 	if err := c.validateRedis(md); err != nil {
 		return nil, err
 	}
+	if c.Logs.Webhook.URL == "" {
+		// Without url there is no webhook: its other keys would be accepted unchecked and do
+		// nothing (the reference config has the whole table commented out).
+		for _, k := range []string{"batch_size", "timeout", "bearer_token", "headers", "retry_interval", "max_retry_interval", "max_backlog", "dir"} {
+			if md.IsDefined("logs", "webhook", k) {
+				return nil, keyErr("logs.webhook."+k, "is set but logs.webhook.url is not: without url there is no webhook")
+			}
+		}
+	}
 	return &c, nil
 }
 
