@@ -88,3 +88,22 @@ func TestAudit9WebhookKeysWithoutURL(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An [[egress.path]] entry that an earlier one always matches first (the same site, or a
+// site the earlier entry takes for every routing domain) was accepted and never applied.
+func TestAudit9ShadowedEgressPath(t *testing.T) {
+	for _, tc := range []struct{ text, key string }{
+		{"[[egress.path]]\nsite = \"mx.example\"\nconnection_limit = 1\n[[egress.path]]\nsite = \"MX.example\"\nconnection_limit = 2", "configuration key egress.path[1]:"},
+		{"[[egress.path]]\nsite = \"mx.example\"\n[[egress.path]]\nsite = \"mx.example\"\nrouting_domain = \"a.example\"", "configuration key egress.path[1]:"},
+		{"[[egress.path]]\nrouting_domain = \"a.example\"\n[[egress.path]]\nsite = \"other\"\n[[egress.path]]\nrouting_domain = \"a.example\"\nsite = \"mx.example\"", "configuration key egress.path[2]:"},
+	} {
+		_, err := Parse(tc.text)
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v, want one naming %s", tc.text, err, tc.key)
+		}
+	}
+	// The narrower entry first, then the broader one: both can apply.
+	if _, err := Parse("[[egress.path]]\nsite = \"mx.example\"\nrouting_domain = \"a.example\"\n[[egress.path]]\nsite = \"mx.example\"\n[[egress.path]]\nrouting_domain = \"a.example\""); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -183,6 +183,14 @@ func (c *Config) validateEgress(md toml.MetaData) error {
 		if r.RoutingDomain == "" && r.Site == "" {
 			return keyErr(key, "needs routing_domain or site (or both) to say which destinations it is for")
 		}
+		// The first entry that matches applies: one whose every criterion an earlier entry
+		// also has (or leaves open) would be accepted and never used.
+		for j, e := range c.Egress.Paths[:i] {
+			if (e.RoutingDomain == "" || strings.EqualFold(e.RoutingDomain, r.RoutingDomain)) &&
+				(e.Site == "" || strings.EqualFold(e.Site, r.Site)) {
+				return keyErr(key, "can never apply: egress.path[%d] matches every destination it does, and the first match wins (put the narrower entry first)", j)
+			}
+		}
 		p, err := def.With(&r.EgressPathConfig)
 		if err != nil {
 			return fieldErr(key, err)
