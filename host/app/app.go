@@ -84,6 +84,9 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 	if diag == nil {
 		diag = slog.Default()
 	}
+	if err := checkPlaces(cfg); err != nil {
+		return nil, err
+	}
 	relay, err := config.ParsePrefixes(cfg.SMTP.RelayHosts)
 	if err != nil {
 		return nil, err

@@ -13,14 +13,18 @@ import (
 )
 
 // Check validates cfg the way New and Start would, without opening the spool or the logs and
-// without listening: relay and prohibited networks, DNS resolvers, the TLS certificate and key,
-// the users file, every [[dkim]] key file, the bounce classification rules, and every plugin
-// compiled and initialised with its [plugins.config]. `wasmta config check` runs it, so a config
-// it accepts does not fail at `wasmta serve` for any of these reasons. Warnings are legal but
-// risky settings (an open relay).
+// without listening on the configured ports: listen addresses and directories (checkPlaces),
+// relay and prohibited networks, DNS resolvers, the TLS certificate and key, the users file,
+// every [[dkim]] key file, the bounce classification rules, and every plugin compiled and
+// initialised with its [plugins.config]. `wasmta config check` runs it, so a config it accepts
+// does not fail at `wasmta serve` for any of these reasons. Warnings are legal but risky
+// settings (an open relay).
 func Check(ctx context.Context, cfg *config.Config, diag *slog.Logger) (warnings []string, err error) {
 	if diag == nil {
 		diag = slog.Default()
+	}
+	if err := checkPlaces(cfg); err != nil {
+		return nil, err
 	}
 	if _, err := config.ParsePrefixes(cfg.SMTP.RelayHosts); err != nil {
 		return nil, err

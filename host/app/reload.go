@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -21,7 +22,8 @@ import (
 // [plugins.config] or limits changed, loads plugins added to the config and retires removed ones.
 // Nothing serves until it passed every load-time check; a refused version leaves the old one
 // serving. Cached queue configs are dropped when anything changed, so queued mail follows the
-// new policy at its next attempt. Other settings still need a restart. The error summarizes
+// new policy at its next attempt. Other settings still need a restart; the changed ones are
+// named in a warning. The error summarizes
 // every refusal.
 func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 	a.reloadMu.Lock()
@@ -42,6 +44,10 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 			return nil, errors.Join(err, usersErr)
 		}
 		cfgs = c.Plugins
+		if changed := config.ChangedKeys(a.cfg, c); len(changed) > 0 {
+			// Accepted, but not applied: say so rather than let the operator believe it.
+			a.diag.Warn("reload: these settings changed in the config file but apply only after a restart", "keys", strings.Join(changed, ","), "reason", reason)
+		}
 	}
 	if len(cfgs) > 0 && a.host == nil {
 		h, err := plugin.NewHost(a.cfg.WasmCache, a.diag)

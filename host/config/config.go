@@ -180,11 +180,13 @@ type WebhookConfig struct {
 
 // PluginConfig is one [[plugins]] entry. Plugins run in the order they are listed.
 type PluginConfig struct {
-	Path      string         `toml:"path"` // relative to the working directory, like every path
-	Config    map[string]any `toml:"config"`
-	MaxMemory Size           `toml:"max_memory"` // per instance; default 64MiB
-	Timeout   Duration       `toml:"timeout"`    // per hook call; default 100ms
-	PoolSize  int            `toml:"pool_size"`  // instances at most; default 2 × CPUs
+	Path   string         `toml:"path"` // relative to the working directory, like every path
+	Config map[string]any `toml:"config"`
+	// MaxMemory and Timeout are nil when not set (the plugin host's defaults, 64MiB and
+	// 100ms); a value set must be in range: 0 does not mean "the default" or "unlimited".
+	MaxMemory *Size     `toml:"max_memory"` // per instance
+	Timeout   *Duration `toml:"timeout"`    // per hook call
+	PoolSize  int       `toml:"pool_size"`  // instances at most; default 2 × CPUs
 }
 
 // DKIMConfig is one [[dkim]] entry (design.md §12): a signing key that plugins name in dkim_sign,
@@ -305,8 +307,17 @@ func Parse(text string) (*Config, error) {
 	if err := c.validatePools(); err != nil {
 		return nil, err
 	}
-	if err := c.validateRedis(); err != nil {
+	if err := c.validateRedis(md); err != nil {
 		return nil, err
+	}
+	if c.Logs.Webhook.URL == "" {
+		// Without url there is no webhook: its other keys would be accepted unchecked and do
+		// nothing (the reference config has the whole table commented out).
+		for _, k := range []string{"batch_size", "timeout", "bearer_token", "headers", "retry_interval", "max_retry_interval", "max_backlog", "dir"} {
+			if md.IsDefined("logs", "webhook", k) {
+				return nil, keyErr("logs.webhook."+k, "is set but logs.webhook.url is not: without url there is no webhook")
+			}
+		}
 	}
 	return &c, nil
 }
@@ -372,6 +383,12 @@ func (c *Config) validate() error {
 			return keyErr("smtp.listen_tls", "%q is not an ip:port address", a)
 		}
 	}
+	if err := c.HTTP.validate(); err != nil {
+		return err
+	}
+	if err := c.validateListeners(); err != nil {
+		return err
+	}
 	if _, err := ParsePrefixes(c.SMTP.RelayHosts); err != nil {
 		return keyErr("smtp.relay_hosts", "%v", err)
 	}
@@ -386,9 +403,6 @@ func (c *Config) validate() error {
 	if (c.SMTP.TLSCertificate == "") != (c.SMTP.TLSPrivateKey == "") {
 		return keyErr("smtp.tls_certificate", "tls_certificate and tls_private_key go together")
 	}
-	if err := c.HTTP.validate(); err != nil {
-		return err
-	}
 	positive := []struct {
 		key string
 		v   int64
@@ -401,6 +415,7 @@ func (c *Config) validate() error {
 		{"smtp.idle_timeout", int64(c.SMTP.IdleTimeout)},
 		{"smtp.data_timeout", int64(c.SMTP.DataTimeout)},
 		{"dns.timeout", int64(c.DNS.Timeout)},
+		{"dns.negative_ttl", int64(c.DNS.NegativeTTL)}, // the resolver reads 0 as its default, 5m
 		{"delivery.connection_limit", int64(c.Delivery.ConnectionLimit)},
 		{"delivery.max_deliveries_per_connection", int64(c.Delivery.MaxDeliveriesPerConnection)},
 		{"delivery.connect_timeout", int64(c.Delivery.ConnectTimeout)},
@@ -436,21 +451,24 @@ func (c *Config) validate() error {
 		if p.Path == "" {
 			return keyErr(fmt.Sprintf("plugins[%d].path", i), "must not be empty")
 		}
-		if p.MaxMemory < 0 || p.Timeout < 0 || p.PoolSize < 0 {
-			return keyErr(fmt.Sprintf("plugins[%d]", i), "max_memory, timeout and pool_size must not be negative")
+		if p.PoolSize < 0 {
+			return keyErr(fmt.Sprintf("plugins[%d].pool_size", i), "must not be negative (0 is 2 x CPUs)")
 		}
 		// A WebAssembly memory has 64KiB pages and at most 65536 of them (4GiB); the runtime
 		// refuses anything else.
-		if p.MaxMemory != 0 && (p.MaxMemory < abi.PageSize || p.MaxMemory > abi.MaxMemory) {
-			return keyErr(fmt.Sprintf("plugins[%d].max_memory", i), "%d bytes: must be from 64KiB (one page) to 4GiB (65536 pages)", int64(p.MaxMemory))
+		if p.MaxMemory != nil && (*p.MaxMemory < abi.PageSize || *p.MaxMemory > abi.MaxMemory) {
+			return keyErr(fmt.Sprintf("plugins[%d].max_memory", i), "%d bytes: must be from 64KiB (one page) to 4GiB (65536 pages)", int64(*p.MaxMemory))
+		}
+		if p.Timeout != nil && *p.Timeout <= 0 {
+			return keyErr(fmt.Sprintf("plugins[%d].timeout", i), "must be greater than zero (leave it out for the default, 100ms)")
 		}
 		if p.PoolSize > abi.MaxPoolSize {
 			return keyErr(fmt.Sprintf("plugins[%d].pool_size", i), "%d: at most %d instances", p.PoolSize, abi.MaxPoolSize)
 		}
 		// A client waits at most 10 minutes for the reply to its DATA (RFC 5321 §4.5.3.2.6); a
 		// hook allowed longer would outlive it.
-		if p.Timeout.D() > abi.MaxTimeoutSeconds*time.Second {
-			return keyErr(fmt.Sprintf("plugins[%d].timeout", i), "%s: at most %ds", p.Timeout, abi.MaxTimeoutSeconds)
+		if p.Timeout != nil && p.Timeout.D() > abi.MaxTimeoutSeconds*time.Second {
+			return keyErr(fmt.Sprintf("plugins[%d].timeout", i), "%s: at most %ds", *p.Timeout, abi.MaxTimeoutSeconds)
 		}
 	}
 	return c.validateDKIM()

@@ -161,7 +161,7 @@ func TestPluginLimitsAndOverflowsNameTheKey(t *testing.T) {
 		}
 	}
 	c, err := Parse("[[plugins]]\npath = \"x.wasm\"\nmax_memory = \"4GiB\"\npool_size = 1024")
-	if err != nil || int64(c.Plugins[0].MaxMemory) != 4<<30 {
+	if err != nil || int64(*c.Plugins[0].MaxMemory) != 4<<30 {
 		t.Fatalf("4GiB: %v", err)
 	}
 	for _, in := range []string{"99999999999999999999GiB", "9000000000GiB", "-1", "1e3", ".", ""} {

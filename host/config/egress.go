@@ -183,6 +183,14 @@ func (c *Config) validateEgress(md toml.MetaData) error {
 		if r.RoutingDomain == "" && r.Site == "" {
 			return keyErr(key, "needs routing_domain or site (or both) to say which destinations it is for")
 		}
+		// The first entry that matches applies: one whose every criterion an earlier entry
+		// also has (or leaves open) would be accepted and never used.
+		for j, e := range c.Egress.Paths[:i] {
+			if (e.RoutingDomain == "" || strings.EqualFold(e.RoutingDomain, r.RoutingDomain)) &&
+				(e.Site == "" || strings.EqualFold(e.Site, r.Site)) {
+				return keyErr(key, "can never apply: egress.path[%d] matches every destination it does, and the first match wins (put the narrower entry first)", j)
+			}
+		}
 		p, err := def.With(&r.EgressPathConfig)
 		if err != nil {
 			return fieldErr(key, err)
@@ -199,7 +207,9 @@ func (c *Config) validateEgress(md toml.MetaData) error {
 		}
 	}
 	if c.Egress.TLSCAFile != "" {
-		if _, err := os.Stat(c.Egress.TLSCAFile); err != nil {
+		// Read as serve reads it: a file that exists but holds no certificate stops serve, so
+		// it must fail here too (config check runs this).
+		if _, err := LoadCAFile(c.Egress.TLSCAFile); err != nil {
 			return keyErr("egress.tls_ca_file", "%v", err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 // RedisConfig is the [redis] table: with url set, nodes that share a cluster_name share their
@@ -52,7 +54,7 @@ const (
 // Enabled reports whether the node is part of a cluster.
 func (r RedisConfig) Enabled() bool { return r.URL != "" }
 
-func (c *Config) validateRedis() error {
+func (c *Config) validateRedis(md toml.MetaData) error {
 	r := c.Redis
 	switch r.OnUnavailable {
 	case FailOpen, FailClosed:
@@ -78,6 +80,13 @@ func (c *Config) validateRedis() error {
 		return keyErr("redis.node_name", "%q: no spaces, braces or colons", r.NodeName)
 	}
 	if r.URL == "" {
+		// These keys serve only a cluster (their reference values are commented out): set
+		// without url they would be accepted and do nothing.
+		for _, k := range []string{"password", "username", "node_name", "tls_ca_file"} {
+			if md.IsDefined("redis", k) {
+				return keyErr("redis."+k, "is set but redis.url is not: without url the node is in no cluster and this key does nothing")
+			}
+		}
 		return nil
 	}
 	u, err := url.Parse(r.URL)
@@ -92,6 +101,10 @@ func (c *Config) validateRedis() error {
 	}
 	if _, set := u.User.Password(); set {
 		return keyErr("redis.url", "has a password: put it in [secrets] and name that secret in redis.password")
+	}
+	if u.User != nil {
+		// The client is given redis.username, not the URL's: one taken here would be dropped.
+		return keyErr("redis.url", "has a user name: put it in redis.username")
 	}
 	if db := strings.Trim(u.Path, "/"); db != "" {
 		if n, err := strconv.Atoi(db); err != nil || n < 0 || n > 15 {

@@ -69,13 +69,14 @@ func PluginSpec(pc config.PluginConfig) (plugin.Spec, error) {
 	if err != nil {
 		return plugin.Spec{}, err
 	}
-	return plugin.Spec{
-		Path:      pc.Path,
-		Config:    js,
-		MaxMemory: int64(pc.MaxMemory),
-		Timeout:   pc.Timeout.D(),
-		PoolSize:  pc.PoolSize,
-	}, nil
+	spec := plugin.Spec{Path: pc.Path, Config: js, PoolSize: pc.PoolSize}
+	if pc.MaxMemory != nil { // nil: the plugin host's default
+		spec.MaxMemory = int64(*pc.MaxMemory)
+	}
+	if pc.Timeout != nil {
+		spec.Timeout = pc.Timeout.D()
+	}
+	return spec, nil
 }
 
 // QueueConfigs is the queue's ConfigSource: the plugins' get_queue_config over the server's
