@@ -202,6 +202,7 @@ func New(cfg *config.Config, diag *slog.Logger) (*App, error) {
 		MaxRecipients:  cfg.SMTP.MaxRecipients,
 		MaxLineLength:  cfg.SMTP.MaxLineLength,
 		MaxConnections: cfg.SMTP.MaxConnections,
+		MaxErrors:      cfg.SMTP.MaxErrors,
 		IdleTimeout:    cfg.SMTP.IdleTimeout.D(),
 		DataTimeout:    cfg.SMTP.DataTimeout.D(),
 		TLS:            tlsConfig,

@@ -73,7 +73,10 @@ type SMTPConfig struct {
 	MaxRecipients  int      `toml:"max_recipients"`
 	MaxLineLength  int      `toml:"max_line_length"`
 	MaxConnections int      `toml:"max_connections"`
-	IdleTimeout    Duration `toml:"idle_timeout"` // inactivity: every read that makes progress extends it
+	// MaxErrors: commands refused with 5xx per connection, then 421 4.7.0 and the connection closes
+	// (Postfix's smtpd_hard_error_limit, 20).
+	MaxErrors   int      `toml:"max_errors"`
+	IdleTimeout Duration `toml:"idle_timeout"` // inactivity: every read that makes progress extends it
 	// DataTimeout caps a whole DATA phase, however steady the progress (Sendmail's
 	// Timeout.datablock, 1h; Postfix has none, only its per-read smtpd_timeout).
 	DataTimeout    Duration `toml:"data_timeout"`
@@ -216,6 +219,7 @@ func Defaults() Config {
 			MaxRecipients:   1024,
 			MaxLineLength:   2000, // well above RFC 5321's 1000 octets; clients in the wild exceed it
 			MaxConnections:  32768,
+			MaxErrors:       20,
 			IdleTimeout:     Duration(60e9),
 			DataTimeout:     Duration(30 * 60e9), // 20 MiB at 12 KB/s; a slot held that long is cheap
 			ShutdownTimeout: Duration(30e9),
@@ -412,6 +416,7 @@ func (c *Config) validate() error {
 		{"smtp.max_recipients", int64(c.SMTP.MaxRecipients)},
 		{"smtp.max_line_length", int64(c.SMTP.MaxLineLength)},
 		{"smtp.max_connections", int64(c.SMTP.MaxConnections)},
+		{"smtp.max_errors", int64(c.SMTP.MaxErrors)},
 		{"smtp.idle_timeout", int64(c.SMTP.IdleTimeout)},
 		{"smtp.data_timeout", int64(c.SMTP.DataTimeout)},
 		{"dns.timeout", int64(c.DNS.Timeout)},

@@ -476,6 +476,33 @@ func TestDataTimeoutCapsBDAT(t *testing.T) {
 	}
 }
 
+// After smtp.max_errors refused commands a session is closed (Postfix's
+// smtpd_hard_error_limit): each refusal writes a Rejection record, so a client trying recipient
+// after recipient could otherwise fill the log for as long as it likes.
+func TestTooManyErrorsCloses(t *testing.T) {
+	_, addr := start(t, func(o *Options) { o.RelayHosts, o.MaxErrors = nil, 3 })
+	c := testutil.Dial(t, addr)
+	c.Hello("client.test")
+	c.Expect(250, "MAIL FROM:<a@client.test>")
+	c.Expect(550, "RCPT TO:<b@example.com>")
+	c.Expect(550, "RCPT TO:<c@example.com>")
+	if msg := c.Expect(421, "RCPT TO:<d@example.com>"); !strings.HasPrefix(msg, "4.7.0") {
+		t.Fatal(msg)
+	}
+	c.ExpectClosed()
+
+	// Refusals are counted per connection, not per transaction: RSET does not start over.
+	c = testutil.Dial(t, addr)
+	c.Hello("client.test")
+	c.Expect(250, "MAIL FROM:<a@client.test>")
+	c.Expect(550, "RCPT TO:<b@example.com>")
+	c.Expect(250, "RSET")
+	c.Expect(250, "MAIL FROM:<a@client.test>")
+	c.Expect(550, "RCPT TO:<c@example.com>")
+	c.Expect(421, "RCPT TO:<d@example.com>")
+	c.ExpectClosed()
+}
+
 // lines is n (>= 2) octets of CRLF-terminated lines of at most 120 octets.
 func lines(n int) string {
 	var b strings.Builder

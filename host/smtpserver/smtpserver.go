@@ -74,6 +74,7 @@ type Options struct {
 	MaxRecipients  int
 	MaxLineLength  int // command and message lines, CRLF included
 	MaxConnections int
+	MaxErrors      int           // commands refused with 5xx per connection, then 421 and closed; 0 = no limit
 	IdleTimeout    time.Duration // inactivity: extended by every read that makes progress
 	DataTimeout    time.Duration // whole DATA phase, however steady the progress; 0 = none
 	TLS            *tls.Config   // nil: no STARTTLS, no listen_tls
@@ -317,6 +318,7 @@ type session struct {
 	utf8    bool // MAIL carried SMTPUTF8
 	from    string
 	mailed  bool // a MAIL was accepted and the transaction is open (from may be "", the null sender)
+	errors  int  // commands refused with 5xx on this connection (reject), against MaxErrors
 	rcpts   []string
 	domains []string // of rcpts, parsed once at RCPT time
 	// DSN parameters (RFC 3461): RET and ENVID of MAIL, NOTIFY and ORCPT of each RCPT
@@ -344,8 +346,9 @@ var (
 	// RFC 1870: the size the client declared, or sent, is over the advertised SIZE.
 	errTooBig = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "message size exceeds fixed maximum message size"}
 	// RFC 6531 §3.5: non-ASCII addresses only in a transaction that asked for SMTPUTF8.
-	errNeedUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "non-ASCII address requires the SMTPUTF8 parameter on MAIL"}
-	errNoSpace  = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "insufficient system storage"}
+	errNeedUTF8      = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "non-ASCII address requires the SMTPUTF8 parameter on MAIL"}
+	errNoSpace       = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "insufficient system storage"}
+	errTooManyErrors = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many errors, closing connection"}
 	// RFC 5321 §4.1.4, 503 "bad sequence of commands" (Postfix: "nested MAIL command").
 	errNestedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "nested MAIL command: RSET first"}
 )
@@ -850,6 +853,15 @@ func (ss *session) reject(e *smtp.SMTPError, from, to string) error {
 		Meta:              map[string]string{},
 		ReceptionProtocol: "ESMTP",
 	})
+	if e.Code < 500 {
+		return e // 4xx is the relay's trouble (a plugin, the spool, the disk), not the client's
+	}
+	ss.errors++
+	if m := ss.s.opt.MaxErrors; m > 0 && ss.errors >= m {
+		// Postfix's smtpd_hard_error_limit: the refusal that reaches the limit is recorded as
+		// it was, and the client gets 421 instead and the connection ends.
+		return ss.abort(errTooManyErrors)
+	}
 	return e
 }
 
