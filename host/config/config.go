@@ -436,6 +436,11 @@ func (c *Config) validate() error {
 			return keyErr(p.key, "must be greater than zero")
 		}
 	}
+	if c.SMTP.MaxMessageSize > MaxMessageSizeLimit {
+		// The spool keeps a body in one Badger value-log file, which holds under 2 GiB: a
+		// larger limit would take in a message only to fail storing it.
+		return keyErr("smtp.max_message_size", "at most 1GiB (the spool stores a message in one file of under 2 GiB)")
+	}
 	if c.Queue.MaxRetryInterval < 0 {
 		return keyErr("queue.max_retry_interval", "must not be negative")
 	}
@@ -595,3 +600,6 @@ func ParsePrefixes(list []string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// MaxMessageSizeLimit is the largest smtp.max_message_size accepted (see Validate).
+const MaxMessageSizeLimit = 1 << 30

@@ -89,6 +89,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[smtp]\nrelay_hosts = [\"nonsense\"]", "smtp.relay_hosts"},
 		{"[smtp]\nrelay_hosts = [\"192.168.1.1/24\"]", "smtp.relay_hosts"},
 		{"[smtp]\nmax_message_size = \"20 parsecs\"", "smtp.max_message_size"},
+		{"[smtp]\nmax_message_size = \"2GiB\"", "smtp.max_message_size"}, // more than the spool can store
+		{"[smtp]\nmax_errors = 0", "smtp.max_errors"},
 		{"[queue]\nretry_interval = \"soon\"", "queue.retry_interval"},
 		{"[queue]\nmax_age = 0", "queue.max_age"},
 		{"[spool]\nmin_free = 0", "spool.min_free"},
