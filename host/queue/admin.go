@@ -498,11 +498,11 @@ func (m *Manager) adminBounce(msg *message.Message, r *activeRule, site string) 
 	m.forgetSlots(msg.ID)
 	m.adminBounced.Add(1)
 	r.count(msg.Queue)
-	m.delete(msg)
-	if !r.SuppressLogging {
+	if !r.SuppressLogging { // the record before the delete: see outcomeTLS
 		reply := message.Reply{Code: 551, Enhanced: "5.7.1", Text: "Administrator bounced with reason: " + r.Reason}
 		m.opt.Log.Log(m.record(logs.AdminBounce, msg, reply, place{site: site}, nil))
 	}
+	m.delete(msg)
 }
 
 // waiting is a message taken out of the timer heap or a ready queue by an admin operation.

@@ -843,10 +843,13 @@ func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS
 		}
 		m.removed(it.msg.Queue)
 		m.delivered.Add(1)
-		m.delete(it.msg)
+		// The record first: a crash between the two then logs and delivers it again after the
+		// restart (a duplicate, bounded by the spool's unsynced deletes), where the other order
+		// could leave its delete synced (a concurrent Put's group commit) and no record at all.
 		rec := m.record(logs.Delivery, it.msg, reply, at, peer)
 		rec.TLS = tls
 		m.opt.Log.Log(rec)
+		m.delete(it.msg)
 		return
 	}
 	e := message.AsError(err)
@@ -886,8 +889,8 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer 
 	if m.opt.OnFailure != nil {
 		m.opt.OnFailure(msg, Failure{Type: logs.Bounce, Reply: e.Reply, Site: at.site, Peer: peer})
 	}
+	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, at, peer)) // before the delete: see outcomeTLS
 	m.delete(msg)
-	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, at, peer))
 }
 
 // Delay returns the wait before retry number attempts (1-based: the wait after the first failed
@@ -972,6 +975,6 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f 
 		f.Type, f.Reply = logs.Expiration, r
 		m.opt.OnFailure(msg, f)
 	}
+	m.opt.Log.Log(m.record(logs.Expiration, msg, r, place{}, nil)) // before the delete: see outcomeTLS
 	m.delete(msg)
-	m.opt.Log.Log(m.record(logs.Expiration, msg, r, place{}, nil))
 }

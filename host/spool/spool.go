@@ -85,6 +85,9 @@ type Spool struct {
 	unsynced chan struct{}
 	// vlogSize is Badger's value-log file size: what one transaction may write there (commit).
 	vlogSize int64
+	// sync makes committed transactions durable: db.Sync (an I/O seam, so a test can make a
+	// sync fail the way a disk does).
+	sync func() error
 }
 
 type op struct {
@@ -184,6 +187,7 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 	s := &Spool{db: db, log: log, refs: map[message.Key]int32{}, bodies: newBodyCache(), pending: map[message.Key][]byte{}, reqs: make(chan *request, 4096), done: make(chan struct{}), gcStop: make(chan struct{}),
 		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer,
 		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes), vlogSize: vlogSize}
+	s.sync = db.Sync
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
@@ -787,9 +791,16 @@ func (s *Spool) commit(batch []*request) {
 		}
 	}
 	flush := func() {
-		err := txn.Commit()
-		if err == nil {
-			if err = s.db.Sync(); err != nil {
+		var err error
+		if f := s.failed.Load(); f != nil {
+			// A request sent before a sync failed (in this batch or an earlier one) must not be
+			// told it is on disk: pages whose write-back failed are dropped, a later fsync does
+			// not report it, and replay stops at the first damaged log entry, taking every later
+			// transaction with it.
+			txn.Discard()
+			err = fmt.Errorf("spool unhealthy since a failed sync: %w", *f)
+		} else if err = txn.Commit(); err == nil {
+			if err = s.sync(); err != nil {
 				s.failed.Store(&err) // what is on disk is uncertain
 			}
 		}
