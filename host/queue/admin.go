@@ -494,7 +494,6 @@ func (m *Manager) suspendedUntil(name string, c route.Components, now time.Time)
 // adminBounce ends a message by an operator's rule: KumoMTA's AdminBounce record,
 // 551 5.7.1 "Administrator bounced with reason: ...".
 func (m *Manager) adminBounce(msg *message.Message, r *activeRule, site string) {
-	m.removed(msg.Queue)
 	m.forgetSlots(msg.ID)
 	m.adminBounced.Add(1)
 	r.count(msg.Queue)
@@ -502,6 +501,7 @@ func (m *Manager) adminBounce(msg *message.Message, r *activeRule, site string) 
 		reply := message.Reply{Code: 551, Enhanced: "5.7.1", Text: "Administrator bounced with reason: " + r.Reason}
 		m.opt.Log.Log(m.record(logs.AdminBounce, msg, reply, place{site: site}, nil))
 	}
+	m.removed(msg.Queue) // see outcomeTLS
 	m.delete(msg)
 }
 

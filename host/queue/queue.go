@@ -841,7 +841,6 @@ func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS
 		if !hopDSN && m.opt.OnRelayed != nil && wantsSuccessDSN(it.msg) {
 			m.opt.OnRelayed(it.msg, Relayed{Reply: reply, Site: at.site, Peer: peer})
 		}
-		m.removed(it.msg.Queue)
 		m.delivered.Add(1)
 		// The record first: a crash between the two then logs and delivers it again after the
 		// restart (a duplicate, bounded by the spool's unsynced deletes), where the other order
@@ -849,6 +848,9 @@ func (m *Manager) outcomeTLS(it *item, at place, peer *route.Host, tls *logs.TLS
 		rec := m.record(logs.Delivery, it.msg, reply, at, peer)
 		rec.TLS = tls
 		m.opt.Log.Log(rec)
+		// Counted out only once its end is recorded: whoever sees the queue empty (an
+		// operator, a script, a test) finds every record written.
+		m.removed(it.msg.Queue)
 		m.delete(it.msg)
 		return
 	}
@@ -881,7 +883,6 @@ func (m *Manager) record(typ string, msg *message.Message, r message.Reply, at p
 }
 
 func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer *route.Host) {
-	m.removed(msg.Queue)
 	m.bounced.Add(1)
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
@@ -890,6 +891,8 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer 
 		m.opt.OnFailure(msg, Failure{Type: logs.Bounce, Reply: e.Reply, Site: at.site, Peer: peer})
 	}
 	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, at, peer)) // before the delete: see outcomeTLS
+	// Counted out after its DSN is queued and its record written (see outcomeTLS).
+	m.removed(msg.Queue)
 	m.delete(msg)
 }
 
@@ -966,7 +969,6 @@ func (m *Manager) retryWith(msg *message.Message, cfg Config, e *message.Error, 
 }
 
 func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f Failure) {
-	m.removed(msg.Queue)
 	m.forgetSlots(msg.ID) // one that waited for a rate slot may end before it reached a connection
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
@@ -976,5 +978,6 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f 
 		m.opt.OnFailure(msg, f)
 	}
 	m.opt.Log.Log(m.record(logs.Expiration, msg, r, place{}, nil)) // before the delete: see outcomeTLS
+	m.removed(msg.Queue)                                           // see bounce
 	m.delete(msg)
 }
