@@ -88,3 +88,33 @@ func TestAudit11InjectJSONFailedRecipientExitStatus(t *testing.T) {
 		t.Fatalf("--json with a failed recipient exited 0:\n%s", out)
 	}
 }
+
+// `wasmta plugin check --config` refuses JSON that does not parse; `plugin test --config`
+// handed it to the plugin, whose get_config then failed it, and the command blamed the plugin
+// ("FAILED (the client would get 451 4.3.0)") for the operator's typo. serve can never pass a
+// plugin such a config ([plugins.config] is TOML turned into JSON).
+func TestAudit11PluginTestRefusesBadJSONConfig(t *testing.T) {
+	t.Parallel()
+	out, err := runBin(t.TempDir(), "plugin", "test", fixture(t, "metaconfig"), "--rcpt", "a@example.com", "--config", "{bad")
+	if err == nil || !strings.Contains(out, "--config: not valid JSON") || strings.Contains(out, "451") {
+		t.Fatalf("plugin test with --config '{bad': %v\n%s", err, out)
+	}
+}
+
+// A config with control_socket = "" has no control socket (serve opens none); `wasmta plugin
+// status` with it dialled the empty path and answered "control socket : dial unix: missing
+// address (is the server running with this config?)".
+func TestAudit11ControlCommandWithoutSocket(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(cfg, []byte("control_socket = \"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"status", "reload"} {
+		out, err := runBin(dir, "plugin", cmd, "--config", cfg)
+		if err == nil || !strings.Contains(out, "control_socket is empty") || strings.Contains(out, "missing address") {
+			t.Fatalf("plugin %s without a control socket: %v\n%s", cmd, err, out)
+		}
+	}
+}

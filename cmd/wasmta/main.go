@@ -20,6 +20,7 @@ import (
 	"github.com/wasmta/wasmta/host/app"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/control"
+	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/plugin"
 )
 
@@ -201,6 +202,18 @@ func controlCmd(name, short string) *cobra.Command {
 			cfg, err := config.Load(path)
 			if err != nil {
 				return err
+			}
+			if cfg.ControlSocket == "" {
+				src := "the embedded default"
+				if path != "" {
+					src = path
+				}
+				route := "GET " + httpapi.PluginStatusPath
+				if name == control.CmdReload {
+					route = "POST " + httpapi.PluginReloadPath
+				}
+				return fmt.Errorf("control_socket is empty in %s: a server with this config has no control socket; "+
+					"use its HTTP API (%s) or a config that names the socket", src, route)
 			}
 			resp, err := control.Send(cfg.ControlSocket, name)
 			if err != nil {
