@@ -1,6 +1,9 @@
 package metrics
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
@@ -82,5 +85,30 @@ func TestAudit11DocumentedTypesAndLabels(t *testing.T) {
 		if !slices.Equal(got, documented) {
 			t.Errorf("%s: documented labels %v, served %v", name, documented, got)
 		}
+	}
+}
+
+// docs/metrics.md: "in the Prometheus text format (or OpenMetrics / protobuf when the scraper
+// asks for them)". Prometheus asks for OpenMetrics first; the handler answered it with the
+// text format, because promhttp serves OpenMetrics only when told to.
+func TestAudit11OpenMetricsWhenAsked(t *testing.T) {
+	m := New(Sources{}, nil)
+	m.Record(&logs.Record{Type: logs.Reception, ReceptionProtocol: "ESMTP"})
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	// Prometheus' own scrape Accept header.
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		t.Fatalf("content type %q for an OpenMetrics scrape", ct)
+	}
+	if !strings.HasSuffix(string(b), "# EOF\n") || !strings.Contains(string(b), `wasmta_received_messages_total{protocol="ESMTP"} 1`) {
+		t.Fatalf("not an OpenMetrics exposition:\n%s", b)
 	}
 }
