@@ -94,6 +94,15 @@ func serveCmd() *cobra.Command {
 		Short: "Run the relay (embedded default config unless --config is given)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGHUP (reload) and SIGUSR1 (logrotate) are caught from the start and handled
+			// once the relay is up: Go's default for SIGHUP is to exit, and starting can take
+			// minutes (a large spool to recover, a disk too full to open the spool), so a
+			// reload sent meanwhile killed the relay. SIGTERM and SIGINT keep ending a start at
+			// once (app.New's spool wait listens for them itself) and are caught after Start.
+			// The buffer keeps a few sent while starting.
+			sig := make(chan os.Signal, 4)
+			signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
+			defer signal.Stop(sig)
 			var lv slog.Level
 			if err := lv.UnmarshalText([]byte(level)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -122,8 +131,7 @@ func serveCmd() *cobra.Command {
 			if err := a.Start(); err != nil {
 				return err
 			}
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 			notify := func(state ...string) {
 				if err := sdNotify(state...); err != nil {
 					diag.Warn("service manager notification failed", "err", err)
