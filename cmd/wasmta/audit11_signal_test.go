@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
@@ -101,4 +103,45 @@ func TestAudit11SighupWhileStartingDoesNotKill(t *testing.T) {
 		t.Fatalf("serve after SIGTERM: %v\n%s", err, stderr.String())
 	}
 	exited <- nil
+}
+
+// The control socket read a request line without bound: a client that writes without a
+// newline (a wrong file piped into the socket) made the relay hold all of it in memory (300 MiB
+// sent: the relay's RSS grew from 29 MiB to 340 MiB) and got no answer until it closed or two
+// minutes passed. A
+// request is one short line: past the bound the client gets its answer at once.
+func TestAudit11ControlSocketBoundsTheRequest(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg, addr := testutil.RelayConfig(t, dir, "watch = false\n[dns]\nresolvers = [\"127.0.0.1:1\"]\n")
+	r := testutil.StartRelay(t, relayBin, dir, cfg, addr)
+	c, err := net.Dial("unix", defaultSock(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		// More than any request, never a newline; ends when the server closes.
+		junk := bytes.Repeat([]byte("x"), 64<<10)
+		for range 64 {
+			if _, err := c.Write(junk); err != nil {
+				return
+			}
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var resp struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		t.Fatalf("no answer to an endless request line: %v", err)
+	}
+	if resp.OK || !strings.Contains(resp.Error, "bad request") {
+		t.Fatalf("answer %+v, want a bad request", resp)
+	}
+	// The relay still answers a good request.
+	if st, err := control.Send(defaultSock(r), "status"); err != nil || !st.OK {
+		t.Fatalf("status after: %+v %v", st, err)
+	}
 }
