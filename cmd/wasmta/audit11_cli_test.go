@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/wasmta/wasmta/host/testutil"
 )
 
 // runBinEnv is runBin with extra environment variables (NAME=value).
@@ -116,5 +119,27 @@ func TestAudit11ControlCommandWithoutSocket(t *testing.T) {
 		if err == nil || !strings.Contains(out, "control_socket is empty") || strings.Contains(out, "missing address") {
 			t.Fatalf("plugin %s without a control socket: %v\n%s", cmd, err, out)
 		}
+	}
+}
+
+// `wasmta plugin status` prints the queue's counts so that an operator can tell where mail
+// went: queued = received - delivered - bounced - expired - bounced by an operator. The last
+// was left out, so after `wasmta queue bounce` the message count dropped with no count
+// explaining it.
+func TestAudit11PluginStatusCountsOperatorBounces(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t, []string{"127.0.0.4"}, "[queue]\nretry_interval = \"1h\"\n")
+	e.sinks["127.0.0.4"].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT"})
+	e.send("a@sender.test", "a@implicit.test", "bounce me")
+	e.relay.WaitLog(recipientIs("TransientFailure", "a@implicit.test"), 10*time.Second)
+	if out := e.mustCLI("bounce", "--domain", "implicit.test", "--reason", "audit", "--duration", "1m"); !strings.Contains(out, "bounced 1 message(s)") {
+		t.Fatalf("bounce: %s", out)
+	}
+	out, err := runBin(e.relay.Dir, "plugin", "status", "--config", e.relay.Config)
+	if err != nil {
+		t.Fatalf("plugin status: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "queue: 0 queued, 1 received, 0 delivered, 1 transient failures, 0 bounced, 0 expired, 1 bounced by an operator") {
+		t.Fatalf("plugin status:\n%s", out)
 	}
 }

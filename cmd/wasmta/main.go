@@ -244,8 +244,10 @@ func controlCmd(name, short string) *cobra.Command {
 			}
 			if name == "status" {
 				q, sp := resp.Queue, resp.Spool
-				fmt.Fprintf(w, "queue: %d queued, %d received, %d delivered, %d transient failures, %d bounced, %d expired\n",
-					q.Queued, q.Received, q.Delivered, q.Transient, q.Bounced, q.Expired)
+				// The ways mail leaves the queue, operator bounces included, so that an operator can
+				// account for what is queued.
+				fmt.Fprintf(w, "queue: %d queued, %d received, %d delivered, %d transient failures, %d bounced, %d expired, %d bounced by an operator\n",
+					q.Queued, q.Received, q.Delivered, q.Transient, q.Bounced, q.Expired, q.AdminBounced)
 				refusing := "accepting mail"
 				if sp.BelowReserve {
 					refusing = "REFUSING new mail (452 4.3.1)"
