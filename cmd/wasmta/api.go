@@ -24,11 +24,13 @@ type apiClient struct {
 	base  string
 	token string
 	hc    *http.Client
+	fs    *pflag.FlagSet // where --api and --token are, to tell a flag given from its default
 }
 
 // do sends body (JSON, when not nil) and decodes a 2xx answer into out; any other answer
 // becomes an error carrying the server's {"error": ...} text.
 func (c *apiClient) do(method, path string, q url.Values, body, out any) error {
+	c.fromEnv()
 	u := strings.TrimRight(c.base, "/") + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -88,10 +90,26 @@ func envOr(name, def string) string {
 
 func newAPIClient() *apiClient { return &apiClient{hc: &http.Client{Timeout: 5 * time.Minute}} }
 
-// flags adds --api and --token; their defaults come from WASMTA_API and WASMTA_TOKEN.
+// flags adds --api and --token. Their defaults come from WASMTA_API and WASMTA_TOKEN when the
+// command runs (fromEnv), not as the flags' defaults: a flag's default is printed by --help and
+// written into the man pages (`make install` runs `wasmta man`), and the token is a secret.
 func (c *apiClient) flags(f *pflag.FlagSet) {
-	f.StringVar(&c.base, "api", envOr("WASMTA_API", defaultAPI), "the relay's HTTP API base URL (env WASMTA_API)")
-	f.StringVar(&c.token, "token", os.Getenv("WASMTA_TOKEN"), "the [http] token (env WASMTA_TOKEN)")
+	c.fs = f
+	f.StringVar(&c.base, "api", defaultAPI, "the relay's HTTP API base URL (env WASMTA_API)")
+	f.StringVar(&c.token, "token", "", "the [http] token (env WASMTA_TOKEN)")
+}
+
+// fromEnv takes --api and --token from the environment when they were not given.
+func (c *apiClient) fromEnv() {
+	if c.fs == nil {
+		return
+	}
+	if !c.fs.Changed("api") {
+		c.base = envOr("WASMTA_API", defaultAPI)
+	}
+	if !c.fs.Changed("token") {
+		c.token = os.Getenv("WASMTA_TOKEN")
+	}
 }
 
 func printJSON(w io.Writer, raw []byte) error {

@@ -84,12 +84,17 @@ func injectCmd() *cobra.Command {
 		}
 		w := cmd.OutOrStdout()
 		if asJSON {
-			return printJSON(w, raw)
+			if err := printJSON(w, raw); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(w, "%d accepted, %d failed\n", resp.SuccessCount, resp.FailCount)
+			for _, e := range resp.Errors {
+				fmt.Fprintln(w, "  "+e)
+			}
 		}
-		fmt.Fprintf(w, "%d accepted, %d failed\n", resp.SuccessCount, resp.FailCount)
-		for _, e := range resp.Errors {
-			fmt.Fprintln(w, "  "+e)
-		}
+		// The exit status is the same with --json: a script must not take a refused
+		// recipient for an accepted one because it asked for JSON.
 		if resp.FailCount > 0 {
 			return fmt.Errorf("%d of %d recipients failed", resp.FailCount, len(to))
 		}

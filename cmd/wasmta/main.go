@@ -20,6 +20,7 @@ import (
 	"github.com/wasmta/wasmta/host/app"
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/control"
+	"github.com/wasmta/wasmta/host/httpapi"
 	"github.com/wasmta/wasmta/host/plugin"
 )
 
@@ -93,6 +94,15 @@ func serveCmd() *cobra.Command {
 		Short: "Run the relay (embedded default config unless --config is given)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGHUP (reload) and SIGUSR1 (logrotate) are caught from the start and handled
+			// once the relay is up: Go's default for SIGHUP is to exit, and starting can take
+			// minutes (a large spool to recover, a disk too full to open the spool), so a
+			// reload sent meanwhile killed the relay. SIGTERM and SIGINT keep ending a start at
+			// once (app.New's spool wait listens for them itself) and are caught after Start.
+			// The buffer keeps a few sent while starting.
+			sig := make(chan os.Signal, 4)
+			signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
+			defer signal.Stop(sig)
 			var lv slog.Level
 			if err := lv.UnmarshalText([]byte(level)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -121,8 +131,7 @@ func serveCmd() *cobra.Command {
 			if err := a.Start(); err != nil {
 				return err
 			}
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 			notify := func(state ...string) {
 				if err := sdNotify(state...); err != nil {
 					diag.Warn("service manager notification failed", "err", err)
@@ -202,6 +211,18 @@ func controlCmd(name, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if cfg.ControlSocket == "" {
+				src := "the embedded default"
+				if path != "" {
+					src = path
+				}
+				route := "GET " + httpapi.PluginStatusPath
+				if name == control.CmdReload {
+					route = "POST " + httpapi.PluginReloadPath
+				}
+				return fmt.Errorf("control_socket is empty in %s: a server with this config has no control socket; "+
+					"use its HTTP API (%s) or a config that names the socket", src, route)
+			}
 			resp, err := control.Send(cfg.ControlSocket, name)
 			if err != nil {
 				return fmt.Errorf("control socket %s: %w (is the server running with this config?)", cfg.ControlSocket, err)
@@ -223,8 +244,10 @@ func controlCmd(name, short string) *cobra.Command {
 			}
 			if name == "status" {
 				q, sp := resp.Queue, resp.Spool
-				fmt.Fprintf(w, "queue: %d queued, %d received, %d delivered, %d transient failures, %d bounced, %d expired\n",
-					q.Queued, q.Received, q.Delivered, q.Transient, q.Bounced, q.Expired)
+				// The ways mail leaves the queue, operator bounces included, so that an operator can
+				// account for what is queued.
+				fmt.Fprintf(w, "queue: %d queued, %d received, %d delivered, %d transient failures, %d bounced, %d expired, %d bounced by an operator\n",
+					q.Queued, q.Received, q.Delivered, q.Transient, q.Bounced, q.Expired, q.AdminBounced)
 				refusing := "accepting mail"
 				if sp.BelowReserve {
 					refusing = "REFUSING new mail (452 4.3.1)"

@@ -70,6 +70,11 @@ func pluginTestCmd() *cobra.Command {
 			if len(rcpts) == 0 {
 				return fmt.Errorf("--rcpt is required")
 			}
+			// As plugin check: serve always hands a plugin JSON (its [plugins.config] table),
+			// so a typo here is the operator's, not something the plugin must survive.
+			if !json.Valid([]byte(conf)) {
+				return fmt.Errorf("--config: not valid JSON")
+			}
 			data, err := readMessage(msgPath)
 			if err != nil {
 				return err

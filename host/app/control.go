@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -89,7 +91,10 @@ func (l *unlinkListener) Close() error {
 func (a *App) serveControl(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-	line, err := bufio.NewReader(c).ReadBytes('\n')
+	line, err := bufio.NewReader(io.LimitReader(c, control.MaxRequestSize+1)).ReadBytes('\n')
+	if len(line) > control.MaxRequestSize {
+		err = fmt.Errorf("request longer than %d bytes", control.MaxRequestSize)
+	}
 	var req control.Request
 	if err == nil {
 		err = json.Unmarshal(line, &req)

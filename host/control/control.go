@@ -16,7 +16,12 @@ const (
 	CmdStatus = "status" // report plugins, queue and spool
 )
 
-// Request is one line of JSON on the control socket.
+// MaxRequestSize bounds a request line: a request is a few dozen bytes, and the server reads
+// no further, so a client that writes without a newline (a wrong file piped into the socket)
+// gets its "bad request" at once instead of being held in memory until it stops.
+const MaxRequestSize = 64 << 10
+
+// Request is one line of JSON on the control socket, at most MaxRequestSize bytes.
 type Request struct {
 	Cmd string `json:"cmd"` // CmdReload or CmdStatus
 }

@@ -175,6 +175,9 @@ func (m *Metrics) Handler() http.Handler {
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxScrapes,
 		Registry:            m.reg, // promhttp's own error counter
+		// Prometheus asks for OpenMetrics first; without this promhttp answers it with the
+		// text format (docs/metrics.md promises both).
+		EnableOpenMetrics: true,
 	})
 }
 
