@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -404,6 +405,13 @@ func (c *Config) validate() error {
 			return keyErr("dns.resolvers", "%q is not an ip:port address", r)
 		}
 	}
+	if p := c.ControlSocket; p != "" {
+		// A Unix socket's path fits in 107 bytes (sun_path); the server binds it first inside a
+		// private directory beside it (listenPrivate in host/app), which is longer still.
+		if n := max(len(p), len(filepath.Dir(p))+len(controlTempSuffix)); n > maxUnixPath {
+			return keyErr("control_socket", "path too long for a Unix socket (%d bytes with the temporary name the server binds first; at most %d)", n, maxUnixPath)
+		}
+	}
 	if (c.SMTP.TLSCertificate == "") != (c.SMTP.TLSPrivateKey == "") {
 		return keyErr("smtp.tls_certificate", "tls_certificate and tls_private_key go together")
 	}
@@ -603,3 +611,10 @@ func ParsePrefixes(list []string) ([]netip.Prefix, error) {
 
 // MaxMessageSizeLimit is the largest smtp.max_message_size accepted (see Validate).
 const MaxMessageSizeLimit = 1 << 30
+
+// maxUnixPath is the longest path a Unix socket can be bound at on Linux (sun_path less its NUL).
+const maxUnixPath = 107
+
+// controlTempSuffix is the longest name host/app's listenPrivate gives the control socket before
+// renaming it into place: a MkdirTemp directory ".control-" plus up to 10 digits, and "sock".
+const controlTempSuffix = "/.control-4294967295/sock"

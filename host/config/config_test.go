@@ -91,6 +91,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[smtp]\nmax_message_size = \"20 parsecs\"", "smtp.max_message_size"},
 		{"[smtp]\nmax_message_size = \"2GiB\"", "smtp.max_message_size"}, // more than the spool can store
 		{"[smtp]\nmax_errors = 0", "smtp.max_errors"},
+		{"control_socket = \"/" + strings.Repeat("d", 90) + "/ctl.sock\"", "control_socket"}, // binds at 117 bytes
 		{"[queue]\nretry_interval = \"soon\"", "queue.retry_interval"},
 		{"[queue]\nmax_age = 0", "queue.max_age"},
 		{"[spool]\nmin_free = 0", "spool.min_free"},
