@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,24 +16,6 @@ import (
 	"github.com/wasmta/wasmta/host/control"
 	"github.com/wasmta/wasmta/host/testutil"
 )
-
-// syncBuffer is a bytes.Buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // SIGHUP is how an operator reloads (docs/reload.md), and logrotate sends SIGUSR1. serve
 // installed its handlers only once the relay was up, so a SIGHUP that came while it was still
@@ -51,7 +32,7 @@ func TestAudit11SighupWhileStartingDoesNotKill(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr testutil.LockedBuffer
 	cmd := exec.Command(relayBin, "serve", "--config", path)
 	cmd.Dir, cmd.Stderr, cmd.Stdout = dir, &stderr, &stderr
 	if err := cmd.Start(); err != nil {

@@ -49,7 +49,7 @@ type Relay struct {
 	Config string // path of the config file
 	SMTP   string // SMTP listen address
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *LockedBuffer
 	exited chan struct{}
 }
 
@@ -114,7 +114,7 @@ func (r *Relay) Start() {
 // expected not to listen yet (say, one waiting for disk space).
 func (r *Relay) StartNoWait() {
 	r.t.Helper()
-	r.stderr = &lockedBuffer{}
+	r.stderr = &LockedBuffer{}
 	r.cmd = exec.Command(r.Bin, "serve", "--config", r.Config, "--log-level", "debug")
 	r.cmd.Dir = r.Dir
 	r.cmd.Stderr = r.stderr
@@ -263,18 +263,20 @@ func Code(r map[string]any) int {
 	return int(c)
 }
 
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer one goroutine (or a process's output) writes while another
+// reads it.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
