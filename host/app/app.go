@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -252,7 +253,10 @@ func (a *App) Start() error {
 	a.queue.Start()
 	// The control socket comes up before SMTP answers, so whoever sees the banner (an operator's
 	// script, a test) can reach `wasmta plugin status` at once.
-	if err := a.startControl(); err != nil {
+	if err := a.startControl(); errors.Is(err, errControlInUse) {
+		a.queue.Stop(context.Background())
+		return err
+	} else if err != nil {
 		a.diag.Warn("control socket unavailable; wasmta plugin reload/status will not reach this server", "err", err)
 	}
 	// HTTP, like the control socket, is up before SMTP answers: a banner means every door is open.

@@ -16,6 +16,11 @@ import (
 
 // startControl listens on the local control socket. It is a Unix socket with mode 0600: only
 // the relay's own user (and root) can reload policy; nothing listens on the network.
+
+// errControlInUse: another server answers on the control socket. Serving beside it would send
+// `wasmta plugin reload --config <ours>` to that other server, so start-up fails instead.
+var errControlInUse = errors.New("in use by another running wasmta (set control_socket to a path of this server's own)")
+
 func (a *App) startControl() error {
 	path := a.cfg.ControlSocket
 	if path == "" {
@@ -26,7 +31,7 @@ func (a *App) startControl() error {
 	}
 	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 		c.Close()
-		return errors.New("control socket " + path + " is in use: is another wasmta running here?")
+		return fmt.Errorf("control socket %s: %w", path, errControlInUse)
 	}
 	_ = os.Remove(path) // stale, from a crash
 	l, err := listenPrivate(path)
