@@ -31,7 +31,11 @@ type apiClient struct {
 // becomes an error carrying the server's {"error": ...} text.
 func (c *apiClient) do(method, path string, q url.Values, body, out any) error {
 	c.fromEnv()
-	u := strings.TrimRight(c.base, "/") + path
+	base := c.base
+	if !strings.Contains(base, "://") {
+		base = "http://" + base // --api 127.0.0.1:8025, as [http] listen is written
+	}
+	u := strings.TrimRight(base, "/") + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}

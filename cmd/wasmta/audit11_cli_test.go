@@ -143,3 +143,20 @@ func TestAudit11PluginStatusCountsOperatorBounces(t *testing.T) {
 		t.Fatalf("plugin status:\n%s", out)
 	}
 }
+
+// `queue suspend --list` lists every rule; a selector beside it was silently ignored, so an
+// operator asking for one domain's rules read them all as that domain's. It is refused now.
+// --api takes the address as [http] listen is written, without http://.
+func TestQueueRuleListFlags(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t, []string{"127.0.0.4"}, "")
+	e.mustCLI("suspend", "--domain", "held.test", "--reason", "r", "--duration", "1h")
+	if out, err := e.cli("suspend", "--list", "--domain", "other.test"); err == nil || !strings.Contains(out, "--list and --cancel take no selector") {
+		t.Fatalf("--list with a selector: %v\n%s", err, out)
+	}
+	bare := strings.TrimPrefix(e.url, "http://")
+	out, err := runBin(e.relay.Dir, "queue", "suspend", "--list", "--api", bare, "--token", adminToken)
+	if err != nil || !strings.Contains(out, "held.test") {
+		t.Fatalf("--api %s: %v\n%s", bare, err, out)
+	}
+}

@@ -216,6 +216,10 @@ func ruleCmd(c *apiClient, kind string) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
+			if (list || cancel != "") && (!sel.empty() || sel.everything || reason != "" || duration != "") {
+				// The API lists and cancels rules by id only: a selector here would be ignored.
+				return errors.New("--list and --cancel take no selector, --reason or --duration")
+			}
 			switch {
 			case list:
 				var raw json.RawMessage
