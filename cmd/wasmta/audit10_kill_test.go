@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/wasmta/wasmta/host/testutil"
 )
@@ -25,49 +23,15 @@ func TestAudit10KillEveryAcceptedMessageEndsWithARecord(t *testing.T) {
 	e := newEnv(t, zone, []string{"127.0.0.4", "127.0.0.2"}, "")
 	good := e.sinks["127.0.0.4"] // implicit.test: accepts; it is also the sender's domain (DSNs)
 	e.sinks["127.0.0.2"].SetBehavior(testutil.Behavior{Mode: testutil.PermFail, At: "RCPT", Code: 550})
-	var mu sync.Mutex
-	accepted := map[string]bool{} // recipient -> accepted
-	for round := range rounds {
-		before := good.Count()
-		var wg sync.WaitGroup
-		for w := range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				q, err := dialQuiet(e.relay.SMTP)
-				if err != nil {
-					return
-				}
-				defer q.Close()
-				for i := w; i < perRound; i += 4 {
-					domain := "implicit.test"
-					if i%2 == 1 {
-						domain = "example.com"
-					}
-					rcpt := fmt.Sprintf("k%d-%d@%s", round, i, domain)
-					code, err := q.send("s@implicit.test", rcpt, "Subject: "+rcpt+"\r\n\r\nhi\r\n")
-					if err != nil {
-						return // killed under us: not accepted
-					}
-					if code == 250 {
-						mu.Lock()
-						accepted[rcpt] = true
-						mu.Unlock()
-					}
-				}
-			}()
+	// The Subject is the recipient: accepted maps recipients.
+	accepted := killDuringBursts(t, e.relay, good, rounds, perRound, 4, killAfter, func(round, i int) (string, string, string) {
+		domain := "implicit.test"
+		if i%2 == 1 {
+			domain = "example.com"
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for good.Count()-before < killAfter {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the sink got %d messages in 30s", round, good.Count()-before)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		e.relay.Kill()
-		wg.Wait()
-		e.relay.Start()
-	}
+		rcpt := fmt.Sprintf("k%d-%d@%s", round, i, domain)
+		return "s@implicit.test", rcpt, rcpt
+	})
 	waitQueueEmpty(t, defaultSock(e.relay))
 	final := map[string]string{} // recipient -> type of its last final record
 	for _, r := range fileRecords(t, filepath.Join(e.relay.Dir, "logs", "wasmta.jsonl")) {

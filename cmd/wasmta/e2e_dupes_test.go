@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,45 +27,10 @@ func TestCrashAfterDeliveryDuplicatesBounded(t *testing.T) {
 	bound := connLimit + spool.DefaultMaxUnsyncedDeletes
 	e := newEnv(t, zone, []string{"127.0.0.4"}, fmt.Sprintf("\n[egress]\nconnection_limit = %d\n", connLimit))
 	sink := e.sinks["127.0.0.4"]
-	var mu sync.Mutex
-	accepted := map[string]bool{}
-	for round := range rounds {
-		before := sink.Count()
-		var wg sync.WaitGroup
-		for w := range 6 { // 6 client connections inject the round's burst
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				q, err := dialQuiet(e.relay.SMTP)
-				if err != nil {
-					return
-				}
-				defer q.Close()
-				for i := w; i < perRound; i += 6 {
-					subj := fmt.Sprintf("dup-%d-%d", round, i)
-					code, err := q.send("s@sender.test", "r@implicit.test", "Subject: "+subj+"\r\n\r\nhi\r\n")
-					if err != nil {
-						return // the relay was killed under us: this one was not accepted
-					}
-					if code == 250 {
-						mu.Lock()
-						accepted[subj] = true
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for sink.Count()-before < killAfter {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: sink got %d messages in 30s", round, sink.Count()-before)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		e.relay.Kill()
-		wg.Wait()
-		e.relay.Start()
-	}
+	// 6 client connections inject each round's burst.
+	accepted := killDuringBursts(t, e.relay, sink, rounds, perRound, 6, killAfter, func(round, i int) (string, string, string) {
+		return "s@sender.test", "r@implicit.test", fmt.Sprintf("dup-%d-%d", round, i)
+	})
 	// Everything accepted arrives; once the queue is empty nothing else can.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -76,7 +40,6 @@ func TestCrashAfterDeliveryDuplicatesBounded(t *testing.T) {
 				got[string(s[1])]++
 			}
 		}
-		mu.Lock()
 		missing := 0
 		for s := range accepted {
 			if got[s] == 0 {
@@ -84,7 +47,6 @@ func TestCrashAfterDeliveryDuplicatesBounded(t *testing.T) {
 			}
 		}
 		n := len(accepted)
-		mu.Unlock()
 		if missing == 0 {
 			waitQueueEmpty(t, defaultSock(e.relay))
 			break

@@ -5,6 +5,7 @@ import (
 	"net/textproto"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,3 +97,50 @@ func waitQueueEmpty(t testing.TB, sock string) {
 
 // defaultSock is the control socket of a relay on the default control_socket setting.
 func defaultSock(r *testutil.Relay) string { return filepath.Join(r.Dir, "data", "wasmta.sock") }
+
+// killDuringBursts runs rounds of a burst of perRound messages from workers client connections
+// and kills the relay (SIGKILL) once sink has taken killAfter more of them, then starts it
+// again. msg(round, i) gives message i's envelope and key (its Subject); it returns the keys that
+// got 250.
+func killDuringBursts(t *testing.T, relay *testutil.Relay, sink *testutil.Sink, rounds, perRound, workers, killAfter int,
+	msg func(round, i int) (from, rcpt, key string)) map[string]bool {
+	t.Helper()
+	var mu sync.Mutex
+	accepted := map[string]bool{}
+	for round := range rounds {
+		before := sink.Count()
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				q, err := dialQuiet(relay.SMTP)
+				if err != nil {
+					return
+				}
+				defer q.Close()
+				for i := w; i < perRound; i += workers {
+					from, rcpt, key := msg(round, i)
+					code, err := q.send(from, rcpt, "Subject: "+key+"\r\n\r\nhi\r\n")
+					if err != nil {
+						return // the relay was killed under us: this one was not accepted
+					}
+					if code == 250 {
+						mu.Lock()
+						accepted[key] = true
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for sink.Count()-before < killAfter {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the sink got %d messages in 30s", round, sink.Count()-before)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		relay.Kill()
+		wg.Wait()
+		relay.Start()
+	}
+	return accepted
+}
