@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,21 +12,6 @@ import (
 
 	"github.com/wasmta/wasmta/host/testutil"
 )
-
-// serveBin runs `wasmta serve` expecting it to fail at start; a serve that is still running
-// after the bound is stopped and reported (it started where it should not have).
-func serveBin(t *testing.T, dir string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, relayBin, append([]string{"serve"}, args...)...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("serve did not fail at start (still running after 60s); output:\n%s", out)
-	}
-	return string(out), err
-}
 
 // freePort is a TCP port nothing listened on a moment ago (for configs that must name one).
 func freePort(t *testing.T) int {
@@ -82,17 +65,7 @@ func TestAudit9ConfigCheckFailsWhereServeFails(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.text), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			checkOut, err := runBin(dir, "config", "check", path)
-			if err == nil || !strings.Contains(checkOut, c.want) {
-				t.Fatalf("config check: err=%v output %q, want a failure naming %q", err, checkOut, c.want)
-			}
-			serveOut, err := serveBin(t, dir, "--config", path)
-			if err == nil || !strings.Contains(serveOut, c.want) {
-				t.Fatalf("serve: err=%v output %q, want a failure naming %q", err, serveOut, c.want)
-			}
-			if errLine(checkOut) != errLine(serveOut) {
-				t.Fatalf("check and serve disagree:\ncheck: %s\nserve: %s", errLine(checkOut), errLine(serveOut))
-			}
+			checkAndServeFail(t, dir, path, c.want)
 		})
 	}
 	// What serve accepts, check accepts: IPv4 and IPv6 loopback may share a port, port 0 twice

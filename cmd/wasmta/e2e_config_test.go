@@ -32,17 +32,7 @@ func TestConfigCheckFailsWhereServeFails(t *testing.T) {
 			if err := os.WriteFile(path, []byte(c.text), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			checkOut, err := runBin(dir, "config", "check", path)
-			if err == nil || !strings.Contains(checkOut, c.want) {
-				t.Fatalf("config check: err=%v output %q, want a failure naming %q", err, checkOut, c.want)
-			}
-			serveOut, err := runBin(dir, "serve", "--config", path)
-			if err == nil || !strings.Contains(serveOut, c.want) {
-				t.Fatalf("serve: err=%v output %q, want a failure naming %q", err, serveOut, c.want)
-			}
-			if errLine(checkOut) != errLine(serveOut) {
-				t.Fatalf("check and serve disagree:\ncheck: %s\nserve: %s", errLine(checkOut), errLine(serveOut))
-			}
+			checkAndServeFail(t, dir, path, c.want)
 		})
 	}
 	t.Run("open relay warns", func(t *testing.T) {

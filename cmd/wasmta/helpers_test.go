@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"net"
 	"net/textproto"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,4 +145,36 @@ func killDuringBursts(t *testing.T, relay *testutil.Relay, sink *testutil.Sink, 
 		relay.Start()
 	}
 	return accepted
+}
+
+// serveBin runs `wasmta serve` expecting it to fail at start; a serve that is still running
+// after the bound is stopped and reported (it started where it should not have).
+func serveBin(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, relayBin, append([]string{"serve"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("serve did not fail at start (still running after 60s); output:\n%s", out)
+	}
+	return string(out), err
+}
+
+// checkAndServeFail asserts that `config check` and `serve` both refuse the config at path
+// with the same error line, naming want.
+func checkAndServeFail(t *testing.T, dir, path, want string) {
+	t.Helper()
+	checkOut, err := runBin(dir, "config", "check", path)
+	if err == nil || !strings.Contains(checkOut, want) {
+		t.Fatalf("config check: err=%v output %q, want a failure naming %q", err, checkOut, want)
+	}
+	serveOut, err := serveBin(t, dir, "--config", path)
+	if err == nil || !strings.Contains(serveOut, want) {
+		t.Fatalf("serve: err=%v output %q, want a failure naming %q", err, serveOut, want)
+	}
+	if errLine(checkOut) != errLine(serveOut) {
+		t.Fatalf("check and serve disagree:\ncheck: %s\nserve: %s", errLine(checkOut), errLine(serveOut))
+	}
 }
