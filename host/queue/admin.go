@@ -452,11 +452,20 @@ func (m *Manager) intercept(msg *message.Message, site string) bool {
 	if until.IsZero() {
 		return false
 	}
+	// The message goes on the heap under rulesMu, with the rules it was judged by still in
+	// force: a cancel between the judging and the wait would release what the heap held
+	// before this message was on it, and leave it held until the suspension's old end.
+	m.rulesMu.Lock()
+	if m.rules.Load() != rs {
+		m.rulesMu.Unlock()
+		return m.intercept(msg, site) // the rules changed meanwhile: judge again
+	}
 	msg.Due = until
 	// A rate slot it waited for is past by the time the suspension ends: it books again
 	// then (as after a resume, see release), or every such message would go at once.
 	m.forgetSlots(msg.ID)
 	m.wait(msg) // its record is unchanged: only the due time moved, which the entry holds
+	m.rulesMu.Unlock()
 	return true
 }
 

@@ -224,6 +224,7 @@ type Manager struct {
 
 	pickers map[string]*picker // per pool in Options.Pools; read-only after New
 
+	spare       spares     // goroutines waiting for the next spawn (spare.go)
 	flying      flights    // messages being attempted (flight.go)
 	dispatching dispatches // messages being dispatched (dispatching.go)
 }
@@ -252,7 +253,7 @@ func New(opt Options) *Manager {
 		opt.Diag = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}, slots: map[message.Key]uint8{}}
+	m := &Manager{opt: opt, ready: map[string]*readyQueue{}, ctx: ctx, cancel: cancel, conns: map[Conn]struct{}{}, slots: map[message.Key]uint8{}, spare: newSpares()}
 	m.pickers = make(map[string]*picker, len(opt.Pools))
 	for name, p := range opt.Pools {
 		m.pickers[name] = newPicker(p)
@@ -348,21 +349,6 @@ func (m *Manager) Stop(ctx context.Context) {
 	}
 	m.stopMu.Unlock()
 	<-done
-}
-
-// spawn runs f in a counted goroutine unless the manager is stopping.
-func (m *Manager) spawn(f func()) bool {
-	m.stopMu.Lock()
-	defer m.stopMu.Unlock()
-	if m.stopped {
-		return false
-	}
-	m.workers.Add(1)
-	go func() {
-		defer m.workers.Done()
-		f()
-	}()
-	return true
 }
 
 // goDispatch dispatches msg in a goroutine. A panic before the message found its next owner

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -152,5 +153,33 @@ func TestAcceptedConnectionOptions(t *testing.T) {
 	}
 	if nodelay == 0 || keepalive != 0 {
 		t.Fatalf("TCP_NODELAY %d SO_KEEPALIVE %d, want on and off", nodelay, keepalive)
+	}
+}
+
+// TestRenewedKeepsOnlyNearlyEqualDeadlines: a renewal is skipped only when the deadline in
+// force is at most the slack earlier; later by more, earlier, or cleared, it is set.
+func TestRenewedKeepsOnlyNearlyEqualDeadlines(t *testing.T) {
+	var cur atomic.Int64
+	base := time.Unix(1000, 0)
+	steps := []struct {
+		t    time.Time
+		kept bool
+	}{
+		{base, false},                             // nothing set yet
+		{base.Add(500 * time.Millisecond), true},  // within the slack: the earlier one serves
+		{base.Add(time.Second), false},            // a full slack later: renewed
+		{base.Add(900 * time.Millisecond), false}, // earlier (a phase's cap): always set
+		{time.Time{}, false},                      // cleared
+		{time.Time{}, false},                      // nothing set: set again (harmless)
+		{base.Add(2 * time.Second), false},        // after clearing
+		{base.Add(2*time.Second + time.Nanosecond), true},
+	}
+	for i, s := range steps {
+		if got := renewed(&cur, s.t, time.Second); got != s.kept {
+			t.Fatalf("step %d (%v): renewed = %v, want %v", i, s.t, got, s.kept)
+		}
+	}
+	if renewSlack(5*time.Minute) != time.Second || renewSlack(3200*time.Millisecond) != 100*time.Millisecond {
+		t.Fatalf("renewSlack: %v, %v", renewSlack(5*time.Minute), renewSlack(3200*time.Millisecond))
 	}
 }

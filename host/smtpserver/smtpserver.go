@@ -253,7 +253,7 @@ func (s *Server) startTLS(c *conn) net.Conn {
 	c.greeted, c.bulk = true, true // TLS first: the conn carries only ciphertext
 	if s.opt.IdleTimeout > 0 {
 		// Reads get their deadline in conn.Read; the handshake's writes need one too.
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(s.opt.IdleTimeout))
+		_ = c.SetWriteDeadline(time.Now().Add(s.opt.IdleTimeout))
 	}
 	tc := tls.Server(c, s.opt.TLS)
 	if err := tc.Handshake(); err != nil {
