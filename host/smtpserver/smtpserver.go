@@ -74,20 +74,23 @@ type Options struct {
 	MaxRecipients  int
 	MaxLineLength  int // command and message lines, CRLF included
 	MaxConnections int
-	MaxErrors      int           // commands refused with 5xx per connection, then 421 and closed; 0 = no limit
-	IdleTimeout    time.Duration // inactivity: extended by every read that makes progress
-	DataTimeout    time.Duration // whole DATA phase, however steady the progress; 0 = none
-	TLS            *tls.Config   // nil: no STARTTLS, no listen_tls
-	ListenTLS      []string      // implicit-TLS listeners (need TLS)
-	Auth           Authenticator // nil: no AUTH
-	Receiver       Receiver
-	Policy         Policy // nil: no plugins
-	Space          Space  // nil: no disk space check
-	Signer         Signer // nil: no DKIM signing
-	DSN            bool   // offer DSN (RFC 3461), keep RET, ENVID, NOTIFY, ORCPT (message.DSN); off: 504
-	Log            *logs.Logger
-	Diag           *slog.Logger
-	Now            func() time.Time
+	// MaxConnectionsPerIP caps the connections of one client address (an IPv4 address or an
+	// IPv6 /64), counted over all listeners together; 0 = no cap.
+	MaxConnectionsPerIP int
+	MaxErrors           int           // commands refused with 5xx per connection, then 421 and closed; 0 = no limit
+	IdleTimeout         time.Duration // inactivity: extended by every read that makes progress
+	DataTimeout         time.Duration // whole DATA phase, however steady the progress; 0 = none
+	TLS                 *tls.Config   // nil: no STARTTLS, no listen_tls
+	ListenTLS           []string      // implicit-TLS listeners (need TLS)
+	Auth                Authenticator // nil: no AUTH
+	Receiver            Receiver
+	Policy              Policy // nil: no plugins
+	Space               Space  // nil: no disk space check
+	Signer              Signer // nil: no DKIM signing
+	DSN                 bool   // offer DSN (RFC 3461), keep RET, ENVID, NOTIFY, ORCPT (message.DSN); off: 504
+	Log                 *logs.Logger
+	Diag                *slog.Logger
+	Now                 func() time.Time
 }
 
 // Server is the SMTP listener.
@@ -153,6 +156,10 @@ func (s *Server) Listen() error {
 	if len(s.opt.ListenTLS) > 0 && s.opt.TLS == nil {
 		return errors.New("smtp listen_tls needs a TLS certificate")
 	}
+	var clients *clientCounts
+	if s.opt.MaxConnectionsPerIP > 0 {
+		clients = newClientCounts(s.opt.MaxConnectionsPerIP)
+	}
 	for i, a := range append(slices.Clone(s.opt.Listen), s.opt.ListenTLS...) {
 		l, err := listenConfig.Listen(context.Background(), "tcp", a)
 		if err != nil {
@@ -160,7 +167,7 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("smtp listen %s: %w", a, err)
 		}
 		s.listeners = append(s.listeners, &limitListener{Listener: l, max: s.opt.MaxConnections, hostname: s.opt.Hostname, idle: s.opt.IdleTimeout,
-			implicitTLS: i >= len(s.opt.Listen)})
+			clients: clients, implicitTLS: i >= len(s.opt.Listen)})
 	}
 	return nil
 }
