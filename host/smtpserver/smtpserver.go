@@ -128,11 +128,14 @@ func New(opt Options) *Server {
 // goSMTP configures the go-smtp Server of one connection.
 //
 // Why one per connection: go-smtp reads MaxMessageBytes for the SIZE advertisement, the MAIL
-// SIZE= check and BDAT, all of which must use max_message_size, and for its DATA reader, which
-// refuses the data once that many octets arrived, before it reads the end marker: a message
-// of exactly the limit would get 552. So between RCPT and the end of the transaction (a time
-// when go-smtp reads the field only for DATA and BDAT) the connection's own Server allows one
-// octet more, and bodyCheck enforces the exact limit (see session.Rcpt and session.Reset).
+// SIZE= check and BDAT, and for its DATA reader, which refuses the data once that many octets
+// arrived, before it reads the end marker: a message of exactly the limit would get 552. And a
+// BDAT chunk over the limit go-smtp refuses itself, with a 552 the session never sees (its Data
+// only learns that the transfer ended, as after RSET), so no Rejection record would say so. So
+// between RCPT and the end of the transaction (a time when go-smtp reads the field only for
+// DATA and BDAT) the connection's own Server has no limit, and bodyCheck enforces the exact one
+// and answers it (see session.Rcpt and session.Reset); the advertisement and MAIL SIZE= use
+// max_message_size.
 func (s *Server) goSMTP() *smtp.Server {
 	srv := smtp.NewServer(s)
 	srv.Domain = s.opt.Hostname
@@ -521,9 +524,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	ss.rcpts = append(ss.rcpts, to)
 	ss.domains = append(ss.domains, domain)
 	ss.rcptDSN = append(ss.rcptDSN, rcptDSN(opts))
-	if m := ss.s.opt.MaxMessageSize; m > 0 {
-		ss.conn.Server().MaxMessageBytes = m + 1 // see Server.goSMTP
-	}
+	ss.conn.Server().MaxMessageBytes = 0 // bodyCheck enforces max_message_size (see Server.goSMTP)
 	return nil
 }
 
@@ -611,6 +612,12 @@ func (ss *session) Data(r io.Reader) error {
 		return ss.reject(e, ss.from, rcpts)
 	case chk.bare:
 		return ss.reject(errBareEOL, ss.from, rcpts)
+	case errors.Is(err, smtp.ErrDataReset):
+		// go-smtp ended the BDAT transfer: the client sent RSET, EHLO or STARTTLS, or closed
+		// the connection. It refused nothing, and nothing this returns reaches the client, so
+		// no Rejection record claims a reply the client never got.
+		ss.s.opt.Diag.Debug("bdat transfer abandoned", "peer", ss.peer.String(), "sender", ss.from)
+		return err
 	case err != nil:
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
