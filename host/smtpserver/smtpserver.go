@@ -106,6 +106,9 @@ type Server struct {
 	throttle *auth.Throttle // AUTH failure delays per client network
 	done     chan struct{}  // closed by Shutdown: ends AUTH failure delays
 	doneOnce sync.Once
+	// ctx ends with Shutdown too: AUTH checks waiting for their turn give up.
+	ctx  context.Context
+	stop context.CancelFunc
 
 	dates atomic.Pointer[traceDate] // the last Received date (date)
 
@@ -122,7 +125,8 @@ func New(opt Options) *Server {
 	if opt.Diag == nil {
 		opt.Diag = slog.Default()
 	}
-	return &Server{opt: opt, conns: map[*smtp.Server]struct{}{}, throttle: auth.NewThrottle(), done: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Server{opt: opt, conns: map[*smtp.Server]struct{}{}, throttle: auth.NewThrottle(), done: make(chan struct{}), ctx: ctx, stop: stop}
 }
 
 // goSMTP configures the go-smtp Server of one connection.
@@ -280,6 +284,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.draining = true
 	s.drainMu.Unlock()
 	s.doneOnce.Do(func() { close(s.done) })
+	s.stop()
 	s.closeListeners()
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
