@@ -57,3 +57,26 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 		t.Fatalf("connection over the cap after one closed and one opened: %q, want 421 4.7.0", line)
 	}
 }
+
+// The cap counts a client's connections on every listener together (listen and listen_tls
+// alike): two listeners do not give it twice the cap.
+func TestMaxConnectionsPerIPAcrossListeners(t *testing.T) {
+	var addrs []string
+	srv := New(Options{Hostname: "mx.test", Listen: []string{"127.0.0.1:0", "127.0.0.1:0"}, MaxConnections: 10, MaxConnectionsPerIP: 2,
+		MaxMessageSize: 1000, MaxRecipients: 10, MaxLineLength: 200, IdleTimeout: 10 * time.Second, Receiver: &recorder{}})
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Serve()
+	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	for _, a := range srv.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	testutil.DialFrom(t, "127.0.0.2", addrs[0]).Hello("client.test")
+	testutil.DialFrom(t, "127.0.0.2", addrs[1]).Hello("client.test")
+	for _, a := range addrs {
+		if _, line := dialRaw(t, "127.0.0.2", a); !strings.HasPrefix(line, "421 4.7.0 ") {
+			t.Fatalf("third connection from 127.0.0.2 (on %s): %q, want 421 4.7.0", a, line)
+		}
+	}
+}
