@@ -7,17 +7,19 @@
 // The file is parsed completely before it replaces the one in use (Store.Reload), so a bad
 // edit leaves the previous users serving. Verification takes the same time whether or not the
 // user exists (an unknown user is checked against a dummy hash of the same kind), runs at most
-// a few at a time (argon2id may use hundreds of MiB each), and the failure delay per client
-// address lives in Throttle.
+// a few at a time (argon2id may use hundreds of MiB each), at most NetworkSlots of them for one
+// client network, and the failure delay per client address lives in Throttle.
 package auth
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -131,20 +133,97 @@ func checkUser(user string) error {
 // m KiB of memory.
 var verifySlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 
-// Verify reports whether password is user's. An unknown user costs the same as a known one:
-// the password is checked against a dummy hash of the first user's kind and cost, so the time
-// of the answer does not tell which users exist.
-func (u *Users) Verify(user, password string) bool {
-	verifySlots <- struct{}{}
-	defer func() { <-verifySlots }()
+// NetworkSlots is how many of the verify slots one client network (Network) may hold at once.
+// The failure delay (Throttle) comes only after a check, so without this share a few
+// connections from one address sending bad passwords kept every slot busy and every other
+// user's AUTH waited behind them; now the others from that network wait for its own slot.
+const NetworkSlots = 1
+
+// netSlots holds the share of each client network that is verifying or waiting; an entry lives
+// while someone uses it, so the table is bounded by the connections open.
+var netSlots = struct {
+	sync.Mutex
+	m map[netip.Prefix]*netSlot
+}{m: map[netip.Prefix]*netSlot{}}
+
+type netSlot struct {
+	sem  chan struct{}
+	refs int
+}
+
+// acquire takes client's network share, then a verify slot; it fails only when ctx ends first.
+func acquire(ctx context.Context, client netip.Addr) (release func(), err error) {
+	k := Network(client)
+	netSlots.Lock()
+	ns := netSlots.m[k]
+	if ns == nil {
+		ns = &netSlot{sem: make(chan struct{}, NetworkSlots)}
+		netSlots.m[k] = ns
+	}
+	ns.refs++
+	netSlots.Unlock()
+	drop := func() {
+		netSlots.Lock()
+		if ns.refs--; ns.refs == 0 {
+			delete(netSlots.m, k)
+		}
+		netSlots.Unlock()
+	}
+	select {
+	case ns.sem <- struct{}{}:
+	case <-ctx.Done():
+		drop()
+		return nil, ctx.Err()
+	}
+	select {
+	case verifySlots <- struct{}{}:
+	case <-ctx.Done():
+		<-ns.sem
+		drop()
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-verifySlots
+		<-ns.sem
+		drop()
+	}, nil
+}
+
+// testHook, set only by tests (export_test.go), sees a verification arrive and, holding its
+// slots, start: tests hold slots busy with it and know when they are. Atomic: a server's
+// sessions may still be checking when a test removes it.
+var testHook atomic.Pointer[func(stage, user string)]
+
+// testHook stages.
+const (
+	hookArrive = "arrive"
+	hookVerify = "verify"
+)
+
+// Verify reports whether password is user's, for a client at client (its network's share of
+// the verify slots, NetworkSlots); err is ctx's when ctx ended before a slot was free. An
+// unknown user costs the same as a known one: the password is checked against a dummy hash of
+// the first user's kind and cost, so the time of the answer does not tell which users exist.
+func (u *Users) Verify(ctx context.Context, client netip.Addr, user, password string) (bool, error) {
+	if h := testHook.Load(); h != nil {
+		(*h)(hookArrive, user)
+	}
+	release, err := acquire(ctx, client)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	if h := testHook.Load(); h != nil {
+		(*h)(hookVerify, user)
+	}
 	h, ok := u.users[user]
 	if !ok {
 		if d := u.dummyHash(); d != nil {
 			d.verify([]byte(password))
 		}
-		return false
+		return false, nil
 	}
-	return h.verify([]byte(password))
+	return h.verify([]byte(password)), nil
 }
 
 // dummyHash is made once per file, not at parse time (config check and the fuzz test parse
@@ -201,9 +280,10 @@ func (s *Store) store(u *Users) {
 	s.users.Store(u)
 }
 
-// Authenticate implements the SMTP server's authenticator: identity (the SASL authorization
-// identity) must be empty or the user itself, since nobody may act for another.
-func (s *Store) Authenticate(identity, user, password string) bool {
-	ok := s.users.Load().Verify(user, password)
-	return ok && (identity == "" || identity == user)
+// Authenticate implements the SMTP server's authenticator for a client at client (see
+// Users.Verify): identity (the SASL authorization identity) must be empty or the user itself,
+// since nobody may act for another. err is ctx's when ctx ended before the check could run.
+func (s *Store) Authenticate(ctx context.Context, client netip.Addr, identity, user, password string) (bool, error) {
+	ok, err := s.users.Load().Verify(ctx, client, user, password)
+	return ok && (identity == "" || identity == user), err
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -42,7 +43,7 @@ func TestParseAndVerify(t *testing.T) {
 		{"Alice", "alice-pw", false}, // names are case-sensitive, as in htpasswd
 		{"eve", "alice-pw", false},
 	} {
-		if got := u.Verify(c.user, c.pw); got != c.ok {
+		if got := verify(u, c.user, c.pw); got != c.ok {
 			t.Errorf("Verify(%q, %q) = %v, want %v", c.user, c.pw, got, c.ok)
 		}
 	}
@@ -52,7 +53,7 @@ func TestParseAndVerify(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", v, err)
 		}
-		if !u.Verify("alice", "alice-pw") {
+		if !verify(u, "alice", "alice-pw") {
 			t.Errorf("%s hash does not verify", v)
 		}
 	}
@@ -112,21 +113,21 @@ func TestStoreReloadKeepsOldOnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.Authenticate("", "alice", "alice-pw") || s.Authenticate("bob", "alice", "alice-pw") {
+	if !authn(s, "", "alice", "alice-pw") || authn(s, "bob", "alice", "alice-pw") {
 		t.Fatal("alice: wrong answer before reload")
 	}
 	os.WriteFile(path, []byte(bobLine+"\nbroken line\n"), 0o600)
 	if _, err := s.Reload(); err == nil || !strings.Contains(err.Error(), path+":2:") {
 		t.Fatalf("reload of a bad file: %v, want an error naming %s:2", err, path)
 	}
-	if !s.Authenticate("", "alice", "alice-pw") {
+	if !authn(s, "", "alice", "alice-pw") {
 		t.Fatal("a refused reload dropped the users in use")
 	}
 	os.WriteFile(path, []byte(bobLine+"\n"), 0o600)
 	if _, err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if s.Authenticate("", "alice", "alice-pw") || !s.Authenticate("", "bob", "b0b pw") {
+	if authn(s, "", "alice", "alice-pw") || !authn(s, "", "bob", "b0b pw") {
 		t.Fatal("reload did not replace the users")
 	}
 	if _, err := Open(filepath.Join(t.TempDir(), "missing")); err == nil {
@@ -166,5 +167,56 @@ func TestThrottleBounded(t *testing.T) {
 	}
 	if n := len(th.m); n > MaxTracked {
 		t.Fatalf("%d entries, cap %d", n, MaxTracked)
+	}
+}
+
+var testClient = netip.MustParseAddr("192.0.2.1")
+
+func verify(u *Users, user, pw string) bool {
+	ok, err := u.Verify(context.Background(), testClient, user, pw)
+	if err != nil {
+		panic(err) // a background context does not end
+	}
+	return ok
+}
+
+func authn(s *Store, identity, user, pw string) bool {
+	ok, err := s.Authenticate(context.Background(), testClient, identity, user, pw)
+	if err != nil {
+		panic(err)
+	}
+	return ok
+}
+
+// A check that waits for its network's share gives up when its context ends (the server shuts
+// down) and leaves nothing held: the network's next check runs.
+func TestVerifyWaitEndsWithContext(t *testing.T) {
+	u, err := Parse("users", []byte(bobLine+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := acquire(context.Background(), testClient) // the network's one share, held
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := u.Verify(ctx, testClient, "bob", "b0b pw")
+		done <- err
+	}()
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("waiting check: %v, want context.Canceled", err)
+	}
+	release()
+	if !verify(u, "bob", "b0b pw") {
+		t.Fatal("the network's next check did not run")
+	}
+	netSlots.Lock()
+	n := len(netSlots.m)
+	netSlots.Unlock()
+	if n != 0 {
+		t.Fatalf("%d networks still tracked after every check ended", n)
 	}
 }

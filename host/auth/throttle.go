@@ -38,7 +38,10 @@ type failures struct {
 // NewThrottle returns an empty table on the real clock.
 func NewThrottle() *Throttle { return &Throttle{Now: time.Now, m: map[netip.Prefix]failures{}} }
 
-func network(a netip.Addr) netip.Prefix {
+// Network is the client network addr belongs to, as the relay counts clients (AUTH failures,
+// concurrent verifications, connections per client address): the IPv4 address itself, or the
+// IPv6 /64 around it.
+func Network(a netip.Addr) netip.Prefix {
 	a = a.Unmap()
 	if a.Is4() {
 		return netip.PrefixFrom(a, 32)
@@ -50,7 +53,7 @@ func network(a netip.Addr) netip.Prefix {
 // Fail records a failed attempt from addr and returns how long to wait before answering it.
 func (t *Throttle) Fail(addr netip.Addr) time.Duration {
 	now := t.Now()
-	k := network(addr)
+	k := Network(addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f, ok := t.m[k]

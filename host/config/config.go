@@ -74,6 +74,9 @@ type SMTPConfig struct {
 	MaxRecipients  int      `toml:"max_recipients"`
 	MaxLineLength  int      `toml:"max_line_length"`
 	MaxConnections int      `toml:"max_connections"`
+	// MaxConnectionsPerIP caps the connections of one client address (an IPv4 address or an
+	// IPv6 /64), over all listeners together (Postfix's smtpd_client_connection_count_limit, 50).
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// MaxErrors: commands refused with 5xx per connection, then 421 4.7.0 and the connection closes
 	// (Postfix's smtpd_hard_error_limit, 20).
 	MaxErrors   int      `toml:"max_errors"`
@@ -214,16 +217,17 @@ func Defaults() Config {
 		Hostname: host,
 		Spool:    SpoolConfig{Path: "data/spool", MinFree: 1 << 30}, // = spool.DefaultMinFree
 		SMTP: SMTPConfig{
-			Listen:          []string{"127.0.0.1:2525"},
-			RelayHosts:      []string{"127.0.0.0/8", "::1/128"},
-			MaxMessageSize:  20 << 20,
-			MaxRecipients:   1024,
-			MaxLineLength:   2000, // well above RFC 5321's 1000 octets; clients in the wild exceed it
-			MaxConnections:  32768,
-			MaxErrors:       20,
-			IdleTimeout:     Duration(60e9),
-			DataTimeout:     Duration(30 * 60e9), // 20 MiB at 12 KB/s; a slot held that long is cheap
-			ShutdownTimeout: Duration(30e9),
+			Listen:              []string{"127.0.0.1:2525"},
+			RelayHosts:          []string{"127.0.0.0/8", "::1/128"},
+			MaxMessageSize:      20 << 20,
+			MaxRecipients:       1024,
+			MaxLineLength:       2000, // well above RFC 5321's 1000 octets; clients in the wild exceed it
+			MaxConnections:      32768,
+			MaxConnectionsPerIP: 50,
+			MaxErrors:           20,
+			IdleTimeout:         Duration(60e9),
+			DataTimeout:         Duration(30 * 60e9), // 20 MiB at 12 KB/s; a slot held that long is cheap
+			ShutdownTimeout:     Duration(30e9),
 		},
 		HTTP: HTTPConfig{
 			Listen:            "127.0.0.1:8025",
@@ -424,6 +428,7 @@ func (c *Config) validate() error {
 		{"smtp.max_recipients", int64(c.SMTP.MaxRecipients)},
 		{"smtp.max_line_length", int64(c.SMTP.MaxLineLength)},
 		{"smtp.max_connections", int64(c.SMTP.MaxConnections)},
+		{"smtp.max_connections_per_ip", int64(c.SMTP.MaxConnectionsPerIP)},
 		{"smtp.max_errors", int64(c.SMTP.MaxErrors)},
 		{"smtp.idle_timeout", int64(c.SMTP.IdleTimeout)},
 		{"smtp.data_timeout", int64(c.SMTP.DataTimeout)},

@@ -91,6 +91,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"[smtp]\nmax_message_size = \"20 parsecs\"", "smtp.max_message_size"},
 		{"[smtp]\nmax_message_size = \"2GiB\"", "smtp.max_message_size"}, // more than the spool can store
 		{"[smtp]\nmax_errors = 0", "smtp.max_errors"},
+		{"[smtp]\nmax_connections_per_ip = 0", "smtp.max_connections_per_ip"},
+		{"[smtp]\nmax_connections_per_ip = -1", "smtp.max_connections_per_ip"},
+		{"[smtp]\nmax_connections_per_ip = \"many\"", "smtp.max_connections_per_ip"},
 		{"control_socket = \"/" + strings.Repeat("d", 90) + "/ctl.sock\"", "control_socket"}, // binds at 117 bytes
 		{"[queue]\nretry_interval = \"soon\"", "queue.retry_interval"},
 		{"[queue]\nmax_age = 0", "queue.max_age"},

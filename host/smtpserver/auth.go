@@ -1,8 +1,10 @@
 package smtpserver
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -12,10 +14,11 @@ import (
 	"github.com/wasmta/wasmta/host/message"
 )
 
-// Authenticator checks AUTH credentials (a *auth.Store). identity is the SASL authorization
-// identity, "" when the client sent none.
+// Authenticator checks AUTH credentials (a *auth.Store) of a client at client. identity is the
+// SASL authorization identity, "" when the client sent none. It may wait for a turn (the
+// client's network's share of the password checks); err is ctx's when ctx ended first.
 type Authenticator interface {
-	Authenticate(identity, user, password string) bool
+	Authenticate(ctx context.Context, client netip.Addr, identity, user, password string) (bool, error)
 }
 
 // AUTH replies (RFC 4954 §6).
@@ -24,6 +27,8 @@ var (
 	// tries anyway gets this before any mechanism runs.
 	errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}
 	errAuthInvalid        = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	// A check that could not run (the server is shutting down while it waited for its turn).
+	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
 	// RFC 4954 §4: AUTH during a mail transaction MUST get 503 (go-smtp takes it).
 	errAuthInTransaction = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "AUTH not permitted during a mail transaction"}
 )
@@ -82,7 +87,11 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 // authenticate checks one set of credentials. A failure is answered only after the client's
 // network has waited its failure delay (auth.Throttle); the wait ends early at shutdown.
 func (ss *session) authenticate(identity, user, password string) error {
-	if ss.s.opt.Auth.Authenticate(identity, user, password) {
+	ok, err := ss.s.opt.Auth.Authenticate(ss.s.ctx, ss.peer, identity, user, password)
+	if err != nil {
+		return ss.reject(errAuthTemporary, "", "")
+	}
+	if ok {
 		ss.authnID = user
 		ss.s.opt.Diag.Info("smtp auth", "peer", ss.peer.String(), "user", user)
 		return nil

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wasmta/wasmta/host/auth"
 )
 
 // limitListener caps concurrent connections (421 beyond the cap, design.md §7) and hands out
@@ -21,6 +24,9 @@ type limitListener struct {
 	hostname string
 	idle     time.Duration
 	n        atomic.Int64
+	// clients counts connections per client address over all the server's listeners
+	// (max_connections_per_ip); nil = no cap.
+	clients *clientCounts
 	// implicitTLS: a listen_tls listener; its connections start with the TLS handshake.
 	implicitTLS bool
 }
@@ -47,7 +53,66 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.max <= 0 {
 			l.n.Add(1)
 		}
-		return &conn{Conn: c, l: l, idle: l.idle, slack: renewSlack(l.idle), closed: make(chan struct{})}, nil
+		nc := &conn{Conn: c, l: l, idle: l.idle, slack: renewSlack(l.idle), closed: make(chan struct{})}
+		if k, ok := clientKey(c.RemoteAddr()); ok && l.clients != nil {
+			if !l.clients.acquire(k) {
+				l.n.Add(-1)
+				// Postfix's smtpd_client_connection_count_limit answers 421 4.7.0 too.
+				_, _ = c.Write([]byte("421 4.7.0 " + l.hostname + " too many connections from your address, try again later\r\n"))
+				c.Close()
+				continue
+			}
+			nc.client, nc.counted = k, true
+		}
+		return nc, nil
+	}
+}
+
+// clientKey is the client network of a connection's remote address (auth.Network).
+func clientKey(a net.Addr) (netip.Prefix, bool) {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	return auth.Network(ip), true
+}
+
+// clientCounts counts open connections per client network, for every listener of a server
+// together: a client that could open max_connections_per_ip on each listener would get as many
+// times the cap as there are listeners. An entry lives while its network has a connection open,
+// so the table is bounded by max_connections times the number of listeners.
+type clientCounts struct {
+	max int
+	mu  sync.Mutex
+	m   map[netip.Prefix]int
+}
+
+func newClientCounts(max int) *clientCounts {
+	return &clientCounts{max: max, m: map[netip.Prefix]int{}}
+}
+
+// acquire counts one more connection of k, unless k already has max.
+func (cc *clientCounts) acquire(k netip.Prefix) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.m[k] >= cc.max {
+		return false
+	}
+	cc.m[k]++
+	return true
+}
+
+func (cc *clientCounts) release(k netip.Prefix) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if n := cc.m[k] - 1; n > 0 {
+		cc.m[k] = n
+	} else {
+		delete(cc.m, k)
 	}
 }
 
@@ -69,6 +134,9 @@ type conn struct {
 	once    sync.Once
 	closed  chan struct{}
 	greeted bool
+	// client is the connection's client network, counted in l.clients when counted.
+	client  netip.Prefix
+	counted bool
 
 	// out holds replies not yet sent (Write). wmu guards it: Close may flush it from
 	// another goroutine (go-smtp's Server.Close) while the session writes.
@@ -432,6 +500,11 @@ func (c *conn) Close() error {
 	var err error
 	c.once.Do(func() {
 		c.l.n.Add(-1)
+		// Before the last replies go out: a client that has read its 221 may connect again at
+		// once, and must find its connection no longer counted.
+		if c.counted {
+			c.l.clients.release(c.client)
+		}
 		// The last replies (221 to QUIT, the session's own final reply) go out now, under a
 		// deadline of their own: tls.Conn.Close has just set the write deadline to "now". It
 		// is set before taking wmu: a Close from another goroutine (Shutdown) may find the

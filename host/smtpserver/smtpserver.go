@@ -74,20 +74,23 @@ type Options struct {
 	MaxRecipients  int
 	MaxLineLength  int // command and message lines, CRLF included
 	MaxConnections int
-	MaxErrors      int           // commands refused with 5xx per connection, then 421 and closed; 0 = no limit
-	IdleTimeout    time.Duration // inactivity: extended by every read that makes progress
-	DataTimeout    time.Duration // whole DATA phase, however steady the progress; 0 = none
-	TLS            *tls.Config   // nil: no STARTTLS, no listen_tls
-	ListenTLS      []string      // implicit-TLS listeners (need TLS)
-	Auth           Authenticator // nil: no AUTH
-	Receiver       Receiver
-	Policy         Policy // nil: no plugins
-	Space          Space  // nil: no disk space check
-	Signer         Signer // nil: no DKIM signing
-	DSN            bool   // offer DSN (RFC 3461), keep RET, ENVID, NOTIFY, ORCPT (message.DSN); off: 504
-	Log            *logs.Logger
-	Diag           *slog.Logger
-	Now            func() time.Time
+	// MaxConnectionsPerIP caps the connections of one client address (an IPv4 address or an
+	// IPv6 /64), counted over all listeners together; 0 = no cap.
+	MaxConnectionsPerIP int
+	MaxErrors           int           // commands refused with 5xx per connection, then 421 and closed; 0 = no limit
+	IdleTimeout         time.Duration // inactivity: extended by every read that makes progress
+	DataTimeout         time.Duration // whole DATA phase, however steady the progress; 0 = none
+	TLS                 *tls.Config   // nil: no STARTTLS, no listen_tls
+	ListenTLS           []string      // implicit-TLS listeners (need TLS)
+	Auth                Authenticator // nil: no AUTH
+	Receiver            Receiver
+	Policy              Policy // nil: no plugins
+	Space               Space  // nil: no disk space check
+	Signer              Signer // nil: no DKIM signing
+	DSN                 bool   // offer DSN (RFC 3461), keep RET, ENVID, NOTIFY, ORCPT (message.DSN); off: 504
+	Log                 *logs.Logger
+	Diag                *slog.Logger
+	Now                 func() time.Time
 }
 
 // Server is the SMTP listener.
@@ -103,6 +106,9 @@ type Server struct {
 	throttle *auth.Throttle // AUTH failure delays per client network
 	done     chan struct{}  // closed by Shutdown: ends AUTH failure delays
 	doneOnce sync.Once
+	// ctx ends with Shutdown too: AUTH checks waiting for their turn give up.
+	ctx  context.Context
+	stop context.CancelFunc
 
 	dates atomic.Pointer[traceDate] // the last Received date (date)
 
@@ -119,17 +125,21 @@ func New(opt Options) *Server {
 	if opt.Diag == nil {
 		opt.Diag = slog.Default()
 	}
-	return &Server{opt: opt, conns: map[*smtp.Server]struct{}{}, throttle: auth.NewThrottle(), done: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Server{opt: opt, conns: map[*smtp.Server]struct{}{}, throttle: auth.NewThrottle(), done: make(chan struct{}), ctx: ctx, stop: stop}
 }
 
 // goSMTP configures the go-smtp Server of one connection.
 //
 // Why one per connection: go-smtp reads MaxMessageBytes for the SIZE advertisement, the MAIL
-// SIZE= check and BDAT, all of which must use max_message_size, and for its DATA reader, which
-// refuses the data once that many octets arrived, before it reads the end marker: a message
-// of exactly the limit would get 552. So between RCPT and the end of the transaction (a time
-// when go-smtp reads the field only for DATA and BDAT) the connection's own Server allows one
-// octet more, and bodyCheck enforces the exact limit (see session.Rcpt and session.Reset).
+// SIZE= check and BDAT, and for its DATA reader, which refuses the data once that many octets
+// arrived, before it reads the end marker: a message of exactly the limit would get 552. And a
+// BDAT chunk over the limit go-smtp refuses itself, with a 552 the session never sees (its Data
+// only learns that the transfer ended, as after RSET), so no Rejection record would say so. So
+// between RCPT and the end of the transaction (a time when go-smtp reads the field only for
+// DATA and BDAT) the connection's own Server has no limit, and bodyCheck enforces the exact one
+// and answers it (see session.Rcpt and session.Reset); the advertisement and MAIL SIZE= use
+// max_message_size.
 func (s *Server) goSMTP() *smtp.Server {
 	srv := smtp.NewServer(s)
 	srv.Domain = s.opt.Hostname
@@ -153,6 +163,10 @@ func (s *Server) Listen() error {
 	if len(s.opt.ListenTLS) > 0 && s.opt.TLS == nil {
 		return errors.New("smtp listen_tls needs a TLS certificate")
 	}
+	var clients *clientCounts
+	if s.opt.MaxConnectionsPerIP > 0 {
+		clients = newClientCounts(s.opt.MaxConnectionsPerIP)
+	}
 	for i, a := range append(slices.Clone(s.opt.Listen), s.opt.ListenTLS...) {
 		l, err := listenConfig.Listen(context.Background(), "tcp", a)
 		if err != nil {
@@ -160,7 +174,7 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("smtp listen %s: %w", a, err)
 		}
 		s.listeners = append(s.listeners, &limitListener{Listener: l, max: s.opt.MaxConnections, hostname: s.opt.Hostname, idle: s.opt.IdleTimeout,
-			implicitTLS: i >= len(s.opt.Listen)})
+			clients: clients, implicitTLS: i >= len(s.opt.Listen)})
 	}
 	return nil
 }
@@ -270,6 +284,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.draining = true
 	s.drainMu.Unlock()
 	s.doneOnce.Do(func() { close(s.done) })
+	s.stop()
 	s.closeListeners()
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
@@ -514,9 +529,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	ss.rcpts = append(ss.rcpts, to)
 	ss.domains = append(ss.domains, domain)
 	ss.rcptDSN = append(ss.rcptDSN, rcptDSN(opts))
-	if m := ss.s.opt.MaxMessageSize; m > 0 {
-		ss.conn.Server().MaxMessageBytes = m + 1 // see Server.goSMTP
-	}
+	ss.conn.Server().MaxMessageBytes = 0 // bodyCheck enforces max_message_size (see Server.goSMTP)
 	return nil
 }
 
@@ -604,6 +617,12 @@ func (ss *session) Data(r io.Reader) error {
 		return ss.reject(e, ss.from, rcpts)
 	case chk.bare:
 		return ss.reject(errBareEOL, ss.from, rcpts)
+	case errors.Is(err, smtp.ErrDataReset):
+		// go-smtp ended the BDAT transfer: the client sent RSET, EHLO or STARTTLS, or closed
+		// the connection. It refused nothing, and nothing this returns reaches the client, so
+		// no Rejection record claims a reply the client never got.
+		ss.s.opt.Diag.Debug("bdat transfer abandoned", "peer", ss.peer.String(), "sender", ss.from)
+		return err
 	case err != nil:
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
