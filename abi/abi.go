@@ -149,6 +149,7 @@ const (
 	MaxMetaKeys        = 64        // per message
 	MaxHeaderName      = 76        // RFC 5322 recommends ≤ 78 per line including ": "
 	MaxHeaderValue     = 998       // RFC 5322 §2.1.1 line limit
+	MaxHeaderLine      = 998       // bytes per line of an added field without CRLF (RFC 5322 §2.1.1): longer fields are folded
 	MaxHeaderEdits     = 32        // prepends + appends per hook call, then Limit
 	MaxQueueConfig     = 64 << 10  // bytes of JSON
 	MaxLogLine         = 4 << 10   // bytes; longer lines are cut
