@@ -1,11 +1,13 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +148,55 @@ func TestGuestOutputLines(t *testing.T) {
 	want := []string{"abc", "de", "", long[:abi.MaxLogLine], "fg", long[:abi.MaxLogLine], "y"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("lines %q,\nwant %q", got, want)
+	}
+}
+
+// One write of 8 MiB of empty lines: the host reads its first outputWindow bytes as lines (what
+// the rate lets through is written, the rest of those counted), and drops the rest unread,
+// counted as one line: reading all of it cost time in proportion to a length the guest chose
+// (BenchmarkGuestOutputFlood), up to its whole memory, in a host call nothing interrupts.
+func TestHugeOutputIsNotRead(t *testing.T) {
+	d := &diagRecords{}
+	diag := slog.New(d)
+	o := &guestOutput{diag: diag, plugin: "p", limit: newLogLimiter(diag, "p")}
+	const size = 8 << 20
+	if n, err := o.Write(bytes.Repeat([]byte{'\n'}, size)); n != size || err != nil {
+		t.Fatalf("Write: %d, %v", n, err)
+	}
+	o.limit.report() // as the timer would, a second later
+	written := len(d.all("plugin output"))
+	reports := d.all("plugin log lines dropped")
+	if written == 0 || len(reports) != 1 {
+		t.Fatalf("%d lines written, %d drop reports; want some and one", written, len(reports))
+	}
+	if got, want := reports[0].attrs["dropped"], fmt.Sprint(outputWindow-written+1); got != want {
+		t.Fatalf("drop report %v: %s lines dropped, want %s (the window's lines not written, and the rest as one)", reports[0].attrs, got, want)
+	}
+	if got, _ := strconv.Atoi(reports[0].attrs["bytes"]); got < size-outputWindow {
+		t.Fatalf("drop report %v: %d bytes dropped, want the unread %d at least", reports[0].attrs, got, size-outputWindow)
+	}
+	// Over the rate, a write is not read at all: one line dropped.
+	o.Write(bytes.Repeat([]byte{'\n'}, size))
+	o.limit.report()
+	if reports = d.all("plugin log lines dropped"); len(reports) != 2 || reports[1].attrs["dropped"] != "1" {
+		t.Fatalf("a write over the rate: drop reports %v, want a second one of 1 line", reports)
+	}
+	// The next line after the flood is written whole.
+	o.limit.lines, o.limit.bytes = logBurstLines, logBurstBytes
+	o.Write([]byte("after\n"))
+	if all := d.all("plugin output"); all[len(all)-1].attrs["line"] != "after" {
+		t.Fatalf("the line after the flood: %q", all[len(all)-1].attrs["line"])
+	}
+}
+
+// BenchmarkGuestOutputFlood is one guest write of 64 MiB of empty lines to stderr (the rate
+// long spent): its cost must not grow with the length.
+func BenchmarkGuestOutputFlood(b *testing.B) {
+	diag := slog.New(slog.DiscardHandler)
+	o := &guestOutput{diag: diag, plugin: "p", limit: newLogLimiter(diag, "p")}
+	p := bytes.Repeat([]byte{'\n'}, 64<<20)
+	b.ResetTimer()
+	for range b.N {
+		o.Write(p)
 	}
 }
