@@ -20,6 +20,17 @@ const HostModule = "wasmta"
 // lists (language runtimes need them to start, read clocks and write diagnostics).
 const WASIModule = "wasi_snapshot_preview1"
 
+// WASI functions the host implements itself rather than as the WASI module does, to bound what
+// one call can cost (ABI.md, section 2).
+const (
+	WASIFdWrite   = "fd_write"
+	WASIFdRead    = "fd_read"
+	WASIRandomGet = "random_get"
+	// MaxIOVecs is how many iovecs one fd_write or fd_read takes (POSIX IOV_MAX as Linux has
+	// it); more is errno inval.
+	MaxIOVecs = 1024
+)
+
 // Guest exports.
 const (
 	// ExportMarker must be exported with type () -> (): it declares ABI v1.

@@ -71,7 +71,7 @@ func (st *callState) setMeta(k, v string) {
 // it through the call's context; nothing here outlives the call except what commit applies.
 type callState struct {
 	gen  *Generation
-	in   *instance // the instance the call runs on; nil while one starts
+	in   *instance // the instance the call runs on; nil while one is instantiated
 	hook string
 	// start (mono) is when the chain began this call and took how long it lasted, waiting for
 	// an instance included: the clock is read once at each end of a call, not by every layer
