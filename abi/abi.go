@@ -23,12 +23,16 @@ const WASIModule = "wasi_snapshot_preview1"
 // WASI functions the host implements itself rather than as the WASI module does, to bound what
 // one call can cost (ABI.md, section 2).
 const (
-	WASIFdWrite   = "fd_write"
-	WASIFdRead    = "fd_read"
-	WASIRandomGet = "random_get"
+	WASIFdWrite    = "fd_write"
+	WASIFdRead     = "fd_read"
+	WASIRandomGet  = "random_get"
+	WASIPollOneoff = "poll_oneoff"
 	// MaxIOVecs is how many iovecs one fd_write or fd_read takes (POSIX IOV_MAX as Linux has
 	// it); more is errno inval.
 	MaxIOVecs = 1024
+	// MaxSubscriptions is how many subscriptions one poll_oneoff takes (as poll(2) with
+	// Linux's default RLIMIT_NOFILE); more is errno inval.
+	MaxSubscriptions = 1024
 )
 
 // Guest exports.

@@ -10,14 +10,18 @@ import (
 	"github.com/wasmta/wasmta/abi"
 )
 
-// fd_write and fd_read take at most abi.MaxIOVecs iovecs (testdata/wasiabuse.wat): more is errno
-// inval (28), before any is read. wazero's own went through every one the guest listed, each a
-// host write (or read), in one call that nothing interrupts: up to half a billion with 4 GiB.
+// fd_write and fd_read take at most abi.MaxIOVecs iovecs, poll_oneoff abi.MaxSubscriptions
+// subscriptions (testdata/wasiabuse.wat): more is errno inval (28), before any is read.
+// wazero's own went through every one the guest listed, each a host write (or read, or for
+// poll_oneoff an allocation outside the plugin's memory cap), in one call that nothing
+// interrupts: up to half a billion with 4 GiB (BenchmarkPollOneoffHuge).
 func TestWASIIovecLimit(t *testing.T) {
 	for _, tc := range []struct{ name, config, errno string }{
 		{"fd_write over the limit", "1", "28"},
 		{"fd_read over the limit", "2", "28"},
 		{"fd_write at the limit", "3", "00"},
+		{"poll_oneoff over the limit", "5", "28"},
+		{"poll_oneoff at the limit", "6", "00"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := load(t, "wasiabuse", func(s *Spec) { s.Config, s.MaxMemory = []byte(tc.config), 80<<20 })
@@ -73,9 +77,27 @@ func BenchmarkRandomGetPastDeadline(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := NewChain(p)
+	b.ResetTimer()
 	for range b.N {
 		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage()); err == nil {
 			b.Fatal("the call did not fail")
+		}
+	}
+}
+
+// BenchmarkPollOneoffHuge is a hook that calls poll_oneoff with 500,000 subscriptions (reads of
+// stdin); its allocations (allocs/op, B/op) must not grow with the count.
+func BenchmarkPollOneoffHuge(b *testing.B) {
+	p, err := load(b, "wasiabuse", func(s *Spec) { s.Config, s.MaxMemory, s.Timeout = []byte("7"), 80<<20, 10*time.Second })
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := NewChain(p)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage()); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
