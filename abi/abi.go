@@ -20,6 +20,21 @@ const HostModule = "wasmta"
 // lists (language runtimes need them to start, read clocks and write diagnostics).
 const WASIModule = "wasi_snapshot_preview1"
 
+// WASI functions the host implements itself rather than as the WASI module does, to bound what
+// one call can cost (ABI.md, section 2).
+const (
+	WASIFdWrite    = "fd_write"
+	WASIFdRead     = "fd_read"
+	WASIRandomGet  = "random_get"
+	WASIPollOneoff = "poll_oneoff"
+	// MaxIOVecs is how many iovecs one fd_write or fd_read takes (POSIX IOV_MAX as Linux has
+	// it); more is errno inval.
+	MaxIOVecs = 1024
+	// MaxSubscriptions is how many subscriptions one poll_oneoff takes (as poll(2) with
+	// Linux's default RLIMIT_NOFILE); more is errno inval.
+	MaxSubscriptions = 1024
+)
+
 // Guest exports.
 const (
 	// ExportMarker must be exported with type () -> (): it declares ABI v1.
@@ -149,6 +164,7 @@ const (
 	MaxMetaKeys        = 64        // per message
 	MaxHeaderName      = 76        // RFC 5322 recommends ≤ 78 per line including ": "
 	MaxHeaderValue     = 998       // RFC 5322 §2.1.1 line limit
+	MaxHeaderLine      = 998       // bytes per line of an added field without CRLF (RFC 5322 §2.1.1): longer fields are folded
 	MaxHeaderEdits     = 32        // prepends + appends per hook call, then Limit
 	MaxQueueConfig     = 64 << 10  // bytes of JSON
 	MaxLogLine         = 4 << 10   // bytes; longer lines are cut

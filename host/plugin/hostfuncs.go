@@ -232,6 +232,14 @@ func (st *callState) failOn(status int32, format, arg string) int32 {
 
 func hGetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	key := read(mod, u32(s[0]), u32(s[1])) // compared as string(key): no copy
+	if !st.messageHook() && st.queue == nil && st.egress == nil {
+		return st.fail(abi.NotAllowed, "get_meta is available in hooks only")
+	}
+	if len(key) > abi.MaxMetaKey {
+		// No key is longer (set_meta refuses one, and the relay's own are short), and looking
+		// it up would hash all of a length the guest chose.
+		return st.fail(abi.Invalid, "get_meta: meta key longer than %d bytes", abi.MaxMetaKey)
+	}
 	switch {
 	case st.messageHook():
 		v, ok := st.getMetaOf(key)
@@ -334,15 +342,16 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 	}
 	key := st.metaKey(rawKey)
 	routing := len(raw) > 0 && (key == abi.MetaRoutingDomain || key == abi.MetaQueue)
+	// The length first: the routing cache hashes the value, and printable scans it.
+	if len(raw) > abi.MaxMetaValue {
+		return st.fail(abi.Limit, "meta %s: value longer than %d bytes", key, abi.MaxMetaValue)
+	}
 	val, known := "", false
 	if routing {
 		// A routing value found valid before passed every check below.
 		val, known = st.knownRouting(key, raw)
 	}
 	if !known {
-		if len(raw) > abi.MaxMetaValue {
-			return st.fail(abi.Limit, "meta %s: value longer than %d bytes", key, abi.MaxMetaValue)
-		}
 		if !printable(raw) {
 			return st.failOn(abi.Invalid, "meta %s: value must be UTF-8 without control characters", key)
 		}
@@ -366,13 +375,27 @@ func hSetMeta(st *callState, mod api.Module, s []uint64) int32 {
 			}
 		}
 	}
-	if len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys {
-		if _, exists := st.getMeta(key); !exists {
-			return st.fail(abi.Limit, "more than %d meta keys", abi.MaxMetaKeys)
-		}
+	if len(st.meta)+len(st.msg.Meta) >= abi.MaxMetaKeys && st.metaFull(key) {
+		return st.fail(abi.Limit, "more than %d meta keys", abi.MaxMetaKeys)
 	}
 	st.setMeta(key, val)
 	return abi.OK
+}
+
+// metaFull reports whether setting key would give the message more than abi.MaxMetaKeys keys.
+// A staged key the message already has is one key, not two: counting it twice made a hook that
+// changed an existing key lose room for a new one.
+func (st *callState) metaFull(key string) bool {
+	if _, exists := st.getMeta(key); exists {
+		return false
+	}
+	n := len(st.msg.Meta)
+	for _, p := range st.meta {
+		if _, ok := st.msg.Meta[p.k]; !ok {
+			n++
+		}
+	}
+	return n >= abi.MaxMetaKeys
 }
 
 // knownRouting returns raw as a string if it was found valid for the routing key before: by
@@ -487,21 +510,52 @@ func (st *callState) stageHeader(name, val string, to *[]header) int32 {
 			return st.failOn(abi.Invalid, "header name %q: only printable ASCII without ':' or spaces", name)
 		}
 	}
-	if strings.IndexByte(val, '\r') >= 0 || strings.IndexByte(val, '\n') >= 0 {
-		return st.failOn(abi.Invalid, "header %s: CR or LF in the value (header injection refused)", name)
-	}
+	// The length before anything that reads the value: the guest chose it, up to its whole
+	// memory, and a scan of that costs time the call's deadline cannot interrupt.
 	if len(val) > abi.MaxHeaderValue {
 		return st.fail(abi.Limit, "header %s: value longer than %d bytes", name, abi.MaxHeaderValue)
 	}
+	if strings.IndexByte(val, '\r') >= 0 || strings.IndexByte(val, '\n') >= 0 {
+		return st.failOn(abi.Invalid, "header %s: CR or LF in the value (header injection refused)", name)
+	}
 	if !utf8.ValidString(val) {
 		return st.failOn(abi.Invalid, "header %s: value is not UTF-8", name)
+	}
+	fold, ok := foldAt(name, val)
+	if !ok {
+		return st.fail(abi.Limit, "header %s: the field is longer than %d bytes and has no space or tab to fold it at", name, abi.MaxHeaderLine)
 	}
 	if st.headerEdits >= abi.MaxHeaderEdits {
 		return st.fail(abi.Limit, "more than %d header edits in one call", abi.MaxHeaderEdits)
 	}
 	st.headerEdits++
-	*to = append(*to, header{name, val})
+	*to = append(*to, header{name, val, fold})
 	return abi.OK
+}
+
+// foldAt is where to fold the field "name: val" so that no line of it is longer than
+// abi.MaxHeaderLine (RFC 5322 §2.1.1; RFC 5321 §4.5.3.1.6: 1000 octets with the CRLF): 0 when
+// it fits on one line, else the index of the space or tab in val that starts the second line
+// (RFC 5322 §2.2.3: a CRLF is inserted before it, and unfolding removes only that CRLF, so the
+// value reads back as set). Names are at most abi.MaxHeaderName bytes and values
+// abi.MaxHeaderValue, so one fold always leaves a second line short enough. The latest space
+// that fits is chosen, but not one the rest of the value has only whitespace after: a line of
+// nothing but whitespace is not allowed (RFC 5322 §3.2.2). ok is false when no space or tab
+// qualifies (a run of text too long for a line): such a field cannot be written.
+func foldAt(name, val string) (at int, ok bool) {
+	if len(name)+len(": ")+len(val) <= abi.MaxHeaderLine {
+		return 0, true
+	}
+	last := len(val) - 1 // the last byte that is not whitespace
+	for last >= 0 && (val[last] == ' ' || val[last] == '\t') {
+		last--
+	}
+	for i := min(abi.MaxHeaderLine-len(name)-len(": "), last); i >= 1; i-- {
+		if val[i] == ' ' || val[i] == '\t' {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 func hGetBody(st *callState, mod api.Module, s []uint64) int32 {

@@ -56,10 +56,7 @@ func (l *logLimiter) allow(n int) bool {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	el := now.Sub(l.last).Seconds()
-	l.last = now
-	l.lines = min(logBurstLines, l.lines+el*logLinesPerSecond)
-	l.bytes = min(logBurstBytes, l.bytes+el*logBytesPerSecond)
+	l.refill(now)
 	if l.lines >= 1 && l.bytes >= float64(n) {
 		l.lines--
 		l.bytes -= float64(n)
@@ -67,6 +64,23 @@ func (l *logLimiter) allow(n int) bool {
 	}
 	l.dropLocked(1, n)
 	return false
+}
+
+// ready reports whether a line could be written now (allow would not refuse it for its count).
+func (l *logLimiter) ready() bool {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refill(now)
+	return l.lines >= 1
+}
+
+// refill adds the tokens earned since the last call; l.mu is held.
+func (l *logLimiter) refill(now time.Time) {
+	el := now.Sub(l.last).Seconds()
+	l.last = now
+	l.lines = min(logBurstLines, l.lines+el*logLinesPerSecond)
+	l.bytes = min(logBurstBytes, l.bytes+el*logBytesPerSecond)
 }
 
 // drop counts lines dropped by a per-call budget.

@@ -35,7 +35,6 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmta/wasmta/abi"
 	"github.com/wasmta/wasmta/host/plugin/guard"
@@ -550,15 +549,15 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 			g.hooks |= 1 << i
 		}
 	}
+	out := &guestOutput{diag: h.diag, plugin: p.name, limit: p.logs}
 	if usesWASI {
-		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		if err := instantiateWASI(ctx, rt, out); err != nil {
 			return fail(err)
 		}
 	}
 	if err := instantiateHostModule(ctx, rt); err != nil {
 		return fail(err)
 	}
-	out := &guestOutput{diag: h.diag, plugin: p.name, limit: p.logs}
 	g.modCfg = wazero.NewModuleConfig().
 		WithName(""). // anonymous: many instances of one module
 		// None: newInstance runs them, under the init deadline (instantiation cannot be stopped).
@@ -620,6 +619,7 @@ func (g *Generation) newInstance(ctx context.Context) (*instance, error) {
 		return nil, errors.New("start failed: the module lacks the host's termination checks")
 	}
 	in.ctx = context.WithValue(context.Background(), stateKey{}, in)
+	st.in = in // for the start functions' host calls that look at the deadline (stopIfOverdue)
 	g.plugin.host.mu.Lock()
 	g.plugin.host.instances[in] = struct{}{}
 	g.plugin.host.mu.Unlock()

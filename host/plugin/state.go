@@ -22,6 +22,7 @@ type msgState struct {
 	*Message
 	hdr     []field // lazily built index of Data's header fields
 	hdrEnd  int     // offset of the blank line ending the header (or len(Data))
+	nameMax int     // the length of the longest field name in hdr
 	indexed bool
 }
 
@@ -45,7 +46,11 @@ type EgressPathInput struct {
 	Check func(*abi.EgressPathConfig) error
 }
 
-type header struct{ name, value string }
+// header is a staged header edit; fold, when not 0, is where its value is folded (foldAt).
+type header struct {
+	name, value string
+	fold        int
+}
 
 type kv struct{ k, v string }
 
@@ -66,7 +71,7 @@ func (st *callState) setMeta(k, v string) {
 // it through the call's context; nothing here outlives the call except what commit applies.
 type callState struct {
 	gen  *Generation
-	in   *instance // the instance the call runs on; nil while one starts
+	in   *instance // the instance the call runs on; nil while one is instantiated
 	hook string
 	// start (mono) is when the chain began this call and took how long it lasted, waiting for
 	// an instance included: the clock is read once at each end of a call, not by every layer
@@ -234,10 +239,10 @@ func (st *callState) commit() {
 	hdr, rest := m.Data[:m.hdrEnd], m.Data[m.hdrEnd:]
 	n := len(m.Data) + 4 // room for the line breaks below
 	for _, h := range st.prepend {
-		n += len(h.name) + len(h.value) + 4
+		n += len(h.name) + len(h.value) + 6 // ": ", a fold's CRLF, the final CRLF
 	}
 	for _, h := range st.append {
-		n += len(h.name) + len(h.value) + 4
+		n += len(h.name) + len(h.value) + 6
 	}
 	out := make([]byte, 0, n)
 	for _, h := range st.prepend {
@@ -271,7 +276,13 @@ func (st *callState) commit() {
 func appendHeader(b []byte, h header) []byte {
 	b = append(b, h.name...)
 	b = append(b, ": "...)
-	b = append(b, h.value...)
+	if h.fold > 0 {
+		b = append(b, h.value[:h.fold]...)
+		b = append(b, "\r\n"...)
+		b = append(b, h.value[h.fold:]...)
+	} else {
+		b = append(b, h.value...)
+	}
 	return append(b, "\r\n"...)
 }
 
@@ -283,7 +294,7 @@ func (m *msgState) index() {
 	if m.indexed {
 		return
 	}
-	m.indexed, m.hdr, m.hdrEnd = true, m.hdr[:0], len(m.Data)
+	m.indexed, m.hdr, m.hdrEnd, m.nameMax = true, m.hdr[:0], len(m.Data), 0
 	d := m.Data
 	pos := 0
 	end := -1 // where the last field's value ends in d while that value is a view of d, else -1
@@ -320,6 +331,7 @@ func (m *msgState) index() {
 			name := bytes.TrimRight(line[:i], " \t")
 			value := bytes.TrimLeft(line[i+1:], " \t")
 			end = pos + len(line)
+			m.nameMax = max(m.nameMax, len(name))
 			m.hdr = append(m.hdr, field{name: unsafe.String(unsafe.SliceData(name), len(name)), value: value[:len(value):len(value)]})
 		} else {
 			// Not a header line: the header ended without a blank line.
@@ -361,13 +373,19 @@ func (m *msgState) Header(name string, idx int) ([]byte, bool) {
 // name goes through Header, whose Unicode case folding can match ASCII too (U+212A KELVIN SIGN
 // folds to k).
 func (m *msgState) headerOf(name []byte, idx int) ([]byte, bool) {
+	m.index()
+	// A name longer than every field's cannot match, and is not read: the guest chose its
+	// length, up to its whole memory. Field names are ASCII, and case folding maps an ASCII
+	// letter to at most one rune of utf8.UTFMax bytes (U+212A KELVIN SIGN, 3 bytes, folds to k).
+	if len(name) > utf8.UTFMax*m.nameMax {
+		return nil, false
+	}
 	for _, c := range name {
 		if c >= utf8.RuneSelf {
 			// A view, not a copy: Header keeps nothing of name, whose length the guest chose.
 			return m.Header(unsafe.String(unsafe.SliceData(name), len(name)), idx)
 		}
 	}
-	m.index()
 	for _, f := range m.hdr {
 		if equalFoldASCII(f.name, name) {
 			if idx == 0 {

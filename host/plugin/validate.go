@@ -103,9 +103,30 @@ type guestOutput struct {
 	buf    []byte
 }
 
+// outputWindow is how much of one write guestOutput reads: a write is as long as the guest
+// likes (up to its whole memory, 4 GiB), the host call it comes from cannot be interrupted, and
+// each pass over it (lines, the count of dropped ones) cost time in proportion. A second's worth
+// of the plugin's log rate (logBytesPerSecond): only a flood meets it.
+const outputWindow = logBytesPerSecond
+
 func (o *guestOutput) Write(p []byte) (int, error) {
+	n := len(p)
+	if n == 0 {
+		return 0, nil
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if !o.limit.ready() {
+		// Over the rate: nothing of p could be written, so none of it is read. fd_write calls
+		// Write once per iovec, as many as the guest lists, each as long as it likes.
+		o.limit.drop(1, len(o.buf)+n)
+		o.buf = o.buf[:0]
+		return n, nil
+	}
+	var unread []byte
+	if len(p) > outputWindow {
+		p, unread = p[:outputWindow], p[outputWindow:]
+	}
 	// p is a view of guest memory, as long as the guest likes: lines are emitted from it
 	// directly, and only the unfinished line before p (buf) and after it is copied, no more of
 	// either than a log line keeps (abi.MaxLogLine, one byte more to tell a long one).
@@ -136,7 +157,13 @@ func (o *guestOutput) Write(p []byte) (int, error) {
 		line = line[:0]
 	}
 	o.buf = line
-	return len(p), nil
+	if len(unread) > 0 {
+		// Dropped without reading it, counted as one line of its length, with the unfinished
+		// line before it (the rest of which it may hold).
+		o.limit.drop(1, len(o.buf)+len(unread))
+		o.buf = o.buf[:0]
+	}
+	return n, nil
 }
 
 // emit writes one line within the plugin's rate; false when it was dropped.
