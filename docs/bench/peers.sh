@@ -244,7 +244,7 @@ postfix_up() {
 wasmta_up() {
 	local config=$1
 	(cd "$repo" && make -s build >/dev/null && go build -o bin/zonedns ./host/testutil/zonedns) >&2
-	rm -rf /tmp/wasmta-bench
+	rm -rf /tmp/wasmta-bench /dev/shm/wasmta-bench # the tmpfs experiment (bench-plugin-tmpfs.toml)
 	if grep -q /tmp/wasmta-bench-keys "$repo/docs/bench/$config"; then
 		mkdir -p /tmp/wasmta-bench-keys
 		[[ -f /tmp/wasmta-bench-keys/ed25519.pem ]] || openssl genpkey -algorithm ed25519 -out /tmp/wasmta-bench-keys/ed25519.pem 2>/dev/null
