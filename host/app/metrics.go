@@ -17,6 +17,7 @@ func (a *App) newMetrics() *metrics.Metrics {
 		Depths:       func() queue.Depths { return a.queue.Depths() },
 		Spool:        func() spool.Stats { return a.spool.Stats() },
 		SMTPSessions: func() int { return a.smtp.Sessions() },
+		SMTPRefused:  func() map[string]int64 { return a.smtp.Refused() },
 		Cluster:      clusterState(a.cluster),
 		Webhook:      webhookState(a.logHook),
 		Plugins: func() []metrics.PluginState {

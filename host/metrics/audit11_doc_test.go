@@ -23,7 +23,7 @@ import (
 func TestAudit11DocumentedTypesAndLabels(t *testing.T) {
 	m := New(Sources{
 		Queue: func() queue.Stats { return queue.Stats{} }, Depths: func() queue.Depths { return queue.Depths{} },
-		Spool: func() spool.Stats { return spool.Stats{} }, SMTPSessions: func() int { return 0 },
+		Spool: func() spool.Stats { return spool.Stats{} }, SMTPSessions: func() int { return 0 }, SMTPRefused: func() map[string]int64 { return map[string]int64{"max_connections": 0} },
 		Plugins: func() []PluginState { return []PluginState{{Name: "p.wasm"}} },
 		Cluster: func() ClusterState { return ClusterState{Up: true, Policy: "fail_open"} },
 		Webhook: func() WebhookState { return WebhookState{} },

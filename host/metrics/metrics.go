@@ -37,6 +37,9 @@ type Sources struct {
 	Spool        func() spool.Stats
 	Plugins      func() []PluginState
 	SMTPSessions func() int
+	// SMTPRefused is the connections refused at accept, by the key of the limit that refused
+	// them (smtp.max_connections, smtp.max_connections_per_ip).
+	SMTPRefused func() map[string]int64
 	// Cluster is the node's view of the shared Redis; nil without [redis].
 	Cluster func() ClusterState
 	// Webhook is the log webhook's queue; nil without [logs.webhook].

@@ -232,6 +232,7 @@ func TestScrapeTimeSources(t *testing.T) {
 			return spool.Stats{Free: 5 << 30, MinFree: 1 << 30, BelowReserve: true, SpaceRefusals: 9}
 		},
 		SMTPSessions: func() int { return 12 },
+		SMTPRefused:  func() map[string]int64 { return map[string]int64{"max_connections_per_ip": 8} },
 		Cluster: func() ClusterState {
 			return ClusterState{Up: false, Errors: 3, Fallbacks: 40, Policy: "fail_closed", Leases: 5}
 		},
@@ -256,6 +257,7 @@ func TestScrapeTimeSources(t *testing.T) {
 		{"wasmta_ready_messages", []string{"site", Other}, 0},
 		{"wasmta_outbound_connections", nil, 3},
 		{"wasmta_smtp_sessions", nil, 12},
+		{"wasmta_smtp_refused_connections_total", []string{"limit", "max_connections_per_ip"}, 8},
 		{"wasmta_spool_free_bytes", nil, 5 << 30},
 		{"wasmta_spool_reserve_bytes", nil, 1 << 30},
 		{"wasmta_spool_below_reserve", nil, 1},
@@ -332,7 +334,7 @@ func TestHistogramsAndRequests(t *testing.T) {
 func TestNamesFollowConventions(t *testing.T) {
 	m := New(Sources{
 		Queue: func() queue.Stats { return queue.Stats{} }, Depths: func() queue.Depths { return queue.Depths{} },
-		Spool: func() spool.Stats { return spool.Stats{} }, SMTPSessions: func() int { return 0 },
+		Spool: func() spool.Stats { return spool.Stats{} }, SMTPSessions: func() int { return 0 }, SMTPRefused: func() map[string]int64 { return map[string]int64{"max_connections": 0} },
 		Plugins: func() []PluginState { return []PluginState{{Name: "p.wasm"}} },
 		Cluster: func() ClusterState { return ClusterState{Up: true, Policy: "fail_open"} },
 		Webhook: func() WebhookState { return WebhookState{} },

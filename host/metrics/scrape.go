@@ -10,6 +10,7 @@ type scrapeCollector struct {
 	src Sources
 
 	queued, scheduled, ready, conns, sessions *prometheus.Desc
+	refusedConns                              *prometheus.Desc
 	schedKept                                 *prometheus.Desc
 	deleteFailures, panics                    *prometheus.Desc
 	free, reserve, below, refusals            *prometheus.Desc
@@ -32,6 +33,7 @@ func newScrapeCollector(src Sources) *scrapeCollector {
 		schedKept:      desc("scheduled_queues", "Scheduled queues the relay keeps state for (cached queue config, rate limit): those holding messages and empty ones not yet dropped (about a minute after their config was last read)."),
 		conns:          desc("outbound_connections", "Open outgoing SMTP connections."),
 		sessions:       desc("smtp_sessions", "Inbound SMTP connections being served."),
+		refusedConns:   desc("smtp_refused_connections_total", "Inbound SMTP connections refused at accept (421) by a limit: limit=\"max_connections\" or \"max_connections_per_ip\".", "limit"),
 		deleteFailures: desc("spool_delete_failures_total", "Finished messages whose spool entry could not be removed (they come back after a restart)."),
 		panics:         desc("recovered_panics_total", "Panics recovered in delivery and queue goroutines."),
 		free:           desc("spool_free_bytes", "Free bytes for the spool at the last check, less what was written since."),
@@ -54,7 +56,7 @@ func newScrapeCollector(src Sources) *scrapeCollector {
 }
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.queued, c.scheduled, c.schedKept, c.ready, c.conns, c.sessions, c.deleteFailures,
+	for _, d := range []*prometheus.Desc{c.queued, c.scheduled, c.schedKept, c.ready, c.conns, c.sessions, c.refusedConns, c.deleteFailures,
 		c.panics, c.free, c.reserve, c.below, c.refusals, c.reloads, c.breaker,
 		c.redisUp, c.redisErrors, c.fallbacks, c.leases,
 		c.whQueue, c.whBatches, c.whRecords, c.whFailed, c.whDropped, c.whFailing} {
@@ -88,6 +90,11 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := c.src.SMTPSessions; f != nil {
 		gauge(c.sessions, float64(f()))
+	}
+	if f := c.src.SMTPRefused; f != nil {
+		for limit, n := range f() {
+			counter(c.refusedConns, float64(n), limit)
+		}
 	}
 	if f := c.src.Spool; f != nil {
 		st := f()

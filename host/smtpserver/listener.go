@@ -29,6 +29,13 @@ type limitListener struct {
 	clients *clientCounts
 	// implicitTLS: a listen_tls listener; its connections start with the TLS handshake.
 	implicitTLS bool
+	// refused counts the connections this listener turned away, for all of the server's.
+	refused *refusals
+}
+
+// refusals counts connections refused at accept, by the limit that refused them.
+type refusals struct {
+	maxConnections, perIP atomic.Int64
 }
 
 // listenConfig binds the SMTP listeners. Keep-alive probes are off: every read of a session has
@@ -46,6 +53,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		if l.max > 0 && l.n.Add(1) > int64(l.max) {
 			l.n.Add(-1)
+			l.refused.maxConnections.Add(1)
 			_, _ = c.Write([]byte("421 4.3.2 " + l.hostname + " too many connections, try again later\r\n"))
 			c.Close()
 			continue
@@ -57,6 +65,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if k, ok := clientKey(c.RemoteAddr()); ok && l.clients != nil {
 			if !l.clients.acquire(k) {
 				l.n.Add(-1)
+				l.refused.perIP.Add(1)
 				// Postfix's smtpd_client_connection_count_limit answers 421 4.7.0 too.
 				_, _ = c.Write([]byte("421 4.7.0 " + l.hostname + " too many connections from your address, try again later\r\n"))
 				c.Close()

@@ -29,7 +29,7 @@ func dialRaw(t *testing.T, src, addr string) (net.Conn, string) {
 // max_connections_per_ip, the next one gets 421 4.7.0 and is closed, other addresses are still
 // served, and the count goes down as connections close.
 func TestMaxConnectionsPerIP(t *testing.T) {
-	_, addr := start(t, func(o *Options) { o.MaxConnections, o.MaxConnectionsPerIP = 10, 3 })
+	srv, _, addr := startServer(t, func(o *Options) { o.MaxConnections, o.MaxConnectionsPerIP = 10, 3 })
 	var held []*testutil.Client
 	for range 3 {
 		c := testutil.DialFrom(t, "127.0.0.2", addr)
@@ -55,6 +55,10 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 	// And the cap holds again at three.
 	if _, line := dialRaw(t, "127.0.0.2", addr); !strings.HasPrefix(line, "421 4.7.0 ") {
 		t.Fatalf("connection over the cap after one closed and one opened: %q, want 421 4.7.0", line)
+	}
+	// Each refusal is counted (wasmta_smtp_refused_connections_total).
+	if got := srv.Refused(); got["max_connections_per_ip"] != 2 || got["max_connections"] != 0 {
+		t.Fatalf("Refused() = %v, want 2 for max_connections_per_ip", got)
 	}
 }
 

@@ -112,6 +112,8 @@ type Server struct {
 
 	dates atomic.Pointer[traceDate] // the last Received date (date)
 
+	refused refusals // connections turned away at accept (Refused)
+
 	drainMu  sync.Mutex
 	draining bool           // Shutdown began: no new DATA is taken in
 	active   sync.WaitGroup // transactions inside DATA processing (Add only under drainMu)
@@ -174,7 +176,7 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("smtp listen %s: %w", a, err)
 		}
 		s.listeners = append(s.listeners, &limitListener{Listener: l, max: s.opt.MaxConnections, hostname: s.opt.Hostname, idle: s.opt.IdleTimeout,
-			clients: clients, implicitTLS: i >= len(s.opt.Listen)})
+			clients: clients, implicitTLS: i >= len(s.opt.Listen), refused: &s.refused})
 	}
 	return nil
 }
@@ -192,6 +194,15 @@ func (s *Server) Addrs() []net.Addr {
 		out[i] = l.Addr()
 	}
 	return out
+}
+
+// Refused is how many connections were turned away at accept, by the key of the limit that
+// refused them (smtp.max_connections, smtp.max_connections_per_ip).
+func (s *Server) Refused() map[string]int64 {
+	return map[string]int64{
+		"max_connections":        s.refused.maxConnections.Load(),
+		"max_connections_per_ip": s.refused.perIP.Load(),
+	}
 }
 
 // Sessions is the number of SMTP connections being served now.
