@@ -92,6 +92,13 @@ type Store interface {
 	Get(id message.ID) (*message.Message, error)
 }
 
+// Failer is what a Store may also be: one that can fail for good (a write whose outcome on
+// disk is uncertain) and then refuses every write until a restart. Failed is nil until then;
+// it must be cheap, as it is asked before every attempt.
+type Failer interface {
+	Failed() error
+}
+
 // Options wire a Manager.
 type Options struct {
 	Store    Store
@@ -226,6 +233,9 @@ type Manager struct {
 
 	flying      flights    // messages being attempted (flight.go)
 	dispatching dispatches // messages being dispatched (dispatching.go)
+
+	failer Failer      // the Store, when it is one; nil: it never fails for good
+	halted atomic.Bool // the store failed: nothing more is attempted (halt)
 }
 
 // New returns a Manager; call Start to run it.
@@ -258,8 +268,37 @@ func New(opt Options) *Manager {
 		m.pickers[name] = newPicker(p)
 	}
 	m.timers.init(m.goDispatchEntry, opt.Clock)
+	m.failer, _ = opt.Store.(Failer)
 	return m
 }
+
+// storeFailed reports whether the store has failed for good, halting deliveries the first time
+// it sees it. A failed spool refuses every delete until a restart, so each message delivered
+// from then on would come back after the restart and be delivered again: more duplicates than
+// the spool's bound on unsynced deletes allows. Attempting nothing keeps every message queued
+// as it was, for the restart, with nothing to write.
+func (m *Manager) storeFailed() bool {
+	if m.halted.Load() {
+		return true
+	}
+	if m.failer == nil {
+		return false
+	}
+	err := m.failer.Failed()
+	if err == nil {
+		return false
+	}
+	if m.halted.CompareAndSwap(false, true) {
+		m.timers.halt()
+		m.opt.Diag.Warn("deliveries stopped until a restart: the spool failed and cannot record their outcome; queued messages stay spooled",
+			"queued", m.queued.Load(), "err", err)
+	}
+	return true
+}
+
+// park puts a message the manager took for an attempt back on the timer heap, as it was: no
+// attempt counted, nothing logged or written. After halt the heap fires nothing more.
+func (m *Manager) park(msg *message.Message) { m.waitFull(msg) }
 
 // Start runs the retry timer. A panic in it is logged and the timer runs again: the heap
 // survives, so no waiting message is lost.
@@ -710,6 +749,11 @@ var (
 func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	if m.ctx.Err() != nil {
 		return // shutting down: the message stays in the spool
+	}
+	if m.storeFailed() {
+		*settled = true
+		m.park(msg)
+		return
 	}
 	q := m.schedQueue(msg.Queue)
 	if q.compErr != nil {

@@ -67,7 +67,7 @@ type Spool struct {
 	reqs   chan *request
 	mu     sync.RWMutex // guards closed against sends on reqs
 	closed bool
-	// failed is set when a sync failed after a commit: what is on disk is then uncertain, so
+	// failed is set when a commit or its sync failed: what is on disk is then uncertain, so
 	// the spool refuses every later write (reception answers 451) until a restart.
 	failed atomic.Pointer[error]
 	done   chan struct{}
@@ -116,6 +116,9 @@ type Options struct {
 	// MaxUnsyncedDeletes bounds the deletes sent but not yet synced; 0 means
 	// DefaultMaxUnsyncedDeletes (see Delete).
 	MaxUnsyncedDeletes int
+	// WrapSync, when set, wraps the sync that makes each group commit durable (Badger's
+	// db.Sync): an I/O seam through which a test makes a sync fail the way a disk does.
+	WrapSync func(sync func() error) func() error
 }
 
 // DefaultMaxUnsyncedDeletes is how many deletes may wait for their sync before Delete blocks:
@@ -188,6 +191,9 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer,
 		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes), vlogSize: vlogSize}
 	s.sync = db.Sync
+	if o.WrapSync != nil {
+		s.sync = o.WrapSync(db.Sync)
+	}
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
@@ -440,10 +446,21 @@ func (s *Spool) send(r *request) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if e := s.failed.Load(); e != nil {
-		return fmt.Errorf("spool unhealthy since a failed sync: %w", *e)
+	if err := s.Failed(); err != nil {
+		return err
 	}
 	s.reqs <- r
+	return nil
+}
+
+// Failed is nil until a commit or its sync fails; from then on, until a restart, it says why
+// every write is refused. Finished messages cannot be deleted any more, so whatever is
+// delivered from then on is delivered again after the restart: the queue stops delivering when
+// it sees this (one atomic load, cheap enough for every attempt).
+func (s *Spool) Failed() error {
+	if e := s.failed.Load(); e != nil {
+		return fmt.Errorf("spool unhealthy since a failed write: %w", *e)
+	}
 	return nil
 }
 
@@ -792,20 +809,29 @@ func (s *Spool) commit(batch []*request) {
 	}
 	flush := func() {
 		var err error
-		if f := s.failed.Load(); f != nil {
+		if err = s.Failed(); err != nil {
 			// A request sent before a sync failed (in this batch or an earlier one) must not be
 			// told it is on disk: pages whose write-back failed are dropped, a later fsync does
 			// not report it, and replay stops at the first damaged log entry, taking every later
-			// transaction with it.
+			// transaction with it. Its waiter is told; the failure was logged once already.
 			txn.Discard()
-			err = fmt.Errorf("spool unhealthy since a failed sync: %w", *f)
-		} else if err = txn.Commit(); err == nil {
-			if err = s.sync(); err != nil {
-				s.failed.Store(&err) // what is on disk is uncertain
+		} else {
+			if err = txn.Commit(); err == nil {
+				err = s.sync()
+			}
+			if err != nil {
+				// Any commit error, not only a failed sync, leaves what is on disk uncertain:
+				// Badger may have written part of the transaction, and a Delete in it has
+				// already dropped its body's reference in memory (Delete), so a later write
+				// could delete a body still referred to, or keep one for ever. Only the scan
+				// of a restart counts the references again.
+				s.failed.Store(&err)
+				s.log.Error("spool write failed: new mail is refused and deliveries stop until a restart",
+					"err", err, "requests", len(included))
+				err = s.Failed()
 			}
 		}
 		if err != nil {
-			s.log.Error("spool commit failed", "err", err, "requests", len(included))
 			for _, i := range included {
 				results[i] = err
 			}
@@ -847,7 +873,9 @@ func (s *Spool) commit(batch []*request) {
 		}
 		if r.done != nil {
 			r.done <- results[i]
-		} else if results[i] != nil {
+		} else if results[i] != nil && s.failed.Load() == nil {
+			// A write refused because the spool has failed is not logged again per write:
+			// the failure was, once.
 			s.log.Error("spool background write failed", "err", results[i])
 		}
 	}
