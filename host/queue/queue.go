@@ -462,6 +462,13 @@ func (m *Manager) load(e entry) *message.Message {
 		m.opt.Diag.Error("queued message missing from the spool; dropped", "id", e.key.ID())
 		return nil
 	}
+	var u unreadable
+	if errors.As(err, &u) && u.Unreadable() {
+		m.setAside(e.key.ID(), err)
+		m.removed(e.q.name) // after the report, as a message is counted out after its record
+		m.forgetSlots(e.key.ID())
+		return nil
+	}
 	if err != nil {
 		m.opt.Diag.Error("spool read failed; trying again later", "id", e.key.ID(), "err", err)
 		if m.ctx.Err() == nil {
@@ -471,6 +478,33 @@ func (m *Manager) load(e entry) *message.Message {
 		return nil
 	}
 	return msg
+}
+
+// unreadable is what a Store's read error may also be: one that says whether the record is
+// damaged, so that reading it again cannot succeed (as opposed to a read that failed for now).
+type unreadable interface{ Unreadable() bool }
+
+// Quarantiner is what a Store may also be: one that can set aside a record it cannot read, out
+// of every later scan, keeping it for an operator.
+type Quarantiner interface {
+	Quarantine(id message.ID) error
+}
+
+// setAside ends the scheduling of a message whose record cannot be read: retrying the read
+// every minute would only log the same error for ever, and with no record the message can
+// neither be attempted nor expire. It is reported once, at error level, naming its id; a Store
+// that can (Quarantiner) moves the record aside so that the next start does not schedule it
+// again.
+func (m *Manager) setAside(id message.ID, cause error) {
+	what := "unreadable spool record set aside; the message is not attempted (kept under q/<id> for an operator)"
+	args := []any{"id", id, "err", cause}
+	if q, ok := m.opt.Store.(Quarantiner); !ok {
+		what = "unreadable spool record dropped from scheduling until the next start; the message is not attempted"
+	} else if err := q.Quarantine(id); err != nil && !errors.Is(err, message.ErrNotInSpool) {
+		what = "unreadable spool record dropped from scheduling until the next start (setting it aside failed); the message is not attempted"
+		args = append(args, "quarantine_err", err)
+	}
+	m.opt.Diag.Error(what, args...)
 }
 
 // read reads the record of a message held in brief, with the entry's due time and attempts.

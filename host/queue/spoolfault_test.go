@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	badger "github.com/dgraph-io/badger/v4"
+
 	"github.com/wasmta/wasmta/host/message"
 	"github.com/wasmta/wasmta/host/spool"
 )
@@ -114,5 +116,81 @@ func TestSpoolFailureStopsDeliveries(t *testing.T) {
 	}
 	if found != len(msgs) {
 		t.Fatalf("%d messages in the spool after the restart, want %d", found, len(msgs))
+	}
+}
+
+// A record whose scheduling fields read at start-up but whose whole record does not (a field of
+// the wrong type) used to be read again every minute for ever, with an error each time, and
+// never expired. It is set aside once, with one error naming its id, and the other messages
+// are delivered.
+func TestUnreadableRecordSetAsideOnce(t *testing.T) {
+	dir := t.TempDir()
+	now := newFakeClock().Now() // the harness's clock starts there too
+	good := &message.Message{ID: message.NewID(now), Sender: "a@sender.test", Recipient: "r@site.test",
+		Queue: "site.test", Created: now, Due: now, Protocol: "ESMTP", Meta: map[string]string{"tenant": "t"}}
+	bad := *good
+	bad.ID = message.NewID(now.Add(time.Millisecond))
+	bad.Recipient = "damaged@site.test"
+	{
+		sp, err := spool.Open(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Put([]*message.Message{good, &bad}, []byte("Subject: t\r\n\r\nhi\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		sp.Close()
+	}
+	// Damage the record's meta: a number where a string belongs.
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error {
+		it, err := txn.Get([]byte("m/" + bad.ID))
+		if err != nil {
+			return err
+		}
+		v, err := it.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		damaged := strings.Replace(string(v), `"tenant":"t"`, `"tenant":1`, 1)
+		if damaged == string(v) {
+			t.Fatalf("record without the tenant to damage: %s", v)
+		}
+		return txn.Set([]byte("m/"+bad.ID), []byte(damaged))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	sp, err := spool.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	h := newHarness(t, Config{RetryInterval: time.Minute, MaxAge: week}, func(o *Options) { o.Store = sp })
+	if err := sp.ScanSched(func(s message.Sched) error { h.m.RecoverSched(s); return nil },
+		func(key []byte, err error) { t.Errorf("start-up scan could not read %s: %v", key, err) }); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(time.Second) // the recovered messages come due
+	h.waitRecords("Delivery", good.ID, 1)
+	for range 5 { // five minutes: a record retried every minute would be read five more times
+		h.clock.Advance(time.Minute)
+	}
+	eventually(t, func() bool { return h.m.Stats().Queued == 0 }, "the damaged message out of the queue (queued %d)", h.m.Stats().Queued)
+	if n := strings.Count(h.diag.String(), string(bad.ID)); n != 1 {
+		t.Fatalf("the damaged record named %d times in the diagnostics, want once:\n%s\n%v", n, h.diag.String(), h.records("", ""))
+	}
+	if !strings.Contains(h.diag.String(), "level=ERROR") {
+		t.Fatalf("the damaged record not reported at error level:\n%s", h.diag.String())
+	}
+	if _, err := sp.Get(bad.ID); !errors.Is(err, message.ErrNotInSpool) {
+		t.Fatalf("the damaged record is still scheduled in the spool: %v", err)
+	}
+	if recs := h.records("", bad.ID); len(recs) != 0 {
+		t.Fatalf("log records for the damaged message: %v", recs)
 	}
 }

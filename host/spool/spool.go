@@ -1,5 +1,6 @@
 // Package spool keeps messages durable in Badger: the envelope, meta and scheduling state of
-// each message under "m/<id>", its body under "b/<id>".
+// each message under "m/<id>", its body under "b/<id>", and a record that cannot be read,
+// set aside, under "q/<id>".
 //
 // Writes go through one committer goroutine that gathers every request waiting at that moment
 // into one transaction and makes it durable with one db.Sync (group commit). Badger runs with
@@ -38,6 +39,9 @@ import (
 var (
 	metaPrefix = []byte("m/")
 	bodyPrefix = []byte("b/")
+	// quarPrefix keeps records set aside because they cannot be read (Quarantine): an operator
+	// may repair one and move it back under metaPrefix. Their bodies are kept too.
+	quarPrefix = []byte("q/")
 )
 
 // valueThreshold: bodies this big or bigger go to Badger's value log; smaller ones are stored
@@ -515,7 +519,8 @@ func (s *Spool) Get(id message.ID) (*message.Message, error) {
 
 // Scan calls fn for every spooled message, oldest first (ids sort by creation time), and
 // counts body references. Call it once at start-up, before any Delete. A record that cannot be
-// decoded is reported to bad and skipped, never silently dropped.
+// decoded is reported to bad and set aside with its body (see Quarantine), never silently
+// dropped; it does not keep the scan from sweeping the bodies no record refers to.
 func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err error)) error {
 	return s.scan(func(key, v []byte) (message.ID, error) {
 		m, err := decodeRecord(key, v)
@@ -547,11 +552,61 @@ type errDecode struct{ error }
 
 func (e errDecode) Unwrap() error { return e.error }
 
+// Unreadable tells the queue, which does not import the spool, that reading the record again
+// cannot succeed: it is damaged, not a read that failed for now.
+func (e errDecode) Unreadable() bool { return true }
+
+// Quarantine sets aside the record of a message that cannot be read (Get says Unreadable): it
+// moves to the quarantine prefix, out of every later scan, so that it is reported once and
+// nothing tries it again. Its body stays (its reference is not dropped: the record may share
+// it), for an operator to repair the record with. It returns once the move is synced.
+func (s *Spool) Quarantine(id message.ID) error {
+	var raw []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(metaKey(id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		raw, err = it.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.pendMu.Lock()
+	delete(s.pending, id.MapKey())
+	s.pendMu.Unlock()
+	return s.write(&request{ops: quarantineOps(metaKey(id), raw), done: make(chan error, 1)})
+}
+
+// quarantineOps moves the record under key to the quarantine prefix.
+func quarantineOps(key, raw []byte) []op {
+	q := append(append([]byte{}, quarPrefix...), key[len(metaPrefix):]...)
+	return []op{{key: q, val: raw}, {key: append([]byte{}, key...)}}
+}
+
+// bodyNamed is the body id an unreadable record most likely names: the value of its body_id
+// field when that much can still be read, else its own id (a body is stored under the id of
+// the first message that refers to it, usually the record's own). The orphan sweep keeps it.
+func bodyNamed(key, raw []byte) message.ID {
+	const field = `"body_id":"`
+	if i := bytes.Index(raw, []byte(field)); i >= 0 {
+		rest := raw[i+len(field):]
+		if j := bytes.IndexByte(rest, '"'); j > 0 && bytes.IndexByte(rest[:j], '\\') < 0 {
+			return message.ID(rest[:j])
+		}
+	}
+	return message.ID(key[bytes.IndexByte(key, '/')+1:])
+}
+
 // scan runs each for every message record; each returns the record's body id, an errDecode for
 // a record it cannot read (reported to bad, skipped), or the callback's error, which ends the
 // scan.
 func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key []byte, err error)) error {
-	unreadable := 0
+	var unreadable []op // quarantineOps of each record the scan could not read
 	// Every body's references are counted during the scan (sweepOrphans needs them all); only
 	// the shared ones are kept afterwards (see Spool.refs). A body is stored under its first
 	// message's id, so most messages own their body: those are listed in a slice (sorted, as
@@ -580,7 +635,12 @@ func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key 
 				return cbErr
 			}
 			if err != nil {
-				unreadable++
+				raw, verr := item.ValueCopy(nil)
+				if verr != nil {
+					return verr
+				}
+				unreadable = append(unreadable, quarantineOps(item.Key(), raw)...)
+				r.add(false, bodyNamed(item.Key(), raw)) // its body is kept, with it
 				if bad != nil {
 					var d errDecode
 					if errors.As(err, &d) {
@@ -592,11 +652,30 @@ func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key 
 			}
 			r.add(string(item.Key()[len(metaPrefix):]) == string(body), body)
 		}
+		// The bodies of records set aside before are kept for them.
+		o.Prefix, o.PrefetchValues = quarPrefix, true
+		qt := txn.NewIterator(o)
+		defer qt.Close()
+		for qt.Rewind(); qt.Valid(); qt.Next() {
+			item := qt.Item()
+			if err := item.Value(func(v []byte) error {
+				r.add(false, bodyNamed(item.Key(), v))
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	r.done()
-	if err == nil && unreadable == 0 {
-		err = s.sweepOrphans(&r) // an unreadable record may name a body: sweep nothing then
+	if err == nil && len(unreadable) > 0 {
+		// Set aside once: reported by this scan, never again (Quarantine).
+		if qerr := s.writeAll(unreadable); qerr != nil {
+			s.log.Error("spool: setting unreadable records aside failed; they stay and are reported again at the next start", "err", qerr)
+		}
+	}
+	if err == nil {
+		err = s.sweepOrphans(&r)
 	}
 	s.refsMu.Lock()
 	for k, n := range r.others {
@@ -668,16 +747,17 @@ func (s *Spool) sweepOrphans(r *bodyRefs) error {
 		return err
 	}
 	s.log.Warn("spool: deleting bodies no message refers to (left by a crash while spooling)", "bodies", len(del))
-	for len(del) > 0 {
-		n := min(len(del), 1000) // each request must fit one Badger transaction
-		r := &request{ops: del[:n], done: make(chan error, 1)}
-		if err := s.send(r); err != nil {
+	return s.writeAll(del)
+}
+
+// writeAll commits ops in requests that each fit one Badger transaction, waiting for each.
+func (s *Spool) writeAll(ops []op) error {
+	for len(ops) > 0 {
+		n := min(len(ops), 1000) // even: quarantineOps' pairs are never split
+		if err := s.write(&request{ops: ops[:n], done: make(chan error, 1)}); err != nil {
 			return err
 		}
-		if err := <-r.done; err != nil {
-			return err
-		}
-		del = del[n:]
+		ops = ops[n:]
 	}
 	return nil
 }
