@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -136,8 +137,11 @@ type Options struct {
 
 	// OnFailure, when set, is called as a message bounces or expires, before its spool entry
 	// is removed (so its body can still be read), on the goroutine that ended it; delivery
-	// status notifications hang here. Admin bounces do not call it.
-	OnFailure func(msg *message.Message, f Failure)
+	// status notifications hang here. Admin bounces do not call it. An error says the
+	// notification could not be spooled (no spool space): the message then stays spooled,
+	// marked failed (message.Failed), is not attempted again, and OnFailure is called again
+	// after a retry's wait, with the usual backoff, until it returns nil (see holdForNotice).
+	OnFailure func(msg *message.Message, f Failure) error
 
 	// OnRelayed, when set, is called as a message whose client asked for NOTIFY=SUCCESS is
 	// delivered to a next hop that does not offer DSN (its Conn says so, see DSNOfferer):
@@ -789,6 +793,11 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 		m.park(msg)
 		return
 	}
+	if msg.Failed != nil {
+		*settled = true
+		m.renotify(msg) // it ended already; only its notification is due
+		return
+	}
 	q := m.schedQueue(msg.Queue)
 	if q.compErr != nil {
 		*settled = true
@@ -965,11 +974,78 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer 
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
 	}
-	if m.opt.OnFailure != nil {
-		m.opt.OnFailure(msg, Failure{Type: logs.Bounce, Reply: e.Reply, Site: at.site, Peer: peer})
-	}
+	f := Failure{Type: logs.Bounce, Reply: e.Reply, Site: at.site, Peer: peer}
+	err := m.notify(msg, f)
 	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, at, peer)) // before the delete: see outcomeTLS
+	if err != nil {
+		m.holdForNotice(msg, f, err)
+		return
+	}
 	// Counted out after its DSN is queued and its record written (see outcomeTLS).
+	m.removed(msg.Queue)
+	m.delete(msg)
+}
+
+// notify calls OnFailure, when set.
+func (m *Manager) notify(msg *message.Message, f Failure) error {
+	if m.opt.OnFailure == nil {
+		return nil
+	}
+	return m.opt.OnFailure(msg, f)
+}
+
+// holdForNotice keeps a message that ended without delivery in the spool because its sender's
+// notification could not be spooled (OnFailure's err: no spool space). Removing it anyway
+// would lose the notification for good; as Postfix does, the message stays, marked failed
+// (message.Failed, so that a restart too knows it is not to be attempted), and the
+// notification is retried with the backoff of a failed attempt (Options.Defaults). Its record
+// was logged once, when it ended; the retries log nothing but the first refusal.
+func (m *Manager) holdForNotice(msg *message.Message, f Failure, err error) {
+	if msg.Failed == nil {
+		msg.Failed = &message.Failed{Type: f.Type, Reply: f.Reply, Last: f.Last, Site: f.Site}
+		if f.Peer != nil {
+			msg.Failed.PeerName = f.Peer.Name
+			if f.Peer.Addr.IsValid() {
+				msg.Failed.PeerAddr = f.Peer.Addr.String()
+			}
+		}
+	}
+	msg.Failed.Notices++
+	cfg := m.opt.Defaults
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = time.Minute
+	}
+	delay := Delay(cfg, msg.Failed.Notices) + jitter(cfg)
+	msg.Due = m.opt.Clock.Now().Add(delay)
+	if msg.Failed.Notices == 1 {
+		m.opt.Diag.Warn("delivery status notification not spooled; the failed message stays spooled and it is retried",
+			"id", msg.ID, "retry_in", delay.Round(time.Second), "err", err)
+	} else {
+		m.opt.Diag.Debug("delivery status notification not spooled again", "id", msg.ID,
+			"notices", msg.Failed.Notices, "retry_in", delay.Round(time.Second), "err", err)
+	}
+	if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
+		m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
+	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	m.wait(msg)
+}
+
+// renotify retries the notification of a message held by holdForNotice; once it is spooled,
+// the message leaves the spool as it would have when it ended.
+func (m *Manager) renotify(msg *message.Message) {
+	fd := msg.Failed
+	f := Failure{Type: fd.Type, Reply: fd.Reply, Last: fd.Last, Site: fd.Site}
+	if fd.PeerName != "" || fd.PeerAddr != "" {
+		f.Peer = &route.Host{Name: fd.PeerName}
+		f.Peer.Addr, _ = netip.ParseAddr(fd.PeerAddr)
+	}
+	if err := m.notify(msg, f); err != nil {
+		m.holdForNotice(msg, f, err)
+		return
+	}
 	m.removed(msg.Queue)
 	m.delete(msg)
 }
@@ -1051,11 +1127,13 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f 
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
-	if m.opt.OnFailure != nil {
-		f.Type, f.Reply = logs.Expiration, r
-		m.opt.OnFailure(msg, f)
-	}
+	f.Type, f.Reply = logs.Expiration, r
+	err := m.notify(msg, f)
 	m.opt.Log.Log(m.record(logs.Expiration, msg, r, place{}, nil)) // before the delete: see outcomeTLS
-	m.removed(msg.Queue)                                           // see bounce
+	if err != nil {
+		m.holdForNotice(msg, f, err)
+		return
+	}
+	m.removed(msg.Queue) // see bounce
 	m.delete(msg)
 }
