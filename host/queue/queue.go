@@ -600,6 +600,11 @@ func (m *Manager) RecoverSched(s message.Sched) {
 	k, ok := s.ID.Key()
 	if !ok {
 		msg, err := m.opt.Store.Get(s.ID)
+		var u unreadable
+		if errors.As(err, &u) && u.Unreadable() {
+			m.setAside(s.ID, err)
+			return
+		}
 		if err != nil {
 			m.opt.Diag.Error("spool read failed; the message stays spooled until the next start", "id", s.ID, "err", err)
 			return
