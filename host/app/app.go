@@ -246,7 +246,7 @@ func (a *App) Start() error {
 		return nil
 	}, func(key []byte, err error) {
 		bad++
-		a.diag.Error("unreadable spool record left in place", "key", string(key), "err", err)
+		a.diag.Error("unreadable spool record set aside under q/ (not delivered; kept for an operator)", "key", string(key), "err", err)
 	})
 	if err != nil {
 		return fmt.Errorf("spool scan: %w", err)

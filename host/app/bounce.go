@@ -21,20 +21,23 @@ import (
 // than never. Submit queues it like any mail: its queue is the sender's domain (with
 // bounce.tenant when set), so get_queue_config applies. A DSN has the null sender, so its own
 // failure only logs a Bounce or Expiration record (message.WantsFailureDSN).
-func (a *App) bounceHook() func(*message.Message, queue.Failure) {
+//
+// When the DSN cannot be spooled (no spool space) the error goes back to the queue, which
+// keeps the failed message and calls the hook again later (queue.Options.OnFailure).
+func (a *App) bounceHook() func(*message.Message, queue.Failure) error {
 	if !a.cfg.Bounce.Enabled {
 		return nil
 	}
 	opt := a.dsnOptions()
-	return func(m *message.Message, f queue.Failure) {
+	return func(m *message.Message, f queue.Failure) error {
 		if !m.WantsFailureDSN() {
-			return
+			return nil
 		}
 		bf := bounce.Failure{Msg: m, Expired: f.Type == logs.Expiration, Reply: f.Reply}
 		if bf.Expired {
 			bf.Reply = f.Last // the Expiration record's 551 5.4.7 is the relay's verdict; Last is why
 		}
-		a.sendDSN(opt, bf, f.Peer)
+		return a.sendDSN(opt, bf, f.Peer)
 	}
 }
 
@@ -48,7 +51,7 @@ func (a *App) relayedHook() func(*message.Message, queue.Relayed) {
 	}
 	opt := a.dsnOptions()
 	return func(m *message.Message, r queue.Relayed) {
-		a.sendDSN(opt, bounce.Failure{Msg: m, Relayed: true, Reply: r.Reply}, r.Peer)
+		_ = a.sendDSN(opt, bounce.Failure{Msg: m, Relayed: true, Reply: r.Reply}, r.Peer) // logged there
 	}
 }
 
@@ -60,8 +63,10 @@ func (a *App) dsnOptions() bounce.Options {
 	}
 }
 
-// sendDSN builds the DSN bf describes (peer: the host that gave its reply) and spools it.
-func (a *App) sendDSN(opt bounce.Options, bf bounce.Failure, peer *route.Host) {
+// sendDSN builds the DSN bf describes (peer: the host that gave its reply) and spools it. It
+// returns the error of a DSN it could not spool; one it could not build (or a panic) is logged
+// and not returned: trying again would not help.
+func (a *App) sendDSN(opt bounce.Options, bf bounce.Failure, peer *route.Host) (err error) {
 	m := bf.Msg
 	// A failing notification must never disturb the record of the failure it reports.
 	defer func() {
@@ -84,14 +89,17 @@ func (a *App) sendDSN(opt bounce.Options, bf bounce.Failure, peer *route.Host) {
 		a.diag.Warn("DSN sent without the original message: its body is unreadable", "id", m.ID, "err", err)
 		body = nil
 	}
-	dsn, data, err := bounce.New(opt, bf, body, now)
-	if err != nil {
-		a.diag.Error("DSN not built", "id", m.ID, "err", err)
-		return
+	dsn, data, berr := bounce.New(opt, bf, body, now)
+	if berr != nil {
+		a.diag.Error("DSN not built", "id", m.ID, "err", berr)
+		return nil
 	}
 	if err := a.queue.Submit([]*message.Message{dsn}, data); err != nil {
-		a.diag.Error("DSN not spooled", "id", m.ID, "dsn", dsn.ID, "err", err)
-		return
+		if bf.Relayed {
+			a.diag.Error("DSN not spooled", "id", m.ID, "dsn", dsn.ID, "err", err)
+		}
+		return err // a failure DSN: the queue logs it and tries again (queue.Options.OnFailure)
 	}
 	a.diag.Debug("DSN queued", "id", m.ID, "dsn", dsn.ID, "to", m.Sender)
+	return nil
 }

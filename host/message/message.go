@@ -52,6 +52,24 @@ type Message struct {
 	// DSN holds the client's delivery status notification parameters (RFC 3461); nil when it
 	// gave none, which records from before the field existed also decode to.
 	DSN *DSN `json:"dsn,omitempty"`
+	// Failed is set on a message that ended without delivery (bounced or expired) while the
+	// notification of its sender could not be spooled (no spool space): the message stays
+	// spooled, is not attempted again, and its DSN is retried until it is spooled. nil
+	// otherwise, which records from before the field existed also decode to.
+	Failed *Failed `json:"failed,omitempty"`
+}
+
+// Failed is how a message ended, kept until its delivery status notification is spooled.
+type Failed struct {
+	Type  string `json:"type"`  // the log record that ended it: Bounce or Expiration
+	Reply Reply  `json:"reply"` // that record's reply
+	// Last is the reply of the attempt after which the message expired; zero otherwise.
+	Last     Reply  `json:"last"`
+	Site     string `json:"site,omitempty"`
+	PeerName string `json:"peer_name,omitempty"` // the host that gave Reply or Last
+	PeerAddr string `json:"peer_addr,omitempty"`
+	// Notices counts the notifications refused so far (their retries back off).
+	Notices int `json:"notices"`
 }
 
 // DSN is what a client asked of delivery status notifications (RFC 3461): the transaction's

@@ -16,13 +16,14 @@ type failures struct {
 	spooled []bool
 }
 
-func (f *failures) hook(h **harness) func(*message.Message, Failure) {
-	return func(m *message.Message, fl Failure) {
+func (f *failures) hook(h **harness) func(*message.Message, Failure) error {
+	return func(m *message.Message, fl Failure) error {
 		_, ok := (*h).store.get(m.ID)
 		f.mu.Lock()
 		f.got = append(f.got, fl)
 		f.spooled = append(f.spooled, ok)
 		f.mu.Unlock()
+		return nil
 	}
 }
 

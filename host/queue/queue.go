@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,13 @@ type Store interface {
 	Get(id message.ID) (*message.Message, error)
 }
 
+// Failer is what a Store may also be: one that can fail for good (a write whose outcome on
+// disk is uncertain) and then refuses every write until a restart. Failed is nil until then;
+// it must be cheap, as it is asked before every attempt.
+type Failer interface {
+	Failed() error
+}
+
 // Options wire a Manager.
 type Options struct {
 	Store    Store
@@ -129,8 +137,11 @@ type Options struct {
 
 	// OnFailure, when set, is called as a message bounces or expires, before its spool entry
 	// is removed (so its body can still be read), on the goroutine that ended it; delivery
-	// status notifications hang here. Admin bounces do not call it.
-	OnFailure func(msg *message.Message, f Failure)
+	// status notifications hang here. Admin bounces do not call it. An error says the
+	// notification could not be spooled (no spool space): the message then stays spooled,
+	// marked failed (message.Failed), is not attempted again, and OnFailure is called again
+	// after a retry's wait, with the usual backoff, until it returns nil (see holdForNotice).
+	OnFailure func(msg *message.Message, f Failure) error
 
 	// OnRelayed, when set, is called as a message whose client asked for NOTIFY=SUCCESS is
 	// delivered to a next hop that does not offer DSN (its Conn says so, see DSNOfferer):
@@ -227,6 +238,9 @@ type Manager struct {
 	spare       spares     // goroutines waiting for the next spawn (spare.go)
 	flying      flights    // messages being attempted (flight.go)
 	dispatching dispatches // messages being dispatched (dispatching.go)
+
+	failer Failer      // the Store, when it is one; nil: it never fails for good
+	halted atomic.Bool // the store failed: nothing more is attempted (halt)
 }
 
 // New returns a Manager; call Start to run it.
@@ -259,8 +273,37 @@ func New(opt Options) *Manager {
 		m.pickers[name] = newPicker(p)
 	}
 	m.timers.init(m.goDispatchEntry, opt.Clock)
+	m.failer, _ = opt.Store.(Failer)
 	return m
 }
+
+// storeFailed reports whether the store has failed for good, halting deliveries the first time
+// it sees it. A failed spool refuses every delete until a restart, so each message delivered
+// from then on would come back after the restart and be delivered again: more duplicates than
+// the spool's bound on unsynced deletes allows. Attempting nothing keeps every message queued
+// as it was, for the restart, with nothing to write.
+func (m *Manager) storeFailed() bool {
+	if m.halted.Load() {
+		return true
+	}
+	if m.failer == nil {
+		return false
+	}
+	err := m.failer.Failed()
+	if err == nil {
+		return false
+	}
+	if m.halted.CompareAndSwap(false, true) {
+		m.timers.halt()
+		m.opt.Diag.Warn("deliveries stopped until a restart: the spool failed and cannot record their outcome; queued messages stay spooled",
+			"queued", m.queued.Load(), "err", err)
+	}
+	return true
+}
+
+// park puts a message the manager took for an attempt back on the timer heap, as it was: no
+// attempt counted, nothing logged or written. After halt the heap fires nothing more.
+func (m *Manager) park(msg *message.Message) { m.waitFull(msg) }
 
 // Start runs the retry timer. A panic in it is logged and the timer runs again: the heap
 // survives, so no waiting message is lost.
@@ -409,6 +452,13 @@ func (m *Manager) load(e entry) *message.Message {
 		m.opt.Diag.Error("queued message missing from the spool; dropped", "id", e.key.ID())
 		return nil
 	}
+	var u unreadable
+	if errors.As(err, &u) && u.Unreadable() {
+		m.setAside(e.key.ID(), err)
+		m.removed(e.q.name) // after the report, as a message is counted out after its record
+		m.forgetSlots(e.key.ID())
+		return nil
+	}
 	if err != nil {
 		m.opt.Diag.Error("spool read failed; trying again later", "id", e.key.ID(), "err", err)
 		if m.ctx.Err() == nil {
@@ -418,6 +468,33 @@ func (m *Manager) load(e entry) *message.Message {
 		return nil
 	}
 	return msg
+}
+
+// unreadable is what a Store's read error may also be: one that says whether the record is
+// damaged, so that reading it again cannot succeed (as opposed to a read that failed for now).
+type unreadable interface{ Unreadable() bool }
+
+// Quarantiner is what a Store may also be: one that can set aside a record it cannot read, out
+// of every later scan, keeping it for an operator.
+type Quarantiner interface {
+	Quarantine(id message.ID) error
+}
+
+// setAside ends the scheduling of a message whose record cannot be read: retrying the read
+// every minute would only log the same error for ever, and with no record the message can
+// neither be attempted nor expire. It is reported once, at error level, naming its id; a Store
+// that can (Quarantiner) moves the record aside so that the next start does not schedule it
+// again.
+func (m *Manager) setAside(id message.ID, cause error) {
+	what := "unreadable spool record set aside; the message is not attempted (kept under q/<id> for an operator)"
+	args := []any{"id", id, "err", cause}
+	if q, ok := m.opt.Store.(Quarantiner); !ok {
+		what = "unreadable spool record dropped from scheduling until the next start; the message is not attempted"
+	} else if err := q.Quarantine(id); err != nil && !errors.Is(err, message.ErrNotInSpool) {
+		what = "unreadable spool record dropped from scheduling until the next start (setting it aside failed); the message is not attempted"
+		args = append(args, "quarantine_err", err)
+	}
+	m.opt.Diag.Error(what, args...)
 }
 
 // read reads the record of a message held in brief, with the entry's due time and attempts.
@@ -509,6 +586,11 @@ func (m *Manager) RecoverSched(s message.Sched) {
 	k, ok := s.ID.Key()
 	if !ok {
 		msg, err := m.opt.Store.Get(s.ID)
+		var u unreadable
+		if errors.As(err, &u) && u.Unreadable() {
+			m.setAside(s.ID, err)
+			return
+		}
 		if err != nil {
 			m.opt.Diag.Error("spool read failed; the message stays spooled until the next start", "id", s.ID, "err", err)
 			return
@@ -697,6 +779,16 @@ func (m *Manager) dispatch(msg *message.Message, settled *bool) {
 	if m.ctx.Err() != nil {
 		return // shutting down: the message stays in the spool
 	}
+	if m.storeFailed() {
+		*settled = true
+		m.park(msg)
+		return
+	}
+	if msg.Failed != nil {
+		*settled = true
+		m.renotify(msg) // it ended already; only its notification is due
+		return
+	}
 	q := m.schedQueue(msg.Queue)
 	if q.compErr != nil {
 		*settled = true
@@ -873,11 +965,78 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer 
 	if e.Cause != nil {
 		m.opt.Diag.Info("bounce", "id", msg.ID, "reply", e.Reply.String(), "cause", e.Cause)
 	}
-	if m.opt.OnFailure != nil {
-		m.opt.OnFailure(msg, Failure{Type: logs.Bounce, Reply: e.Reply, Site: at.site, Peer: peer})
-	}
+	f := Failure{Type: logs.Bounce, Reply: e.Reply, Site: at.site, Peer: peer}
+	err := m.notify(msg, f)
 	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, at, peer)) // before the delete: see outcomeTLS
+	if err != nil {
+		m.holdForNotice(msg, f, err)
+		return
+	}
 	// Counted out after its DSN is queued and its record written (see outcomeTLS).
+	m.removed(msg.Queue)
+	m.delete(msg)
+}
+
+// notify calls OnFailure, when set.
+func (m *Manager) notify(msg *message.Message, f Failure) error {
+	if m.opt.OnFailure == nil {
+		return nil
+	}
+	return m.opt.OnFailure(msg, f)
+}
+
+// holdForNotice keeps a message that ended without delivery in the spool because its sender's
+// notification could not be spooled (OnFailure's err: no spool space). Removing it anyway
+// would lose the notification for good; as Postfix does, the message stays, marked failed
+// (message.Failed, so that a restart too knows it is not to be attempted), and the
+// notification is retried with the backoff of a failed attempt (Options.Defaults). Its record
+// was logged once, when it ended; the retries log nothing but the first refusal.
+func (m *Manager) holdForNotice(msg *message.Message, f Failure, err error) {
+	if msg.Failed == nil {
+		msg.Failed = &message.Failed{Type: f.Type, Reply: f.Reply, Last: f.Last, Site: f.Site}
+		if f.Peer != nil {
+			msg.Failed.PeerName = f.Peer.Name
+			if f.Peer.Addr.IsValid() {
+				msg.Failed.PeerAddr = f.Peer.Addr.String()
+			}
+		}
+	}
+	msg.Failed.Notices++
+	cfg := m.opt.Defaults
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = time.Minute
+	}
+	delay := Delay(cfg, msg.Failed.Notices) + jitter(cfg)
+	msg.Due = m.opt.Clock.Now().Add(delay)
+	if msg.Failed.Notices == 1 {
+		m.opt.Diag.Warn("delivery status notification not spooled; the failed message stays spooled and it is retried",
+			"id", msg.ID, "retry_in", delay.Round(time.Second), "err", err)
+	} else {
+		m.opt.Diag.Debug("delivery status notification not spooled again", "id", msg.ID,
+			"notices", msg.Failed.Notices, "retry_in", delay.Round(time.Second), "err", err)
+	}
+	if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
+		m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
+	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	m.wait(msg)
+}
+
+// renotify retries the notification of a message held by holdForNotice; once it is spooled,
+// the message leaves the spool as it would have when it ended.
+func (m *Manager) renotify(msg *message.Message) {
+	fd := msg.Failed
+	f := Failure{Type: fd.Type, Reply: fd.Reply, Last: fd.Last, Site: fd.Site}
+	if fd.PeerName != "" || fd.PeerAddr != "" {
+		f.Peer = &route.Host{Name: fd.PeerName}
+		f.Peer.Addr, _ = netip.ParseAddr(fd.PeerAddr)
+	}
+	if err := m.notify(msg, f); err != nil {
+		m.holdForNotice(msg, f, err)
+		return
+	}
 	m.removed(msg.Queue)
 	m.delete(msg)
 }
@@ -959,11 +1118,13 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f 
 	m.expired.Add(1)
 	r := message.Reply{Code: 551, Enhanced: "5.4.7", Text: fmt.Sprintf(
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
-	if m.opt.OnFailure != nil {
-		f.Type, f.Reply = logs.Expiration, r
-		m.opt.OnFailure(msg, f)
-	}
+	f.Type, f.Reply = logs.Expiration, r
+	err := m.notify(msg, f)
 	m.opt.Log.Log(m.record(logs.Expiration, msg, r, place{}, nil)) // before the delete: see outcomeTLS
-	m.removed(msg.Queue)                                           // see bounce
+	if err != nil {
+		m.holdForNotice(msg, f, err)
+		return
+	}
+	m.removed(msg.Queue) // see bounce
 	m.delete(msg)
 }

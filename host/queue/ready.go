@@ -428,6 +428,11 @@ func (w *worker) hangUp() {
 // schedule it a second time. exit reports that the worker gave up its slot and must end.
 func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	rq, m := w.rq, w.rq.m
+	if m.storeFailed() { // see storeFailed: its outcome could not be recorded
+		*settled = true
+		m.park(it.msg)
+		return false
+	}
 	// An admin rule added while the message waited here applies before any connection.
 	if m.intercept(it.msg, rq.name) {
 		*settled = true

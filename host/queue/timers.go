@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmta/wasmta/host/message"
@@ -68,11 +69,18 @@ func (e *entry) id() message.ID {
 // timerHeap holds messages waiting for their next attempt, earliest first, and hands each to
 // fire when it is due. One goroutine and one timer serve every waiting message.
 type timerHeap struct {
-	mu    sync.Mutex
-	h     entryHeap
-	wake  chan struct{}
-	fire  func(entry)
-	clock Clock
+	mu     sync.Mutex
+	h      entryHeap
+	wake   chan struct{}
+	fire   func(entry)
+	clock  Clock
+	halted atomic.Bool // fire nothing more (Manager.storeFailed)
+}
+
+// halt stops run from firing anything more; the messages stay on the heap.
+func (t *timerHeap) halt() {
+	t.halted.Store(true)
+	t.poke()
 }
 
 func (t *timerHeap) init(fire func(entry), clock Clock) {
@@ -150,7 +158,7 @@ func (t *timerHeap) run(ctx context.Context) {
 		var wait time.Duration
 		t.mu.Lock()
 		now := t.clock.Now().UnixNano()
-		for len(t.h) > 0 {
+		for len(t.h) > 0 && !t.halted.Load() {
 			if d := t.h[0].due - now; d > 0 {
 				wait = time.Duration(d)
 				break

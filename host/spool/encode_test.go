@@ -52,3 +52,26 @@ func TestEncodeEmptyDSN(t *testing.T) {
 	sameRecord(t, &message.Message{ID: "x", DSN: &message.DSN{}})
 	sameRecord(t, &message.Message{ID: "x", DSN: &message.DSN{EnvID: "e"}, Policy: []string{}})
 }
+
+// A message held for its DSN (message.Failed) round-trips, and the start-up scan reads its
+// scheduling fields past the failed object.
+func TestEncodeFailed(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	m := &message.Message{ID: "0000000000000001aaaaaaaaaaaaaaaa", Queue: "q", Created: now, Due: now, Attempts: 2,
+		BodyID: "0000000000000001aaaaaaaaaaaaaaaa",
+		Failed: &message.Failed{Type: "Bounce", Reply: message.Reply{Code: 550, Enhanced: "5.1.1", Text: "no \"such\" user"},
+			PeerName: "mx", PeerAddr: "192.0.2.1", Notices: 2}}
+	sameRecord(t, m)
+	v, err := encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := decodeRecord(metaKey(m.ID), v)
+	if err != nil || back.Failed == nil || *back.Failed != *m.Failed {
+		t.Fatalf("decoded %+v, %v", back.Failed, err)
+	}
+	s, err := decodeSched(v)
+	if err != nil || s.ID != m.ID || s.Attempts != 2 || s.BodyID != m.BodyID || !s.Due.Equal(now) {
+		t.Fatalf("sched %+v, %v", s, err)
+	}
+}

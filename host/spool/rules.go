@@ -3,7 +3,6 @@ package spool
 import (
 	"bytes"
 	"errors"
-	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -58,7 +57,7 @@ func (s *Spool) Rules() (map[string][]byte, error) {
 	return out, err
 }
 
-// Health is nil while the spool accepts writes; after a failed sync (what is on disk is then
+// Health is nil while the spool accepts writes; after a failed commit or sync (what is on disk is then
 // uncertain and every write is refused until a restart) or Close it says why not.
 func (s *Spool) Health() error {
 	s.mu.RLock()
@@ -67,8 +66,5 @@ func (s *Spool) Health() error {
 	if closed {
 		return ErrClosed
 	}
-	if e := s.failed.Load(); e != nil {
-		return fmt.Errorf("spool unhealthy since a failed sync: %w", *e)
-	}
-	return nil
+	return s.Failed()
 }

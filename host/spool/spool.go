@@ -1,5 +1,6 @@
 // Package spool keeps messages durable in Badger: the envelope, meta and scheduling state of
-// each message under "m/<id>", its body under "b/<id>".
+// each message under "m/<id>", its body under "b/<id>", and a record that cannot be read,
+// set aside, under "q/<id>".
 //
 // Writes go through one committer goroutine that gathers every request waiting at that moment
 // into one transaction and makes it durable with one db.Sync (group commit). Badger runs with
@@ -38,6 +39,9 @@ import (
 var (
 	metaPrefix = []byte("m/")
 	bodyPrefix = []byte("b/")
+	// quarPrefix keeps records set aside because they cannot be read (Quarantine): an operator
+	// may repair one and move it back under metaPrefix. Their bodies are kept too.
+	quarPrefix = []byte("q/")
 )
 
 // valueThreshold: bodies this big or bigger go to Badger's value log; smaller ones are stored
@@ -67,7 +71,7 @@ type Spool struct {
 	reqs   chan *request
 	mu     sync.RWMutex // guards closed against sends on reqs
 	closed bool
-	// failed is set when a sync failed after a commit: what is on disk is then uncertain, so
+	// failed is set when a commit or its sync failed: what is on disk is then uncertain, so
 	// the spool refuses every later write (reception answers 451) until a restart.
 	failed atomic.Pointer[error]
 	done   chan struct{}
@@ -116,6 +120,9 @@ type Options struct {
 	// MaxUnsyncedDeletes bounds the deletes sent but not yet synced; 0 means
 	// DefaultMaxUnsyncedDeletes (see Delete).
 	MaxUnsyncedDeletes int
+	// WrapSync, when set, wraps the sync that makes each group commit durable (Badger's
+	// db.Sync): an I/O seam through which a test makes a sync fail the way a disk does.
+	WrapSync func(sync func() error) func() error
 }
 
 // DefaultMaxUnsyncedDeletes is how many deletes may wait for their sync before Delete blocks:
@@ -188,6 +195,9 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 		space: newSpace(o.Path, o.MinFree, log), obs: o.Observer,
 		unsynced: make(chan struct{}, o.MaxUnsyncedDeletes), vlogSize: vlogSize}
 	s.sync = db.Sync
+	if o.WrapSync != nil {
+		s.sync = o.WrapSync(db.Sync)
+	}
 	go s.commitLoop()
 	go s.gcLoop()
 	return s, nil
@@ -440,10 +450,21 @@ func (s *Spool) send(r *request) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if e := s.failed.Load(); e != nil {
-		return fmt.Errorf("spool unhealthy since a failed sync: %w", *e)
+	if err := s.Failed(); err != nil {
+		return err
 	}
 	s.reqs <- r
+	return nil
+}
+
+// Failed is nil until a commit or its sync fails; from then on, until a restart, it says why
+// every write is refused. Finished messages cannot be deleted any more, so whatever is
+// delivered from then on is delivered again after the restart: the queue stops delivering when
+// it sees this (one atomic load, cheap enough for every attempt).
+func (s *Spool) Failed() error {
+	if e := s.failed.Load(); e != nil {
+		return fmt.Errorf("spool unhealthy since a failed write: %w", *e)
+	}
 	return nil
 }
 
@@ -498,7 +519,8 @@ func (s *Spool) Get(id message.ID) (*message.Message, error) {
 
 // Scan calls fn for every spooled message, oldest first (ids sort by creation time), and
 // counts body references. Call it once at start-up, before any Delete. A record that cannot be
-// decoded is reported to bad and skipped, never silently dropped.
+// decoded is reported to bad and set aside with its body (see Quarantine), never silently
+// dropped; it does not keep the scan from sweeping the bodies no record refers to.
 func (s *Spool) Scan(fn func(*message.Message) error, bad func(key []byte, err error)) error {
 	return s.scan(func(key, v []byte) (message.ID, error) {
 		m, err := decodeRecord(key, v)
@@ -530,11 +552,61 @@ type errDecode struct{ error }
 
 func (e errDecode) Unwrap() error { return e.error }
 
+// Unreadable tells the queue, which does not import the spool, that reading the record again
+// cannot succeed: it is damaged, not a read that failed for now.
+func (e errDecode) Unreadable() bool { return true }
+
+// Quarantine sets aside the record of a message that cannot be read (Get says Unreadable): it
+// moves to the quarantine prefix, out of every later scan, so that it is reported once and
+// nothing tries it again. Its body stays (its reference is not dropped: the record may share
+// it), for an operator to repair the record with. It returns once the move is synced.
+func (s *Spool) Quarantine(id message.ID) error {
+	var raw []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(metaKey(id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		raw, err = it.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.pendMu.Lock()
+	delete(s.pending, id.MapKey())
+	s.pendMu.Unlock()
+	return s.write(&request{ops: quarantineOps(metaKey(id), raw), done: make(chan error, 1)})
+}
+
+// quarantineOps moves the record under key to the quarantine prefix.
+func quarantineOps(key, raw []byte) []op {
+	q := append(append([]byte{}, quarPrefix...), key[len(metaPrefix):]...)
+	return []op{{key: q, val: raw}, {key: append([]byte{}, key...)}}
+}
+
+// bodyNamed is the body id an unreadable record most likely names: the value of its body_id
+// field when that much can still be read, else its own id (a body is stored under the id of
+// the first message that refers to it, usually the record's own). The orphan sweep keeps it.
+func bodyNamed(key, raw []byte) message.ID {
+	const field = `"body_id":"`
+	if i := bytes.Index(raw, []byte(field)); i >= 0 {
+		rest := raw[i+len(field):]
+		if j := bytes.IndexByte(rest, '"'); j > 0 && bytes.IndexByte(rest[:j], '\\') < 0 {
+			return message.ID(rest[:j])
+		}
+	}
+	return message.ID(key[bytes.IndexByte(key, '/')+1:])
+}
+
 // scan runs each for every message record; each returns the record's body id, an errDecode for
 // a record it cannot read (reported to bad, skipped), or the callback's error, which ends the
 // scan.
 func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key []byte, err error)) error {
-	unreadable := 0
+	var unreadable []op // quarantineOps of each record the scan could not read
 	// Every body's references are counted during the scan (sweepOrphans needs them all); only
 	// the shared ones are kept afterwards (see Spool.refs). A body is stored under its first
 	// message's id, so most messages own their body: those are listed in a slice (sorted, as
@@ -563,7 +635,12 @@ func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key 
 				return cbErr
 			}
 			if err != nil {
-				unreadable++
+				raw, verr := item.ValueCopy(nil)
+				if verr != nil {
+					return verr
+				}
+				unreadable = append(unreadable, quarantineOps(item.Key(), raw)...)
+				r.add(false, bodyNamed(item.Key(), raw)) // its body is kept, with it
 				if bad != nil {
 					var d errDecode
 					if errors.As(err, &d) {
@@ -575,11 +652,30 @@ func (s *Spool) scan(each func(key, v []byte) (message.ID, error), bad func(key 
 			}
 			r.add(string(item.Key()[len(metaPrefix):]) == string(body), body)
 		}
+		// The bodies of records set aside before are kept for them.
+		o.Prefix, o.PrefetchValues = quarPrefix, true
+		qt := txn.NewIterator(o)
+		defer qt.Close()
+		for qt.Rewind(); qt.Valid(); qt.Next() {
+			item := qt.Item()
+			if err := item.Value(func(v []byte) error {
+				r.add(false, bodyNamed(item.Key(), v))
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	r.done()
-	if err == nil && unreadable == 0 {
-		err = s.sweepOrphans(&r) // an unreadable record may name a body: sweep nothing then
+	if err == nil && len(unreadable) > 0 {
+		// Set aside once: reported by this scan, never again (Quarantine).
+		if qerr := s.writeAll(unreadable); qerr != nil {
+			s.log.Error("spool: setting unreadable records aside failed; they stay and are reported again at the next start", "err", qerr)
+		}
+	}
+	if err == nil {
+		err = s.sweepOrphans(&r)
 	}
 	s.refsMu.Lock()
 	for k, n := range r.others {
@@ -651,16 +747,17 @@ func (s *Spool) sweepOrphans(r *bodyRefs) error {
 		return err
 	}
 	s.log.Warn("spool: deleting bodies no message refers to (left by a crash while spooling)", "bodies", len(del))
-	for len(del) > 0 {
-		n := min(len(del), 1000) // each request must fit one Badger transaction
-		r := &request{ops: del[:n], done: make(chan error, 1)}
-		if err := s.send(r); err != nil {
+	return s.writeAll(del)
+}
+
+// writeAll commits ops in requests that each fit one Badger transaction, waiting for each.
+func (s *Spool) writeAll(ops []op) error {
+	for len(ops) > 0 {
+		n := min(len(ops), 1000) // even: quarantineOps' pairs are never split
+		if err := s.write(&request{ops: ops[:n], done: make(chan error, 1)}); err != nil {
 			return err
 		}
-		if err := <-r.done; err != nil {
-			return err
-		}
-		del = del[n:]
+		ops = ops[n:]
 	}
 	return nil
 }
@@ -792,20 +889,29 @@ func (s *Spool) commit(batch []*request) {
 	}
 	flush := func() {
 		var err error
-		if f := s.failed.Load(); f != nil {
+		if err = s.Failed(); err != nil {
 			// A request sent before a sync failed (in this batch or an earlier one) must not be
 			// told it is on disk: pages whose write-back failed are dropped, a later fsync does
 			// not report it, and replay stops at the first damaged log entry, taking every later
-			// transaction with it.
+			// transaction with it. Its waiter is told; the failure was logged once already.
 			txn.Discard()
-			err = fmt.Errorf("spool unhealthy since a failed sync: %w", *f)
-		} else if err = txn.Commit(); err == nil {
-			if err = s.sync(); err != nil {
-				s.failed.Store(&err) // what is on disk is uncertain
+		} else {
+			if err = txn.Commit(); err == nil {
+				err = s.sync()
+			}
+			if err != nil {
+				// Any commit error, not only a failed sync, leaves what is on disk uncertain:
+				// Badger may have written part of the transaction, and a Delete in it has
+				// already dropped its body's reference in memory (Delete), so a later write
+				// could delete a body still referred to, or keep one for ever. Only the scan
+				// of a restart counts the references again.
+				s.failed.Store(&err)
+				s.log.Error("spool write failed: new mail is refused and deliveries stop until a restart",
+					"err", err, "requests", len(included))
+				err = s.Failed()
 			}
 		}
 		if err != nil {
-			s.log.Error("spool commit failed", "err", err, "requests", len(included))
 			for _, i := range included {
 				results[i] = err
 			}
@@ -847,7 +953,9 @@ func (s *Spool) commit(batch []*request) {
 		}
 		if r.done != nil {
 			r.done <- results[i]
-		} else if results[i] != nil {
+		} else if results[i] != nil && s.failed.Load() == nil {
+			// A write refused because the spool has failed is not logged again per write:
+			// the failure was, once.
 			s.log.Error("spool background write failed", "err", results[i])
 		}
 	}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmta/wasmta/host/testutil"
+)
+
+// Below spool.min_free a DSN is new mail and is refused for space. The message whose failure it
+// reports must stay spooled and its DSN be retried, so that the sender learns once space is
+// back; removing the message anyway lost the DSN for good. The real binary, its spool on a
+// tmpfs filled below the reserve with a ballast; the failure is the sink's 550.
+func TestDiskFullDSNRetriedWhenSpaceReturns(t *testing.T) {
+	e := newDiskEnv(t) // the sink answers 451 to every RCPT for now: the message stays queued
+	const sender, rcpt = "s@example.com", "gone@example.com"
+	q, err := dialQuiet(e.relay.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := q.send(sender, rcpt, testutil.Message(sender, rcpt, "will bounce", "hello\r\n"))
+	q.Close()
+	if err != nil || code != 250 {
+		t.Fatalf("send: %d %v", code, err)
+	}
+	e.relay.WaitLog(func(r map[string]any) bool { return r["type"] == "TransientFailure" && r["recipient"] == rcpt }, 20*time.Second)
+
+	ballast := testutil.Ballast(t, e.fs, "ballast", diskReserve-8<<20)
+	e.relay.WaitStderr("spool free space below spool.min_free", 20*time.Second)
+	e.sink.SetBehavior(testutil.Behavior{Mode: testutil.PermFail, Times: 1}) // the next attempt: 550
+	e.relay.WaitLog(func(r map[string]any) bool { return r["type"] == "Bounce" && r["recipient"] == rcpt }, 20*time.Second)
+	e.alive()
+	dsns := func() int {
+		n := 0
+		for _, m := range e.sink.Messages() {
+			if m.From == "" && len(m.To) == 1 && m.To[0] == sender {
+				n++
+			}
+		}
+		return n
+	}
+	if n := dsns(); n != 0 {
+		t.Fatalf("%d DSNs delivered while the spool refused new mail", n)
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for dsns() == 0 {
+		e.alive()
+		if time.Now().After(deadline) {
+			t.Fatalf("the DSN never reached the sender after space returned:\n%s", tail(e.relay.Stderr(), 4000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(e.relay.Stderr(), "delivery status notification not spooled") {
+		t.Fatalf("the refused DSN was not reported:\n%s", tail(e.relay.Stderr(), 4000))
+	}
+	var dsn string
+	for _, m := range e.sink.Messages() {
+		if m.From == "" {
+			dsn = string(m.Data)
+		}
+	}
+	if !strings.Contains(dsn, "Final-Recipient: rfc822; "+rcpt) || !strings.Contains(dsn, "Action: failed") {
+		t.Fatalf("DSN:\n%s", dsn)
+	}
+	// Its one Bounce record, and the DSN once: the held message is gone once its DSN is spooled.
+	e.relay.WaitLog(func(r map[string]any) bool { return r["type"] == "Delivery" && r["sender"] == "" }, 20*time.Second)
+	bounces := 0
+	for _, r := range e.relay.LogRecords() {
+		if r["type"] == "Bounce" && r["recipient"] == rcpt {
+			bounces++
+		}
+	}
+	if bounces != 1 || dsns() != 1 {
+		t.Fatalf("%d Bounce records, %d DSNs; want 1 and 1", bounces, dsns())
+	}
+}
