@@ -44,14 +44,14 @@ func (a *App) httpControl() httpapi.Control {
 }
 
 // Ready is nil while the relay takes mail; otherwise it says why not (the readiness probe's
-// 503): starting (spool recovery), shutting down, the spool unhealthy after a failed sync, or
+// 503): starting (spool recovery), shutting down, the spool unhealthy after a failed write (a commit or its sync), or
 // the spool below its free-space reserve.
 func (a *App) Ready() error {
 	switch {
 	case !a.serving.Load():
 		return errors.New("not serving: starting or shutting down")
 	case a.spool.Health() != nil:
-		return errors.New("spool unhealthy since a failed sync: new mail is refused until a restart")
+		return errors.New("spool unhealthy since a failed write: new mail is refused and deliveries are stopped until a restart")
 	case a.spool.Stats().BelowReserve:
 		return errors.New("spool below its free-space reserve (spool.min_free): new mail is refused")
 	}

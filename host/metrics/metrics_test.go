@@ -229,7 +229,7 @@ func TestScrapeTimeSources(t *testing.T) {
 			return queue.Depths{Scheduled: sched, Ready: map[string]int{"mx.example.com": 4}, Connections: 3}
 		},
 		Spool: func() spool.Stats {
-			return spool.Stats{Free: 5 << 30, MinFree: 1 << 30, BelowReserve: true, SpaceRefusals: 9}
+			return spool.Stats{Free: 5 << 30, MinFree: 1 << 30, BelowReserve: true, SpaceRefusals: 9, Failed: true}
 		},
 		SMTPSessions: func() int { return 12 },
 		SMTPRefused:  func() map[string]int64 { return map[string]int64{"max_connections_per_ip": 8} },
@@ -261,6 +261,7 @@ func TestScrapeTimeSources(t *testing.T) {
 		{"wasmta_spool_free_bytes", nil, 5 << 30},
 		{"wasmta_spool_reserve_bytes", nil, 1 << 30},
 		{"wasmta_spool_below_reserve", nil, 1},
+		{"wasmta_spool_failed", nil, 1},
 		{"wasmta_spool_space_refusals_total", nil, 9},
 		{"wasmta_plugin_reloads_total", []string{"plugin", "router.wasm", "result", "ok"}, 2},
 		{"wasmta_plugin_reloads_total", []string{"plugin", "router.wasm", "result", "failed"}, 1},

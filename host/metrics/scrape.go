@@ -13,7 +13,7 @@ type scrapeCollector struct {
 	refusedConns                              *prometheus.Desc
 	schedKept                                 *prometheus.Desc
 	deleteFailures, panics                    *prometheus.Desc
-	free, reserve, below, refusals            *prometheus.Desc
+	free, reserve, below, refusals, failed    *prometheus.Desc
 	reloads, breaker                          *prometheus.Desc
 	redisUp, redisErrors, fallbacks, leases   *prometheus.Desc
 	whQueue, whBatches, whRecords, whFailed   *prometheus.Desc
@@ -39,6 +39,7 @@ func newScrapeCollector(src Sources) *scrapeCollector {
 		free:           desc("spool_free_bytes", "Free bytes for the spool at the last check, less what was written since."),
 		reserve:        desc("spool_reserve_bytes", "The spool's free-space reserve (spool.min_free)."),
 		below:          desc("spool_below_reserve", "1 while new mail is refused for space (free space under the reserve), else 0."),
+		failed:         desc("spool_failed", "1 once a spool write (a commit or its sync) has failed: new mail is refused and deliveries are stopped until a restart, else 0."),
 		refusals:       desc("spool_space_refusals_total", "Reception refusals (452 4.3.1 / HTTP 503) for lack of spool space."),
 		reloads:        desc("plugin_reloads_total", "Plugin reloads: result=\"ok\" a new version serves, result=\"failed\" it was refused and the old one kept serving.", "plugin", "result"),
 		breaker:        desc("plugin_breaker_open", "1 while the plugin's failure breaker is open (its hooks fail without running), else 0.", "plugin"),
@@ -57,7 +58,7 @@ func newScrapeCollector(src Sources) *scrapeCollector {
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queued, c.scheduled, c.schedKept, c.ready, c.conns, c.sessions, c.refusedConns, c.deleteFailures,
-		c.panics, c.free, c.reserve, c.below, c.refusals, c.reloads, c.breaker,
+		c.panics, c.free, c.reserve, c.below, c.refusals, c.failed, c.reloads, c.breaker,
 		c.redisUp, c.redisErrors, c.fallbacks, c.leases,
 		c.whQueue, c.whBatches, c.whRecords, c.whFailed, c.whDropped, c.whFailing} {
 		ch <- d
@@ -101,6 +102,7 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.free, float64(st.Free))
 		gauge(c.reserve, float64(st.MinFree))
 		gauge(c.below, b2f(st.BelowReserve))
+		gauge(c.failed, b2f(st.Failed))
 		counter(c.refusals, float64(st.SpaceRefusals))
 	}
 	if f := c.src.Cluster; f != nil {

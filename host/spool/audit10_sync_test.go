@@ -58,4 +58,7 @@ func TestAudit10PutQueuedBehindAFailedSyncFails(t *testing.T) {
 	if err := <-second; err == nil {
 		t.Fatal("a Put committed after a failed sync was told it is on disk (the client would get 250)")
 	}
+	if !s.Stats().Failed { // wasmta_spool_failed
+		t.Fatal("Stats().Failed is false after a failed sync")
+	}
 }

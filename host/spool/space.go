@@ -110,6 +110,7 @@ type Stats struct {
 	MinFree       int64  // the reserve (spool.min_free)
 	BelowReserve  bool   // new mail is refused for space (deliveries go on) until Free climbs a margin above MinFree
 	SpaceRefusals uint64 // Room or Put calls refused for space since start
+	Failed        bool   // a write failed (Failed): every write is refused until a restart
 }
 
 // space tracks free space on the spool's filesystem. A statfs result is reused for spaceTTL;

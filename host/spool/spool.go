@@ -210,7 +210,11 @@ func OpenContext(ctx context.Context, o Options) (*Spool, error) {
 func (s *Spool) Room(n int64) error { return s.space.room(n) }
 
 // Stats returns the free-space counters.
-func (s *Spool) Stats() Stats { return s.space.stats() }
+func (s *Spool) Stats() Stats {
+	st := s.space.stats()
+	st.Failed = s.failed.Load() != nil
+	return st
+}
 
 // Put stores messages sharing one body atomically (all or none) and returns once they are
 // synced to disk. It is what stands behind every 250. It sets each message's BodyID.
