@@ -37,6 +37,10 @@ type DKIMSign struct {
 	HeaderCanonicalization string    `json:"header_canonicalization,omitempty"`
 	BodyCanonicalization   string    `json:"body_canonicalization,omitempty"`
 	Expiration             *Duration `json:"expiration,omitempty"` // x= is the signing time plus this
+	// OverSign lists each header name in h= once more than the message has that field (RFC 6376
+	// §5.4.2, §8.15), so a field of that name added after signing (a second From, a Subject
+	// prepended by a list) breaks the signature. KumoMTA's over_sign, off by default as there.
+	OverSign bool `json:"over_sign,omitempty"`
 }
 
 // ParseDKIMSign decodes and checks a dkim_sign document; the key name is checked by the host.

@@ -12,7 +12,7 @@ func loadDKIM(cfg *config.Config) (*dkim.Keys, error) {
 	entries := make([]dkim.Entry, len(cfg.DKIM))
 	for i, d := range cfg.DKIM {
 		entries[i] = dkim.Entry{Name: d.Name, KeyFile: d.KeyFile, SignSenderDomains: d.SignSenderDomains,
-			Domain: d.Domain, Selector: d.Selector, Headers: d.Headers}
+			Domain: d.Domain, Selector: d.Selector, Headers: d.Headers, OverSign: d.OverSign}
 	}
 	return dkim.Load(entries)
 }

@@ -202,9 +202,10 @@ type DKIMConfig struct {
 	Name              string   `toml:"name"`
 	KeyFile           string   `toml:"key_file"`
 	SignSenderDomains []string `toml:"sign_sender_domains"`
-	Domain            string   `toml:"domain"`   // d=, for sign_sender_domains
-	Selector          string   `toml:"selector"` // s=, for sign_sender_domains
-	Headers           []string `toml:"headers"`  // h=, for sign_sender_domains; default abi.DefaultDKIMHeaders
+	Domain            string   `toml:"domain"`    // d=, for sign_sender_domains
+	Selector          string   `toml:"selector"`  // s=, for sign_sender_domains
+	Headers           []string `toml:"headers"`   // h=, for sign_sender_domains; default abi.DefaultDKIMHeaders
+	OverSign          bool     `toml:"over_sign"` // for sign_sender_domains: abi.DKIMSign.OverSign
 }
 
 // Defaults returns the configuration every key falls back to.
@@ -516,8 +517,8 @@ func (c *Config) validateDKIM() error {
 		if len(d.SignSenderDomains) == 0 {
 			// d=, s= and h= here serve only signing by sender domain; accepted alone they
 			// would do nothing (plugins give their own in dkim_sign).
-			if d.Domain != "" || d.Selector != "" || d.Headers != nil {
-				return keyErr(key("sign_sender_domains"), "domain, selector and headers are used only for signing by sender domain; list the domains or remove them")
+			if d.Domain != "" || d.Selector != "" || d.Headers != nil || d.OverSign {
+				return keyErr(key("sign_sender_domains"), "domain, selector, headers and over_sign are used only for signing by sender domain; list the domains or remove them")
 			}
 			continue
 		}

@@ -43,6 +43,7 @@ type Entry struct {
 	SignSenderDomains []string
 	Domain, Selector  string
 	Headers           []string // nil: abi.DefaultDKIMHeaders
+	OverSign          bool     // sign each of Headers once more than the message has it (abi.DKIMSign.OverSign)
 }
 
 // Key is a loaded entry.
@@ -176,6 +177,9 @@ func (s *Signer) Sign(sender string, reqs []abi.DKIMSign, data []byte) ([]byte, 
 		}
 		used[r.Key] = true
 		o := options(k, r.Domain, r.Selector, r.Headers, r.HeaderCanonicalization, r.BodyCanonicalization)
+		if r.OverSign {
+			o.HeaderKeys = overSign(o.HeaderKeys, data)
+		}
 		if r.Expiration != nil {
 			o.Expiration = now.Add(time.Duration(*r.Expiration))
 		}
@@ -186,7 +190,11 @@ func (s *Signer) Sign(sender string, reqs []abi.DKIMSign, data []byte) ([]byte, 
 			if used[k.Name] || !containsFold(k.SignSenderDomains, dom) {
 				continue
 			}
-			opts = append(opts, options(k, k.Domain, k.Selector, k.Headers, "", ""))
+			o := options(k, k.Domain, k.Selector, k.Headers, "", "")
+			if k.OverSign {
+				o.HeaderKeys = overSign(o.HeaderKeys, data)
+			}
+			opts = append(opts, o)
 		}
 	}
 	if len(opts) == 0 {
@@ -238,6 +246,39 @@ func options(k *Key, domain, selector string, headers []string, hc, bc string) *
 		BodyCanonicalization:   msgdkim.Canonicalization(bc),
 		HeaderKeys:             headers,
 	}
+}
+
+// overSign returns names with each name repeated once more than data's header has that field
+// (names compared without case, as RFC 6376 §3.4 does): go-msgauth signs the fields of a name
+// bottom-up and lists a name with no field left as the empty field that RFC 6376 §5.4.2 makes
+// verifiers expect, so one added later fails verification. A name listed twice counts once.
+func overSign(names []string, data []byte) []string {
+	header := data
+	if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
+		header = data[:i+2]
+	}
+	count := map[string]int{}
+	for line := range bytes.Lines(header) {
+		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+			continue // a continuation line
+		}
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok {
+			count[strings.ToLower(string(bytes.TrimRight(name, " \t")))]++
+		}
+	}
+	out := make([]string, 0, 2*len(names))
+	seen := map[string]bool{}
+	for _, n := range names {
+		k := strings.ToLower(n)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		for range count[k] + 1 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func containsFold(list []string, s string) bool {

@@ -291,3 +291,56 @@ func BenchmarkSign(b *testing.B) {
 		})
 	}
 }
+
+// With over_sign, a From: field added above the signed one after signing fails verification;
+// without it the verifier, which takes fields bottom-up, still finds the signed From and passes,
+// so the added one rides on the signature (RFC 6376 §8.15). The DKIM-Signature lists From once
+// more than the message has it.
+func TestOverSignCatchesAnAddedField(t *testing.T) {
+	ks := testKeys(t)
+	dnsSrv := testutil.StartDNS(t, zone(ks, map[string]string{"ed": "ed"}))
+	for _, over := range []bool{false, true} {
+		req := abi.DKIMSign{Key: "ed", Domain: "example.com", Selector: "ed", Headers: []string{"From", "Subject", "Received"}, OverSign: over}
+		signed, err := NewSigner(ks).Sign("x@example.org", []abi.DKIMSign{req}, []byte("Received: a\r\nReceived: b\r\n"+msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := regexp.MustCompile(`[; ]h=([^;]*);`).FindSubmatch(bytes.ReplaceAll(signed, []byte("\r\n "), nil))
+		if h == nil {
+			t.Fatalf("no h= in %q", signed)
+		}
+		wantH := "From:Subject:Received"
+		if over { // one From and one Subject; three Received (msg has one)
+			wantH = "From:From:Subject:Subject:Received:Received:Received:Received"
+		}
+		if got := strings.ReplaceAll(string(h[1]), " ", ""); !strings.EqualFold(got, wantH) {
+			t.Errorf("over_sign %v: h=%s, want %s", over, got, wantH)
+		}
+		if vs := verify(t, dnsSrv.Addr, signed); len(vs) != 1 || vs[0].Err != nil {
+			t.Fatalf("over_sign %v: the signed message does not verify: %+v", over, vs)
+		}
+		i := bytes.Index(signed, []byte("\r\nFrom:")) + 2
+		forged := append(append(bytes.Clone(signed[:i]), "From: <ceo@example.com>\r\n"...), signed[i:]...)
+		vs := verify(t, dnsSrv.Addr, forged)
+		if failed := len(vs) == 1 && vs[0].Err != nil; failed != over {
+			t.Errorf("over_sign %v: a second From: added after signing fails verification: %v, want %v", over, failed, over)
+		}
+	}
+}
+
+// [[dkim]] over_sign does the same for signing by sender domain.
+func TestOverSignBySenderDomain(t *testing.T) {
+	ks, err := Load([]Entry{{Name: "cfg", KeyFile: "testdata/ed25519.pem", SignSenderDomains: []string{"example.com"},
+		Domain: "example.com", Selector: "cfg", Headers: []string{"From", "To"}, OverSign: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := NewSigner(ks).Sign("alice@example.com", nil, []byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := regexp.MustCompile(`[; ]h=([^;]*);`).FindSubmatch(bytes.ReplaceAll(signed, []byte("\r\n "), nil)); h == nil ||
+		!strings.EqualFold(strings.ReplaceAll(string(h[1]), " ", ""), "From:From:To:To") {
+		t.Fatalf("h= of %q, want From:From:To:To", signed)
+	}
+}

@@ -287,6 +287,7 @@ type DKIMSign struct {
 	HeaderCanonicalization string   // "relaxed" or "simple"
 	BodyCanonicalization   string   // "relaxed" or "simple"
 	Expiration             time.Duration
+	OverSign               bool // h= lists each header once more than the message has it (ABI.md)
 }
 
 // JSON is the params document handed to dkim_sign.
@@ -299,8 +300,9 @@ func (d DKIMSign) JSON() ([]byte, error) {
 		HeaderCanonicalization string        `json:"header_canonicalization,omitempty"`
 		BodyCanonicalization   string        `json:"body_canonicalization,omitempty"`
 		Expiration             *abi.Duration `json:"expiration,omitempty"`
+		OverSign               bool          `json:"over_sign,omitempty"`
 	}{Key: d.Key, Domain: d.Domain, Selector: d.Selector, Headers: d.Headers,
-		HeaderCanonicalization: d.HeaderCanonicalization, BodyCanonicalization: d.BodyCanonicalization}
+		HeaderCanonicalization: d.HeaderCanonicalization, BodyCanonicalization: d.BodyCanonicalization, OverSign: d.OverSign}
 	if d.Expiration != 0 {
 		v := abi.Duration(d.Expiration)
 		doc.Expiration = &v
