@@ -329,7 +329,39 @@ func Parse(text string) (*Config, error) {
 			}
 		}
 	}
+	if err := c.refuseIdleKeys(md); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// refuseIdleKeys refuses keys set where the table they belong to is off, each of which would
+// be accepted and do nothing: rotation when records go to standard output, the DSN settings
+// with bounces off, the HTTP settings with no HTTP listener.
+func (c *Config) refuseIdleKeys(md toml.MetaData) error {
+	for _, g := range []struct {
+		off    bool
+		table  string
+		keys   []string
+		reason string
+	}{
+		{c.Logs.Stdout, "logs", []string{"max_size", "rotate_daily", "compress", "max_backups"},
+			"is set but logs.stdout is true: records go to standard output, no file is rotated"},
+		{!c.Bounce.Enabled, "bounce", []string{"max_returned_size", "tenant"},
+			"is set but bounce.enabled is false: no delivery status notification is sent"},
+		{c.HTTP.Listen == "", "http", []string{"token", "inject_token", "max_request_size", "read_header_timeout", "read_timeout", "write_timeout", "idle_timeout"},
+			`is set but http.listen is "": there is no HTTP server`},
+	} {
+		if !g.off {
+			continue
+		}
+		for _, k := range g.keys {
+			if md.IsDefined(g.table, k) {
+				return keyErr(g.table+"."+k, "%s", g.reason)
+			}
+		}
+	}
+	return nil
 }
 
 // validateNames checks the names the relay writes verbatim into its banner, EHLO and Received

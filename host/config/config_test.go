@@ -279,11 +279,44 @@ func TestBounceConfig(t *testing.T) {
 	if !c.Bounce.Enabled || c.Bounce.MaxReturnedSize != 100<<10 || c.Bounce.Tenant != "" {
 		t.Fatalf("defaults %+v", c.Bounce)
 	}
-	c, err = Parse("[bounce]\nenabled = false\nmax_returned_size = 0\ntenant = \"dsn\"\n")
+	c, err = Parse("[bounce]\nmax_returned_size = 0\ntenant = \"dsn\"\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Bounce.Enabled || c.Bounce.MaxReturnedSize != 0 || c.Bounce.Tenant != "dsn" {
+	if !c.Bounce.Enabled || c.Bounce.MaxReturnedSize != 0 || c.Bounce.Tenant != "dsn" {
 		t.Fatalf("parsed %+v", c.Bounce)
+	}
+	if c, err = Parse("[bounce]\nenabled = false\n"); err != nil || c.Bounce.Enabled {
+		t.Fatalf("enabled = false: %+v %v", c, err)
+	}
+}
+
+// Keys of a table that is off would be accepted and do nothing: they are refused, naming the
+// key and why.
+func TestIdleKeysRefused(t *testing.T) {
+	for text, want := range map[string]string{
+		"[logs]\nstdout = true\nmax_size = \"10MiB\"\n":          "logs.max_size: is set but logs.stdout is true",
+		"[logs]\nstdout = true\nrotate_daily = true\n":           "logs.rotate_daily: is set but logs.stdout is true",
+		"[logs]\nstdout = true\ncompress = true\n":               "logs.compress",
+		"[logs]\nstdout = true\nmax_backups = 3\n":               "logs.max_backups",
+		"[bounce]\nenabled = false\ntenant = \"dsn\"\n":          "bounce.tenant: is set but bounce.enabled is false",
+		"[bounce]\nenabled = false\nmax_returned_size = 0\n":     "bounce.max_returned_size",
+		"[http]\nlisten = \"\"\ntoken = \"secret-token-1234\"\n": `http.token: is set but http.listen is ""`,
+		"[http]\nlisten = \"\"\nread_timeout = \"5s\"\n":         "http.read_timeout",
+	} {
+		if _, err := Parse(text); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+	// The same keys with their table on are fine.
+	for _, text := range []string{
+		"[logs]\nmax_size = \"10MiB\"\nrotate_daily = true\ncompress = true\nmax_backups = 3\n",
+		"[logs]\nstdout = true\n",
+		"[bounce]\nenabled = true\ntenant = \"dsn\"\n",
+		"[http]\nlisten = \"\"\n",
+	} {
+		if _, err := Parse(text); err != nil {
+			t.Errorf("%q: %v", text, err)
+		}
 	}
 }
