@@ -124,6 +124,13 @@ func (l *File) Write(p []byte) (int, error) {
 		}
 	}
 	n, err := l.f.Write(p)
+	if err != nil && n > 0 {
+		// Part of the record went in (a full disk). Left there it would run into the next
+		// record: one broken line for a log shipper, and both records lost to it. Cut it off.
+		if terr := l.f.Truncate(l.size); terr == nil {
+			n = 0
+		}
+	}
 	l.size += int64(n)
 	if l.size > 0 && l.day == "" {
 		l.day = today

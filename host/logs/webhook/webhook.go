@@ -336,6 +336,22 @@ func (h *Hook) Append(line []byte) {
 		}
 	}
 	w, err := h.seg.Write(line)
+	if err != nil && w > 0 {
+		// Part of the record went in (a full disk). Left there it would run into the next
+		// record, and the reader would see one broken line and lose both: cut it off, or, if
+		// that fails too, write the next records to a new segment (the reader skips a
+		// segment's broken tail, as after a crash).
+		if terr := h.seg.Truncate(h.segSize); terr == nil {
+			w = 0
+		} else {
+			h.segSize += int64(w) // the part stays in this segment's files, counted in the backlog
+			h.backlog.Add(int64(w))
+			w = 0
+			if oerr := h.openSegment(h.writeSeg.Load() + 1); oerr != nil {
+				h.opt.Diag.Error("logs.webhook: cannot cut a partly written record off the queue", "err", terr, "new_segment_err", oerr)
+			}
+		}
+	}
 	h.segSize += int64(w)
 	h.backlog.Add(int64(w))
 	if err != nil {
