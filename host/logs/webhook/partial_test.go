@@ -25,7 +25,7 @@ func TestPartialWriteDoesNotSpoilTheNext(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	h.Append(line(1)) // the segment's first page now has room left in it
+	h.Append(line(1))                                 // the segment's first page now has room left in it
 	ballast := testutil.Ballast(t, dir, "ballast", 0) // on the tmpfs: nothing else fills
 	big := []byte(`{"type":"Delivery","id":"big","meta":{"pad":"` + strings.Repeat("x", 8000) + `"}}` + "\n")
 	h.Append(big) // part of it fits in the page, the rest does not
