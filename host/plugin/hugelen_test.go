@@ -175,14 +175,18 @@ func TestHugeOutputIsNotRead(t *testing.T) {
 	if got, _ := strconv.Atoi(reports[0].attrs["bytes"]); got < size-outputWindow {
 		t.Fatalf("drop report %v: %d bytes dropped, want the unread %d at least", reports[0].attrs, got, size-outputWindow)
 	}
-	// Over the rate, a write is not read at all: one line dropped.
+	// Over the rate, a write is not read at all: one line dropped. The buckets are emptied and
+	// their refill put off, so that a slow run (-race) cannot earn a line meanwhile.
+	o.limit.mu.Lock()
+	o.limit.lines, o.limit.bytes, o.limit.last = 0, 0, time.Now().Add(time.Hour)
+	o.limit.mu.Unlock()
 	o.Write(bytes.Repeat([]byte{'\n'}, size))
 	o.limit.report()
 	if reports = d.all("plugin log lines dropped"); len(reports) != 2 || reports[1].attrs["dropped"] != "1" {
 		t.Fatalf("a write over the rate: drop reports %v, want a second one of 1 line", reports)
 	}
 	// The next line after the flood is written whole.
-	o.limit.lines, o.limit.bytes = logBurstLines, logBurstBytes
+	o.limit.lines, o.limit.bytes, o.limit.last = logBurstLines, logBurstBytes, time.Now()
 	o.Write([]byte("after\n"))
 	if all := d.all("plugin output"); all[len(all)-1].attrs["line"] != "after" {
 		t.Fatalf("the line after the flood: %q", all[len(all)-1].attrs["line"])
