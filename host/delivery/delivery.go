@@ -226,6 +226,11 @@ func (c *Conn) handshake(ctx context.Context, tryTLS bool) error {
 	if _, err := c.expect(c.opt.CommandTimeout, 2); err != nil { // banner
 		return err
 	}
+	if c.outOfStep() {
+		// Something after the banner before EHLO was sent (pre-greeting traffic): it would be
+		// read as the reply to EHLO, and every later reply would answer the wrong command.
+		return errOutOfStep(c.host.Name)
+	}
 	if err := c.ehlo(); err != nil {
 		return err
 	}
@@ -302,8 +307,17 @@ func (c *Conn) ehlo() error {
 			}
 			_, err = c.expect(c.opt.CommandTimeout, 2)
 			c.ext = map[string]string{}
+			if err == nil && c.outOfStep() {
+				err = errOutOfStep(c.host.Name)
+			}
 		}
 		return err
+	}
+	if c.outOfStep() {
+		// A reply after the EHLO reply, before any command (a "250" sent ahead): with
+		// PIPELINING it would be taken for the reply to MAIL, and the replies of a message
+		// shifted by one, so that the reply to RCPT would pass for the reply to its content.
+		return errOutOfStep(c.host.Name)
 	}
 	c.ext = make(map[string]string)
 	for _, l := range lines[1:] {
