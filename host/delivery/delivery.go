@@ -126,6 +126,7 @@ func (c *Client) Connect(ctx context.Context, hosts []route.Host) (*Conn, error)
 		return nil, errNoHosts
 	}
 	var last error
+	refused := true // every host tried refused with 5xx
 	for _, h := range hosts {
 		conn, err := c.connect(ctx, h, c.opt.TLS != TLSDisabled)
 		var tlsErr *tlsFailure
@@ -140,13 +141,19 @@ func (c *Client) Connect(ctx context.Context, hosts []route.Host) (*Conn, error)
 			return conn, nil
 		}
 		last = err
+		if message.AsError(err).Code/100 != 5 {
+			refused = false
+		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	e := message.AsError(last)
-	if e.Code/100 == 5 {
-		// A host that refuses us with 5xx at greeting/EHLO time refuses the message.
+	if refused {
+		// Every host refused us with 5xx at greeting or EHLO (and HELO): the site refuses
+		// the message. When some host failed otherwise (down, silent, 4xx, broken) it may
+		// take the message later, so the failure is transient, whichever host came last:
+		// the site's failure is the fate of every message waiting for it.
 		return nil, e
 	}
 	if strings.HasPrefix(e.Enhanced, "4.7.") {

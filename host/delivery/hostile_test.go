@@ -423,3 +423,71 @@ func TestHostileTransaction(t *testing.T) {
 		})
 	}
 }
+
+// TestSiteFailureKinds: when every host of a site fails, the site's failure is what every
+// message waiting for it gets (design.md §6), so it must not depend on which host happened to
+// be tried last. A refusal with 5xx at greeting or EHLO bounces only when every host refused
+// so; a host that timed out, was down or broke the protocol may take the mail later.
+func TestSiteFailureKinds(t *testing.T) {
+	refuse := func(c net.Conn, r *bufio.Reader) {
+		io.WriteString(c, "554 5.7.1 no service for you\r\n")
+		r.ReadString('\n')
+		io.WriteString(c, "503 5.5.1 bad sequence\r\n")
+		r.ReadString('\n')
+		io.WriteString(c, "503 5.5.1 bad sequence\r\n")
+		io.Copy(io.Discard, r)
+	}
+	refuseEHLO := func(c net.Conn, r *bufio.Reader) {
+		io.WriteString(c, "220 mx.test\r\n")
+		r.ReadString('\n')
+		io.WriteString(c, "550 5.7.1 blocked\r\n")
+		r.ReadString('\n')
+		io.WriteString(c, "550 5.7.1 blocked\r\n")
+		io.Copy(io.Discard, r)
+	}
+	silent := func(c net.Conn, r *bufio.Reader) { io.Copy(io.Discard, r) }
+	tempfail := func(c net.Conn, r *bufio.Reader) {
+		io.WriteString(c, "421 4.3.2 busy\r\n")
+	}
+	malformed := func(c net.Conn, r *bufio.Reader) {
+		io.WriteString(c, "hello there\r\n")
+		io.Copy(io.Discard, r)
+	}
+	dead := route.Host{Name: "dead.test", Addr: netip.MustParseAddr("127.0.0.18"), Port: uint16(testutil.MustListenPort(t, "127.0.0.18"))}
+	for _, tc := range []struct {
+		name      string
+		hosts     []func(c net.Conn, r *bufio.Reader) // nil: a host nothing listens on
+		permanent bool
+	}{
+		{"554 greeting, then a host down", []func(net.Conn, *bufio.Reader){refuse, nil}, false},
+		{"a host down, then 554 greeting", []func(net.Conn, *bufio.Reader){nil, refuse}, false},
+		{"a silent host, then 554 greeting", []func(net.Conn, *bufio.Reader){silent, refuse}, false},
+		{"421 greeting, then 550 to EHLO and HELO", []func(net.Conn, *bufio.Reader){tempfail, refuseEHLO}, false},
+		{"a malformed greeting, then 554 greeting", []func(net.Conn, *bufio.Reader){malformed, refuse}, false},
+		{"every host refuses with 5xx", []func(net.Conn, *bufio.Reader){refuse, refuseEHLO}, true},
+		{"the only host refuses with 554", []func(net.Conn, *bufio.Reader){refuse}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hosts []route.Host
+			for i, serve := range tc.hosts {
+				if serve == nil {
+					hosts = append(hosts, dead)
+					continue
+				}
+				hosts = append(hosts, startHostile(t, "127.0.0.18", serve).host("mx"+strconv.Itoa(i)+".test"))
+			}
+			c := New(Options{TLS: TLSDisabled, ConnectTimeout: time.Second, CommandTimeout: 300 * time.Millisecond})
+			var err error
+			noReturn(t, 20*time.Second, "Connect", func() {
+				var conn *Conn
+				if conn, err = c.Connect(context.Background(), hosts); err == nil {
+					conn.Close()
+				}
+			})
+			e := message.AsError(err)
+			if err == nil || e.Temporary() == tc.permanent {
+				t.Fatalf("%v: want permanent %v", err, tc.permanent)
+			}
+		})
+	}
+}
