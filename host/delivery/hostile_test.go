@@ -3,7 +3,14 @@ package delivery
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"math/big"
 	"net"
 	"net/netip"
 	"strconv"
@@ -489,5 +496,158 @@ func TestSiteFailureKinds(t *testing.T) {
 				t.Fatalf("%v: want permanent %v", err, tc.permanent)
 			}
 		})
+	}
+}
+
+// expiredSelfSigned is a certificate for names that expired an hour ago, signed by itself and
+// added to pool: a pool holding it trusts it as a root, so only its dates fail verification.
+func expiredSelfSigned(t *testing.T, pool *x509.CertPool, names ...string) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-48 * time.Hour),
+		NotAfter:     time.Now().Add(-time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// TestHostileSTARTTLS: a hop that offers STARTTLS and then fails the handshake (garbage,
+// silence) or presents a certificate that is expired or for another name, under each
+// egress.enable_tls mode (docs/configuration.md). The opportunistic modes go on in plain text
+// after a broken handshake (on a new connection), never after a certificate that does not
+// verify (Opportunistic) and always accept any certificate (OpportunisticInsecure); the
+// Required modes never deliver in plain text; every failure is transient and bounded by
+// command_timeout.
+func TestHostileSTARTTLS(t *testing.T) {
+	ca := testutil.NewTestCA(t)
+	wrongName := ca.ServerTLS(t, "other.test")
+	roots := ca.Pool()
+	expired := expiredSelfSigned(t, roots, "mx.test")
+	type result struct{ tls bool }
+	serve := func(behavior string, delivered chan<- result) func(c net.Conn, r *bufio.Reader) {
+		return func(c net.Conn, r *bufio.Reader) {
+			io.WriteString(c, "220 mx.test ESMTP\r\n")
+			inTLS := false
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				switch cmd := strings.TrimRight(l, "\r\n"); {
+				case strings.HasPrefix(cmd, "EHLO"):
+					if inTLS {
+						io.WriteString(c, "250 mx.test\r\n")
+					} else {
+						io.WriteString(c, "250-mx.test\r\n250 STARTTLS\r\n")
+					}
+				case cmd == "STARTTLS":
+					io.WriteString(c, "220 2.0.0 go ahead\r\n")
+					switch behavior {
+					case "garbage":
+						io.WriteString(c, strings.Repeat("this is not TLS\r\n", 64))
+						io.Copy(io.Discard, r)
+						return
+					case "stall":
+						io.Copy(io.Discard, r)
+						return
+					}
+					cfg := wrongName
+					if behavior == "expired" {
+						cfg = expired
+					}
+					tc := tls.Server(c, cfg)
+					if tc.Handshake() != nil {
+						return
+					}
+					c, r, inTLS = tc, bufio.NewReader(tc), true
+				case cmd == "DATA":
+					io.WriteString(c, "354 go\r\n")
+					for {
+						l, err := r.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if l == ".\r\n" {
+							break
+						}
+					}
+					delivered <- result{inTLS}
+					io.WriteString(c, "250 2.0.0 queued\r\n")
+				case cmd == "QUIT":
+					io.WriteString(c, "221 bye\r\n")
+					return
+				default:
+					io.WriteString(c, "250 ok\r\n")
+				}
+			}
+		}
+	}
+	const (
+		plain   = "delivered in plain text"
+		overTLS = "delivered over TLS"
+		fails   = "fails, 451 4.7.5"
+	)
+	for _, mode := range TLSModes {
+		for _, behavior := range []string{"garbage", "stall", "expired", "wrong name"} {
+			want := map[string]map[string]string{
+				TLSOpportunistic:         {"garbage": plain, "stall": plain, "expired": fails, "wrong name": fails},
+				TLSOpportunisticInsecure: {"garbage": plain, "stall": plain, "expired": overTLS, "wrong name": overTLS},
+				TLSRequired:              {"garbage": fails, "stall": fails, "expired": fails, "wrong name": fails},
+				TLSRequiredInsecure:      {"garbage": fails, "stall": fails, "expired": overTLS, "wrong name": overTLS},
+				TLSDisabled:              {"garbage": plain, "stall": plain, "expired": plain, "wrong name": plain},
+			}[mode][behavior]
+			t.Run(mode+"/"+behavior+": "+want, func(t *testing.T) {
+				delivered := make(chan result, 4)
+				hop := startHostile(t, "127.0.0.19", serve(behavior, delivered))
+				c := New(Options{TLS: mode, RootCAs: roots, CommandTimeout: 300 * time.Millisecond, DataTimeout: 300 * time.Millisecond})
+				var err error
+				noReturn(t, 20*time.Second, "Connect and Send", func() {
+					var conn *Conn
+					if conn, err = c.Connect(context.Background(), []route.Host{hop.host("mx.test")}); err == nil {
+						defer conn.Close()
+						_, err = conn.Send("a@x.test", "b@y.test", nil, hostileBody)
+					}
+				})
+				if want == fails {
+					e := message.AsError(err)
+					if err == nil || !e.Temporary() || e.Enhanced != "4.7.5" {
+						t.Fatalf("%v: want 451 4.7.5", err)
+					}
+					if len(delivered) != 0 {
+						t.Fatal("delivered anyway")
+					}
+					if behavior == "expired" || behavior == "wrong name" {
+						if n := hop.accepted(); n != 1 {
+							t.Fatalf("%d connections: a certificate that did not verify was retried in plain text", n)
+						}
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := <-delivered; got.tls != (want == overTLS) {
+					t.Fatalf("delivered with TLS %v", got.tls)
+				}
+			})
+		}
 	}
 }
