@@ -165,7 +165,11 @@ func noReturn(t *testing.T, limit time.Duration, what string, f func()) {
 	}
 }
 
-var hostileBody = []byte("Subject: hostile\r\n\r\nhello\r\n")
+var (
+	hostileBody = []byte("Subject: hostile\r\n\r\nhello\r\n")
+	// bigBody is more than the kernel's socket buffers on loopback hold.
+	bigBody = []byte("Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 32<<10))
+)
 
 // TestHostileHostIsSkipped: a first host that breaks SMTP in one of many ways fails that
 // host only: the next host of the site is tried and the message goes there. Each breakage is
@@ -286,6 +290,7 @@ func TestHostileTransaction(t *testing.T) {
 		answer func(c net.Conn, cmd string) string
 		want   string
 		code   int
+		body   []byte // hostileBody when nil
 	}{
 		{name: "every reply in one-octet segments", ext: []string{"PIPELINING"}, write: oneOctetAtATime, want: delivered},
 		{name: "every reply in one-octet segments, BDAT", ext: []string{"PIPELINING", "CHUNKING"}, write: oneOctetAtATime, want: delivered},
@@ -353,6 +358,49 @@ func TestHostileTransaction(t *testing.T) {
 			}
 			return "250 ok\r\n"
 		}, want: transient, code: 450},
+		{name: "250 to the dot, then a reset", answer: func(c net.Conn, cmd string) string {
+			switch cmd {
+			case "DATA":
+				return "354 go\r\n"
+			case ".":
+				io.WriteString(c, "250 2.0.0 queued\r\n")
+				c.(*net.TCPConn).SetLinger(0)
+				return ""
+			}
+			return "250 ok\r\n"
+		}, want: "delivered or transient"},
+		{name: "reads nothing of the body after 354", body: bigBody, answer: func(c net.Conn, cmd string) string {
+			if cmd == "DATA" {
+				c.(*net.TCPConn).SetReadBuffer(4096)
+				io.WriteString(c, "354 go\r\n")
+				time.Sleep(2 * time.Second) // longer than data_timeout, without reading
+				return ""
+			}
+			return "250 ok\r\n"
+		}, want: transient, code: 451},
+		{name: "reads the body one octet at a time", body: bigBody, answer: func(c net.Conn, cmd string) string {
+			if cmd == "DATA" {
+				c.(*net.TCPConn).SetReadBuffer(4096)
+				io.WriteString(c, "354 go\r\n")
+				var b [1]byte
+				for {
+					if _, err := c.Read(b[:]); err != nil {
+						return ""
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			return "250 ok\r\n"
+		}, want: transient, code: 451},
+		{name: "BDAT: reads nothing of a large chunk", ext: []string{"PIPELINING", "CHUNKING"}, body: bigBody, answer: func(c net.Conn, cmd string) string {
+			if strings.HasPrefix(cmd, "RCPT") {
+				c.(*net.TCPConn).SetReadBuffer(4096)
+				io.WriteString(c, "250 ok\r\n")
+				time.Sleep(2 * time.Second)
+				return ""
+			}
+			return "250 ok\r\n"
+		}, want: transient, code: 451},
 		{name: "pre-greeting reply", banner: "220 mx.test\r\n250 2.0.0 stray\r\n", ext: []string{"PIPELINING", "CHUNKING"}, answer: func(c net.Conn, cmd string) string {
 			if strings.HasPrefix(cmd, "BDAT") {
 				time.Sleep(100 * time.Millisecond) // the refusal comes in a later segment
@@ -412,8 +460,25 @@ func TestHostileTransaction(t *testing.T) {
 					return
 				}
 				defer conn.Close()
-				reply, err = conn.Send("a@x.test", "b@y.test", nil, hostileBody)
+				body := tc.body
+				if body == nil {
+					body = hostileBody
+				}
+				reply, err = conn.Send("a@x.test", "b@y.test", nil, body)
+				if tc.want == "delivered or transient" && err == nil {
+					// The connection is gone: the next message on it must not pass for
+					// delivered.
+					if r, err := conn.Send("a@x.test", "c@y.test", nil, body); err == nil || !message.AsError(err).Temporary() {
+						t.Errorf("next message on a reset connection: %v, %v", r, err)
+					}
+				}
 			})
+			if tc.want == "delivered or transient" {
+				if err != nil && !message.AsError(err).Temporary() {
+					t.Fatalf("%v: want delivered or transient", err)
+				}
+				return
+			}
 			e := message.AsError(err)
 			switch {
 			case tc.want == delivered && err != nil:
