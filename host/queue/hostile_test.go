@@ -39,6 +39,7 @@ func (s siteOf) Resolve(context.Context, string, []route.MXEntry) (route.Site, e
 //
 //	ok        250 to RCPT and to the content
 //	rcpt450   450 to RCPT            rcpt550   550 to RCPT
+//	octets    550 to RCPT, with NUL, 8-bit and escape octets in its text
 //	dot451    250 to RCPT, 451 to the content
 //	dot554    250 to RCPT, 554 to the content
 //	drop      250 to RCPT, 354 to DATA, then hangs up without answering the content
@@ -111,9 +112,11 @@ func (p *picky) serve(c net.Conn) {
 				reply = "450 4.2.1 mailbox busy\r\n"
 			case "rcpt550":
 				reply = "550 5.1.1 no such user\r\n"
+			case "octets":
+				reply = "550 5.1.1 n\x00o \xff\xfe user\x1b[2J\r\n"
 			}
 		case cmd == "DATA":
-			if local == "rcpt450" || local == "rcpt550" {
+			if local == "rcpt450" || local == "rcpt550" || local == "octets" {
 				reply = "554 5.5.1 no valid recipients\r\n"
 				break
 			}
@@ -154,7 +157,7 @@ func (p *picky) host() route.Host {
 	return route.Host{Name: "picky.test", Addr: ap.Addr(), Port: ap.Port()}
 }
 
-// TestPerRecipientOutcomesFromAHostileHop: a message for six recipients (spooled once per
+// TestPerRecipientOutcomesFromAHostileHop: a message for seven recipients (spooled once per
 // recipient, in a real spool) goes over real connections to a next hop that answers each
 // recipient differently, and hangs up on one after its content. Each recipient gets its own
 // outcome and record: delivered only on a 250 to its content, retried after a 4xx or a lost
@@ -182,10 +185,11 @@ func TestPerRecipientOutcomesFromAHostileHop(t *testing.T) {
 		"dot451":  {"TransientFailure", 451},
 		"dot554":  {"Bounce", 554},
 		"drop":    {"TransientFailure", 451},
+		"octets":  {"Bounce", 550},
 	}
 	now := h.clock.Now()
 	var msgs []*message.Message
-	for _, local := range []string{"ok", "rcpt450", "drop", "rcpt550", "dot451", "dot554"} {
+	for _, local := range []string{"ok", "rcpt450", "drop", "rcpt550", "dot451", "dot554", "octets"} {
 		msgs = append(msgs, &message.Message{
 			ID: message.NewID(now.Add(time.Duration(len(msgs)))), Sender: "a@sender.test",
 			Recipient: local + "@site.test", Queue: "site.test", Created: now, Due: now, Protocol: "ESMTP",
