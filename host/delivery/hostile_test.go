@@ -595,7 +595,8 @@ func expiredSelfSigned(t *testing.T, pool *x509.CertPool, names ...string) *tls.
 }
 
 // TestHostileSTARTTLS: a hop that offers STARTTLS and then fails the handshake (garbage,
-// silence) or presents a certificate that is expired or for another name, under each
+// silence), presents a certificate that is expired or for another name, or sends plain-text
+// replies after its 220 (they are discarded, RFC 3207 §4.2), under each
 // egress.enable_tls mode (docs/configuration.md). The opportunistic modes go on in plain text
 // after a broken handshake (on a new connection), never after a certificate that does not
 // verify (Opportunistic) and always accept any certificate (OpportunisticInsecure); the
@@ -603,7 +604,7 @@ func expiredSelfSigned(t *testing.T, pool *x509.CertPool, names ...string) *tls.
 // command_timeout.
 func TestHostileSTARTTLS(t *testing.T) {
 	ca := testutil.NewTestCA(t)
-	wrongName := ca.ServerTLS(t, "other.test")
+	wrongName, good := ca.ServerTLS(t, "other.test"), ca.ServerTLS(t, "mx.test")
 	roots := ca.Pool()
 	expired := expiredSelfSigned(t, roots, "mx.test")
 	type result struct{ tls bool }
@@ -624,7 +625,13 @@ func TestHostileSTARTTLS(t *testing.T) {
 						io.WriteString(c, "250-mx.test\r\n250 STARTTLS\r\n")
 					}
 				case cmd == "STARTTLS":
-					io.WriteString(c, "220 2.0.0 go ahead\r\n")
+					if behavior == "injection" {
+						// Plain-text replies sent with the 220, before TLS (CVE-2011-0411's
+						// pattern): they must be discarded, never read as replies under TLS.
+						io.WriteString(c, "220 2.0.0 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n550 5.0.0 injected\r\n")
+					} else {
+						io.WriteString(c, "220 2.0.0 go ahead\r\n")
+					}
 					switch behavior {
 					case "garbage":
 						io.WriteString(c, strings.Repeat("this is not TLS\r\n", 64))
@@ -635,8 +642,11 @@ func TestHostileSTARTTLS(t *testing.T) {
 						return
 					}
 					cfg := wrongName
-					if behavior == "expired" {
+					switch behavior {
+					case "expired":
 						cfg = expired
+					case "injection":
+						cfg = good
 					}
 					tc := tls.Server(c, cfg)
 					if tc.Handshake() != nil {
@@ -671,13 +681,13 @@ func TestHostileSTARTTLS(t *testing.T) {
 		fails   = "fails, 451 4.7.5"
 	)
 	for _, mode := range TLSModes {
-		for _, behavior := range []string{"garbage", "stall", "expired", "wrong name"} {
+		for _, behavior := range []string{"garbage", "stall", "expired", "wrong name", "injection"} {
 			want := map[string]map[string]string{
-				TLSOpportunistic:         {"garbage": plain, "stall": plain, "expired": fails, "wrong name": fails},
-				TLSOpportunisticInsecure: {"garbage": plain, "stall": plain, "expired": overTLS, "wrong name": overTLS},
-				TLSRequired:              {"garbage": fails, "stall": fails, "expired": fails, "wrong name": fails},
-				TLSRequiredInsecure:      {"garbage": fails, "stall": fails, "expired": overTLS, "wrong name": overTLS},
-				TLSDisabled:              {"garbage": plain, "stall": plain, "expired": plain, "wrong name": plain},
+				TLSOpportunistic:         {"garbage": plain, "stall": plain, "expired": fails, "wrong name": fails, "injection": overTLS},
+				TLSOpportunisticInsecure: {"garbage": plain, "stall": plain, "expired": overTLS, "wrong name": overTLS, "injection": overTLS},
+				TLSRequired:              {"garbage": fails, "stall": fails, "expired": fails, "wrong name": fails, "injection": overTLS},
+				TLSRequiredInsecure:      {"garbage": fails, "stall": fails, "expired": overTLS, "wrong name": overTLS, "injection": overTLS},
+				TLSDisabled:              {"garbage": plain, "stall": plain, "expired": plain, "wrong name": plain, "injection": plain},
 			}[mode][behavior]
 			t.Run(mode+"/"+behavior+": "+want, func(t *testing.T) {
 				delivered := make(chan result, 4)
