@@ -216,8 +216,19 @@ func (c *Client) connect(ctx context.Context, h route.Host, tryTLS bool) (*Conn,
 	}
 	conn := &Conn{opt: &c.opt, nc: nc, host: h}
 	conn.setConn(nc)
-	if err := conn.handshake(ctx, tryTLS); err != nil {
+	// Until Connect returns, the caller has no Conn to Abort: a canceled ctx (the relay
+	// stopping) closes the socket, so that a hop that never greets or answers cannot hold
+	// the caller for command_timeout. Its error is then the cancellation's.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	err = conn.handshake(ctx, tryTLS)
+	if !stop() && err == nil {
+		err = ctx.Err() // closed just after the handshake ended
+	}
+	if err != nil {
 		nc.Close()
+		if ctx.Err() != nil {
+			return nil, message.Errorf(451, "4.4.2", "connection to %s canceled", h.Name).Wrap(ctx.Err())
+		}
 		return nil, err
 	}
 	return conn, nil

@@ -228,3 +228,68 @@ func TestPerRecipientOutcomesFromAHostileHop(t *testing.T) {
 		t.Fatalf("the hop accepted %v; want ok once", hop.accepted)
 	}
 }
+
+// TestStopCutsAHandshakeShort: a next hop that accepts the connection and never greets holds
+// the connection's worker in the handshake for up to command_timeout. Stop must not wait for
+// that (the connection is not yet one it can abort): the message stays in the spool as it was,
+// with no record, for the next start.
+func TestStopCutsAHandshakeShort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.20:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, silent
+		}
+	}()
+	defer func() {
+		close(accepted)
+		for c := range accepted {
+			c.Close()
+		}
+	}()
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	sp, err := spool.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	client := delivery.New(delivery.Options{TLS: delivery.TLSDisabled, CommandTimeout: time.Minute})
+	h := newHarness(t, Config{RetryInterval: time.Minute, MaxAge: week}, func(o *Options) {
+		o.Store = sp
+		o.Dialer = realDialer{client}
+		o.Resolver = siteOf{{Name: "silent.test", Addr: ap.Addr(), Port: ap.Port()}}
+	})
+	msg := h.submit(1)[0]
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queue never connected")
+	}
+	stopped := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		h.m.Stop(ctx)
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second): // a hang detector: command_timeout is a minute
+		t.Fatal("Stop waited for a hop that never greets")
+	}
+	if _, err := sp.Get(msg.ID); err != nil {
+		t.Fatalf("the message left the spool: %v", err)
+	}
+	if recs := h.records("", msg.ID); len(recs) != 1 || recs[0]["type"] != "Reception" {
+		t.Fatalf("records %v, want the Reception only", recs)
+	}
+}
