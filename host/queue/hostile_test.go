@@ -293,3 +293,92 @@ func TestStopCutsAHandshakeShort(t *testing.T) {
 		t.Fatalf("records %v, want the Reception only", recs)
 	}
 }
+
+// TestRefusalOnACachedConnectionIsNotRetried: a next hop that refuses a message with 5xx and
+// then hangs up (as many do after a spam verdict) broke a reused connection, but its refusal
+// is an answer about the message: it bounces, and is not sent again on a fresh connection.
+// Only a transient failure on a cached connection says nothing about the message.
+func TestRefusalOnACachedConnectionIsNotRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.20:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	attempts := map[string]int{} // RCPT commands seen, by local part
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				r := bufio.NewReader(c)
+				io.WriteString(c, "220 refuser.test\r\n")
+				local := ""
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					cmd := strings.TrimRight(l, "\r\n")
+					reply := "250 ok\r\n"
+					switch {
+					case strings.HasPrefix(cmd, "RCPT TO:<"):
+						local, _, _ = strings.Cut(strings.TrimPrefix(cmd, "RCPT TO:<"), "@")
+						mu.Lock()
+						attempts[local]++
+						mu.Unlock()
+						if local == "spam" {
+							io.WriteString(c, "550 5.7.1 refused, goodbye\r\n")
+							return // no reply to RSET
+						}
+					case cmd == "DATA":
+						io.WriteString(c, "354 go\r\n")
+						for {
+							if l, err := r.ReadString('\n'); err != nil || l == ".\r\n" {
+								break
+							}
+						}
+					case cmd == "QUIT":
+						io.WriteString(c, "221 bye\r\n")
+						return
+					}
+					io.WriteString(c, reply)
+				}
+			}()
+		}
+	}()
+	ap := netip.MustParseAddrPort(ln.Addr().String())
+	client := delivery.New(delivery.Options{TLS: delivery.TLSDisabled, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second})
+	h := newHarness(t, Config{RetryInterval: time.Minute, MaxAge: week}, func(o *Options) {
+		o.Dialer = realDialer{client}
+		o.Resolver = siteOf{{Name: "refuser.test", Addr: ap.Addr(), Port: ap.Port()}}
+		o.ConnectionLimit = 1 // one connection, so the second message reuses it
+	})
+	now := h.clock.Now()
+	var msgs []*message.Message
+	for i, local := range []string{"first", "spam"} {
+		msgs = append(msgs, &message.Message{
+			ID: message.NewID(now.Add(time.Duration(i))), Sender: "a@sender.test",
+			Recipient: local + "@site.test", Queue: "site.test", Created: now, Due: now, Protocol: "ESMTP",
+		})
+	}
+	if err := h.m.Submit(msgs, []byte("Subject: t\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRecords("Delivery", msgs[0].ID, 1)
+	h.waitRecords("Bounce", msgs[1].ID, 1)
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts["spam"] != 1 {
+		t.Fatalf("the refused message was sent %d times, want once", attempts["spam"])
+	}
+}

@@ -498,9 +498,11 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	reused := w.used
 	w.used = true
 	reply, err := w.conn.Send(it.msg.Sender, it.msg.Recipient, it.msg.DSN, body)
-	if err != nil && reused && w.conn.Broken() && m.ctx.Err() == nil {
+	if err != nil && reused && w.conn.Broken() && message.AsError(err).Temporary() && m.ctx.Err() == nil {
 		// A cached connection the server dropped while idle (or closed with 421) says
 		// nothing about this message: try it once on a fresh connection, as Postfix does.
+		// A 5xx is an answer about the message, even when the server hung up after it
+		// (as many do after a spam verdict): it is not sent again.
 		w.hangUp()
 		if err = w.connect(); err == nil {
 			w.used = true
