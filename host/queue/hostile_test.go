@@ -294,17 +294,23 @@ func TestStopCutsAHandshakeShort(t *testing.T) {
 	}
 }
 
-// TestRefusalOnACachedConnectionIsNotRetried: a next hop that refuses a message with 5xx and
-// then hangs up (as many do after a spam verdict) broke a reused connection, but its refusal
-// is an answer about the message: it bounces, and is not sent again on a fresh connection.
-// Only a transient failure on a cached connection says nothing about the message.
-func TestRefusalOnACachedConnectionIsNotRetried(t *testing.T) {
+// cachedHop is a next hop on loopback that delivers every recipient but one: for "spam" it
+// answers RCPT with 550 and hangs up; for "lost" it takes the content and hangs up without
+// its final reply. It counts RCPT commands and contents taken, by local part.
+type cachedHop struct {
+	addr     netip.AddrPort
+	mu       sync.Mutex
+	rcpts    map[string]int
+	contents map[string]int
+}
+
+func startCachedHop(t *testing.T) *cachedHop {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.20:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	attempts := map[string]int{} // RCPT commands seen, by local part
+	h := &cachedHop{addr: netip.MustParseAddrPort(ln.Addr().String()), rcpts: map[string]int{}, contents: map[string]int{}}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -320,65 +326,112 @@ func TestRefusalOnACachedConnectionIsNotRetried(t *testing.T) {
 				defer wg.Done()
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(10 * time.Second))
-				r := bufio.NewReader(c)
-				io.WriteString(c, "220 refuser.test\r\n")
-				local := ""
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd := strings.TrimRight(l, "\r\n")
-					reply := "250 ok\r\n"
-					switch {
-					case strings.HasPrefix(cmd, "RCPT TO:<"):
-						local, _, _ = strings.Cut(strings.TrimPrefix(cmd, "RCPT TO:<"), "@")
-						mu.Lock()
-						attempts[local]++
-						mu.Unlock()
-						if local == "spam" {
-							io.WriteString(c, "550 5.7.1 refused, goodbye\r\n")
-							return // no reply to RSET
-						}
-					case cmd == "DATA":
-						io.WriteString(c, "354 go\r\n")
-						for {
-							if l, err := r.ReadString('\n'); err != nil || l == ".\r\n" {
-								break
-							}
-						}
-					case cmd == "QUIT":
-						io.WriteString(c, "221 bye\r\n")
-						return
-					}
-					io.WriteString(c, reply)
-				}
+				h.serve(c)
 			}()
 		}
 	}()
-	ap := netip.MustParseAddrPort(ln.Addr().String())
+	return h
+}
+
+func (h *cachedHop) serve(c net.Conn) {
+	r := bufio.NewReader(c)
+	io.WriteString(c, "220 cached.test\r\n")
+	local := ""
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.TrimRight(l, "\r\n")
+		switch {
+		case strings.HasPrefix(cmd, "RCPT TO:<"):
+			local, _, _ = strings.Cut(strings.TrimPrefix(cmd, "RCPT TO:<"), "@")
+			h.mu.Lock()
+			h.rcpts[local]++
+			h.mu.Unlock()
+			if local == "spam" {
+				io.WriteString(c, "550 5.7.1 refused, goodbye\r\n")
+				return // no reply to RSET
+			}
+		case cmd == "DATA":
+			io.WriteString(c, "354 go\r\n")
+			for {
+				if l, err := r.ReadString('\n'); err != nil {
+					return
+				} else if l == ".\r\n" {
+					break
+				}
+			}
+			h.mu.Lock()
+			h.contents[local]++
+			h.mu.Unlock()
+			if local == "lost" {
+				return // the content taken, its reply never sent
+			}
+		case cmd == "QUIT":
+			io.WriteString(c, "221 bye\r\n")
+			return
+		}
+		io.WriteString(c, "250 ok\r\n")
+	}
+}
+
+// sendTwo queues "first" then local through hop on one connection (the second message reuses
+// it) and returns the two messages.
+func sendTwo(t *testing.T, hop *cachedHop, local string) (*harness, []*message.Message) {
 	client := delivery.New(delivery.Options{TLS: delivery.TLSDisabled, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second})
 	h := newHarness(t, Config{RetryInterval: time.Minute, MaxAge: week}, func(o *Options) {
 		o.Dialer = realDialer{client}
-		o.Resolver = siteOf{{Name: "refuser.test", Addr: ap.Addr(), Port: ap.Port()}}
+		o.Resolver = siteOf{{Name: "cached.test", Addr: hop.addr.Addr(), Port: hop.addr.Port()}}
 		o.ConnectionLimit = 1 // one connection, so the second message reuses it
 	})
 	now := h.clock.Now()
 	var msgs []*message.Message
-	for i, local := range []string{"first", "spam"} {
+	for i, l := range []string{"first", local} {
 		msgs = append(msgs, &message.Message{
 			ID: message.NewID(now.Add(time.Duration(i))), Sender: "a@sender.test",
-			Recipient: local + "@site.test", Queue: "site.test", Created: now, Due: now, Protocol: "ESMTP",
+			Recipient: l + "@site.test", Queue: "site.test", Created: now, Due: now, Protocol: "ESMTP",
 		})
 	}
 	if err := h.m.Submit(msgs, []byte("Subject: t\r\n\r\nhi\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	h.waitRecords("Delivery", msgs[0].ID, 1)
+	return h, msgs
+}
+
+// TestRefusalOnACachedConnectionIsNotRetried: a next hop that refuses a message with 5xx and
+// then hangs up (as many do after a spam verdict) broke a reused connection, but its refusal
+// is an answer about the message: it bounces, and is not sent again on a fresh connection.
+// Only a failure before the message's content was sent says nothing about the message.
+func TestRefusalOnACachedConnectionIsNotRetried(t *testing.T) {
+	hop := startCachedHop(t)
+	h, msgs := sendTwo(t, hop, "spam")
 	h.waitRecords("Bounce", msgs[1].ID, 1)
-	mu.Lock()
-	defer mu.Unlock()
-	if attempts["spam"] != 1 {
-		t.Fatalf("the refused message was sent %d times, want once", attempts["spam"])
+	hop.mu.Lock()
+	defer hop.mu.Unlock()
+	if n := hop.rcpts["spam"]; n != 1 {
+		t.Fatalf("the refused message was sent %d times, want once", n)
+	}
+}
+
+// TestLostFinalReplyOnACachedConnectionIsNotResent: a next hop that took a message's content
+// on a reused connection and hung up before its final reply may have accepted it: the
+// message is a transient failure (retried later: at most one duplicate per attempt), not sent
+// again at once on a fresh connection.
+func TestLostFinalReplyOnACachedConnectionIsNotResent(t *testing.T) {
+	hop := startCachedHop(t)
+	h, msgs := sendTwo(t, hop, "lost")
+	recs := h.waitRecords("TransientFailure", msgs[1].ID, 1)
+	if resp, _ := recs[0]["response"].(map[string]any); resp["command"] != "." {
+		t.Errorf("response %v, want the failure answering \".\"", resp)
+	}
+	if n := len(h.records("Delivery", msgs[1].ID)); n != 0 {
+		t.Fatal("a message without a final reply was recorded delivered")
+	}
+	hop.mu.Lock()
+	defer hop.mu.Unlock()
+	if n := hop.contents["lost"]; n != 1 {
+		t.Fatalf("the content went %d times in one attempt, want once", n)
 	}
 }
