@@ -373,7 +373,7 @@ func TestHostileTransaction(t *testing.T) {
 			if cmd == "DATA" {
 				c.(*net.TCPConn).SetReadBuffer(4096)
 				io.WriteString(c, "354 go\r\n")
-				time.Sleep(2 * time.Second) // longer than data_timeout, without reading
+				time.Sleep(time.Second) // longer than data_timeout, without reading
 				return ""
 			}
 			return "250 ok\r\n"
@@ -396,7 +396,7 @@ func TestHostileTransaction(t *testing.T) {
 			if strings.HasPrefix(cmd, "RCPT") {
 				c.(*net.TCPConn).SetReadBuffer(4096)
 				io.WriteString(c, "250 ok\r\n")
-				time.Sleep(2 * time.Second)
+				time.Sleep(time.Second) // longer than data_timeout, without reading
 				return ""
 			}
 			return "250 ok\r\n"
