@@ -126,6 +126,7 @@ func (c *Client) Connect(ctx context.Context, hosts []route.Host) (*Conn, error)
 		return nil, errNoHosts
 	}
 	var last error
+	refused := true // every host tried refused with 5xx
 	for _, h := range hosts {
 		conn, err := c.connect(ctx, h, c.opt.TLS != TLSDisabled)
 		var tlsErr *tlsFailure
@@ -140,13 +141,19 @@ func (c *Client) Connect(ctx context.Context, hosts []route.Host) (*Conn, error)
 			return conn, nil
 		}
 		last = err
+		if message.AsError(err).Code/100 != 5 {
+			refused = false
+		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	e := message.AsError(last)
-	if e.Code/100 == 5 {
-		// A host that refuses us with 5xx at greeting/EHLO time refuses the message.
+	if refused {
+		// Every host refused us with 5xx at greeting or EHLO (and HELO): the site refuses
+		// the message. When some host failed otherwise (down, silent, 4xx, broken) it may
+		// take the message later, so the failure is transient, whichever host came last:
+		// the site's failure is the fate of every message waiting for it.
 		return nil, e
 	}
 	if strings.HasPrefix(e.Enhanced, "4.7.") {
@@ -209,8 +216,19 @@ func (c *Client) connect(ctx context.Context, h route.Host, tryTLS bool) (*Conn,
 	}
 	conn := &Conn{opt: &c.opt, nc: nc, host: h}
 	conn.setConn(nc)
-	if err := conn.handshake(ctx, tryTLS); err != nil {
+	// Until Connect returns, the caller has no Conn to Abort: a canceled ctx (the relay
+	// stopping) closes the socket, so that a hop that never greets or answers cannot hold
+	// the caller for command_timeout. Its error is then the cancellation's.
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	err = conn.handshake(ctx, tryTLS)
+	if !stop() && err == nil {
+		err = ctx.Err() // closed just after the handshake ended
+	}
+	if err != nil {
 		nc.Close()
+		if ctx.Err() != nil {
+			return nil, message.Errorf(451, "4.4.2", "connection to %s canceled", h.Name).Wrap(ctx.Err())
+		}
 		return nil, err
 	}
 	return conn, nil
@@ -225,6 +243,11 @@ func (c *Conn) setConn(nc net.Conn) {
 func (c *Conn) handshake(ctx context.Context, tryTLS bool) error {
 	if _, err := c.expect(c.opt.CommandTimeout, 2); err != nil { // banner
 		return err
+	}
+	if c.outOfStep() {
+		// Something after the banner before EHLO was sent (pre-greeting traffic): it would be
+		// read as the reply to EHLO, and every later reply would answer the wrong command.
+		return errOutOfStep(c.host.Name)
 	}
 	if err := c.ehlo(); err != nil {
 		return err
@@ -302,8 +325,17 @@ func (c *Conn) ehlo() error {
 			}
 			_, err = c.expect(c.opt.CommandTimeout, 2)
 			c.ext = map[string]string{}
+			if err == nil && c.outOfStep() {
+				err = errOutOfStep(c.host.Name)
+			}
 		}
 		return err
+	}
+	if c.outOfStep() {
+		// A reply after the EHLO reply, before any command (a "250" sent ahead): with
+		// PIPELINING it would be taken for the reply to MAIL, and the replies of a message
+		// shifted by one, so that the reply to RCPT would pass for the reply to its content.
+		return errOutOfStep(c.host.Name)
 	}
 	c.ext = make(map[string]string)
 	for _, l := range lines[1:] {

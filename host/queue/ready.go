@@ -498,9 +498,13 @@ func (w *worker) deliver(it *item, settled *bool) (exit bool) {
 	reused := w.used
 	w.used = true
 	reply, err := w.conn.Send(it.msg.Sender, it.msg.Recipient, it.msg.DSN, body)
-	if err != nil && reused && w.conn.Broken() && m.ctx.Err() == nil {
+	if e := message.AsError(err); err != nil && reused && w.conn.Broken() && e.Temporary() && e.Reply.Command != "." && m.ctx.Err() == nil {
 		// A cached connection the server dropped while idle (or closed with 421) says
 		// nothing about this message: try it once on a fresh connection, as Postfix does.
+		// A 5xx is an answer about the message, even when the server hung up after it
+		// (as many do after a spam verdict): it is not sent again. Nor is a message whose
+		// content went out whole and whose final reply was lost (command "."): the server
+		// may have taken it, and a retry now would be a second copy in one attempt.
 		w.hangUp()
 		if err = w.connect(); err == nil {
 			w.used = true

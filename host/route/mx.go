@@ -115,6 +115,18 @@ type Resolver struct {
 // hostile number of MX records cannot open hundreds of sockets.
 const maxParallel = 16
 
+// A domain can publish thousands of MX records, and a name thousands of addresses (an answer
+// over TCP holds up to 64 KiB). Every one of them would be looked up, kept in the site and
+// tried in turn by a connection, each for up to egress.connect_timeout: hours of one worker
+// and thousands of queries to the domain's servers for one message. Only the best maxMXNames
+// names (by preference) are looked up and the first maxSiteHosts addresses tried, as Postfix
+// (smtp_mx_address_limit, 5) and Exim (hosts_max_try, 5) limit theirs; an mx_list, which the
+// operator wrote, is not cut.
+const (
+	maxMXNames   = 20
+	maxSiteHosts = 20
+)
+
 func (r *Resolver) defaultPort() uint16 {
 	if r.DefaultPort != 0 {
 		return r.DefaultPort
@@ -269,6 +281,9 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 		seen[m.host] = true
 		return dup
 	})
+	if len(records) > maxMXNames {
+		records = records[:maxMXNames]
+	}
 
 	names := make([]string, len(records))
 	for i, m := range records {
@@ -290,6 +305,9 @@ func (r *Resolver) resolveDestination(ctx context.Context, destination string) (
 		group := hosts[start:]
 		rand.Shuffle(len(group), func(a, b int) { group[a], group[b] = group[b], group[a] })
 		i = j
+	}
+	if len(hosts) > maxSiteHosts {
+		hosts = hosts[:maxSiteHosts]
 	}
 	if len(hosts) == 0 {
 		e := dnsFailure("MX didn't resolve to any hosts")
