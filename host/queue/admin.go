@@ -607,6 +607,7 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 	var res RebindResult
 	now := m.opt.Clock.Now()
 	match := func(name string) bool { return req.Match(name, m.comps(name)) }
+	updated := false
 	for _, w := range m.extract(match) {
 		msg := w.msg
 		res.Matched++
@@ -621,8 +622,15 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 			if err := m.opt.Store.Update(msg); err != nil {
 				m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
 			}
+			updated = true
 		}
 		m.requeue(msg)
+	}
+	if updated {
+		if err := m.flush(); err != nil {
+			// Applied in memory, but a restart would undo it: the operator must know.
+			return res, fmt.Errorf("rebind applied but not stored (a restart undoes it): %w", err)
+		}
 	}
 	m.eachFlight(func(f *flight) {
 		if match(f.msg.Queue) && len(f.rebinds) < MaxFlightRebinds {
@@ -631,6 +639,24 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 		}
 	})
 	return res, nil
+}
+
+// Flusher is what a Store may also be: one whose Update does not wait for the disk (a lost
+// retry time costs only an early retry) but can be made to. Flush returns once every write
+// sent before it is committed.
+type Flusher interface {
+	Flush() error
+}
+
+// flush commits the Updates sent so far when the store defers them. An admin change the API
+// answered for (a rebind) must survive a crash: without it, a kill within the spool's lazy
+// commit delay brought the messages back in their old queue at their old retry time, after
+// their AdminRebind records had been logged.
+func (m *Manager) flush() error {
+	if f, ok := m.opt.Store.(Flusher); ok {
+		return f.Flush()
+	}
+	return nil
 }
 
 // MaxFlightRebinds bounds the rebinds kept for one message while it is being attempted (a
