@@ -106,6 +106,7 @@ smarthost.test.     A  127.0.0.6
 held.test.          A  127.0.0.7
 moved.test.         A  127.0.0.8
 rate.test.          A  127.0.0.9
+purge.test.         A  127.0.0.10
 `
 
 // chaos is the state of TestChaosKillMixedTraffic: what got 250 (SMTP) or 200 (HTTP).
@@ -220,6 +221,13 @@ func (c *chaos) traffic(round int, domains []string) (wait func()) {
 	return wg.Wait
 }
 
+// accepted counts the SMTP transactions and HTTP requests accepted so far.
+func (c *chaos) acceptedTx() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.txs + c.req
+}
+
 // restart starts the relay again after a kill and waits for both listeners.
 func (c *chaos) restart() {
 	c.t.Helper()
@@ -250,14 +258,15 @@ func dsnCount(s *testutil.Sink) int {
 	return n
 }
 
-// TestChaosKillMixedTraffic kills the relay (SIGKILL) five times under a mix of traffic the
+// TestChaosKillMixedTraffic kills the relay (SIGKILL) six times under a mix of traffic the
 // other kill tests do not combine: multi-recipient SMTP transactions over five domains (split
 // into per-domain batches), HTTP injection, recipients bounced with a DSN, a throttled site
-// (max_message_rate), a suspended site, a deferred site rebound to a smarthost, and a plugin
-// reload. The kills come during a burst, right after a suspension's 200, during DSN
-// generation, right after a rebind's 200 and right after a plugin reload. After the last
-// restart every recipient that got 250 or 200 ends with its final record (Delivery, or Bounce
-// for the bouncing domain) and the right sink has it; bounced ones got a DSN; the suspension
+// (max_message_rate), a suspended site, a deferred site rebound to a smarthost, a deferred
+// site bounced by the admin API, and plugin reloads. The kills come during a burst, right after
+// a suspension's 200, during DSN generation, right after a rebind's 200, right after a plugin
+// reload and right after an admin bounce's 200. After the last
+// restart every recipient that got 250 or 200 ends with its final record (Delivery; Bounce for
+// the bouncing domain; AdminBounce for the purged one) and the right sink has it; bounced ones got a DSN; the suspension
 // still held after its kill; rebound mail went to the smarthost; nothing stays queued; the
 // duplicates a crash may cause stay within the documented bound.
 func TestChaosKillMixedTraffic(t *testing.T) {
@@ -276,7 +285,7 @@ connection_limit = 2
 routing_domain = "rate.test"
 max_message_rate = "40/s"
 ` + pluginConfig(plug)
-	ips := []string{"127.0.0.2", "127.0.0.4", "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9"}
+	ips := []string{"127.0.0.2", "127.0.0.4", "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9", "127.0.0.10"}
 	port, sinks := testutil.StartSinks(t, ips...)
 	e := &env{t: t, sinks: map[string]*testutil.Sink{}, port: port}
 	for i, ip := range ips {
@@ -292,21 +301,23 @@ max_message_rate = "40/s"
 	smarthost, heldSink, movedSink := e.sinks["127.0.0.6"], e.sinks["127.0.0.7"], e.sinks["127.0.0.8"]
 	bouncer.SetBehavior(testutil.Behavior{Mode: testutil.PermFail, At: "RCPT", Code: 550})
 	movedSink.SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT"})
-	all := []string{"implicit.test", "example.com", "rate.test", "held.test", "moved.test"}
+	purgeSink := e.sinks["127.0.0.10"] // deferred until an admin bounce ends its mail
+	purgeSink.SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "RCPT"})
+	all := []string{"implicit.test", "example.com", "rate.test", "held.test", "moved.test", "purge.test"}
 	kills := 0
 	kill := func() { c.relay.Kill(); kills++ }
 
 	// Kill 1: during a burst, once the accepting sink has taken some of it.
 	wait := c.traffic(0, all)
 	before := good.Count()
-	waitUntil(t, "deliveries in round 0", 30*time.Second, func() bool { return good.Count()-before >= 15 })
+	waitUntil(t, "deliveries in round 0", 30*time.Second, func() bool { return good.Count()-before >= 40 })
 	kill()
 	wait()
 	c.restart()
 
 	// Kill 2: right after the 200 of a suspension of held.test, traffic running.
 	wait = c.traffic(1, all)
-	waitUntil(t, "held.test deliveries in round 1", 30*time.Second, func() bool { return heldSink.Count() >= 5 })
+	waitUntil(t, "held.test deliveries in round 1", 30*time.Second, func() bool { return heldSink.Count() >= 10 })
 	code, out := c.adminDo("POST", "/api/admin/suspend/v1", map[string]any{"domain": "held.test", "reason": "chaos", "duration": "1h"})
 	kill()
 	wait()
@@ -318,10 +329,10 @@ max_message_rate = "40/s"
 	heldBefore := heldSink.Count() // nothing for held.test may arrive from here until the resume
 
 	// Kill 3: during DSN generation for the bounced recipients.
-	domains := []string{"implicit.test", "example.com", "rate.test", "held.test"} // moved.test no more: see kill 4
+	domains := []string{"implicit.test", "example.com", "rate.test", "held.test", "purge.test"} // moved.test no more: see kill 4
 	wait = c.traffic(2, domains)
 	before = dsnCount(good)
-	waitUntil(t, "DSNs in round 2", 30*time.Second, func() bool { return dsnCount(good)-before >= 5 })
+	waitUntil(t, "DSNs in round 2", 30*time.Second, func() bool { return dsnCount(good)-before >= 10 })
 	kill()
 	wait()
 	c.restart()
@@ -372,6 +383,8 @@ max_message_rate = "40/s"
 		return ok
 	})
 	wait = c.traffic(3, domains)
+	n0 := c.acceptedTx()
+	waitUntil(t, "traffic in round 3", 30*time.Second, func() bool { return c.acceptedTx()-n0 >= 10 })
 	code, out = c.adminDo("POST", "/api/admin/rebind/v1", map[string]any{"queue_names": []string{"moved.test"}, "reason": "chaos",
 		"data": map[string]string{"routing_domain": "smarthost.test"}})
 	kill()
@@ -385,6 +398,8 @@ max_message_rate = "40/s"
 	// Kill 5: right after a plugin reload (a new version of the plugin: a custom section
 	// appended), SIGHUP-triggered reload before it, traffic running.
 	wait = c.traffic(4, domains)
+	n0 = c.acceptedTx()
+	waitUntil(t, "traffic in round 4", 30*time.Second, func() bool { return c.acceptedTx()-n0 >= 10 })
 	reloads := func() int {
 		n := 0
 		for _, r := range c.relay.LogRecords() {
@@ -422,6 +437,19 @@ max_message_rate = "40/s"
 	wait()
 	c.restart()
 
+	// Kill 6: right after the 200 of an admin bounce of purge.test (its rule lasts: later
+	// arrivals are bounced too), traffic running.
+	wait = c.traffic(5, domains)
+	n0 = c.acceptedTx()
+	waitUntil(t, "traffic in round 5", 30*time.Second, func() bool { return c.acceptedTx()-n0 >= 10 })
+	code, out = c.adminDo("POST", "/api/admin/bounce/v1", map[string]any{"domain": "purge.test", "reason": "chaos", "duration": "1h"})
+	kill()
+	wait()
+	if code != 200 {
+		t.Fatalf("bounce: %d %s", code, out)
+	}
+	c.restart()
+
 	// The suspension outlived two kills: held.test got nothing since, and it is still listed.
 	if _, body := c.get("/api/admin/suspend/v1", adminToken); !strings.Contains(body, sus.ID) {
 		t.Fatalf("suspension %s gone after the kills: %s", sus.ID, body)
@@ -449,8 +477,9 @@ max_message_rate = "40/s"
 
 	// Invariants.
 	sinkOf := map[string]*testutil.Sink{"implicit.test": good, "rate.test": e.sinks["127.0.0.9"], "held.test": heldSink, "moved.test": smarthost}
+	purged := 0
 	got := map[string]int{} // recipient -> times a sink got it
-	for _, s := range []*testutil.Sink{good, e.sinks["127.0.0.9"], heldSink, smarthost, movedSink} {
+	for _, s := range []*testutil.Sink{good, e.sinks["127.0.0.9"], heldSink, smarthost, movedSink, purgeSink} {
 		for _, m := range s.Messages() {
 			for _, to := range m.To {
 				got[to]++
@@ -483,7 +512,12 @@ max_message_rate = "40/s"
 	for rcpt := range c.accepted {
 		_, domain, _ := strings.Cut(rcpt, "@")
 		want := "Delivery"
-		if domain == "example.com" {
+		if domain == "purge.test" {
+			want, purged = "AdminBounce", purged+1
+			if got[rcpt] != 0 {
+				t.Errorf("%s was delivered after its admin bounce", rcpt)
+			}
+		} else if domain == "example.com" {
 			want, bounced = "Bounce", bounced+1
 			switch n := dsns[rcpt]; {
 			case n == 0:
@@ -513,12 +547,12 @@ max_message_rate = "40/s"
 		}
 		recordDups += max(recs[want]-1, 0)
 	}
-	// Per kill: the deliveries in flight (connection_limit per site, 5 sites) plus the deletes
+	// Per kill: the deliveries in flight (connection_limit per site, 6 sites) plus the deletes
 	// not yet committed (docs/performance.md, "Deliveries a crash can repeat").
-	bound := kills * (5*connLimit + spool.DefaultMaxUnsyncedDeletes)
-	t.Logf("%d recipients accepted (%d SMTP transactions, %d HTTP requests; %d bounced, %d rebound) over %d kills: "+
+	bound := kills * (6*connLimit + spool.DefaultMaxUnsyncedDeletes)
+	t.Logf("%d recipients accepted (%d SMTP transactions, %d HTTP requests; %d bounced with a DSN, %d rebound, %d bounced by admin) over %d kills: "+
 		"%d final records repeated, %d deliveries repeated, %d DSNs repeated (bound %d)",
-		len(c.accepted), c.txs, c.req, bounced, len(moved), kills, recordDups, deliveryDups, dsnDups, bound)
+		len(c.accepted), c.txs, c.req, bounced, len(moved), purged, kills, recordDups, deliveryDups, dsnDups, bound)
 	if recordDups > bound || deliveryDups > bound || dsnDups > bound {
 		t.Errorf("more duplicates than the bound %d", bound)
 	}
