@@ -72,6 +72,47 @@ func TestKillRightAfterRebindKeepsIt(t *testing.T) {
 	waitQueueEmpty(t, defaultSock(e.relay))
 }
 
+// A rebind that finds a message being attempted is applied when the attempt fails (the API
+// counted it in in_flight); a kill right after that (once its AdminRebind record is written)
+// does not undo it: after the restart the message is in its new queue.
+func TestKillRightAfterInFlightRebindKeepsIt(t *testing.T) {
+	t.Parallel()
+	hold := make(chan struct{})
+	port, sinks := testutil.StartSinksWith(t, testutil.SinkOptions{HoldData: hold}, "127.0.0.2")
+	sinks[0].SetBehavior(testutil.Behavior{Mode: testutil.TempFail, At: "DATA"})
+	dns := testutil.StartDNS(t, httpZone)
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.MustListenPort(t, "127.0.0.1"))
+	cfg, smtpAddr := testutil.RelayConfig(t, dir, testutil.DeliveryConfig(dns.Addr, port)+
+		fmt.Sprintf("[http]\nlisten = %q\ntoken = %q\n[queue]\nretry_interval = \"1h\"\n", addr, adminToken))
+	e := &adminEnv{&httpEnv{env: &env{t: t, port: port, dns: dns, sinks: map[string]*testutil.Sink{"127.0.0.2": sinks[0]},
+		relay: testutil.StartRelay(t, relayBin, dir, cfg, smtpAddr)}, url: "http://" + addr}}
+	e.waitHTTP(addr)
+	e.send("a@sender.test", "r@example.com", "in flight")
+	waitUntil(t, "the attempt held at DATA", 20*time.Second, func() bool { return sinks[0].Holding() == 1 })
+	if code, out := e.adminDo("POST", "/api/admin/suspend/v1", map[string]any{"routing_domain": "smarthost.test", "reason": "hold", "duration": "1h"}); code != 200 {
+		t.Fatalf("suspend: %d %s", code, out)
+	}
+	code, out := e.adminDo("POST", "/api/admin/rebind/v1", map[string]any{"domain": "example.com", "reason": "to the smarthost",
+		"data": map[string]string{"routing_domain": "smarthost.test"}})
+	if code != 200 || !strings.Contains(out, `"in_flight":1`) {
+		t.Fatalf("rebind: %d %s", code, out)
+	}
+	hold <- struct{}{} // the sink answers 451: the attempt ends and the rebind is applied
+	logFile := filepath.Join(dir, "logs", "wasmta.jsonl")
+	waitUntil(t, "the AdminRebind record", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(logFile)
+		return strings.Contains(string(b), `"AdminRebind"`)
+	})
+	e.relay.Kill()
+	e.relay.Start()
+	e.waitHTTP(addr)
+	e.waitSummary("the message in example.com!smarthost.test after the restart", func(s queue.Summary) bool {
+		q := schedQ(s, "example.com!smarthost.test")
+		return s.Queued == 1 && q != nil && q.Count == 1
+	})
+}
+
 // Mail an admin bounce answered 200 for stays bounced when the relay is killed (SIGKILL)
 // right after the answer: after the restart the queue does not hold it any more. (It used to
 // come back, due at its old retry time, to be attempted and delivered then, after its
