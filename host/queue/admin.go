@@ -288,6 +288,14 @@ func (m *Manager) Bounce(req RuleRequest) (Rule, Swept, error) {
 		return Rule{}, Swept{}, err
 	}
 	s := Swept{Bounced: m.sweep(r)}
+	if len(s.Bounced) > 0 {
+		// The API answers with what it bounced: those deletes must survive a crash, or the
+		// messages come back after their AdminBounce records, due at their old retry time, and
+		// are attempted (and delivered, once the rule has expired) then.
+		if err := m.flush(); err != nil {
+			return Rule{}, Swept{}, fmt.Errorf("bounced messages not removed for sure (a restart may bring them back): %w", err)
+		}
+	}
 	m.eachFlight(func(f *flight) {
 		if r.Match(f.msg.Queue, m.comps(f.msg.Queue)) {
 			s.InFlight++
@@ -330,7 +338,13 @@ func (m *Manager) Adopt(r Rule) (swept map[string]int, err error) {
 	m.rules.Store(&rules{list: append(slices.Clip(cur), ar)})
 	m.rulesMu.Unlock()
 	if r.Kind == KindBounce {
-		return m.sweep(ar), nil
+		swept = m.sweep(ar)
+		if len(swept) > 0 {
+			if err := m.flush(); err != nil { // as in Bounce
+				m.opt.Diag.Warn("spool flush after an adopted bounce rule failed", "rule", r.ID, "err", err)
+			}
+		}
+		return swept, nil
 	}
 	return nil, nil
 }
@@ -607,6 +621,7 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 	var res RebindResult
 	now := m.opt.Clock.Now()
 	match := func(name string) bool { return req.Match(name, m.comps(name)) }
+	updated := false
 	for _, w := range m.extract(match) {
 		msg := w.msg
 		res.Matched++
@@ -621,8 +636,15 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 			if err := m.opt.Store.Update(msg); err != nil {
 				m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
 			}
+			updated = true
 		}
 		m.requeue(msg)
+	}
+	if updated {
+		if err := m.flush(); err != nil {
+			// Applied in memory, but a restart would undo it: the operator must know.
+			return res, fmt.Errorf("rebind applied but not stored (a restart undoes it): %w", err)
+		}
 	}
 	m.eachFlight(func(f *flight) {
 		if match(f.msg.Queue) && len(f.rebinds) < MaxFlightRebinds {
@@ -631,6 +653,24 @@ func (m *Manager) Rebind(req RebindRequest) (RebindResult, error) {
 		}
 	})
 	return res, nil
+}
+
+// Flusher is what a Store may also be: one whose Update and Delete do not wait for the disk
+// (a lost retry time costs only an early retry, a lost delete a repeated delivery) but can be
+// made to. Flush returns once every write sent before it is committed.
+type Flusher interface {
+	Flush() error
+}
+
+// flush commits the Updates and Deletes sent so far when the store defers them. An admin
+// change the API answered for (a rebind, a bounce) must survive a crash: without it, a kill
+// within the spool's lazy commit delay brought the messages back as they were, in their old
+// queue at their old retry time, after their AdminRebind or AdminBounce records were logged.
+func (m *Manager) flush() error {
+	if f, ok := m.opt.Store.(Flusher); ok {
+		return f.Flush()
+	}
+	return nil
 }
 
 // MaxFlightRebinds bounds the rebinds kept for one message while it is being attempted (a

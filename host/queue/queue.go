@@ -1099,6 +1099,13 @@ func (m *Manager) retryWith(msg *message.Message, cfg Config, e *message.Error, 
 	}
 	if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
 		m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
+	} else if len(rebinds) > 0 {
+		// The rebind API promised this message its rebind when the attempt ended: commit it,
+		// as Rebind does for the messages it moved at once (rare: only rebinds made during an
+		// attempt get here).
+		if err := m.flush(); err != nil {
+			m.opt.Diag.Warn("spool flush after a rebind failed", "id", msg.ID, "err", err)
+		}
 	}
 	if m.ctx.Err() != nil {
 		return
