@@ -522,7 +522,7 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		rt:          rt,
 	}
 	fail := func(err error) (*Generation, error) {
-		rt.Close(context.Background())
+		g.closeRuntime()
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
 	// The instrumented code is what is compiled, and what the compilation cache keys on; the
@@ -803,8 +803,22 @@ func (g *Generation) free() {
 	last := g.closed.Load() && g.live == 0
 	g.mu.Unlock()
 	if last {
-		g.rtOnce.Do(func() { g.rt.Close(context.Background()) })
+		g.closeRuntime()
 	}
+}
+
+// closeRuntime frees what g holds in wazero, once: its runtime (instances, memories) and its
+// compiled code. The code must be closed apart: every runtime of a host shares one compilation
+// cache, hence one engine, and the engine keeps a compiled module until it is closed, not when
+// its runtime closes; without this, each version a reload compiled stayed mapped for the life
+// of the process.
+func (g *Generation) closeRuntime() {
+	g.rtOnce.Do(func() {
+		g.rt.Close(context.Background())
+		if g.cm != nil {
+			g.cm.Close(context.Background())
+		}
+	})
 }
 
 func (g *Generation) closeInstance(in *instance) {
@@ -835,7 +849,7 @@ func (g *Generation) retire() {
 		g.discard(in)
 	}
 	if last {
-		g.rtOnce.Do(func() { g.rt.Close(context.Background()) })
+		g.closeRuntime()
 	}
 }
 

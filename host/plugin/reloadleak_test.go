@@ -1,0 +1,112 @@
+package plugin
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmta/wasmta/abi"
+)
+
+// withCustomSection is code with a custom section holding v appended: another module to the
+// compiler (another hash), the same plugin to the host. It stands for an operator's new build.
+func withCustomSection(code []byte, v int) []byte {
+	payload := fmt.Appendf(nil, "\x07version%08d", v) // name "version" (7 bytes), then the value
+	out := append([]byte(nil), code...)
+	out = append(out, 0, byte(len(payload))) // custom section id, size (< 128)
+	return append(out, payload...)
+}
+
+// executableBytes is the size of the anonymous executable mappings of this process: where
+// wazero keeps compiled plugin code.
+func executableBytes(t *testing.T) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		t.Skip("no /proc/self/maps:", err)
+	}
+	defer f.Close()
+	var n int64
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) != 5 || !strings.HasPrefix(fields[1], "r-x") { // 5 fields: no path
+			continue
+		}
+		lo, hi, _ := strings.Cut(fields[0], "-")
+		a, err1 := strconv.ParseUint(lo, 16, 64)
+		b, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 == nil && err2 == nil {
+			n += int64(b - a)
+		}
+	}
+	return n
+}
+
+// Every version a reload compiled stayed in memory for the life of the process: the host
+// shares one compilation cache, hence one wazero engine, between runtimes, and the engine keeps
+// a compiled module until CompiledModule.Close, which nothing called (closing the runtime does
+// not). A relay whose policy is redeployed many times, or whose watcher sees many writes, grew
+// by the machine code of each version, broken ones that compiled included.
+func TestReloadReleasesCompiledCode(t *testing.T) {
+	code, err := os.ReadFile("testdata/meta.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken, err := os.ReadFile("testdata/badsig.wasm") // compiles, then fails a load-time check
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "meta.wasm")
+	if err := os.WriteFile(path, withCustomSection(code, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := load(t, "", func(s *Spec) { s.Path = path })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewChain(p)
+	spec := Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: 200 * time.Millisecond, MaxMemory: 2 << 20}
+	settle := func() { runtime.GC(); runtime.GC() } // the engine unmaps code in a finalizer
+	settle()
+	base := executableBytes(t)
+	const reloads = 200
+	for v := 1; v <= reloads; v++ {
+		if err := os.WriteFile(path, withCustomSection(code, v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, changed, err := p.Reload(context.Background(), spec); err != nil || !changed {
+			t.Fatalf("reload %d: changed=%v %v", v, changed, err)
+		}
+		if _, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage()); err != nil {
+			t.Fatal(err)
+		}
+		// A broken build in between: refused, and its code must not stay either.
+		if err := os.WriteFile(path, withCustomSection(broken, v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, changed, err := p.Reload(context.Background(), spec); err == nil || changed {
+			t.Fatalf("broken version %d accepted", v)
+		}
+	}
+	// Bounded poll: finalizers run on their own goroutine after a GC.
+	grown := int64(0)
+	for range 50 {
+		settle()
+		if grown = executableBytes(t) - base; grown < reloads/4*int64(os.Getpagesize()) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("executable memory after %d reloads: %+d bytes", reloads, grown)
+	if grown >= reloads/4*int64(os.Getpagesize()) {
+		t.Fatalf("%d reloads (and as many refused) left %d bytes of compiled code mapped (a page or more per retired version)", reloads, grown)
+	}
+}
