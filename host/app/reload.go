@@ -124,7 +124,7 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 	a.pluginCfgs = cfgs
 	a.chain.Set(next)
 	for _, q := range removed {
-		q.Close(ctx)
+		q.Remove(ctx) // calls that still hold the old list skip it
 	}
 	if changed {
 		a.queue.InvalidateConfigs()

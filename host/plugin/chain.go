@@ -34,12 +34,16 @@ var errNoHook = errors.New("hook not exported")
 
 // call runs one hook on the plugin's current generation, which it returns. A generation
 // retired between loading it and taking an instance is loaded again; if the same generation
-// answers retired twice, the plugin was closed, not reloaded.
+// answers retired twice, the plugin was closed, not reloaded: a Failure, or errNoHook (skip it)
+// if a reload removed it.
 func (p *Plugin) call(ctx context.Context, st *callState) (*Generation, error) {
 	var prev *Generation
 	for {
 		g := p.gen.Load()
 		if g == prev {
+			if p.removed.Load() { // by a reload: the new config has no such plugin
+				return g, errNoHook
+			}
 			return g, &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrClosed.Error(), Err: ErrClosed}
 		}
 		err := g.call(ctx, st)

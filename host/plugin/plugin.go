@@ -290,6 +290,8 @@ type Plugin struct {
 	name string
 	gen  atomic.Pointer[Generation]
 	logs *logLimiter // diagnostics budget, kept across reloads
+	// removed: retired by a reload that dropped it from the config (Remove), not closed.
+	removed atomic.Bool
 
 	mu          sync.Mutex // serializes reloads and guards the fields below
 	reloads     int
@@ -376,6 +378,14 @@ func (p *Plugin) Status() Status {
 	defer p.mu.Unlock()
 	return Status{Name: p.name, Path: g.spec.Path, Generation: g.ID, LoadedAt: g.LoadedAt, Hooks: g.Hooks(),
 		Reloads: p.reloads, Failures: p.failures, LastError: p.lastErr, LastErrorAt: p.lastErrAt}
+}
+
+// Remove retires the plugin because a reload dropped it from the config. A call that still
+// reaches it (its chain's list was read before the reload) skips it, as the new config says,
+// where a call on a closed plugin fails: a reload must not make a client see a 451.
+func (p *Plugin) Remove(ctx context.Context) {
+	p.removed.Store(true)
+	p.Close(ctx)
 }
 
 // Close retires the serving generation (it closes once its calls are done).

@@ -110,3 +110,53 @@ func TestReloadReleasesCompiledCode(t *testing.T) {
 		t.Fatalf("%d reloads (and as many refused) left %d bytes of compiled code mapped (a page or more per retired version)", reloads, grown)
 	}
 }
+
+// A plugin a reload removes from the config while a message waits for one of its instances
+// (every instance busy: traffic) failed that message's hook with ErrClosed, and reception
+// answered 451: a client saw a temporary failure only because of the reload. The new config has
+// no such plugin, so the call skips it, as a call that read the chain after the reload does.
+func TestRemovedPluginSkippedByWaitingCalls(t *testing.T) {
+	keep := mustLoad(t, "setmeta")
+	gone, err := load(t, "meta", func(s *Spec) { s.PoolSize = 1; s.Timeout = 10 * time.Second })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewChain(keep, gone)
+	g := gone.Generation()
+	busy, err := g.acquire(context.Background(), mono()+int64(time.Second)) // the one instance
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		o   Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		o, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage())
+		done <- result{o, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); g.waitingCount() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the call never waited for an instance")
+		}
+	}
+	// What App.Reload does when the entry is gone from [[plugins]].
+	c.Set([]*Plugin{keep})
+	gone.Remove(context.Background())
+	g.release(busy)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("a message in flight during the reload that removed a plugin failed: %v", r.err)
+	}
+	for _, h := range r.o.Handled {
+		if strings.HasPrefix(h, "meta.wasm@") {
+			t.Fatalf("handled by the removed plugin: %v", r.o.Handled)
+		}
+	}
+	// Closed for good (shutdown) is still a failure: no message passes without its policy.
+	keep.Close(context.Background())
+	if _, err := NewChain(keep).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage()); err == nil {
+		t.Fatal("a closed plugin was skipped")
+	}
+}
