@@ -21,7 +21,8 @@ import (
 // was started with one), then for each configured plugin builds a new generation when its file,
 // [plugins.config] or limits changed, loads plugins added to the config and retires removed ones.
 // Nothing serves until it passed every load-time check; a refused version leaves the old one
-// serving. Cached queue configs are dropped when anything changed, so queued mail follows the
+// serving. Every new version is built first, then all are swapped in at once, so that no
+// message is handled by the new version of one plugin and the old version of another. Cached queue configs are dropped when anything changed, so queued mail follows the
 // new policy at its next attempt. Other settings still need a restart; the changed ones are
 // named in a warning. The error summarizes
 // every refusal.
@@ -61,6 +62,7 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 	current := a.chain.Plugins()
 	used := make([]bool, len(current))
 	var next []*plugin.Plugin
+	var gens []*plugin.Generation // next[i]'s new generation, nil to keep the one serving
 	var results []control.ReloadResult
 	var errs []error
 	changed := false
@@ -79,7 +81,7 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 			errs = append(errs, err)
 			r := control.ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path, Error: err.Error()}
 			if p != nil {
-				next = append(next, p)
+				next, gens = append(next, p), append(gens, nil)
 				r.Generation = p.Generation().ID
 			}
 			results = append(results, r)
@@ -93,17 +95,20 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 				r.Error = err.Error()
 				errs = append(errs, err)
 			} else {
-				next = append(next, np)
+				next, gens = append(next, np), append(gens, nil)
 				r.Generation, r.Changed, changed = np.Generation().ID, true, true
 			}
 			results = append(results, r)
 			continue
 		}
 		before := p.Generation().ID
-		g, ch, err := p.Reload(ctx, spec)
+		// Built now, swapped in below with every other change (Chain.Update).
+		g, ch, err := p.Prepare(ctx, spec)
 		next = append(next, p)
+		gens = append(gens, nil)
 		r := control.ReloadResult{Plugin: p.Name(), Path: pc.Path, Generation: g.ID, Changed: ch}
 		if ch {
+			gens[len(gens)-1] = g
 			r.Previous, changed = before, true
 		}
 		if err != nil {
@@ -122,7 +127,8 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 		}
 	}
 	a.pluginCfgs = cfgs
-	a.chain.Set(next)
+	// One swap for the whole chain: no message meets a new plugin beside an old one.
+	a.chain.Update(next, gens)
 	for _, q := range removed {
 		q.Remove(ctx) // calls that still hold the old list skip it
 	}

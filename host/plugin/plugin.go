@@ -324,8 +324,20 @@ func (h *Host) Load(ctx context.Context, spec Spec) (*Plugin, error) {
 // generation — compiled, validated, one instance started, wasmta_init passed — and only then
 // swaps it in. Calls in flight finish on the old generation, which closes once drained. A broken
 // new version never serves: the old one stays and the error is returned and remembered (Status).
-// changed is false when there was nothing new.
+// changed is false when there was nothing new. Plugins of a chain are reloaded together with
+// Prepare and Chain.Update instead, so that no message meets two versions of the policy.
 func (p *Plugin) Reload(ctx context.Context, spec Spec) (g *Generation, changed bool, err error) {
+	g, changed, err = p.Prepare(ctx, spec)
+	if changed {
+		p.commit(g).retire()
+	}
+	return g, changed, err
+}
+
+// Prepare is the first half of Reload: it builds the new generation, if there is anything new,
+// without letting it serve (changed); Chain.Update then swaps it in. On an error, or when
+// nothing changed, g is the generation serving now.
+func (p *Plugin) Prepare(ctx context.Context, spec Spec) (g *Generation, changed bool, err error) {
 	spec.defaults()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -352,10 +364,16 @@ func (p *Plugin) Reload(ctx context.Context, spec Spec) (g *Generation, changed 
 			break
 		}
 	}
-	old := p.gen.Swap(g)
-	old.retire()
-	p.reloads++
 	return g, true, nil
+}
+
+// commit makes g (built by Prepare) serve and returns the generation it replaces, for the
+// caller to retire once nothing can start a call on it.
+func (p *Plugin) commit(g *Generation) *Generation {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reloads++
+	return p.gen.Swap(g)
 }
 
 // Status describes a plugin for operators (wasmta plugin status).

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,5 +159,61 @@ func TestRemovedPluginSkippedByWaitingCalls(t *testing.T) {
 	keep.Close(context.Background())
 	if _, err := NewChain(keep).MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, testMessage()); err == nil {
 		t.Fatal("a closed plugin was skipped")
+	}
+}
+
+// A message whose hook run straddles a reload (the first plugin ran on the old configuration,
+// the second is reached after the swap) is run again on the new one: its outcome names the
+// new generations only, and what the old first plugin set is gone.
+func TestChainRunOvertakenByUpdateRunsAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "route.wasm")
+	install(t, "route_a", path) // routing_domain [127.0.0.2]
+	first, err := load(t, "", func(s *Spec) { s.Path = path; s.Timeout = 10 * time.Second })
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := load(t, "setmeta", func(s *Spec) { s.PoolSize = 1; s.Timeout = 10 * time.Second })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewChain(first, second)
+	g2 := second.Generation()
+	busy, err := g2.acquire(context.Background(), mono()+int64(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testMessage()
+	type result struct {
+		o   Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		o, err := c.MessageHook(context.Background(), abi.HookSMTPServerMessageReceived, m)
+		done <- result{o, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); g2.waitingCount() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second call never waited for an instance")
+		}
+	}
+	// The first plugin ran (route_a); now a reload changes both.
+	install(t, "route_b", path) // routing_domain [127.0.0.3]
+	n1, ch1, err1 := first.Prepare(context.Background(), Spec{Path: path, Config: []byte(`{"k":"v"}`), Timeout: 10 * time.Second, MaxMemory: 2 << 20})
+	n2, ch2, err2 := second.Prepare(context.Background(), Spec{Path: "testdata/setmeta.wasm", Config: []byte(`{"k":"w"}`), PoolSize: 1, Timeout: 10 * time.Second, MaxMemory: 2 << 20})
+	if err1 != nil || err2 != nil || !ch1 || !ch2 {
+		t.Fatalf("prepare: %v %v %v %v", err1, err2, ch1, ch2)
+	}
+	c.Update([]*Plugin{first, second}, []*Generation{n1, n2})
+	g2.release(busy)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if want := []string{n1.Label, n2.Label}; !slices.Equal(r.o.Handled, want) {
+		t.Fatalf("handled by %v, want the new configuration %v", r.o.Handled, want)
+	}
+	if got := m.Meta["routing_domain"]; got != "[127.0.0.3]" {
+		t.Fatalf("routing_domain %q, want the new first plugin's [127.0.0.3]", got)
 	}
 }
