@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/control"
+	"github.com/wasmta/wasmta/host/dkim"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/wiring"
@@ -34,10 +35,11 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 	}
 	usersErr := a.reloadUsers(reason)
 	cfgs := a.pluginCfgs
+	var keys *dkim.Keys // the new [[dkim]] keys, put in use with the plugins below
 	if a.configPath != "" {
 		c, err := config.Load(a.configPath)
 		if err == nil {
-			err = a.reloadDKIM(c) // a bad key refuses the whole new config
+			keys, err = loadDKIM(c) // a bad key refuses the whole new config
 		}
 		if err != nil {
 			a.diag.Error("reload: configuration refused; plugins unchanged", "reason", reason, "err", err)
@@ -128,7 +130,13 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 	}
 	a.pluginCfgs = cfgs
 	// One swap for the whole chain: no message meets a new plugin beside an old one.
-	a.chain.Update(next, gens)
+	// The DKIM keys change in the same swap: a plugin renamed with its key must not meet the
+	// new keys in its old version (dkim_sign of a name that is gone fails the hook: 451).
+	a.chain.UpdateWith(next, gens, func() {
+		if keys != nil {
+			a.dkim.Set(keys)
+		}
+	})
 	for _, q := range removed {
 		q.Remove(ctx) // calls that still hold the old list skip it
 	}

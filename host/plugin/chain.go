@@ -191,10 +191,18 @@ func (c *Chain) consistently(f, undo func()) {
 // Update makes list the chain's plugins and next[i], when not nil, the serving generation of
 // list[i] (built by Prepare), at once: a run of the chain that began before sees none of it,
 // or is run again. The generations replaced are retired afterwards.
-func (c *Chain) Update(list []*Plugin, next []*Generation) {
+func (c *Chain) Update(list []*Plugin, next []*Generation) { c.UpdateWith(list, next, nil) }
+
+// UpdateWith is Update that also runs also (when not nil) within the swap: for settings that
+// hooks depend on, such as the DKIM keys dkim_sign accepts, so that a run that met the new
+// settings with the old plugins (or the reverse) is run again too.
+func (c *Chain) UpdateWith(list []*Plugin, next []*Generation, also func()) {
 	var old []*Generation
 	c.swapMu.Lock()
 	c.epoch.Add(1)
+	if also != nil {
+		also()
+	}
 	for i, g := range next {
 		if g != nil {
 			old = append(old, list[i].commit(g))
