@@ -225,10 +225,29 @@ func (a *App) watchPaths() {
 	for _, pc := range a.pluginCfgs {
 		files[abs(pc.Path)] = true
 	}
+	// A path that is a symlink is also watched where it leads (an edit there is a change), and
+	// what it resolves to is remembered (a symlink swapped on the way is one too: isWatched).
+	resolved := map[string]string{}
+	for f := range files {
+		if r, err := filepath.EvalSymlinks(f); err == nil && r != f {
+			resolved[f] = r
+		}
+	}
 	a.watchMu.Lock()
 	defer a.watchMu.Unlock()
-	a.watched = files
+	a.watched, a.resolved = files, resolved
+	for _, r := range resolved {
+		files[r] = true
+		// Added each time: the directory of a version is new after each swap, and the watch
+		// of one removed meanwhile went with it.
+		if err := a.watcher.Add(filepath.Dir(r)); err != nil {
+			a.diag.Warn("cannot watch directory; reload with SIGHUP or wasmta plugin reload", "dir", filepath.Dir(r), "err", err)
+		}
+	}
 	for f := range files {
+		if isTarget(resolved, f) {
+			continue // its directory was added above
+		}
 		dir := filepath.Dir(f)
 		if !a.watchedDirs[dir] {
 			if err := a.watcher.Add(dir); err != nil {
@@ -240,10 +259,31 @@ func (a *App) watchPaths() {
 	}
 }
 
+// isTarget reports whether f is what a watched symlink resolves to (its directory is watched
+// apart, see watchPaths).
+func isTarget(resolved map[string]string, f string) bool {
+	for _, r := range resolved {
+		if r == f {
+			return true
+		}
+	}
+	return false
+}
+
+// isWatched reports whether an event for name may have changed a watched file: it names one,
+// or a watched symlink now leads elsewhere.
 func (a *App) isWatched(name string) bool {
 	a.watchMu.Lock()
 	defer a.watchMu.Unlock()
-	return a.watched[abs(name)]
+	if a.watched[abs(name)] {
+		return true
+	}
+	for f, r := range a.resolved {
+		if now, err := filepath.EvalSymlinks(f); err != nil || now != r {
+			return true
+		}
+	}
+	return false
 }
 
 func abs(p string) string {
