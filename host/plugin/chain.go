@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,23 +274,26 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (o Out
 	defer putRun(run)
 	run.ms.Message = m
 	// What a run overtaken by a reload must put back before it starts over: commit replaces
-	// Data and appends to DKIM (so their old values stay intact), and sets Meta in place
-	// (saved before the first commit that does).
+	// Data and appends to DKIM (so their old values stay intact), and sets Meta in place (each
+	// key it sets is logged with its old value first: a copy of the whole map per message cost
+	// about a quarter of a one-call hook).
 	data, dkim, hadMeta := m.Data, len(m.DKIM), m.Meta != nil
-	run.saved = false
+	run.undo = run.undo[:0]
 	c.consistently(func() {
 		o, err = c.messageHook(ctx, hook, run)
 	}, func() {
 		m.Data, m.DKIM = data, m.DKIM[:dkim]
-		if run.saved {
-			if !hadMeta {
-				m.Meta = nil
+		for i := len(run.undo) - 1; i >= 0; i-- {
+			if u := run.undo[i]; u.had {
+				m.Meta[u.k] = u.v
 			} else {
-				clear(m.Meta)
-				maps.Copy(m.Meta, run.meta)
+				delete(m.Meta, u.k)
 			}
 		}
-		run.saved = false
+		if !hadMeta {
+			m.Meta = nil
+		}
+		run.undo = run.undo[:0]
 		run.ms.indexed = false
 		run.resetCall()
 	})
@@ -320,8 +322,9 @@ func (c *Chain) messageHook(ctx context.Context, hook string, run *messageRun) (
 		if err != nil {
 			return o, err
 		}
-		if len(st.meta) > 0 && !run.saved {
-			run.saveMeta(ms.Meta)
+		for _, p := range st.meta {
+			v, had := ms.Meta[p.k]
+			run.undo = append(run.undo, metaUndo{k: p.k, v: v, had: had})
 		}
 		st.commit()
 		if o.Handled == nil {
@@ -341,21 +344,15 @@ func (c *Chain) messageHook(ctx context.Context, hook string, run *messageRun) (
 type messageRun struct {
 	ms msgState
 	st callState
-	// meta is the message's meta before the run's first commit that changed it, when saved:
-	// a run overtaken by a reload puts it back.
-	meta  map[string]string
-	saved bool
+	// undo logs the meta keys the run's commits set, with what they held before, in order: a
+	// run overtaken by a reload puts them back.
+	undo []metaUndo
 }
 
-// saveMeta keeps a copy of meta (see messageRun.meta), in storage reused from message to
-// message.
-func (run *messageRun) saveMeta(meta map[string]string) {
-	if run.meta == nil {
-		run.meta = make(map[string]string, len(meta))
-	}
-	clear(run.meta)
-	maps.Copy(run.meta, meta)
-	run.saved = true
+// metaUndo is a meta key a commit set and its value before (had: it existed).
+type metaUndo struct {
+	k, v string
+	had  bool
 }
 
 // resetCall empties the first plugin's call state for another run, keeping its storage.
@@ -373,15 +370,15 @@ var runPool = sync.Pool{New: func() any { return new(messageRun) }}
 // slices a hook fills (header index, staged meta and header edits) keep their storage, emptied,
 // up to a size most messages stay within: growing them was a sixth of a hook's allocations.
 func putRun(run *messageRun) {
-	hdr, meta, pre, app, saved := run.ms.hdr, run.st.meta, run.st.prepend, run.st.append, run.meta
+	hdr, meta, pre, app, undo := run.ms.hdr, run.st.meta, run.st.prepend, run.st.append, run.undo
 	*run = messageRun{}
 	run.ms.hdr = reuse(hdr, 64)
 	run.st.meta = reuse(meta, abi.MaxMetaKeys)
 	run.st.prepend = reuse(pre, 8)
 	run.st.append = reuse(app, 8)
-	if len(saved) <= abi.MaxMetaKeys {
-		clear(saved)
-		run.meta = saved
+	if cap(undo) <= abi.MaxMetaKeys {
+		clear(undo[:cap(undo)]) // no strings kept alive from message to message
+		run.undo = undo[:0]
 	}
 	runPool.Put(run)
 }
