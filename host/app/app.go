@@ -57,13 +57,17 @@ type App struct {
 	fleet   *fleet
 	version string
 
-	configPath  string                // "" when started on the embedded default
-	pluginCfgs  []config.PluginConfig // what the chain was built from
-	reloadMu    sync.Mutex
-	stopping    bool // set by Shutdown under reloadMu: a late debounced reload must not run
-	watcher     *fsnotify.Watcher
-	watchMu     sync.Mutex
-	watched     map[string]bool // absolute paths whose change triggers a reload
+	configPath string                // "" when started on the embedded default
+	pluginCfgs []config.PluginConfig // what the chain was built from
+	reloadMu   sync.Mutex
+	stopping   bool // set by Shutdown under reloadMu: a late debounced reload must not run
+	watcher    *fsnotify.Watcher
+	watchMu    sync.Mutex
+	watched    map[string]bool // absolute paths whose change triggers a reload
+	// resolved maps each watched path that is a symlink to what it resolved to when watched:
+	// a deployment that swaps a symlink further up (a Kubernetes ConfigMap's ..data) changes
+	// the file without any event naming it.
+	resolved    map[string]string
 	watchedDirs map[string]bool
 	control     net.Listener
 	serving     atomic.Bool // between the end of Start and the start of Shutdown (readiness)

@@ -16,14 +16,3 @@ func loadDKIM(cfg *config.Config) (*dkim.Keys, error) {
 	}
 	return dkim.Load(entries)
 }
-
-// reloadDKIM loads the keys of a re-read config and, only if all are good, makes them the ones
-// dkim_sign accepts and reception signs with (key rotation without a restart).
-func (a *App) reloadDKIM(cfg *config.Config) error {
-	ks, err := loadDKIM(cfg)
-	if err != nil {
-		return err
-	}
-	a.dkim.Set(ks)
-	return nil
-}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmta/wasmta/host/config"
 	"github.com/wasmta/wasmta/host/control"
+	"github.com/wasmta/wasmta/host/dkim"
 	"github.com/wasmta/wasmta/host/logs"
 	"github.com/wasmta/wasmta/host/plugin"
 	"github.com/wasmta/wasmta/host/wiring"
@@ -21,7 +22,8 @@ import (
 // was started with one), then for each configured plugin builds a new generation when its file,
 // [plugins.config] or limits changed, loads plugins added to the config and retires removed ones.
 // Nothing serves until it passed every load-time check; a refused version leaves the old one
-// serving. Cached queue configs are dropped when anything changed, so queued mail follows the
+// serving. Every new version is built first, then all are swapped in at once, so that no
+// message is handled by the new version of one plugin and the old version of another. Cached queue configs are dropped when anything changed, so queued mail follows the
 // new policy at its next attempt. Other settings still need a restart; the changed ones are
 // named in a warning. The error summarizes
 // every refusal.
@@ -33,10 +35,11 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 	}
 	usersErr := a.reloadUsers(reason)
 	cfgs := a.pluginCfgs
+	var keys *dkim.Keys // the new [[dkim]] keys, put in use with the plugins below
 	if a.configPath != "" {
 		c, err := config.Load(a.configPath)
 		if err == nil {
-			err = a.reloadDKIM(c) // a bad key refuses the whole new config
+			keys, err = loadDKIM(c) // a bad key refuses the whole new config
 		}
 		if err != nil {
 			a.diag.Error("reload: configuration refused; plugins unchanged", "reason", reason, "err", err)
@@ -61,6 +64,7 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 	current := a.chain.Plugins()
 	used := make([]bool, len(current))
 	var next []*plugin.Plugin
+	var gens []*plugin.Generation // next[i]'s new generation, nil to keep the one serving
 	var results []control.ReloadResult
 	var errs []error
 	changed := false
@@ -79,7 +83,7 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 			errs = append(errs, err)
 			r := control.ReloadResult{Plugin: filepath.Base(pc.Path), Path: pc.Path, Error: err.Error()}
 			if p != nil {
-				next = append(next, p)
+				next, gens = append(next, p), append(gens, nil)
 				r.Generation = p.Generation().ID
 			}
 			results = append(results, r)
@@ -93,17 +97,20 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 				r.Error = err.Error()
 				errs = append(errs, err)
 			} else {
-				next = append(next, np)
+				next, gens = append(next, np), append(gens, nil)
 				r.Generation, r.Changed, changed = np.Generation().ID, true, true
 			}
 			results = append(results, r)
 			continue
 		}
 		before := p.Generation().ID
-		g, ch, err := p.Reload(ctx, spec)
+		// Built now, swapped in below with every other change (Chain.Update).
+		g, ch, err := p.Prepare(ctx, spec)
 		next = append(next, p)
+		gens = append(gens, nil)
 		r := control.ReloadResult{Plugin: p.Name(), Path: pc.Path, Generation: g.ID, Changed: ch}
 		if ch {
+			gens[len(gens)-1] = g
 			r.Previous, changed = before, true
 		}
 		if err != nil {
@@ -122,9 +129,16 @@ func (a *App) Reload(reason string) ([]control.ReloadResult, error) {
 		}
 	}
 	a.pluginCfgs = cfgs
-	a.chain.Set(next)
+	// One swap for the whole chain: no message meets a new plugin beside an old one.
+	// The DKIM keys change in the same swap: a plugin renamed with its key must not meet the
+	// new keys in its old version (dkim_sign of a name that is gone fails the hook: 451).
+	a.chain.UpdateWith(next, gens, func() {
+		if keys != nil {
+			a.dkim.Set(keys)
+		}
+	})
 	for _, q := range removed {
-		q.Close(ctx)
+		q.Remove(ctx) // calls that still hold the old list skip it
 	}
 	if changed {
 		a.queue.InvalidateConfigs()
@@ -211,10 +225,29 @@ func (a *App) watchPaths() {
 	for _, pc := range a.pluginCfgs {
 		files[abs(pc.Path)] = true
 	}
+	// A path that is a symlink is also watched where it leads (an edit there is a change), and
+	// what it resolves to is remembered (a symlink swapped on the way is one too: isWatched).
+	resolved := map[string]string{}
+	for f := range files {
+		if r, err := filepath.EvalSymlinks(f); err == nil && r != f {
+			resolved[f] = r
+		}
+	}
 	a.watchMu.Lock()
 	defer a.watchMu.Unlock()
-	a.watched = files
+	a.watched, a.resolved = files, resolved
+	for _, r := range resolved {
+		files[r] = true
+		// Added each time: the directory of a version is new after each swap, and the watch
+		// of one removed meanwhile went with it.
+		if err := a.watcher.Add(filepath.Dir(r)); err != nil {
+			a.diag.Warn("cannot watch directory; reload with SIGHUP or wasmta plugin reload", "dir", filepath.Dir(r), "err", err)
+		}
+	}
 	for f := range files {
+		if isTarget(resolved, f) {
+			continue // its directory was added above
+		}
 		dir := filepath.Dir(f)
 		if !a.watchedDirs[dir] {
 			if err := a.watcher.Add(dir); err != nil {
@@ -226,10 +259,31 @@ func (a *App) watchPaths() {
 	}
 }
 
+// isTarget reports whether f is what a watched symlink resolves to (its directory is watched
+// apart, see watchPaths).
+func isTarget(resolved map[string]string, f string) bool {
+	for _, r := range resolved {
+		if r == f {
+			return true
+		}
+	}
+	return false
+}
+
+// isWatched reports whether an event for name may have changed a watched file: it names one,
+// or a watched symlink now leads elsewhere.
 func (a *App) isWatched(name string) bool {
 	a.watchMu.Lock()
 	defer a.watchMu.Unlock()
-	return a.watched[abs(name)]
+	if a.watched[abs(name)] {
+		return true
+	}
+	for f, r := range a.resolved {
+		if now, err := filepath.EvalSymlinks(f); err != nil || now != r {
+			return true
+		}
+	}
+	return false
 }
 
 func abs(p string) string {

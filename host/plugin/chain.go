@@ -34,12 +34,16 @@ var errNoHook = errors.New("hook not exported")
 
 // call runs one hook on the plugin's current generation, which it returns. A generation
 // retired between loading it and taking an instance is loaded again; if the same generation
-// answers retired twice, the plugin was closed, not reloaded.
+// answers retired twice, the plugin was closed, not reloaded: a Failure, or errNoHook (skip it)
+// if a reload removed it.
 func (p *Plugin) call(ctx context.Context, st *callState) (*Generation, error) {
 	var prev *Generation
 	for {
 		g := p.gen.Load()
 		if g == prev {
+			if p.removed.Load() { // by a reload: the new config has no such plugin
+				return g, errNoHook
+			}
 			return g, &Failure{Plugin: p.name, Generation: g.ID, Hook: st.hook, Reason: ErrClosed.Error(), Err: ErrClosed}
 		}
 		err := g.call(ctx, st)
@@ -143,10 +147,72 @@ func (g *Generation) call(ctx context.Context, st *callState) error {
 // this bounds what an idle instance keeps, at a cost only slow calls pay (about 3 µs, 12 KiB).
 const refreshAfter = time.Millisecond
 
-// Chain runs plugins in configured order. The list can be replaced while calls run (Set).
+// Chain runs plugins in configured order. The list and the plugins' generations can be
+// replaced while calls run (Update), and each run of the chain (one message's hook, one
+// get_queue_config) sees one configuration: the generations of one reload, never the new
+// version of one plugin with the old version of another.
 type Chain struct {
 	list atomic.Pointer[[]*Plugin]
 	obs  CallObserver
+
+	// epoch counts Update's changes: odd while one is being made. A run that saw it change
+	// may have mixed two configurations; it is undone and run again (see consistently).
+	epoch atomic.Uint64
+	// swapMu: Update holds it to write; a run that had to start over optimisticRuns times
+	// holds it to read, so that it cannot be overtaken again (reloads in a tight loop).
+	swapMu sync.RWMutex
+}
+
+// optimisticRuns is how many times a chain run may be overtaken by a reload before the next
+// one holds Update off for its duration. A reload builds its generations before it swaps
+// them, so swaps are at least milliseconds apart and one more run almost always suffices.
+const optimisticRuns = 2
+
+// consistently runs f until it ran within one configuration of the chain; undo is called
+// before a run is repeated (it must reset whatever f changed).
+func (c *Chain) consistently(f, undo func()) {
+	for attempt := 0; ; attempt++ {
+		if attempt >= optimisticRuns {
+			c.swapMu.RLock()
+			defer c.swapMu.RUnlock()
+			f()
+			return
+		}
+		e := c.epoch.Load()
+		f()
+		if e&1 == 0 && c.epoch.Load() == e {
+			return
+		}
+		undo()
+	}
+}
+
+// Update makes list the chain's plugins and next[i], when not nil, the serving generation of
+// list[i] (built by Prepare), at once: a run of the chain that began before sees none of it,
+// or is run again. The generations replaced are retired afterwards.
+func (c *Chain) Update(list []*Plugin, next []*Generation) { c.UpdateWith(list, next, nil) }
+
+// UpdateWith is Update that also runs also (when not nil) within the swap: for settings that
+// hooks depend on, such as the DKIM keys dkim_sign accepts, so that a run that met the new
+// settings with the old plugins (or the reverse) is run again too.
+func (c *Chain) UpdateWith(list []*Plugin, next []*Generation, also func()) {
+	var old []*Generation
+	c.swapMu.Lock()
+	c.epoch.Add(1)
+	if also != nil {
+		also()
+	}
+	for i, g := range next {
+		if g != nil {
+			old = append(old, list[i].commit(g))
+		}
+	}
+	c.list.Store(&list)
+	c.epoch.Add(1)
+	c.swapMu.Unlock()
+	for _, g := range old {
+		g.retire()
+	}
 }
 
 // CallObserver is told about every hook call a chain makes: the plugin, the hook, how long the
@@ -190,7 +256,7 @@ func (c *Chain) Plugins() []*Plugin {
 func (c *Chain) Active() bool { return len(c.Plugins()) > 0 }
 
 // Set replaces the list (plugins added or removed on reload).
-func (c *Chain) Set(ps []*Plugin) { c.list.Store(&ps) }
+func (c *Chain) Set(ps []*Plugin) { c.Update(ps, nil) }
 
 // Outcome of a message hook chain (see message.HookOutcome).
 type Outcome = message.HookOutcome
@@ -199,8 +265,7 @@ type Outcome = message.HookOutcome
 // plugin that exports it. Each plugin sees the meta and headers the ones before it set; a
 // reject stops the chain. On a Failure nothing of the failing plugin is applied and the
 // caller must not accept the message (451 4.3.0: the client keeps it).
-func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outcome, error) {
-	var o Outcome
+func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (o Outcome, err error) {
 	// The message's state and the first plugin's call state come from a pool: most chains have
 	// one plugin, and allocating them (about 400 bytes with pointers) was a fifth of a one-call
 	// hook. Nothing keeps a pointer into them after MessageHook returns: commit copies what it
@@ -208,6 +273,36 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 	run := runPool.Get().(*messageRun)
 	defer putRun(run)
 	run.ms.Message = m
+	// What a run overtaken by a reload must put back before it starts over: commit replaces
+	// Data and appends to DKIM (so their old values stay intact), and sets Meta in place (each
+	// key it sets is logged with its old value first: a copy of the whole map per message cost
+	// about a quarter of a one-call hook).
+	data, dkim, hadMeta := m.Data, len(m.DKIM), m.Meta != nil
+	run.undo = run.undo[:0]
+	c.consistently(func() {
+		o, err = c.messageHook(ctx, hook, run)
+	}, func() {
+		m.Data, m.DKIM = data, m.DKIM[:dkim]
+		for i := len(run.undo) - 1; i >= 0; i-- {
+			if u := run.undo[i]; u.had {
+				m.Meta[u.k] = u.v
+			} else {
+				delete(m.Meta, u.k)
+			}
+		}
+		if !hadMeta {
+			m.Meta = nil
+		}
+		run.undo = run.undo[:0]
+		run.ms.indexed = false
+		run.resetCall()
+	})
+	return o, err
+}
+
+// messageHook is one run of MessageHook's chain.
+func (c *Chain) messageHook(ctx context.Context, hook string, run *messageRun) (Outcome, error) {
+	var o Outcome
 	ms := &run.ms
 	first, hookIdx := true, hookIndex(hook)
 	for _, p := range c.Plugins() {
@@ -227,6 +322,10 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 		if err != nil {
 			return o, err
 		}
+		for _, p := range st.meta {
+			v, had := ms.Meta[p.k]
+			run.undo = append(run.undo, metaUndo{k: p.k, v: v, had: had})
+		}
 		st.commit()
 		if o.Handled == nil {
 			o.Handled = g.handledOnly // most chains have one plugin: no allocation
@@ -245,6 +344,24 @@ func (c *Chain) MessageHook(ctx context.Context, hook string, m *Message) (Outco
 type messageRun struct {
 	ms msgState
 	st callState
+	// undo logs the meta keys the run's commits set, with what they held before, in order: a
+	// run overtaken by a reload puts them back.
+	undo []metaUndo
+}
+
+// metaUndo is a meta key a commit set and its value before (had: it existed).
+type metaUndo struct {
+	k, v string
+	had  bool
+}
+
+// resetCall empties the first plugin's call state for another run, keeping its storage.
+func (run *messageRun) resetCall() {
+	meta, pre, app := run.st.meta, run.st.prepend, run.st.append
+	run.st = callState{}
+	run.st.meta = reuse(meta, abi.MaxMetaKeys)
+	run.st.prepend = reuse(pre, 8)
+	run.st.append = reuse(app, 8)
 }
 
 var runPool = sync.Pool{New: func() any { return new(messageRun) }}
@@ -253,12 +370,16 @@ var runPool = sync.Pool{New: func() any { return new(messageRun) }}
 // slices a hook fills (header index, staged meta and header edits) keep their storage, emptied,
 // up to a size most messages stay within: growing them was a sixth of a hook's allocations.
 func putRun(run *messageRun) {
-	hdr, meta, pre, app := run.ms.hdr, run.st.meta, run.st.prepend, run.st.append
+	hdr, meta, pre, app, undo := run.ms.hdr, run.st.meta, run.st.prepend, run.st.append, run.undo
 	*run = messageRun{}
 	run.ms.hdr = reuse(hdr, 64)
 	run.st.meta = reuse(meta, abi.MaxMetaKeys)
 	run.st.prepend = reuse(pre, 8)
 	run.st.append = reuse(app, 8)
+	if cap(undo) <= abi.MaxMetaKeys {
+		clear(undo[:cap(undo)]) // no strings kept alive from message to message
+		run.undo = undo[:0]
+	}
 	runPool.Put(run)
 }
 
@@ -273,7 +394,12 @@ func reuse[T any](s []T, limit int) []T {
 
 // QueueConfig runs get_queue_config on each plugin exporting it until one makes a config
 // (KumoMTA's "Multiple" event). nil, nil means no plugin had an opinion: use the defaults.
-func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfig, string, error) {
+func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (qc *abi.QueueConfig, by string, err error) {
+	c.consistently(func() { qc, by, err = c.queueConfig(ctx, in) }, func() {})
+	return qc, by, err
+}
+
+func (c *Chain) queueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfig, string, error) {
 	for _, p := range c.Plugins() {
 		if !p.gen.Load().Has(abi.HookGetQueueConfig) {
 			continue
@@ -295,7 +421,12 @@ func (c *Chain) QueueConfig(ctx context.Context, in QueueInput) (*abi.QueueConfi
 
 // EgressPathConfig runs get_egress_path_config on each plugin exporting it until one makes a
 // config, like QueueConfig: the first answer wins. nil, nil means no plugin had an opinion.
-func (c *Chain) EgressPathConfig(ctx context.Context, in EgressPathInput) (*abi.EgressPathConfig, string, error) {
+func (c *Chain) EgressPathConfig(ctx context.Context, in EgressPathInput) (ec *abi.EgressPathConfig, by string, err error) {
+	c.consistently(func() { ec, by, err = c.egressPathConfig(ctx, in) }, func() {})
+	return ec, by, err
+}
+
+func (c *Chain) egressPathConfig(ctx context.Context, in EgressPathInput) (*abi.EgressPathConfig, string, error) {
 	for _, p := range c.Plugins() {
 		if !p.gen.Load().Has(abi.HookGetEgressPathConfig) {
 			continue

@@ -290,6 +290,8 @@ type Plugin struct {
 	name string
 	gen  atomic.Pointer[Generation]
 	logs *logLimiter // diagnostics budget, kept across reloads
+	// removed: retired by a reload that dropped it from the config (Remove), not closed.
+	removed atomic.Bool
 
 	mu          sync.Mutex // serializes reloads and guards the fields below
 	reloads     int
@@ -322,8 +324,20 @@ func (h *Host) Load(ctx context.Context, spec Spec) (*Plugin, error) {
 // generation — compiled, validated, one instance started, wasmta_init passed — and only then
 // swaps it in. Calls in flight finish on the old generation, which closes once drained. A broken
 // new version never serves: the old one stays and the error is returned and remembered (Status).
-// changed is false when there was nothing new.
+// changed is false when there was nothing new. Plugins of a chain are reloaded together with
+// Prepare and Chain.Update instead, so that no message meets two versions of the policy.
 func (p *Plugin) Reload(ctx context.Context, spec Spec) (g *Generation, changed bool, err error) {
+	g, changed, err = p.Prepare(ctx, spec)
+	if changed {
+		p.commit(g).retire()
+	}
+	return g, changed, err
+}
+
+// Prepare is the first half of Reload: it builds the new generation, if there is anything new,
+// without letting it serve (changed); Chain.Update then swaps it in. On an error, or when
+// nothing changed, g is the generation serving now.
+func (p *Plugin) Prepare(ctx context.Context, spec Spec) (g *Generation, changed bool, err error) {
 	spec.defaults()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -350,10 +364,16 @@ func (p *Plugin) Reload(ctx context.Context, spec Spec) (g *Generation, changed 
 			break
 		}
 	}
-	old := p.gen.Swap(g)
-	old.retire()
-	p.reloads++
 	return g, true, nil
+}
+
+// commit makes g (built by Prepare) serve and returns the generation it replaces, for the
+// caller to retire once nothing can start a call on it.
+func (p *Plugin) commit(g *Generation) *Generation {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reloads++
+	return p.gen.Swap(g)
 }
 
 // Status describes a plugin for operators (wasmta plugin status).
@@ -376,6 +396,14 @@ func (p *Plugin) Status() Status {
 	defer p.mu.Unlock()
 	return Status{Name: p.name, Path: g.spec.Path, Generation: g.ID, LoadedAt: g.LoadedAt, Hooks: g.Hooks(),
 		Reloads: p.reloads, Failures: p.failures, LastError: p.lastErr, LastErrorAt: p.lastErrAt}
+}
+
+// Remove retires the plugin because a reload dropped it from the config. A call that still
+// reaches it (its chain's list was read before the reload) skips it, as the new config says,
+// where a call on a closed plugin fails: a reload must not make a client see a 451.
+func (p *Plugin) Remove(ctx context.Context) {
+	p.removed.Store(true)
+	p.Close(ctx)
 }
 
 // Close retires the serving generation (it closes once its calls are done).
@@ -522,7 +550,7 @@ func (h *Host) newGenerationFrom(ctx context.Context, p *Plugin, spec Spec, code
 		rt:          rt,
 	}
 	fail := func(err error) (*Generation, error) {
-		rt.Close(context.Background())
+		g.closeRuntime()
 		return nil, fmt.Errorf("plugin %s: %w", p.name, err)
 	}
 	// The instrumented code is what is compiled, and what the compilation cache keys on; the
@@ -803,8 +831,22 @@ func (g *Generation) free() {
 	last := g.closed.Load() && g.live == 0
 	g.mu.Unlock()
 	if last {
-		g.rtOnce.Do(func() { g.rt.Close(context.Background()) })
+		g.closeRuntime()
 	}
+}
+
+// closeRuntime frees what g holds in wazero, once: its runtime (instances, memories) and its
+// compiled code. The code must be closed apart: every runtime of a host shares one compilation
+// cache, hence one engine, and the engine keeps a compiled module until it is closed, not when
+// its runtime closes; without this, each version a reload compiled stayed mapped for the life
+// of the process.
+func (g *Generation) closeRuntime() {
+	g.rtOnce.Do(func() {
+		g.rt.Close(context.Background())
+		if g.cm != nil {
+			g.cm.Close(context.Background())
+		}
+	})
 }
 
 func (g *Generation) closeInstance(in *instance) {
@@ -835,7 +877,7 @@ func (g *Generation) retire() {
 		g.discard(in)
 	}
 	if last {
-		g.rtOnce.Do(func() { g.rt.Close(context.Background()) })
+		g.closeRuntime()
 	}
 }
 

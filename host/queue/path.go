@@ -82,6 +82,15 @@ func (m *Manager) refreshPath(rq *readyQueue, destination string) error {
 		return nil
 	}
 	now := m.opt.Clock.Now()
+	// An answer fetched across InvalidateConfigs (a reload) serves this attempt but is not kept:
+	// it may come from the old plugin.
+	inv := m.invalidations.Load()
+	keep := func() time.Time {
+		if m.invalidations.Load() != inv {
+			return time.Time{}
+		}
+		return now
+	}
 	p := m.defaultPath()
 	if m.opt.Paths != nil {
 		ctx, cancel := context.WithTimeout(m.ctx, m.opt.ResolveTimeout)
@@ -92,7 +101,7 @@ func (m *Manager) refreshPath(rq *readyQueue, destination string) error {
 			m.opt.Diag.Warn("egress path config failed", "site", rq.name, "routing_domain", destination, "err", err)
 			if had {
 				rq.mu.Lock()
-				rq.pathAt = now // ask again after RefreshInterval, not on every message
+				rq.pathAt = keep() // ask again after RefreshInterval, not on every message
 				rq.mu.Unlock()
 				return nil
 			}
@@ -101,7 +110,7 @@ func (m *Manager) refreshPath(rq *readyQueue, destination string) error {
 		p = m.fillPath(p)
 	}
 	rq.mu.Lock()
-	rq.path, rq.hasPath, rq.pathAt = p, true, now
+	rq.path, rq.hasPath, rq.pathAt = p, true, keep()
 	rq.msgRate = m.limiter(rq.msgRate, p.MaxMessageRate, "msg:"+rq.name)
 	rq.connRate = m.limiter(rq.connRate, p.MaxConnectionRate, "conn:"+rq.name)
 	more := len(rq.items) > 0 && rq.idle == 0

@@ -209,6 +209,8 @@ type Stats struct {
 // Manager owns every queued message.
 type Manager struct {
 	opt Options
+	// invalidations counts InvalidateConfigs calls: a path fetched across one is not cached.
+	invalidations atomic.Uint64
 
 	sched   sync.Map // queue name -> *schedQueue
 	readyMu sync.Mutex
@@ -753,6 +755,7 @@ func (q *schedQueue) bucket() *bucket {
 // InvalidateConfigs drops every cached queue config (used when policy is reloaded) so the next
 // attempt of every queued message asks again.
 func (m *Manager) InvalidateConfigs() {
+	m.invalidations.Add(1) // before the paths are dropped: see refreshPath
 	m.sched.Range(func(_, v any) bool {
 		q := v.(*schedQueue)
 		q.mu.Lock()
