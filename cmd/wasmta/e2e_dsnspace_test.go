@@ -80,3 +80,73 @@ func TestDiskFullDSNRetriedWhenSpaceReturns(t *testing.T) {
 		t.Fatalf("%d Bounce records, %d DSNs; want 1 and 1", bounces, dsns())
 	}
 }
+
+// The mark that a bounced message is held only for its DSN (its Bounce record written, the DSN
+// refused for space) must survive a kill -9 right after it: lost, the message is attempted
+// again after the restart (here delivered, after its Bounce record), and its sender never
+// learns of the bounce. The kill comes as soon as the Bounce record is in the log,
+// within the spool's lazy commit delay.
+func TestDiskFullDSNHoldSurvivesKill(t *testing.T) {
+	e := newDiskEnv(t)
+	const sender, rcpt = "s@example.com", "held@example.com"
+	q, err := dialQuiet(e.relay.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := q.send(sender, rcpt, testutil.Message(sender, rcpt, "will bounce", "hello\r\n"))
+	q.Close()
+	if err != nil || code != 250 {
+		t.Fatalf("send: %d %v", code, err)
+	}
+	e.relay.WaitLog(func(r map[string]any) bool { return r["type"] == "TransientFailure" && r["recipient"] == rcpt }, 20*time.Second)
+	ballast := testutil.Ballast(t, e.fs, "ballast", diskReserve-8<<20)
+	e.relay.WaitStderr("spool free space below spool.min_free", 20*time.Second)
+	e.sink.SetBehavior(testutil.Behavior{Mode: testutil.PermFail, Times: 1}) // the next attempt: 550
+	bounced := func() bool {
+		for _, r := range e.relay.LogRecords() {
+			if r["type"] == "Bounce" && r["recipient"] == rcpt {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(20 * time.Second); !bounced(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no Bounce record")
+		}
+	}
+	e.relay.Kill()
+	if err := os.Remove(ballast); err != nil { // the restart needs room to open the spool
+		t.Fatal(err)
+	}
+	e.sink.SetBehavior(testutil.Behavior{Mode: testutil.Accept}) // an attempt would be a Delivery
+	e.relay.Start()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n := 0
+		for _, m := range e.sink.Messages() {
+			if m.From == "" && len(m.To) == 1 && m.To[0] == sender {
+				n++
+			}
+		}
+		if n > 0 {
+			break
+		}
+		e.alive()
+		if time.Now().After(deadline) {
+			t.Fatalf("no DSN after the restart:\n%s", tail(e.relay.Stderr(), 4000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	after := false
+	for _, r := range e.relay.LogRecords() {
+		if r["recipient"] != rcpt {
+			continue
+		}
+		if r["type"] == "Bounce" {
+			after = true
+		} else if after && r["type"] != "Bounce" {
+			t.Fatalf("a %v record for the bounced message after its Bounce: it was attempted again", r["type"])
+		}
+	}
+}

@@ -70,6 +70,9 @@ type Failed struct {
 	PeerAddr string `json:"peer_addr,omitempty"`
 	// Notices counts the notifications refused so far (their retries back off).
 	Notices int `json:"notices"`
+	// Logged is set once the record of its end (Type) is in the log: a crash between the
+	// mark and the record leaves it unset, and the record is written at the next retry.
+	Logged bool `json:"logged,omitempty"`
 }
 
 // DSN is what a client asked of delivery status notifications (RFC 3461): the transaction's

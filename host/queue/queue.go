@@ -970,11 +970,12 @@ func (m *Manager) bounce(msg *message.Message, e *message.Error, at place, peer 
 	}
 	f := Failure{Type: logs.Bounce, Reply: e.Reply, Site: at.site, Peer: peer}
 	err := m.notify(msg, f)
-	m.opt.Log.Log(m.record(logs.Bounce, msg, e.Reply, at, peer)) // before the delete: see outcomeTLS
+	rec := m.record(logs.Bounce, msg, e.Reply, at, peer)
 	if err != nil {
-		m.holdForNotice(msg, f, err)
+		m.holdForNotice(msg, f, err, &rec)
 		return
 	}
+	m.opt.Log.Log(rec) // before the delete: see outcomeTLS
 	// Counted out after its DSN is queued and its record written (see outcomeTLS).
 	m.removed(msg.Queue)
 	m.delete(msg)
@@ -992,9 +993,12 @@ func (m *Manager) notify(msg *message.Message, f Failure) error {
 // notification could not be spooled (OnFailure's err: no spool space). Removing it anyway
 // would lose the notification for good; as Postfix does, the message stays, marked failed
 // (message.Failed, so that a restart too knows it is not to be attempted), and the
-// notification is retried with the backoff of a failed attempt (Options.Defaults). Its record
-// was logged once, when it ended; the retries log nothing but the first refusal.
-func (m *Manager) holdForNotice(msg *message.Message, f Failure, err error) {
+// notification is retried with the backoff of a failed attempt (Options.Defaults). rec, the
+// record of its end (nil on a retry), is logged once the mark is on disk: logged before, a
+// crash in between left a Bounce record for a message the restart attempted again (and
+// could deliver), its sender never told. A crash after the mark and before the record leaves
+// Failed.Logged unset, and renotify writes the record then (it may repeat one).
+func (m *Manager) holdForNotice(msg *message.Message, f Failure, err error, rec *logs.Record) {
 	if msg.Failed == nil {
 		msg.Failed = &message.Failed{Type: f.Type, Reply: f.Reply, Last: f.Last, Site: f.Site}
 		if f.Peer != nil {
@@ -1021,6 +1025,17 @@ func (m *Manager) holdForNotice(msg *message.Message, f Failure, err error) {
 	if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
 		m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
 	}
+	if rec != nil {
+		// The mark goes to disk now, not with the spool's lazy commit, before the record.
+		if err := m.flush(); err != nil && !errors.Is(err, context.Canceled) {
+			m.opt.Diag.Warn("spool flush failed", "id", msg.ID, "err", err)
+		}
+		m.opt.Log.Log(*rec)
+		msg.Failed.Logged = true
+		if err := m.opt.Store.Update(msg); err != nil && !errors.Is(err, context.Canceled) {
+			m.opt.Diag.Warn("spool update failed", "id", msg.ID, "err", err)
+		}
+	}
 	if m.ctx.Err() != nil {
 		return
 	}
@@ -1036,8 +1051,18 @@ func (m *Manager) renotify(msg *message.Message) {
 		f.Peer = &route.Host{Name: fd.PeerName}
 		f.Peer.Addr, _ = netip.ParseAddr(fd.PeerAddr)
 	}
+	if !fd.Logged {
+		// A crash came between its mark and its record (see holdForNotice): write it now.
+		at := place{site: fd.Site}
+		var peer *route.Host
+		if fd.Type == logs.Bounce {
+			peer = f.Peer
+		}
+		m.opt.Log.Log(m.record(fd.Type, msg, fd.Reply, at, peer))
+		fd.Logged = true
+	}
 	if err := m.notify(msg, f); err != nil {
-		m.holdForNotice(msg, f, err)
+		m.holdForNotice(msg, f, err, nil)
 		return
 	}
 	m.removed(msg.Queue)
@@ -1130,11 +1155,12 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f 
 		"Next delivery time would be %s after creation, which exceeds max_age=%s", age.Round(time.Second), cfg.MaxAge)}
 	f.Type, f.Reply = logs.Expiration, r
 	err := m.notify(msg, f)
-	m.opt.Log.Log(m.record(logs.Expiration, msg, r, place{}, nil)) // before the delete: see outcomeTLS
+	rec := m.record(logs.Expiration, msg, r, place{}, nil)
 	if err != nil {
-		m.holdForNotice(msg, f, err)
+		m.holdForNotice(msg, f, err, &rec)
 		return
 	}
+	m.opt.Log.Log(rec) // before the delete: see outcomeTLS
 	m.removed(msg.Queue) // see bounce
 	m.delete(msg)
 }
