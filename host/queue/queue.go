@@ -1160,7 +1160,7 @@ func (m *Manager) expire(msg *message.Message, cfg Config, age time.Duration, f 
 		m.holdForNotice(msg, f, err, &rec)
 		return
 	}
-	m.opt.Log.Log(rec) // before the delete: see outcomeTLS
+	m.opt.Log.Log(rec)   // before the delete: see outcomeTLS
 	m.removed(msg.Queue) // see bounce
 	m.delete(msg)
 }
