@@ -188,8 +188,11 @@ func TestReloadStormUnderTraffic(t *testing.T) {
 	okMetric := m.value("wasmta_plugin_reloads_total", "result", "ok")
 	t.Logf("%d messages, %d refused; reloads ok %v, failed %v; status %d reloads %d failures; %d PluginReload error records",
 		sent.Load(), refused.Load(), okMetric, failedMetric, st.Reloads, st.Failures, errRecords)
-	if st.Failures != wantFailures || int(failedMetric) != wantFailures || errRecords != wantFailures {
-		t.Errorf("refused versions: status %d, metric %v, error records %d; want %d each", st.Failures, failedMetric, errRecords, wantFailures)
+	// Each broken version and the deletion is refused. A watcher may also catch a file that an
+	// in-place write of the storm has truncated and not yet refilled (more so in a slow run,
+	// -race): refused too, and counted the same way everywhere.
+	if st.Failures < wantFailures || int(failedMetric) != st.Failures || errRecords != st.Failures {
+		t.Errorf("refused versions: status %d, metric %v, error records %d; want the same, at least %d", st.Failures, failedMetric, errRecords, wantFailures)
 	}
 	if st.Generation != genB {
 		t.Errorf("serving %s, want the recreated file's %s", st.Generation, genB)
