@@ -154,8 +154,18 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 	// RET=FULL asks for the content in a DSN of failure; one that reports no failure returns
 	// the headers only (RFC 3461 §4.3).
 	retFull := m.DSN != nil && m.DSN.Ret == "FULL" && !f.Relayed
-	full := retFull && original != nil && len(original) <= opt.MaxReturnedSize
-	cut := retFull && original != nil && !full
+	// Why the whole message, asked for, is not returned ("" when it is, or was not asked for).
+	var cut string
+	switch {
+	case !retFull || original == nil:
+	case len(original) > opt.MaxReturnedSize:
+		cut = fmt.Sprintf("it is larger than %d octets", opt.MaxReturnedSize)
+	case longLine(original):
+		// Reception takes lines up to smtp.max_line_length, but a message/rfc822 part is 7bit
+		// or 8bit, at most 998 octets a line, and may not be encoded (RFC 2046 §5.2.1).
+		cut = fmt.Sprintf("it has lines longer than %d octets", maxLine)
+	}
+	full := retFull && original != nil && cut == ""
 
 	// Part 1: for people.
 	text := humanText(opt, f, original != nil, full, cut)
@@ -196,10 +206,16 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 		case utf8Headers:
 			typ = "message/global-headers" // RFC 6533 §6.3
 		}
-		// message/* parts cannot be base64 or quoted-printable (RFC 2046 §5.2.1): the octets
-		// go as they are, declared 8bit when they need it.
+		// message/rfc822 cannot be base64 or quoted-printable (RFC 2046 §5.2.1): the octets go
+		// as they are, declared 8bit when they need it. A header block with a line over 998
+		// octets (which 7bit and 8bit forbid) is quoted-printable, which text/rfc822-headers
+		// and message/global-headers (RFC 6533 §6.3) allow: it decodes to the very octets
+		// received, where a line broken in two would split a field.
 		cte := "7bit"
-		if nonASCII(string(content)) {
+		switch {
+		case !full && longLine(content):
+			cte = "quoted-printable"
+		case nonASCII(string(content)):
 			cte = "8bit"
 		}
 		rh := header("Content-Type", typ, "Content-Transfer-Encoding", cte, "Content-Description", desc)
@@ -224,7 +240,7 @@ func subject(f Failure) string {
 }
 
 // humanText is the first part: what happened, in words.
-func humanText(opt Options, f Failure, haveOriginal, full, cut bool) string {
+func humanText(opt Options, f Failure, haveOriginal, full bool, cut string) string {
 	m := f.Msg
 	var b strings.Builder
 	fmt.Fprintf(&b, "This is the mail system at host %s.\r\n\r\n", opt.Hostname)
@@ -261,9 +277,9 @@ func humanText(opt Options, f Failure, haveOriginal, full, cut bool) string {
 	switch {
 	case full:
 		b.WriteString("The delivery report and your message are attached.\r\n")
-	case cut:
+	case cut != "":
 		fmt.Fprintf(&b, "The delivery report and your message's headers are attached (the whole\r\n"+
-			"message was asked for, but it is larger than %d octets).\r\n", opt.MaxReturnedSize)
+			"message was asked for, but %s).\r\n", cut)
 	case haveOriginal:
 		b.WriteString("The delivery report and your message's headers are attached.\r\n")
 	default:
@@ -414,14 +430,17 @@ func header(kv ...string) gomessage.Header {
 }
 
 // fold formats one field, folding at spaces before 78 octets where it can (RFC 5322 §2.1.1,
-// §2.2.3). Values are bounded (maxText), so a line never exceeds 998 octets.
+// §2.2.3). Values are bounded (maxText), so a line never exceeds 998 octets. It folds only
+// before a word: folding inside a run of spaces (a peer's value may have hundreds) would make
+// lines of white space only, which RFC 5322 §3.2.2 forbids and a receiver may take for the
+// blank line that ends the header section.
 func fold(k, v string) []byte {
 	b := make([]byte, 0, len(k)+len(v)+8)
 	b = append(b, k...)
 	b = append(b, ':')
 	line := len(b)
 	for i, w := range strings.Split(v, " ") {
-		if i > 0 && line+1+len(w) > 78 {
+		if i > 0 && w != "" && line+1+len(w) > 78 {
 			b = append(b, "\r\n"...)
 			line = 0
 		}
@@ -451,6 +470,25 @@ func part(w *gomessage.Writer, h gomessage.Header, body []byte) error {
 		return err
 	}
 	return pw.Close()
+}
+
+// maxLine is the longest line, CRLF excluded, a 7bit or 8bit part may carry (RFC 5322 §2.1.1,
+// RFC 2045 §2.7).
+const maxLine = 998
+
+// longLine reports whether b has a line longer than maxLine octets.
+func longLine(b []byte) bool {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return len(b) > maxLine
+		}
+		if len(bytes.TrimSuffix(b[:i], []byte("\r"))) > maxLine {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
 }
 
 // headerBlock returns the header section of a message: everything before the first empty

@@ -1,0 +1,119 @@
+package bounce
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"net/textproto"
+	"strings"
+	"testing"
+
+	"github.com/wasmta/wasmta/host/message"
+)
+
+// stdParse reads a DSN with the standard library's parsers (net/mail, mime/multipart), as a
+// program on the sender's side would, and returns the parts' headers and decoded bodies.
+func stdParse(t *testing.T, b []byte) (*mail.Message, []textproto.MIMEHeader, [][]byte) {
+	t.Helper()
+	m, err := mail.ReadMessage(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("net/mail: %v", err)
+	}
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("Content-Type %q %v %v", mt, params, err)
+	}
+	var hs []textproto.MIMEHeader
+	var bodies [][]byte
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("mime/multipart: %v", err)
+		}
+		body, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.EqualFold(p.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
+			if body, err = io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body))); err != nil {
+				t.Fatalf("quoted-printable: %v", err)
+			}
+		}
+		hs, bodies = append(hs, p.Header), append(bodies, body)
+	}
+	return m, hs, bodies
+}
+
+// noBlankFolds fails when a line of the DSN's header sections (the top one and the report's
+// field blocks) is made of white space only: RFC 5322 §3.2.2 forbids generating one, and a
+// receiver may take it for the blank line that ends the header section.
+func noBlankFolds(t *testing.T, b []byte) {
+	t.Helper()
+	for i, l := range bytes.Split(b, []byte("\r\n")) {
+		if len(l) > 0 && len(bytes.Trim(l, " \t")) == 0 {
+			t.Fatalf("line %d is white space only (%d octets)", i+1, len(l))
+		}
+	}
+}
+
+// The relay takes message lines up to smtp.max_line_length (2000 by default), longer than the
+// 998 octets a returned part may carry as 7bit or 8bit. Such a line must come back intact, not
+// cut in two by a line break the sender never wrote (which splits a header field into a line
+// no parser accepts, and loses the fields after it).
+func TestLongLinesReturnedIntact(t *testing.T) {
+	long := "X-Long: " + strings.Repeat("y", 1500)
+	orig := "From: Alice <alice@sender.test>\r\n" + long + "\r\nSubject: lunch\r\n\r\nbody " + strings.Repeat("z", 1200) + "\r\n"
+	hdrs := orig[:strings.Index(orig, "\r\n\r\n")+2]
+	for _, ret := range []string{"HDRS", "FULL"} {
+		t.Run(ret, func(t *testing.T) {
+			f := Failure{Msg: msg("bob@example.com", &message.DSN{Ret: ret}),
+				Reply: message.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}, RemoteMTA: "mx1.example.com"}
+			b, err := Build(opt, f, []byte(orig), dsnID, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkLines(t, b)
+			_, hs, bodies := stdParse(t, b)
+			if len(bodies) != 3 {
+				t.Fatalf("%d parts", len(bodies))
+			}
+			got := bodies[2]
+			if string(got) != hdrs && string(got) != orig {
+				t.Fatalf("returned part (%s, %s) differs from the original:\n%.300q",
+					hs[2].Get("Content-Type"), hs[2].Get("Content-Transfer-Encoding"), got)
+			}
+			if ret == "FULL" && string(got) == hdrs && !strings.Contains(string(bodies[0]), "lines longer than 998 octets") {
+				t.Fatalf("headers returned for RET=FULL and the text does not say why:\n%s", bodies[0])
+			}
+			rh, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(append([]byte{}, got...), "\r\n"...)))).ReadMIMEHeader()
+			if err != nil || rh.Get("Subject") != "lunch" || len(rh.Get("X-Long")) != 1500 {
+				t.Fatalf("returned header block does not parse: %v", err)
+			}
+		})
+	}
+}
+
+// A peer's value with runs of spaces (a reply text, an ENVID of "+20"s) must not fold into
+// lines of white space only.
+func TestNoBlankFoldedLines(t *testing.T) {
+	f := Failure{Msg: msg("bob@example.com", &message.DSN{EnvID: strings.Repeat(" ", 200) + "x"}),
+		Reply: message.Reply{Code: 550, Enhanced: "5.1.1", Text: "no" + strings.Repeat(" ", 300) + "such user"}, RemoteMTA: "mx1.example.com"}
+	b, err := Build(opt, f, []byte(original), dsnID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, b)
+	noBlankFolds(t, b)
+	r := parse(t, b)
+	if d := r.Recipient.Get("Diagnostic-Code"); !strings.HasPrefix(d, "smtp; 550 5.1.1 no") || !strings.HasSuffix(d, "such user") {
+		t.Fatalf("Diagnostic-Code %q", d)
+	}
+}
