@@ -137,11 +137,17 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 	if mid := messageID(origHeaders); mid != "" {
 		top = append(top, "In-Reply-To", mid, "References", mid)
 	}
+	// RFC 6522 §3: report-type names the second part's subtype, global-delivery-status for the
+	// RFC 6533 form.
+	reportType := "delivery-status"
+	if global {
+		reportType = "global-delivery-status"
+	}
 	top = append(top,
 		"Auto-Submitted", "auto-replied", // RFC 3834 §5
 		"MIME-Version", "1.0",
 		"Content-Type", contentType("multipart/report", map[string]string{
-			"report-type": "delivery-status",
+			"report-type": reportType,
 			"boundary":    "wasmta-dsn-" + string(id),
 		}),
 	)

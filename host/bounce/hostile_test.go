@@ -24,7 +24,7 @@ func stdParse(t *testing.T, b []byte) (*mail.Message, []textproto.MIMEHeader, []
 		t.Fatalf("net/mail: %v", err)
 	}
 	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+	if err != nil || mt != "multipart/report" {
 		t.Fatalf("Content-Type %q %v %v", mt, params, err)
 	}
 	var hs []textproto.MIMEHeader
@@ -49,7 +49,31 @@ func stdParse(t *testing.T, b []byte) (*mail.Message, []textproto.MIMEHeader, []
 		}
 		hs, bodies = append(hs, p.Header), append(bodies, body)
 	}
+	if len(hs) < 2 {
+		t.Fatalf("%d parts", len(hs))
+	}
+	// RFC 6522 §3: report-type is the subtype of the second part.
+	if st, _, _ := mime.ParseMediaType(hs[1].Get("Content-Type")); "message/"+params["report-type"] != st {
+		t.Fatalf("report-type=%s with a %s part", params["report-type"], st)
+	}
 	return m, hs, bodies
+}
+
+// A DSN in the RFC 6533 forms reports in message/global-delivery-status, so its report-type
+// is global-delivery-status (RFC 6522 §3: the second part's subtype): a program that picks
+// reports by report-type must not take it for an ASCII one.
+func TestGlobalReportType(t *testing.T) {
+	f := Failure{Msg: msg("jörg@example.com", nil),
+		Reply: message.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}, RemoteMTA: "mx1.example.com"}
+	b, err := Build(opt, f, []byte(original), dsnID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hs, bodies := stdParse(t, b)
+	if ct := hs[1].Get("Content-Type"); ct != "message/global-delivery-status" ||
+		!strings.Contains(string(bodies[1]), "Final-Recipient: utf-8; jörg@example.com\r\n") {
+		t.Fatalf("%s:\n%s", ct, bodies[1])
+	}
 }
 
 // noBlankFolds fails when a line of the DSN's header sections (the top one and the report's
