@@ -497,19 +497,51 @@ func longLine(b []byte) bool {
 	return false
 }
 
-// headerBlock returns the header section of a message: everything before the first empty
-// line, without it, cut to MaxHeaderBlock at a field boundary.
+// fieldsEnd is where msg's header section ends: at the blank line that ends it, or at the
+// first line that is neither a field nor a field's folded continuation (a message sent
+// without a header section: its text follows the relay's Received field directly), or at the
+// end of a message that is all fields. A header block taken past it would not parse as one
+// and would return text the sender did not ask back.
+func fieldsEnd(msg []byte) int {
+	n := 0
+	for n < len(msg) {
+		line := msg[n:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
+		}
+		content := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		cont := n > 0 && len(content) > 0 && (content[0] == ' ' || content[0] == '\t')
+		if !cont && !isField(content) {
+			return n
+		}
+		n += len(line)
+	}
+	return n
+}
+
+// isField reports whether line starts a header field: a name of printable ASCII other than
+// ':' (RFC 5322 §2.2; white space before the colon is obsolete syntax, §4.5), then ':'.
+func isField(line []byte) bool {
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	name = bytes.TrimRight(name, " \t")
+	if !ok || len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// headerBlock returns the header section of a message (see fieldsEnd), without the blank line
+// that ends it, cut to MaxHeaderBlock at a field boundary.
 func headerBlock(msg []byte) []byte {
 	if msg == nil {
 		return nil
 	}
-	h := msg
-	if bytes.HasPrefix(msg, []byte("\r\n")) {
-		return []byte{}
-	}
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		h = msg[:i+2]
-	}
+	h := msg[:fieldsEnd(msg)]
 	if len(h) <= MaxHeaderBlock {
 		return h
 	}

@@ -141,3 +141,27 @@ func TestNoBlankFoldedLines(t *testing.T) {
 		t.Fatalf("Diagnostic-Code %q", d)
 	}
 }
+
+// A message sent without a header section (its first line is text, no blank line after the
+// relay's Received field) has no header block beyond the fields: the returned
+// text/rfc822-headers part must hold only those, parse as a header section, and not carry the
+// text the sender did not ask back (RET=HDRS).
+func TestHeaderBlockEndsAtFirstNonField(t *testing.T) {
+	orig := "Received: from client.test ([127.0.0.1])\r\n\tby relay.test (wasmta); Sun, 01 Mar 2026 09:30:00 +0000\r\n" +
+		"Hello Bob, this is the text: no header section before it.\r\nSee you.\r\n"
+	f := Failure{Msg: msg("bob@example.com", &message.DSN{Ret: "HDRS"}),
+		Reply: message.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}, RemoteMTA: "mx1.example.com"}
+	b, err := Build(opt, f, []byte(orig), dsnID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hs, bodies := stdParse(t, b)
+	if len(bodies) != 3 || hs[2].Get("Content-Type") != "text/rfc822-headers" {
+		t.Fatalf("%d parts", len(bodies))
+	}
+	got := string(bodies[2])
+	if _, err := textproto.NewReader(bufio.NewReader(strings.NewReader(got + "\r\n"))).ReadMIMEHeader(); err != nil ||
+		strings.Contains(got, "Hello Bob") {
+		t.Fatalf("returned header block (%v):\n%s", err, got)
+	}
+}
