@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 	"time"
 
@@ -164,6 +165,8 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 	var cut string
 	switch {
 	case !retFull || original == nil:
+	case opt.MaxReturnedSize == 0:
+		cut = "this relay does not return whole messages" // bounce.max_returned_size = 0
 	case len(original) > opt.MaxReturnedSize:
 		cut = fmt.Sprintf("it is larger than %d octets", opt.MaxReturnedSize)
 	case longLine(original):
@@ -232,7 +235,17 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	return b.Bytes(), nil
+	out := b.Bytes()
+	// A multipart's Content-Transfer-Encoding is the domain of all it holds (RFC 2045 §6.2,
+	// §6.4; absent, 7bit): with an 8bit part inside, the top says 8bit. go-message drops the
+	// field from a multipart header, so it goes in after, at the end of the header (whose
+	// values are the relay's own or cleaned of line breaks, so its first blank line is its
+	// end).
+	if nonASCII(string(out)) {
+		end := bytes.Index(out, []byte("\r\n\r\n")) + 2
+		out = slices.Concat(out[:end], []byte("Content-Transfer-Encoding: 8bit\r\n"), out[end:])
+	}
+	return out, nil
 }
 
 func subject(f Failure) string {

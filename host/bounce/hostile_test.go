@@ -165,3 +165,46 @@ func TestHeaderBlockEndsAtFirstNonField(t *testing.T) {
 		t.Fatalf("returned header block (%v):\n%s", err, got)
 	}
 }
+
+// A DSN that carries 8-bit octets in a part (a returned message with 8-bit text, a report in
+// the RFC 6533 form) says so at the top: the multipart's Content-Transfer-Encoding is the
+// domain of everything in it (RFC 2045 §6.2, §6.4), and left out it means 7bit.
+func TestTopLevelEncodingCovers8bitParts(t *testing.T) {
+	orig8 := strings.Replace(original, "Shall we?", "Caf\xc3\xa9?", 1)
+	for _, c := range []struct {
+		name string
+		f    Failure
+		orig string
+		want string
+	}{
+		{"ascii", Failure{Msg: msg("bob@example.com", &message.DSN{Ret: "FULL"}), Reply: message.Reply{Code: 550, Text: "no"}}, original, ""},
+		{"8bit body", Failure{Msg: msg("bob@example.com", &message.DSN{Ret: "FULL"}), Reply: message.Reply{Code: 550, Text: "no"}}, orig8, "8bit"},
+		{"utf8 recipient", Failure{Msg: msg("jörg@example.com", nil), Reply: message.Reply{Code: 550, Text: "no"}}, original, "8bit"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := Build(opt, c.f, []byte(c.orig), dsnID, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _, _ := stdParse(t, b)
+			if got := m.Header.Get("Content-Transfer-Encoding"); got != c.want {
+				t.Fatalf("top-level Content-Transfer-Encoding %q, want %q", got, c.want)
+			}
+			noBlankFolds(t, b)
+		})
+	}
+}
+
+// bounce.max_returned_size = 0 means the whole message is never returned: the text says
+// that, not that the message was "larger than 0 octets".
+func TestNeverReturnedWording(t *testing.T) {
+	f := Failure{Msg: msg("bob@example.com", &message.DSN{Ret: "FULL"}), Reply: message.Reply{Code: 550, Text: "no"}}
+	b, err := Build(Options{Hostname: "relay.test"}, f, []byte(original), dsnID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, bodies := stdParse(t, b)
+	if text := string(bodies[0]); strings.Contains(text, "larger than 0 octets") || !strings.Contains(text, "does not return whole messages") {
+		t.Fatalf("text part:\n%s", text)
+	}
+}
