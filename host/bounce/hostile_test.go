@@ -208,3 +208,47 @@ func TestNeverReturnedWording(t *testing.T) {
 		t.Fatalf("text part:\n%s", text)
 	}
 }
+
+// At the limit: lines of 997 and 998 octets (CRLF excluded) are allowed in a 7bit or 8bit part,
+// and come back whole and untouched under RET=FULL.
+func TestLineAtLimitReturnedWhole(t *testing.T) {
+	for _, n := range []int{997, 998} {
+		orig := "From: Alice <alice@sender.test>\r\nX-Edge: " + strings.Repeat("e", n-len("X-Edge: ")) + "\r\nSubject: edge\r\n\r\n" + strings.Repeat("b", n) + "\r\n"
+		f := Failure{Msg: msg("bob@example.com", &message.DSN{Ret: "FULL"}), Reply: message.Reply{Code: 550, Text: "no"}}
+		b, err := Build(opt, f, []byte(orig), dsnID, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkLines(t, b)
+		_, hs, bodies := stdParse(t, b)
+		if hs[2].Get("Content-Type") != "message/rfc822" || string(bodies[2]) != orig {
+			t.Fatalf("%d octets: returned %s, %d octets", n, hs[2].Get("Content-Type"), len(bodies[2]))
+		}
+	}
+}
+
+// The DSN's To is the envelope sender as a mail reader parses it, quoted local parts and UTF-8
+// (RFC 6532) included.
+func TestToParses(t *testing.T) {
+	for sender, want := range map[string]string{
+		`"john  doe"@sender.test`: "john  doe@sender.test",
+		`"a\"b"@sender.test`:      `a"b@sender.test`,
+		"jörg@sender.test":        "jörg@sender.test",
+		"x@[127.0.0.1]":           "x@[127.0.0.1]",
+		`"` + strings.Repeat("long ", 40) + `"@sender.test`: strings.Repeat("long ", 40) + "@sender.test",
+	} {
+		m := msg("bob@example.com", nil)
+		m.Sender = sender
+		b, err := Build(opt, Failure{Msg: m, Reply: message.Reply{Code: 550, Text: "no"}}, []byte(original), dsnID, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkLines(t, b)
+		noBlankFolds(t, b)
+		hdr, _, _ := stdParse(t, b)
+		a, err := mail.ParseAddress(hdr.Header.Get("To"))
+		if err != nil || a.Address != want {
+			t.Errorf("sender %s: To %q parses as %v, %v", sender, hdr.Header.Get("To"), a, err)
+		}
+	}
+}
