@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,11 +138,17 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 	if mid := messageID(origHeaders); mid != "" {
 		top = append(top, "In-Reply-To", mid, "References", mid)
 	}
+	// RFC 6522 §3: report-type names the second part's subtype, global-delivery-status for the
+	// RFC 6533 form.
+	reportType := "delivery-status"
+	if global {
+		reportType = "global-delivery-status"
+	}
 	top = append(top,
 		"Auto-Submitted", "auto-replied", // RFC 3834 §5
 		"MIME-Version", "1.0",
 		"Content-Type", contentType("multipart/report", map[string]string{
-			"report-type": "delivery-status",
+			"report-type": reportType,
 			"boundary":    "wasmta-dsn-" + string(id),
 		}),
 	)
@@ -154,8 +161,20 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 	// RET=FULL asks for the content in a DSN of failure; one that reports no failure returns
 	// the headers only (RFC 3461 §4.3).
 	retFull := m.DSN != nil && m.DSN.Ret == "FULL" && !f.Relayed
-	full := retFull && original != nil && len(original) <= opt.MaxReturnedSize
-	cut := retFull && original != nil && !full
+	// Why the whole message, asked for, is not returned ("" when it is, or was not asked for).
+	var cut string
+	switch {
+	case !retFull || original == nil:
+	case opt.MaxReturnedSize == 0:
+		cut = "this relay does not return whole messages" // bounce.max_returned_size = 0
+	case len(original) > opt.MaxReturnedSize:
+		cut = fmt.Sprintf("it is larger than %d octets", opt.MaxReturnedSize)
+	case longLine(original):
+		// Reception takes lines up to smtp.max_line_length, but a message/rfc822 part is 7bit
+		// or 8bit, at most 998 octets a line, and may not be encoded (RFC 2046 §5.2.1).
+		cut = fmt.Sprintf("it has lines longer than %d octets", maxLine)
+	}
+	full := retFull && original != nil && cut == ""
 
 	// Part 1: for people.
 	text := humanText(opt, f, original != nil, full, cut)
@@ -196,10 +215,16 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 		case utf8Headers:
 			typ = "message/global-headers" // RFC 6533 §6.3
 		}
-		// message/* parts cannot be base64 or quoted-printable (RFC 2046 §5.2.1): the octets
-		// go as they are, declared 8bit when they need it.
+		// message/rfc822 cannot be base64 or quoted-printable (RFC 2046 §5.2.1): the octets go
+		// as they are, declared 8bit when they need it. A header block with a line over 998
+		// octets (which 7bit and 8bit forbid) is quoted-printable, which text/rfc822-headers
+		// and message/global-headers (RFC 6533 §6.3) allow: it decodes to the very octets
+		// received, where a line broken in two would split a field.
 		cte := "7bit"
-		if nonASCII(string(content)) {
+		switch {
+		case !full && longLine(content):
+			cte = "quoted-printable"
+		case nonASCII(string(content)):
 			cte = "8bit"
 		}
 		rh := header("Content-Type", typ, "Content-Transfer-Encoding", cte, "Content-Description", desc)
@@ -210,7 +235,17 @@ func Build(opt Options, f Failure, original []byte, id message.ID, now time.Time
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	return b.Bytes(), nil
+	out := b.Bytes()
+	// A multipart's Content-Transfer-Encoding is the domain of all it holds (RFC 2045 §6.2,
+	// §6.4; absent, 7bit): with an 8bit part inside, the top says 8bit. go-message drops the
+	// field from a multipart header, so it goes in after, at the end of the header (whose
+	// values are the relay's own or cleaned of line breaks, so its first blank line is its
+	// end).
+	if nonASCII(string(out)) {
+		end := bytes.Index(out, []byte("\r\n\r\n")) + 2
+		out = slices.Concat(out[:end], []byte("Content-Transfer-Encoding: 8bit\r\n"), out[end:])
+	}
+	return out, nil
 }
 
 func subject(f Failure) string {
@@ -224,7 +259,7 @@ func subject(f Failure) string {
 }
 
 // humanText is the first part: what happened, in words.
-func humanText(opt Options, f Failure, haveOriginal, full, cut bool) string {
+func humanText(opt Options, f Failure, haveOriginal, full bool, cut string) string {
 	m := f.Msg
 	var b strings.Builder
 	fmt.Fprintf(&b, "This is the mail system at host %s.\r\n\r\n", opt.Hostname)
@@ -261,9 +296,9 @@ func humanText(opt Options, f Failure, haveOriginal, full, cut bool) string {
 	switch {
 	case full:
 		b.WriteString("The delivery report and your message are attached.\r\n")
-	case cut:
+	case cut != "":
 		fmt.Fprintf(&b, "The delivery report and your message's headers are attached (the whole\r\n"+
-			"message was asked for, but it is larger than %d octets).\r\n", opt.MaxReturnedSize)
+			"message was asked for, but %s).\r\n", cut)
 	case haveOriginal:
 		b.WriteString("The delivery report and your message's headers are attached.\r\n")
 	default:
@@ -414,14 +449,17 @@ func header(kv ...string) gomessage.Header {
 }
 
 // fold formats one field, folding at spaces before 78 octets where it can (RFC 5322 §2.1.1,
-// §2.2.3). Values are bounded (maxText), so a line never exceeds 998 octets.
+// §2.2.3). Values are bounded (maxText), so a line never exceeds 998 octets. It folds only
+// before a word: folding inside a run of spaces (a peer's value may have hundreds) would make
+// lines of white space only, which RFC 5322 §3.2.2 forbids and a receiver may take for the
+// blank line that ends the header section.
 func fold(k, v string) []byte {
 	b := make([]byte, 0, len(k)+len(v)+8)
 	b = append(b, k...)
 	b = append(b, ':')
 	line := len(b)
 	for i, w := range strings.Split(v, " ") {
-		if i > 0 && line+1+len(w) > 78 {
+		if i > 0 && w != "" && line+1+len(w) > 78 {
 			b = append(b, "\r\n"...)
 			line = 0
 		}
@@ -453,19 +491,70 @@ func part(w *gomessage.Writer, h gomessage.Header, body []byte) error {
 	return pw.Close()
 }
 
-// headerBlock returns the header section of a message: everything before the first empty
-// line, without it, cut to MaxHeaderBlock at a field boundary.
+// maxLine is the longest line, CRLF excluded, a 7bit or 8bit part may carry (RFC 5322 §2.1.1,
+// RFC 2045 §2.7).
+const maxLine = 998
+
+// longLine reports whether b has a line longer than maxLine octets.
+func longLine(b []byte) bool {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return len(b) > maxLine
+		}
+		if len(bytes.TrimSuffix(b[:i], []byte("\r"))) > maxLine {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
+}
+
+// fieldsEnd is where msg's header section ends: at the blank line that ends it, or at the
+// first line that is neither a field nor a field's folded continuation (a message sent
+// without a header section: its text follows the relay's Received field directly), or at the
+// end of a message that is all fields. A header block taken past it would not parse as one
+// and would return text the sender did not ask back.
+func fieldsEnd(msg []byte) int {
+	n := 0
+	for n < len(msg) {
+		line := msg[n:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
+		}
+		content := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		cont := n > 0 && len(content) > 0 && (content[0] == ' ' || content[0] == '\t')
+		if !cont && !isField(content) {
+			return n
+		}
+		n += len(line)
+	}
+	return n
+}
+
+// isField reports whether line starts a header field: a name of printable ASCII other than
+// ':' (RFC 5322 §2.2; white space before the colon is obsolete syntax, §4.5), then ':'.
+func isField(line []byte) bool {
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	name = bytes.TrimRight(name, " \t")
+	if !ok || len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// headerBlock returns the header section of a message (see fieldsEnd), without the blank line
+// that ends it, cut to MaxHeaderBlock at a field boundary.
 func headerBlock(msg []byte) []byte {
 	if msg == nil {
 		return nil
 	}
-	h := msg
-	if bytes.HasPrefix(msg, []byte("\r\n")) {
-		return []byte{}
-	}
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		h = msg[:i+2]
-	}
+	h := msg[:fieldsEnd(msg)]
 	if len(h) <= MaxHeaderBlock {
 		return h
 	}

@@ -146,7 +146,7 @@ func parse(t *testing.T, b []byte) Report {
 	var r Report
 	r.Header = e.Header
 	mt, params, err := e.Header.ContentType()
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+	if err != nil || mt != "multipart/report" || (params["report-type"] != "delivery-status" && params["report-type"] != "global-delivery-status") {
 		t.Fatalf("Content-Type %q %v %v", mt, params, err)
 	}
 	r.Params = params
