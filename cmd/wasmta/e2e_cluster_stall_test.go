@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +114,50 @@ func TestClusterIdleConnectionWithALostLeaseCloses(t *testing.T) {
 	distinct(t, sink.WaitCount(t, 2, 10*time.Second), 2)
 	if n := sink.MaxOpen(); n != 1 {
 		t.Fatalf("%d connections open at once, want 1 (connection_limit)", n)
+	}
+	checkAlive(t, nodes)
+}
+
+// Redis stalled (SIGSTOP: connections accepted, commands never answered) under fail_open:
+// each node notices within redis.timeout, goes on delivering under its share of the limits,
+// nothing is lost, and the shared limits hold again once Redis resumes.
+func TestClusterRedisStallFailOpen(t *testing.T) {
+	t.Parallel()
+	redis := testutil.StartRedis(t)
+	port, sinks := testutil.StartSinks(t, "127.0.0.92")
+	sink := sinks[0]
+	nodes := clusterNodes(t, 2, redis, "slow.test. A 127.0.0.92\n", port,
+		"[[egress.path]]\nsite = \"slow.test\"\nconnection_limit = 2\nmax_message_rate = \"50/s\"\n[redis]\non_unavailable = \"fail_open\"\n")
+	sendRoundRobin(t, nodes, 10, "before", "slow.test")
+	sink.WaitCount(t, 20, 30*time.Second)
+	redis.Pause()
+	paused := true
+	defer func() {
+		if paused {
+			redis.Resume()
+		}
+	}()
+	sendRoundRobin(t, nodes, 10, "during", "slow.test")
+	distinct(t, sink.WaitCount(t, 40, 30*time.Second), 40)
+	for i, n := range nodes {
+		n.WaitStderr("cluster: redis unavailable", 10*time.Second)
+		if c := strings.Count(n.Stderr(), "cluster: redis unavailable"); c != 1 {
+			t.Errorf("node %d logged Redis away %d times, want once", i+1, c)
+		}
+	}
+	redis.Resume()
+	paused = false
+	for _, n := range nodes {
+		n.WaitStderr("cluster: redis is back", 10*time.Second)
+	}
+	sendRoundRobin(t, nodes, 5, "after", "slow.test")
+	distinct(t, sink.WaitCount(t, 50, 30*time.Second), 50)
+	for i, n := range nodes {
+		for _, rec := range n.LogRecords() {
+			if rec["type"] != "Reception" && rec["type"] != "Delivery" {
+				t.Errorf("node %d: unexpected record: %v", i+1, rec)
+			}
+		}
 	}
 	checkAlive(t, nodes)
 }
