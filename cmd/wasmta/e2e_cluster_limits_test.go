@@ -17,7 +17,7 @@ import (
 
 // clusterNodes starts n nodes of cluster "e2e" on redis, delivering through one DNS server
 // (zone) to port; extra (egress paths, [redis] keys) is added to each config, with $NODE
-// replaced by the node's name.
+// replaced by the node's name. lease_ttl is 1s unless extra sets it.
 func clusterNodes(t *testing.T, n int, redis *testutil.Redis, zone string, port int, extra string) []*testutil.Relay {
 	t.Helper()
 	dns := testutil.StartDNS(t, zone)
@@ -29,14 +29,17 @@ func clusterNodes(t *testing.T, n int, redis *testutil.Redis, zone string, port 
 		if !strings.Contains(x, "[redis]") {
 			x += "\n[redis]\n"
 		}
+		ttl := "lease_ttl = \"1s\"\n"
+		if strings.Contains(x, "lease_ttl") {
+			ttl = "" // the test's own
+		}
 		x = strings.Replace(x, "[redis]\n", fmt.Sprintf(`[redis]
 url = %q
 cluster_name = "e2e"
 node_name = %q
-lease_ttl = "1s"
-timeout = "200ms"
+%stimeout = "200ms"
 dial_timeout = "200ms"
-`, redis.URL(), name), 1)
+`, redis.URL(), name, ttl), 1)
 		cfg, addr := testutil.RelayConfig(t, dir, testutil.DeliveryConfig(dns.Addr, port)+x)
 		nodes = append(nodes, testutil.StartRelay(t, relayBin, dir, cfg, addr))
 	}

@@ -90,7 +90,7 @@ func Open(opt Options) (*Client, error) {
 	ro.ClientName = "wasmta:" + opt.Node
 	LogLibraryTo(opt.Diag) // outages are reported once, by the callers' breakers and loops
 	c := &Client{rdb: redis.NewClient(ro), opt: opt, prefix: "wasmta:" + opt.Cluster + ":", closed: make(chan struct{})}
-	c.leases.held, c.leases.done = map[*Lease]struct{}{}, make(chan struct{})
+	c.leases.held, c.leases.done, c.leases.orphans = map[*Lease]struct{}{}, make(chan struct{}), map[string]string{}
 	return c, nil
 }
 

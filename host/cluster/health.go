@@ -119,6 +119,7 @@ func (c *Client) markUp() {
 	if !h.down.Swap(false) {
 		return
 	}
+	go c.dropOrphans() // places left taken by the outage (lease.go)
 	c.opt.Diag.Info("cluster: redis is back; shared limits hold again", "away", time.Since(h.since).Round(time.Millisecond))
 }
 

@@ -76,6 +76,12 @@ type leases struct {
 	stop  sync.Once
 	done  chan struct{}
 	wg    sync.WaitGroup
+	// orphans are members that may be in Redis with no connection behind them: an Acquire
+	// that failed (a timed-out command is still run by a Redis that was only stalled) and a
+	// Release that did not reach Redis. Left alone they would keep their places taken, on
+	// every node, for up to a whole TTL after Redis answers again; they are removed as soon
+	// as it does (markUp) and at every renewal round. member -> key, under mu.
+	orphans map[string]string
 }
 
 func (c *Client) leaseTTL() time.Duration {
@@ -101,8 +107,12 @@ func (c *Client) Acquire(ctx context.Context, key string, limit int) (*Lease, er
 		ok, err = acquireScript.Run(ctx, c.rdb, []string{l.key}, limit, c.leaseTTL().Milliseconds(), l.member).Int64()
 		return err
 	})
-	if err != nil || ok == 0 {
+	if err != nil {
+		c.orphan(l.key, l.member)
 		return nil, err
+	}
+	if ok == 0 {
+		return nil, nil
 	}
 	l.confirmed.Store(asked)
 	c.leases.mu.Lock()
@@ -131,9 +141,53 @@ func (l *Lease) Release() {
 	if l.lost.Load() {
 		return // gone already; removing it again could remove nothing but costs a round trip
 	}
-	_ = c.do(context.Background(), false, func(ctx context.Context) error {
+	if err := c.do(context.Background(), false, func(ctx context.Context) error {
 		return c.rdb.ZRem(ctx, l.key, l.member).Err()
+	}); err != nil {
+		c.orphan(l.key, l.member)
+	}
+}
+
+// orphan records a member that may hold a place in Redis with no connection behind it.
+func (c *Client) orphan(key, member string) {
+	c.leases.mu.Lock()
+	c.leases.orphans[member] = key
+	c.leases.mu.Unlock()
+}
+
+// dropOrphans removes the orphaned members from Redis (one pipeline). A command a stalled
+// Redis received before it stopped answering runs before any sent after it answers again
+// (one thread, each connection's input in order, the old ones first), so the removal made
+// once Redis is back comes after the Acquire it undoes. Members that could not be removed
+// are kept for the next round; each expires within the TTL anyway.
+func (c *Client) dropOrphans() {
+	c.leases.mu.Lock()
+	if len(c.leases.orphans) == 0 {
+		c.leases.mu.Unlock()
+		return
+	}
+	orphans := make(map[string]string, len(c.leases.orphans))
+	for m, k := range c.leases.orphans {
+		orphans[m] = k
+	}
+	c.leases.mu.Unlock()
+	err := c.do(context.Background(), false, func(ctx context.Context) error {
+		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for m, k := range orphans {
+				p.ZRem(ctx, k, m)
+			}
+			return nil
+		})
+		return err
 	})
+	if err != nil {
+		return
+	}
+	c.leases.mu.Lock()
+	for m := range orphans {
+		delete(c.leases.orphans, m)
+	}
+	c.leases.mu.Unlock()
 }
 
 // Leases is how many leases this node holds.
@@ -154,6 +208,7 @@ func (c *Client) startRenewer() {
 			case <-c.leases.done:
 				return
 			case <-t.C:
+				c.dropOrphans()
 				c.renew()
 			}
 		}

@@ -118,3 +118,67 @@ func TestLeaseLost(t *testing.T) {
 		t.Fatal("Acquire without Redis succeeded")
 	}
 }
+
+// A Redis that stalls for a moment (SIGSTOP: a slow disk, a long script) must not leave
+// places taken after it answers again. Two ways a place is left behind: a connection that
+// closes while the breaker says Redis is away releases without reaching it, and an Acquire
+// that timed out is still run by Redis when it resumes, for a lease nobody holds. Either way
+// the limit stays full for a whole lease_ttl after the stall, for every node.
+func TestLeasesOfAStallAreFreedWhenRedisAnswers(t *testing.T) {
+	r := testutil.StartRedis(t)
+	const ttl = 8 * time.Second
+	opt := Options{LeaseTTL: ttl, Timeout: 200 * time.Millisecond}
+	a, b, c := node(t, r, "a", opt), node(t, r, "b", opt), node(t, r, "c", opt)
+	la := acquire(t, a, "site", 2)
+	// b has talked to Redis before, as a running node has: its next command goes out on a
+	// pooled connection (a fresh one would stall in the handshake, before the command).
+	if la == nil || acquire(t, b, "other", 1) == nil {
+		t.Fatal("refused under the limit")
+	}
+	r.Pause()
+	paused := true
+	defer func() {
+		if paused {
+			r.Resume()
+		}
+	}()
+	// b asks while Redis is stalled: it times out, and Redis books the lease when it resumes.
+	if l, err := b.Acquire(context.Background(), "site", 2); err == nil || l != nil {
+		t.Fatalf("Acquire on a stalled Redis: %v, %v", l, err)
+	}
+	// a's connection closes meanwhile: a's breaker is open after a failed command.
+	if _, err := a.Reserve(context.Background(), "x", time.Second, 1, 1); err == nil {
+		t.Fatal("Reserve on a stalled Redis succeeded")
+	}
+	la.Release()
+	r.Resume()
+	paused = false
+	deadline := time.Now().Add(5 * time.Second)
+	for !a.Up() || !b.Up() {
+		if time.Now().After(deadline) {
+			t.Fatal("the nodes did not see Redis back within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	back := time.Now()
+	// Nobody holds a place: both are free for node c, within a couple of probes (not ttl).
+	for {
+		l1 := acquire(t, c, "site", 2)
+		var l2 *Lease
+		if l1 != nil {
+			l2 = acquire(t, c, "site", 2)
+		}
+		if l1 != nil && l2 != nil {
+			break
+		}
+		if l1 != nil {
+			l1.Release()
+		}
+		if time.Since(back) > 3*time.Second {
+			line, _ := r.Do("ZCARD", "wasmta:prod:conns:site")
+			t.Fatalf("places held by no connection %v after Redis answered again (ZCARD %s; lease_ttl %v)", time.Since(back).Round(time.Millisecond), line, ttl)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("both places free %v after Redis answered again", time.Since(back).Round(time.Millisecond))
+}

@@ -122,10 +122,15 @@ func (rq *readyQueue) stop() {
 	rq.mu.Unlock()
 }
 
+// leaseCheck is how often an idle connection holding a lease looks whether it was lost.
+const leaseCheck = 250 * time.Millisecond
+
 // take returns the next message, waiting up to the idle timeout for one when wait is set. On
 // nil the caller's connection slot has been released (in the same critical section, so push
-// never counts a leaving worker).
-func (rq *readyQueue) take(wait bool) *item {
+// never counts a leaving worker). An idle connection whose lease is lost (lease non-nil) stops
+// waiting: its place may be another node's by now (Redis restarted empty or was flushed, or
+// stayed away for a whole lease TTL), and an idle connection is one the destination counts.
+func (rq *readyQueue) take(wait bool, lease Lease) *item {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
 	if wait && len(rq.items) == 0 && !rq.stopping {
@@ -136,10 +141,20 @@ func (rq *readyQueue) take(wait bool) *item {
 		t := clock.AfterFunc(idle, w.wake)
 		defer t.Stop()
 		for len(rq.items) == 0 && !rq.stopping && clock.Now().Before(deadline) {
+			if lease != nil && lease.Lost() {
+				break
+			}
 			rq.idlers = append(rq.idlers, w)
 			rq.idle = len(rq.idlers)
 			rq.mu.Unlock()
+			var check Timer
+			if lease != nil {
+				check = clock.AfterFunc(leaseCheck, w.wake)
+			}
 			<-w.c
+			if check != nil {
+				check.Stop()
+			}
 			rq.mu.Lock()
 			// Still listed when the idle timeout woke it (a push takes it off, stop clears all).
 			if i := slices.Index(rq.idlers, w); i >= 0 {
@@ -361,7 +376,7 @@ func (rq *readyQueue) work() {
 		// could be woken instead of one whose connection is open, and open a connection the
 		// site did not need; in a cluster its place would also be kept from the other nodes.
 		// The next message that finds no idle connection starts a worker again (push).
-		it := rq.take(w.conn != nil)
+		it := rq.take(w.conn != nil, w.lease)
 		if it == nil {
 			return
 		}

@@ -107,6 +107,24 @@ func (r *Redis) Stop() {
 	r.cmd = nil
 }
 
+// Pause stops the server with SIGSTOP: it keeps its connections and data, and clients that
+// send commands see them time out, as with a Redis stuck on a slow disk or a long script.
+// Commands sent meanwhile are run when it resumes.
+func (r *Redis) Pause() {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		r.t.Fatalf("SIGSTOP redis-server: %v", err)
+	}
+}
+
+// Resume continues a paused server (SIGCONT).
+func (r *Redis) Resume() {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		r.t.Fatalf("SIGCONT redis-server: %v", err)
+	}
+}
+
 // Do sends one command over a fresh connection and returns the reply's first line (RESP2,
 // inline) — enough for tests to look at keys without a client library.
 func (r *Redis) Do(args ...string) (string, error) {

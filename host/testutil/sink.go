@@ -349,6 +349,13 @@ func (s *Sink) MaxOpen() int {
 	return s.maxOpen
 }
 
+// Open returns the number of connections open now (served ones, as MaxOpen).
+func (s *Sink) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open
+}
+
 // AuthFailures returns the number of AUTH attempts the sink refused.
 func (s *Sink) AuthFailures() int {
 	s.mu.Lock()
