@@ -9,13 +9,13 @@ import (
 	"github.com/wasmta/wasmta/host/testutil"
 )
 
-// Below spool.min_free a DSN is new mail and is refused for space. The message whose failure it
-// reports must stay spooled and its DSN be retried, so that the sender learns once space is
-// back; removing the message anyway lost the DSN for good. The real binary, its spool on a
-// tmpfs filled below the reserve with a ballast; the failure is the sink's 550.
-func TestDiskFullDSNRetriedWhenSpaceReturns(t *testing.T) {
+// bounceBelowReserve starts a relay on a small tmpfs, has it accept a message from sender to
+// rcpt that the sink defers (451), fills the tmpfs below spool.min_free with the returned
+// ballast file, and makes the sink's next answer a 550: the message is about to bounce, with
+// no room for its DSN.
+func bounceBelowReserve(t *testing.T, sender, rcpt string) (*diskEnv, string) {
+	t.Helper()
 	e := newDiskEnv(t) // the sink answers 451 to every RCPT for now: the message stays queued
-	const sender, rcpt = "s@example.com", "gone@example.com"
 	q, err := dialQuiet(e.relay.SMTP)
 	if err != nil {
 		t.Fatal(err)
@@ -26,10 +26,19 @@ func TestDiskFullDSNRetriedWhenSpaceReturns(t *testing.T) {
 		t.Fatalf("send: %d %v", code, err)
 	}
 	e.relay.WaitLog(func(r map[string]any) bool { return r["type"] == "TransientFailure" && r["recipient"] == rcpt }, 20*time.Second)
-
 	ballast := testutil.Ballast(t, e.fs, "ballast", diskReserve-8<<20)
 	e.relay.WaitStderr("spool free space below spool.min_free", 20*time.Second)
 	e.sink.SetBehavior(testutil.Behavior{Mode: testutil.PermFail, Times: 1}) // the next attempt: 550
+	return e, ballast
+}
+
+// Below spool.min_free a DSN is new mail and is refused for space. The message whose failure it
+// reports must stay spooled and its DSN be retried, so that the sender learns once space is
+// back; removing the message anyway lost the DSN for good. The real binary, its spool on a
+// tmpfs filled below the reserve with a ballast; the failure is the sink's 550.
+func TestDiskFullDSNRetriedWhenSpaceReturns(t *testing.T) {
+	const sender, rcpt = "s@example.com", "gone@example.com"
+	e, ballast := bounceBelowReserve(t, sender, rcpt)
 	e.relay.WaitLog(func(r map[string]any) bool { return r["type"] == "Bounce" && r["recipient"] == rcpt }, 20*time.Second)
 	e.alive()
 	dsns := func() int {
@@ -87,21 +96,8 @@ func TestDiskFullDSNRetriedWhenSpaceReturns(t *testing.T) {
 // learns of the bounce. The kill comes as soon as the Bounce record is in the log,
 // within the spool's lazy commit delay.
 func TestDiskFullDSNHoldSurvivesKill(t *testing.T) {
-	e := newDiskEnv(t)
 	const sender, rcpt = "s@example.com", "held@example.com"
-	q, err := dialQuiet(e.relay.SMTP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, err := q.send(sender, rcpt, testutil.Message(sender, rcpt, "will bounce", "hello\r\n"))
-	q.Close()
-	if err != nil || code != 250 {
-		t.Fatalf("send: %d %v", code, err)
-	}
-	e.relay.WaitLog(func(r map[string]any) bool { return r["type"] == "TransientFailure" && r["recipient"] == rcpt }, 20*time.Second)
-	ballast := testutil.Ballast(t, e.fs, "ballast", diskReserve-8<<20)
-	e.relay.WaitStderr("spool free space below spool.min_free", 20*time.Second)
-	e.sink.SetBehavior(testutil.Behavior{Mode: testutil.PermFail, Times: 1}) // the next attempt: 550
+	e, ballast := bounceBelowReserve(t, sender, rcpt)
 	bounced := func() bool {
 		for _, r := range e.relay.LogRecords() {
 			if r["type"] == "Bounce" && r["recipient"] == rcpt {
