@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -10,16 +11,16 @@ import (
 // a get_egress_path_config still running when a reload swaps the plugin.
 type gatedPaths struct {
 	staticPaths
-	asked chan struct{}
+	asked chan struct{} // capacity 1: the first question is reported whether or not the test waits yet
 	gate  chan struct{}
+	once  atomic.Bool
 }
 
 func (g *gatedPaths) EgressPath(ctx context.Context, routingDomain, source, site string) (Path, error) {
 	p, err := g.staticPaths.EgressPath(ctx, routingDomain, source, site)
-	select {
-	case g.asked <- struct{}{}:
+	if g.once.CompareAndSwap(false, true) { // only the first question is held
+		g.asked <- struct{}{}
 		<-g.gate
-	default:
 	}
 	return p, err
 }
@@ -31,13 +32,17 @@ func (g *gatedPaths) EgressPath(ctx context.Context, routingDomain, source, site
 func TestPathFetchedAcrossReloadNotKept(t *testing.T) {
 	old, fresh := &fakeDialer{}, &fakeDialer{}
 	paths := &gatedPaths{staticPaths: staticPaths{path: Path{Dialer: old, MaxDeliveriesPerConnection: 1}},
-		asked: make(chan struct{}), gate: make(chan struct{})}
+		asked: make(chan struct{}, 1), gate: make(chan struct{})}
 	h := newHarness(t, Config{RetryInterval: time.Minute, MaxAge: week}, func(o *Options) {
 		o.Paths = paths
 		o.IdleTimeout = time.Hour
 	})
 	h.submit(1)
-	<-paths.asked // the old plugin is answering
+	select { // the old plugin is answering
+	case <-paths.asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("get_egress_path_config was never asked")
+	}
 	paths.mu.Lock()
 	paths.path.Dialer = fresh // the reload: the new plugin answers with another path
 	paths.mu.Unlock()
