@@ -94,6 +94,7 @@ path = "$OUT/data/spool"
 
 [smtp]
 listen = ["$LOOP:$SMTP_PORT"]
+max_connections_per_ip = 10000  # every smtp-source session comes from 127.0.0.1
 
 [http]
 listen = ""
